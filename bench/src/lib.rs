@@ -1,0 +1,2 @@
+//! trove-bench: load generators, baselines and reports for `trove bench`.
+pub mod cli;

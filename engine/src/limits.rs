@@ -1,0 +1,88 @@
+//! Every limit and default of the engine, with its unit and why.
+//!
+//! Relations between limits are checked at compile time below, so that a
+//! change to one cannot silently break an alignment another relies on.
+
+use std::time::Duration;
+
+/// O_DIRECT alignment of file offsets, lengths and buffers, in bytes. 4 KiB
+/// covers every NVMe and virtio disk we run on (logical block <= 4 KiB).
+pub const ALIGN_BYTES: u64 = 4096;
+
+/// Granularity of content checksums, in bytes. A block is verified before a
+/// single byte of it is sent, so this is also the unit of read I/O and the
+/// most a reader holds per in-flight read.
+pub const BLOCK_BYTES: u64 = 256 * 1024;
+
+/// Reads a stream keeps in flight ahead of the block it is sending. 4 x 256
+/// KiB keeps one NVMe queue busy without holding more than 1 MiB per stream.
+pub const READ_AHEAD_BLOCKS: usize = 4;
+
+/// Size of one write buffer of the object writer, in bytes.
+pub const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Write buffers the object writer keeps in flight before it waits.
+pub const WRITE_BEHIND: usize = 4;
+
+/// Files up to this size are read whole with one I/O on open: a small warm
+/// hit costs open + statx + one read + close.
+pub const SMALL_FILE_BYTES: u64 = 64 * 1024;
+
+/// Longest namespace, in bytes.
+pub const NAMESPACE_MAX_BYTES: usize = 128;
+/// Longest object key, in bytes (after percent-decoding).
+pub const KEY_MAX_BYTES: usize = 1024;
+
+/// Depth of each cross-shard request channel. A full channel makes the
+/// sender wait: that is the back-pressure between shards.
+pub const CROSS_SHARD_CHANNEL_DEPTH: usize = 1024;
+
+/// How often a shard flushes the access-recency notes it gathered for keys
+/// other shards own. Recency is advisory; it never waits on the owner.
+pub const TOUCH_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Most recency notes buffered per owner before the oldest are dropped.
+pub const TOUCH_BUFFER_MAX: usize = 65_536;
+
+/// How often an owner sweeps its index for expired objects.
+pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a reader following an object that is still landing from the
+/// remote tier looks for new bytes.
+pub const LANDING_POLL_INTERVAL: Duration = Duration::from_micros(250);
+
+/// Size of the ranged GETs a remote fetch splits a large object into, and
+/// of the parts of a multipart upload, in bytes. S3 needs parts >= 5 MiB.
+pub const REMOTE_PART_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Objects (sealed file size) above this are uploaded with multipart.
+pub const MULTIPART_THRESHOLD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Ranged GETs or part uploads one remote transfer keeps in flight.
+pub const REMOTE_PARALLELISM: usize = 4;
+
+/// The first GET of a remote fetch asks for this many bytes from the end of
+/// the object: it carries the trailer (and all of a small object).
+pub const REMOTE_TAIL_BYTES: u64 = 64 * 1024;
+
+/// Default time to connect to the remote tier.
+pub const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default time for the remote tier to answer a request with its head.
+pub const REMOTE_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest remote response head or error body we read, in bytes.
+pub const REMOTE_SMALL_BODY_MAX_BYTES: usize = 1024 * 1024;
+
+/// Lifetime of a presigned S3 URL; it is used at once.
+pub const REMOTE_SIGN_TTL: Duration = Duration::from_secs(300);
+
+/// Longest time-to-live accepted on an object: 10 years, in seconds.
+pub const TTL_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+const _: () = assert!(BLOCK_BYTES % ALIGN_BYTES == 0);
+const _: () = assert!(WRITE_CHUNK_BYTES as u64 % BLOCK_BYTES == 0);
+const _: () = assert!(REMOTE_PART_BYTES % BLOCK_BYTES == 0);
+const _: () = assert!(REMOTE_TAIL_BYTES % ALIGN_BYTES == 0);
+const _: () = assert!(REMOTE_PART_BYTES >= 5 * 1024 * 1024);
+const _: () = assert!(SMALL_FILE_BYTES % ALIGN_BYTES == 0);

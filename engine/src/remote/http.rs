@@ -1,0 +1,110 @@
+//! A minimal HTTP/1.1 client on the shard's own executor, for S3 requests.
+//!
+//! One connection per request (keeps failure handling simple and is cheap
+//! on loopback and in-datacenter), hyper's client state machine over
+//! glommio's TcpStream, with bounded time to connect and to the response
+//! head. URLs are presigned and carry credentials in their query string, so
+//! this module never logs a URL.
+
+use crate::net::HyperIo;
+use crate::remote::RemoteError;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+use url::Url;
+
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+/// Sends one request and returns the response with its body unread.
+pub async fn send(
+    op: &'static str,
+    method: Method,
+    url: &Url,
+    headers: &[(&str, String)],
+    body: Bytes,
+    timeouts: &Timeouts,
+) -> Result<Response<Incoming>, RemoteError> {
+    let host = url.host_str().ok_or_else(|| RemoteError::Config("the S3 endpoint has no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(80);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: e.to_string() })?
+        .next()
+        .ok_or_else(|| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: "no address".into() })?;
+    let stream = glommio::net::TcpStream::connect_timeout(addr, timeouts.connect)
+        .await
+        .map_err(|e| RemoteError::Connect { endpoint: addr.to_string(), reason: std::io::Error::from(e).to_string() })?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(HyperIo::new(stream))
+        .await
+        .map_err(|e| RemoteError::Http { op, reason: e.to_string() })?;
+    glommio::spawn_local(async move {
+        let _ = conn.await;
+    })
+    .detach();
+
+    let path_and_query = match url.query() {
+        Some(q) => format!("{}?{}", url.path(), q),
+        None => url.path().to_owned(),
+    };
+    let host_header = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_owned(),
+    };
+    let mut req = Request::builder().method(method).uri(path_and_query).header(http::header::HOST, host_header);
+    for (name, value) in headers {
+        req = req.header(*name, value.as_str());
+    }
+    let len = body.len();
+    let req = req
+        .header(http::header::CONTENT_LENGTH, len)
+        .body(Full::new(body))
+        .map_err(|e| RemoteError::Protocol { op, what: e.to_string() })?;
+    let response = futures_lite::future::or(
+        async { sender.send_request(req).await.map_err(|e| RemoteError::Http { op, reason: e.to_string() }) },
+        async {
+            glommio::timer::sleep(timeouts.response).await;
+            Err(RemoteError::Timeout { op, after: timeouts.response })
+        },
+    )
+    .await?;
+    Ok(response)
+}
+
+/// Reads a whole small body (an error document, an XML reply), bounded.
+pub async fn read_small(op: &'static str, body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, RemoteError> {
+    let collect = async {
+        let mut out = Vec::new();
+        let mut body = body;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| RemoteError::Http { op, reason: e.to_string() })?;
+            if let Some(data) = frame.data_ref() {
+                if out.len() + data.len() > max {
+                    return Err(RemoteError::Protocol { op, what: format!("reply over {max} bytes") });
+                }
+                out.extend_from_slice(data);
+            }
+        }
+        Ok(Bytes::from(out))
+    };
+    futures_lite::future::or(collect, async {
+        glommio::timer::sleep(timeout).await;
+        Err(RemoteError::Timeout { op, after: timeout })
+    })
+    .await
+}
+
+/// Turns a non-success response into an error that quotes S3's message.
+pub async fn status_error(op: &'static str, resp: Response<Incoming>, timeout: Duration) -> RemoteError {
+    let status = resp.status().as_u16();
+    let body = read_small(op, resp.into_body(), 4096, timeout).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&body);
+    let code = text.split("<Code>").nth(1).and_then(|s| s.split("</Code>").next()).unwrap_or("").to_owned();
+    RemoteError::Status { op, status, code }
+}

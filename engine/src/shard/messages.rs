@@ -1,0 +1,33 @@
+//! The cross-shard protocol: what one shard may ask of an owner. Every
+//! message is Send; replies travel on a oneshot channel.
+
+use crate::key::ObjectKey;
+use crate::remote::RemoteError;
+use crate::store::landing::Landing;
+use crate::EngineError;
+use futures_channel::oneshot;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub enum ShardRequest {
+    /// Publish a synced tmp file as the object `hash`.
+    Commit { hash: u128, tmp: PathBuf, disk_bytes: u64, expires_ms: u64, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// Remove the object; replies whether there was one.
+    Remove { hash: u128, reply: oneshot::Sender<Result<bool, EngineError>> },
+    /// Drop an object a reader found corrupt or expired. No reply.
+    Drop { hash: u128 },
+    /// These objects were read (recency for eviction). No reply.
+    Touch { hashes: Vec<u128> },
+    /// Local miss: find the object in the remote tier, once for all askers.
+    Fetch { key: ObjectKey, reply: oneshot::Sender<FetchReply> },
+}
+
+/// The owner's answer to a fetch.
+pub enum FetchReply {
+    /// It is (now) sealed in the local tier: open it.
+    Local,
+    /// It is landing: follow it.
+    Landing(Arc<Landing>),
+    NotFound,
+    Failed(RemoteError),
+}

@@ -1,0 +1,126 @@
+//! What an owner shard does when asked: publish, remove, note recency, and
+//! run the one remote fetch of a key (singleflight) for every asker on
+//! every shard.
+
+use super::messages::{FetchReply, ShardRequest};
+use super::{Flight, Shard};
+use crate::key::ObjectKey;
+use crate::remote::{fetch, RemoteError};
+use crate::stats::bump;
+use crate::EngineError;
+use futures_channel::oneshot;
+use std::path::Path;
+use std::rc::Rc;
+
+impl Shard {
+    /// Serves one request from another shard.
+    pub(crate) async fn handle(self: Rc<Self>, req: ShardRequest) {
+        match req {
+            ShardRequest::Commit { hash, tmp, disk_bytes, expires_ms, reply } => {
+                let _ = reply.send(self.owner_commit(hash, &tmp, disk_bytes, expires_ms).await);
+            }
+            ShardRequest::Remove { hash, reply } => {
+                let r = self.local.remove(hash).await;
+                self.refresh_local_gauges();
+                let _ = reply.send(r);
+            }
+            ShardRequest::Drop { hash } => {
+                let _ = self.local.remove(hash).await;
+                self.refresh_local_gauges();
+            }
+            ShardRequest::Touch { hashes } => {
+                for h in hashes {
+                    self.local.touch(h);
+                }
+            }
+            ShardRequest::Fetch { key, reply } => {
+                let _ = reply.send(self.owner_fetch(key).await);
+            }
+        }
+    }
+
+    pub(crate) async fn owner_commit(&self, hash: u128, tmp: &Path, disk_bytes: u64, expires_ms: u64) -> Result<(), EngineError> {
+        let evicted = self.local.commit(hash, tmp, disk_bytes, expires_ms).await;
+        if let Ok(ev) = &evicted {
+            bump(&self.stats().evictions, ev.len() as u64);
+        }
+        self.refresh_local_gauges();
+        evicted.map(|_| ())
+    }
+
+    /// Finds `key` in the remote tier. The first asker starts the fetch;
+    /// everyone else, on any shard, joins it.
+    pub(crate) async fn owner_fetch(self: &Rc<Self>, key: ObjectKey) -> FetchReply {
+        let hash = key.hash();
+        if self.local.index.borrow().get(hash).is_some() {
+            return FetchReply::Local;
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut flights = self.flights.borrow_mut();
+            match flights.get_mut(&hash) {
+                Some(Flight::Starting(waiters)) => {
+                    waiters.push(tx);
+                    bump(&self.stats().singleflight_followers, 1);
+                }
+                Some(Flight::Landing(l)) => {
+                    bump(&self.stats().singleflight_followers, 1);
+                    return FetchReply::Landing(l.clone());
+                }
+                None => {
+                    flights.insert(hash, Flight::Starting(vec![tx]));
+                    glommio::spawn_local(self.clone().run_fetch(key)).detach();
+                }
+            }
+        }
+        rx.await.unwrap_or_else(|_| FetchReply::Failed(RemoteError::LocalIo("the fetch was abandoned".into())))
+    }
+
+    async fn run_fetch(self: Rc<Self>, key: ObjectKey) {
+        let hash = key.hash();
+        let remote = self.remote.clone().expect("fetches run only with a remote tier");
+        let tmp = self.layout().tmp_path(self.id);
+        let dest = self.layout().object_path(self.id, hash);
+        let me = self.clone();
+        let landed = fetch::land(&remote, &key, tmp.clone(), dest, move |landing| {
+            let previous = me.flights.borrow_mut().insert(hash, Flight::Landing(landing.clone()));
+            if let Some(Flight::Starting(waiters)) = previous {
+                for w in waiters {
+                    let _ = w.send(FetchReply::Landing(landing.clone()));
+                }
+            }
+        })
+        .await;
+        let outcome = match landed {
+            Ok(Some(landing)) => match self.owner_commit(hash, &tmp, landing.file_len, landing.meta.expires_ms).await {
+                Ok(()) => {
+                    landing.mark_sealed();
+                    bump(&self.stats().remote_hits, 1);
+                    bump(&self.stats().local_bytes_written, landing.meta.data_len);
+                    FetchReply::Local
+                }
+                Err(e) => {
+                    landing.mark_failed();
+                    let _ = glommio::io::remove(&tmp).await;
+                    FetchReply::Failed(RemoteError::LocalIo(e.to_string()))
+                }
+            },
+            Ok(None) => {
+                bump(&self.stats().remote_misses, 1);
+                FetchReply::NotFound
+            }
+            Err(e) => FetchReply::Failed(e),
+        };
+        // Askers still waiting for the trailer get the outcome.
+        if let Some(Flight::Starting(waiters)) = self.flights.borrow_mut().remove(&hash) {
+            for w in waiters {
+                let _ = w.send(match &outcome {
+                    FetchReply::Local => FetchReply::Local,
+                    FetchReply::NotFound => FetchReply::NotFound,
+                    FetchReply::Failed(e) => FetchReply::Failed(e.clone()),
+                    FetchReply::Landing(l) => FetchReply::Landing(l.clone()),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Starting and stopping the shards.
+//!
+//! `start` recovers the data directory, then spawns one glommio executor
+//! per shard pinned to its CPU. Each shard joins the cross-shard mesh,
+//! rebuilds its index, starts its background jobs (recency flush, expiry
+//! sweep) and runs the caller's `serve` future (the HTTP face). Shutdown is
+//! two-phase: each shard's `serve` returns once it has drained; the shard
+//! keeps answering other shards' requests until every shard has drained,
+//! so an in-flight PUT on one shard can still commit on another.
+
+use super::messages::ShardRequest;
+use super::{NodeShared, Shard};
+use crate::config::NodeConfig;
+use crate::key::ShardId;
+use crate::limits::{CROSS_SHARD_CHANNEL_DEPTH, EXPIRY_SWEEP_INTERVAL, TOUCH_FLUSH_INTERVAL};
+use crate::remote::RemoteTier;
+use crate::stats::{bump, ShardStats};
+use crate::store::{recover, Layout, LocalTier};
+use crate::EngineError;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running node: its shared state and its executor threads.
+pub struct NodeHandle {
+    pub shared: Arc<NodeShared>,
+    joins: Vec<ExecutorJoinHandle<Result<(), EngineError>>>,
+}
+
+impl NodeHandle {
+    /// Waits for every shard to stop; returns the first shard error.
+    pub fn join(self) -> Result<(), EngineError> {
+        let mut first = Ok(());
+        for (i, j) in self.joins.into_iter().enumerate() {
+            let r = match j.join() {
+                Ok(r) => r,
+                Err(e) => Err(EngineError::Io {
+                    op: "running shard",
+                    path: format!("shard {i}").into(),
+                    source: std::io::Error::other(e.to_string()),
+                }),
+            };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+/// Starts the node. `serve` runs once per shard and must return when
+/// `shard.node.is_stopping()` and its connections have drained.
+pub fn start<F, Fut>(config: NodeConfig, serve: F) -> Result<NodeHandle, EngineError>
+where
+    F: Fn(Rc<Shard>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let nr = config.shards.max(1);
+    assert!(nr <= usize::from(ShardId::MAX), "shard count fits ShardId");
+    let layout = Layout::new(config.data_dir.clone());
+    std::fs::create_dir_all(layout.root()).map_err(|e| EngineError::io("creating data dir", layout.root(), e))?;
+    recover::prepare(&layout, nr)?;
+    let shared = Arc::new(NodeShared {
+        config: config.clone(),
+        layout,
+        stats: (0..nr).map(|_| Arc::new(ShardStats::default())).collect(),
+        stopping: AtomicBool::new(false),
+        drained: AtomicUsize::new(0),
+        serving: AtomicUsize::new(0),
+    });
+    // Validate the remote config once, up front, for a clear error.
+    if let Some(rc) = &config.remote {
+        RemoteTier::new(rc, shared.stats[0].clone())?;
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mesh = MeshBuilder::<ShardRequest, _>::full(nr, CROSS_SHARD_CHANNEL_DEPTH);
+    let mut joins = Vec::with_capacity(nr);
+    for id in 0..nr {
+        let (shared, mesh, serve) = (shared.clone(), mesh.clone(), serve.clone());
+        let cpu = (config.first_cpu + id) % cpus;
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("trove-shard-{id}"))
+            .spin_before_park(config.spin_before_park)
+            .spawn(move || async move { run_shard(id as ShardId, shared, mesh, serve).await })
+            .map_err(|e| EngineError::Io { op: "starting shard", path: format!("cpu {cpu}").into(), source: e.into() })?;
+        joins.push(handle);
+    }
+    Ok(NodeHandle { shared, joins })
+}
+
+async fn run_shard<F, Fut>(
+    id: ShardId,
+    node: Arc<NodeShared>,
+    mesh: MeshBuilder<ShardRequest, glommio::channels::channel_mesh::Full>,
+    serve: F,
+) -> Result<(), EngineError>
+where
+    F: Fn(Rc<Shard>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let index = recover::rebuild_index(&node.layout, id, crate::now_ms()).await?;
+    let (senders, mut receivers) = mesh.join().await.map_err(|_| EngineError::ShardGone { shard: id })?;
+    let stats = node.stats[usize::from(id)].clone();
+    let remote = match &node.config.remote {
+        Some(rc) => Some(Rc::new(RemoteTier::new(rc, stats)?)),
+        None => None,
+    };
+    let capacity = node.config.local_capacity_bytes / node.nr_shards() as u64;
+    let shard = Rc::new(Shard {
+        id,
+        local: LocalTier::new(id, node.layout.clone(), capacity, index),
+        remote,
+        senders,
+        flights: RefCell::new(HashMap::new()),
+        pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),
+        node: node.clone(),
+    });
+    // Capacity may have shrunk since the last run.
+    shard.local.evict_to_capacity().await;
+    shard.refresh_local_gauges();
+
+    for (_, rx) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            while let Some(req) = rx.recv().await {
+                glommio::spawn_local(shard.clone().handle(req)).detach();
+            }
+        })
+        .detach();
+    }
+    let background = glommio::spawn_local(background_jobs(shard.clone()));
+
+    serve(shard.clone()).await;
+
+    node.drained.fetch_add(1, Ordering::AcqRel);
+    while node.drained.load(Ordering::Acquire) < node.nr_shards() {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    background.cancel().await;
+    Ok(())
+}
+
+/// Periodic work of a shard: flush recency notes to their owners, and
+/// remove this shard's expired objects.
+async fn background_jobs(shard: Rc<Shard>) {
+    let mut since_sweep = Duration::ZERO;
+    loop {
+        glommio::timer::sleep(TOUCH_FLUSH_INTERVAL).await;
+        let batches: Vec<Vec<u128>> = shard.pending_touches.borrow_mut().iter_mut().map(std::mem::take).collect();
+        for (owner, hashes) in batches.into_iter().enumerate() {
+            if !hashes.is_empty() {
+                // Advisory: when the owner's queue is full, drop the notes.
+                let _ = shard.senders.try_send_to(owner, ShardRequest::Touch { hashes });
+            }
+        }
+        since_sweep += TOUCH_FLUSH_INTERVAL;
+        if since_sweep >= EXPIRY_SWEEP_INTERVAL {
+            since_sweep = Duration::ZERO;
+            let expired = shard.local.index.borrow().expired(crate::now_ms());
+            for hash in expired {
+                if shard.local.remove(hash).await.is_ok() {
+                    bump(&shard.stats().expirations, 1);
+                }
+            }
+            shard.refresh_local_gauges();
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Counters, one set per shard. Each shard bumps only its own (relaxed
+//! atomics, no contention); any shard may read all of them to answer
+//! `/api/v1/stats` or `/metrics` without a cross-shard hop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($name:ident: $doc:literal,)*) => {
+        #[derive(Debug, Default)]
+        pub struct ShardStats {
+            $(#[doc = $doc] pub $name: AtomicU64,)*
+        }
+
+        impl ShardStats {
+            /// Every counter as (name, doc, value), for the metrics pages.
+            pub fn snapshot(&self) -> Vec<(&'static str, &'static str, u64)> {
+                vec![$((stringify!($name), $doc, self.$name.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    requests: "HTTP requests served by this shard",
+    local_hits: "reads found in the local tier",
+    local_misses: "reads not found in the local tier",
+    local_bytes_read: "object bytes served from the local tier",
+    local_bytes_written: "object bytes written to the local tier",
+    local_objects: "objects this shard owns in the local tier",
+    local_used_bytes: "bytes on disk of the objects this shard owns",
+    evictions: "objects evicted to stay within capacity",
+    expirations: "objects removed because their time-to-live ran out",
+    checksum_failures: "objects found corrupt and removed",
+    remote_hits: "local misses found in the remote tier",
+    remote_misses: "local misses not in the remote tier either",
+    remote_get_requests: "GET requests sent to the remote tier",
+    remote_put_requests: "PUT and upload-part requests sent to the remote tier",
+    remote_bytes_read: "bytes received from the remote tier",
+    remote_bytes_written: "bytes sent to the remote tier",
+    remote_errors: "failed remote tier requests",
+    singleflight_followers: "reads that joined a remote fetch already in flight",
+}
+
+pub fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}

@@ -1,0 +1,271 @@
+//! Reading sealed objects: open, check the trailer, stream verified blocks.
+//!
+//! Any shard may read any sealed file: this is what lets a warm hit be
+//! served by the shard that holds the connection, with no cross-core hop.
+//! Every block is checked against its xxh3 sum before a byte of it is
+//! handed out; a mismatch ends the stream with [`EngineError::Corrupt`] and
+//! the file is removed, so corrupt bytes are never served. Reads go through
+//! io_uring with O_DIRECT, READ_AHEAD_BLOCKS at a time; a stream holds at
+//! most that many blocks in memory.
+
+use crate::error::EngineError;
+use crate::limits::{ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_BLOCKS, SMALL_FILE_BYTES};
+use crate::store::format::{self, ObjectMeta};
+use crate::store::landing::{Landing, LandingState};
+use bytes::Buf;
+use futures_lite::Stream;
+use glommio::io::{DmaFile, ReadResult};
+use std::collections::VecDeque;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// A slice of object data straight from a DMA read buffer (no copy).
+pub struct DataChunk {
+    buf: ReadResult,
+    pos: usize,
+    end: usize,
+}
+
+impl DataChunk {
+    pub fn len(&self) -> usize {
+        self.end - self.pos
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.end
+    }
+}
+
+impl Buf for DataChunk {
+    fn remaining(&self) -> usize {
+        self.end - self.pos
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.buf[self.pos..self.end]
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.remaining(), "advance past the end of a chunk");
+        self.pos += cnt;
+    }
+}
+
+/// An open object: its trailer is checked, its data not yet read.
+pub struct SealedObject {
+    file: Rc<DmaFile>,
+    path: PathBuf,
+    pub meta: ObjectMeta,
+    /// The whole file of a small object, read on open.
+    whole: Option<ReadResult>,
+    /// Set while the file is still landing from the remote tier.
+    landing: Option<Arc<Landing>>,
+}
+
+impl SealedObject {
+    /// Opens the sealed file at `path`; `Ok(None)` when there is none.
+    /// A file that fails its trailer checks is removed and reported corrupt.
+    pub async fn open(path: &Path) -> Result<Option<Self>, EngineError> {
+        let file = match DmaFile::open(path).await {
+            Ok(f) => f,
+            Err(e) => {
+                let e = std::io::Error::from(e);
+                if e.kind() == ErrorKind::NotFound {
+                    return Ok(None);
+                }
+                return Err(EngineError::io("opening", path, e));
+            }
+        };
+        let file_len = file.file_size().await.map_err(|e| EngineError::glommio("sizing", path, e))?;
+        let checked = Self::read_trailer(&file, path, file_len).await;
+        match checked {
+            Ok((meta, whole)) => Ok(Some(Self { file: Rc::new(file), path: path.to_owned(), meta, whole, landing: None })),
+            Err(e) => {
+                let _ = file.close().await;
+                remove_corrupt(path).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens a file that is landing (or has just landed) from the remote tier.
+    pub async fn open_landing(landing: Arc<Landing>) -> Result<Self, EngineError> {
+        let file = match DmaFile::open(&landing.tmp_path).await {
+            Ok(f) => f,
+            // Sealed and renamed between the reply and this open.
+            Err(_) => DmaFile::open(&landing.final_path)
+                .await
+                .map_err(|e| EngineError::glommio("opening", &landing.final_path, e))?,
+        };
+        Ok(Self {
+            file: Rc::new(file),
+            path: landing.final_path.clone(),
+            meta: landing.meta.clone(),
+            whole: None,
+            landing: Some(landing),
+        })
+    }
+
+    async fn read_trailer(
+        file: &DmaFile,
+        path: &Path,
+        file_len: u64,
+    ) -> Result<(ObjectMeta, Option<ReadResult>), EngineError> {
+        let corrupt = |what: String| EngineError::Corrupt { path: path.to_owned(), what };
+        if file_len < ALIGN_BYTES || file_len % ALIGN_BYTES != 0 {
+            return Err(corrupt(format!("length {file_len} is not a sealed file's")));
+        }
+        if file_len <= SMALL_FILE_BYTES {
+            let all = file.read_at_aligned(0, file_len as usize).await.map_err(|e| EngineError::glommio("reading", path, e))?;
+            if all.len() as u64 != file_len {
+                return Err(corrupt("short read".into()));
+            }
+            let tlen = format::decode_tail(&all, file_len).map_err(|e| corrupt(e.to_string()))?;
+            let meta = format::decode_trailer(&all[(file_len - tlen) as usize..], file_len).map_err(|e| corrupt(e.to_string()))?;
+            return Ok((meta, Some(all)));
+        }
+        let last = file
+            .read_at_aligned(file_len - ALIGN_BYTES, ALIGN_BYTES as usize)
+            .await
+            .map_err(|e| EngineError::glommio("reading", path, e))?;
+        let tlen = format::decode_tail(&last, file_len).map_err(|e| corrupt(e.to_string()))?;
+        let trailer = if tlen == ALIGN_BYTES {
+            last
+        } else {
+            file.read_at_aligned(file_len - tlen, tlen as usize).await.map_err(|e| EngineError::glommio("reading", path, e))?
+        };
+        let meta = format::decode_trailer(&trailer, file_len).map_err(|e| corrupt(e.to_string()))?;
+        Ok((meta, None))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The data bytes `[start, end)` as verified chunks. `end` is clamped to
+    /// the data length.
+    pub fn stream(self, start: u64, end: u64) -> impl Stream<Item = Result<DataChunk, EngineError>> {
+        let end = end.min(self.meta.data_len);
+        let first_block = start / BLOCK_BYTES;
+        let state = StreamState {
+            obj: Rc::new(self),
+            start,
+            end,
+            next_read: first_block,
+            next_yield: first_block,
+            pending: VecDeque::new(),
+            failed: false,
+        };
+        futures_lite::stream::unfold(state, |mut st| async move {
+            let item = st.next().await?;
+            Some((item, st))
+        })
+    }
+}
+
+struct StreamState {
+    obj: Rc<SealedObject>,
+    start: u64,
+    end: u64,
+    next_read: u64,
+    next_yield: u64,
+    pending: VecDeque<glommio::Task<Result<ReadResult, EngineError>>>,
+    failed: bool,
+}
+
+impl StreamState {
+    async fn next(&mut self) -> Option<Result<DataChunk, EngineError>> {
+        if self.failed || self.start >= self.end {
+            return None;
+        }
+        let block = self.next_yield;
+        let block_start = block * BLOCK_BYTES;
+        if block_start >= self.end {
+            return None;
+        }
+        let block_len = (self.obj.meta.data_len - block_start).min(BLOCK_BYTES);
+        let buf = match &self.obj.whole {
+            Some(all) => all.clone(),
+            None => {
+                self.fill_read_ahead();
+                let task = self.pending.pop_front().expect("read-ahead keeps the next block queued");
+                match task.await {
+                    Ok(buf) => buf,
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+        };
+        // For a small object `buf` is the whole file, else it is this block.
+        let at = if self.obj.whole.is_some() { block_start as usize } else { 0 };
+        if buf.len() < at + block_len as usize {
+            self.failed = true;
+            return Some(Err(self.corrupt(format!("block {block} is short")).await));
+        }
+        if let Err(e) = format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]) {
+            self.failed = true;
+            return Some(Err(self.corrupt(e.to_string()).await));
+        }
+        self.next_yield += 1;
+        let from = self.start.max(block_start) - block_start;
+        let to = self.end.min(block_start + block_len) - block_start;
+        Some(Ok(DataChunk { buf, pos: at + from as usize, end: at + to as usize }))
+    }
+
+    fn fill_read_ahead(&mut self) {
+        let last_block = (self.end - 1) / BLOCK_BYTES;
+        while self.pending.len() < READ_AHEAD_BLOCKS && self.next_read <= last_block {
+            let pos = self.next_read * BLOCK_BYTES;
+            let len = format::align_up((self.obj.meta.data_len - pos).min(BLOCK_BYTES));
+            let obj = self.obj.clone();
+            self.pending.push_back(glommio::spawn_local(async move {
+                if let Some(landing) = &obj.landing {
+                    wait_landed(landing, pos + len).await?;
+                }
+                obj.file.read_at_aligned(pos, len as usize).await.map_err(|e| EngineError::glommio("reading", &obj.path, e))
+            }));
+            self.next_read += 1;
+        }
+    }
+
+    async fn corrupt(&self, what: String) -> EngineError {
+        tracing::error!(path = %self.obj.path.display(), %what, "checksum mismatch; removing object");
+        if self.obj.landing.is_none() {
+            remove_corrupt(&self.obj.path).await;
+        }
+        EngineError::Corrupt { path: self.obj.path.clone(), what }
+    }
+}
+
+/// Waits until `landing` has written `need` bytes, or fails.
+async fn wait_landed(landing: &Landing, need: u64) -> Result<(), EngineError> {
+    let need = need.min(landing.file_len);
+    loop {
+        if landing.landed() >= need {
+            return Ok(());
+        }
+        match landing.state() {
+            LandingState::Sealed => return Ok(()),
+            LandingState::Failed => {
+                return Err(EngineError::Io {
+                    op: "following remote fetch of",
+                    path: landing.final_path.clone(),
+                    source: std::io::Error::other("the remote fetch failed mid-stream"),
+                })
+            }
+            LandingState::Running => glommio::timer::sleep(LANDING_POLL_INTERVAL).await,
+        }
+    }
+}
+
+async fn remove_corrupt(path: &Path) {
+    if let Err(e) = glommio::io::remove(path).await {
+        if std::io::Error::from(e).kind() != ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), "could not remove corrupt object");
+        }
+    }
+}

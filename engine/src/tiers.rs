@@ -1,0 +1,128 @@
+//! The object API the faces call: read local then remote, write to both.
+//!
+//! A read first opens the sealed file directly (any shard may): a warm hit
+//! costs no cross-shard hop, only a recency note batched to the owner. A
+//! miss goes to the owner, which runs one remote fetch for all askers. A
+//! write streams into the caller's own `tmp/`, is uploaded to the remote
+//! tier when there is one, and is then published by the owner.
+
+use crate::key::ObjectKey;
+use crate::shard::messages::{FetchReply, ShardRequest};
+use crate::shard::Shard;
+use crate::stats::bump;
+use crate::store::format::ObjectMeta;
+use crate::store::read::SealedObject;
+use crate::store::write::ObjectWriter;
+use crate::EngineError;
+use std::rc::Rc;
+
+/// Which tier answered a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Local,
+    Remote,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Local => "local",
+            Tier::Remote => "remote",
+        }
+    }
+}
+
+impl Shard {
+    /// Opens `key` for reading; `Ok(None)` when no tier has it.
+    pub async fn open_object(self: &Rc<Self>, key: &ObjectKey) -> Result<Option<(SealedObject, Tier)>, EngineError> {
+        let hash = key.hash();
+        let owner = key.owner(self.nr_shards());
+        let path = self.layout().object_path(owner, hash);
+        match SealedObject::open(&path).await {
+            Ok(Some(obj)) if obj.meta.namespace == key.namespace() && obj.meta.key == key.key() => {
+                if !obj.meta.is_expired(crate::now_ms()) {
+                    self.note_touch(owner, hash);
+                    bump(&self.stats().local_hits, 1);
+                    return Ok(Some((obj, Tier::Local)));
+                }
+                bump(&self.stats().expirations, 1);
+                self.report_gone(owner, hash);
+            }
+            Ok(_) => {}
+            Err(EngineError::Corrupt { .. }) => {
+                bump(&self.stats().checksum_failures, 1);
+                self.report_gone(owner, hash);
+            }
+            Err(e) => return Err(e),
+        }
+        bump(&self.stats().local_misses, 1);
+        if self.remote.is_none() {
+            return Ok(None);
+        }
+        let reply = if owner == self.id {
+            self.owner_fetch(key.clone()).await
+        } else {
+            let key = key.clone();
+            self.call(owner, move |reply| ShardRequest::Fetch { key, reply }).await?
+        };
+        match reply {
+            FetchReply::Local => match SealedObject::open(&path).await? {
+                Some(obj) if !obj.meta.is_expired(crate::now_ms()) => Ok(Some((obj, Tier::Remote))),
+                _ => Ok(None),
+            },
+            FetchReply::Landing(l) if l.meta.is_expired(crate::now_ms()) => Ok(None),
+            FetchReply::Landing(l) => Ok(Some((SealedObject::open_landing(l).await?, Tier::Remote))),
+            FetchReply::NotFound => Ok(None),
+            FetchReply::Failed(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts writing a new object into this shard's `tmp/`.
+    pub async fn begin_put(&self) -> Result<ObjectWriter, EngineError> {
+        ObjectWriter::create(self.layout().tmp_path(self.id), self.config().max_object_bytes).await
+    }
+
+    /// Seals the written object, stores it in the remote tier (if any), and
+    /// has the owner publish it. On error nothing is published.
+    pub async fn finish_put(self: &Rc<Self>, key: &ObjectKey, writer: ObjectWriter, expires_ms: u64) -> Result<ObjectMeta, EngineError> {
+        let sealed = writer.finish(key.namespace(), key.key(), expires_ms).await?;
+        let hash = key.hash();
+        if let Some(remote) = &self.remote {
+            if let Err(e) = remote.upload_file(hash, &sealed.path, sealed.file_len).await {
+                let _ = glommio::io::remove(&sealed.path).await;
+                return Err(e.into());
+            }
+        }
+        let owner = key.owner(self.nr_shards());
+        let committed = if owner == self.id {
+            self.owner_commit(hash, &sealed.path, sealed.file_len, expires_ms).await
+        } else {
+            let (tmp, disk_bytes) = (sealed.path.clone(), sealed.file_len);
+            self.call(owner, move |reply| ShardRequest::Commit { hash, tmp, disk_bytes, expires_ms, reply }).await?
+        };
+        if committed.is_err() {
+            let _ = glommio::io::remove(&sealed.path).await;
+        }
+        committed?;
+        bump(&self.stats().local_bytes_written, sealed.meta.data_len);
+        Ok(sealed.meta)
+    }
+
+    /// Removes `key` from both tiers. Returns whether the local tier had it
+    /// (the remote tier does not say).
+    pub async fn delete_object(self: &Rc<Self>, key: &ObjectKey) -> Result<bool, EngineError> {
+        let hash = key.hash();
+        let owner = key.owner(self.nr_shards());
+        let local = if owner == self.id {
+            let r = self.local.remove(hash).await;
+            self.refresh_local_gauges();
+            r?
+        } else {
+            self.call(owner, move |reply| ShardRequest::Remove { hash, reply }).await??
+        };
+        if let Some(remote) = &self.remote {
+            remote.delete(hash).await?;
+        }
+        Ok(local)
+    }
+}

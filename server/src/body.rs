@@ -1,0 +1,108 @@
+//! The one response body type: empty, a small buffer, or a stream of
+//! verified DMA chunks from the engine. Frames carry the engine's buffers
+//! as they are (no copy); hyper writes them with vectored sends.
+
+use bytes::{Buf, Bytes};
+use futures_lite::Stream;
+use http_body::{Body, Frame, SizeHint};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use trove_engine::{DataChunk, EngineError};
+
+/// A body frame's data: a small owned buffer or an engine chunk.
+pub enum Chunk {
+    Bytes(Bytes),
+    Data(DataChunk),
+}
+
+impl Buf for Chunk {
+    fn remaining(&self) -> usize {
+        match self {
+            Chunk::Bytes(b) => b.remaining(),
+            Chunk::Data(d) => d.remaining(),
+        }
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self {
+            Chunk::Bytes(b) => b.chunk(),
+            Chunk::Data(d) => d.chunk(),
+        }
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        match self {
+            Chunk::Bytes(b) => b.advance(cnt),
+            Chunk::Data(d) => d.advance(cnt),
+        }
+    }
+}
+
+type DataStream = Pin<Box<dyn Stream<Item = Result<DataChunk, EngineError>>>>;
+
+pub enum RespBody {
+    Empty,
+    Full(Option<Bytes>),
+    Stream { stream: DataStream, remaining: u64, on_chunk: Box<dyn Fn(u64)>, _guard: Option<Box<dyn std::any::Any>> },
+}
+
+impl RespBody {
+    pub fn full(b: impl Into<Bytes>) -> Self {
+        RespBody::Full(Some(b.into()))
+    }
+
+    /// A stream of exactly `len` bytes. `on_chunk` sees each chunk's
+    /// length; `guard` is dropped when the body is done or abandoned.
+    pub fn stream(
+        stream: impl Stream<Item = Result<DataChunk, EngineError>> + 'static,
+        len: u64,
+        on_chunk: impl Fn(u64) + 'static,
+        guard: Option<Box<dyn std::any::Any>>,
+    ) -> Self {
+        RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk), _guard: guard }
+    }
+}
+
+impl Body for RespBody {
+    type Data = Chunk;
+    type Error = EngineError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Chunk>, EngineError>>> {
+        match self.get_mut() {
+            RespBody::Empty => Poll::Ready(None),
+            RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(Chunk::Bytes(b))))),
+            RespBody::Stream { stream, remaining, on_chunk, .. } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                match stream.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(Ok(c))) => {
+                        let n = c.len() as u64;
+                        *remaining = remaining.saturating_sub(n);
+                        on_chunk(n);
+                        Poll::Ready(Some(Ok(Frame::data(Chunk::Data(c)))))
+                    }
+                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Empty => true,
+            RespBody::Full(b) => b.is_none(),
+            RespBody::Stream { remaining, .. } => *remaining == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Empty => SizeHint::with_exact(0),
+            RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The accept loop of one shard and its connections.
+//!
+//! Every shard binds the same address with SO_REUSEPORT, so the kernel
+//! spreads connections over shards and a connection is served start to end
+//! by the shard that accepted it. Each connection is one task running
+//! hyper's HTTP/1.1 state machine (keep-alive, chunked bodies,
+//! `Expect: 100-continue`, 431 past MAX_HEADER_BYTES). A connection that
+//! sends nothing for the idle timeout is closed. On stop, the loop stops
+//! accepting, waits for in-flight requests (bounded) and returns.
+
+use crate::limits::{DRAIN_TIMEOUT, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL};
+use crate::routes;
+use crate::ServerConfig;
+use glommio::net::{TcpListener, TcpStream};
+use http::header;
+use hyper::service::service_fn;
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use trove_engine::net::HyperIo;
+use trove_engine::stats::bump;
+use trove_engine::Shard;
+
+/// Counts something in flight on this shard while it lives.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn new(c: &Rc<Cell<usize>>) -> Self {
+        c.set(c.get() + 1);
+        Self(c.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// Runs the HTTP face on this shard until the node stops and drains.
+pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
+    let listener = match TcpListener::bind(cfg.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(shard = shard.id, listen = %cfg.listen, error = %e, "cannot listen; is the port in use?");
+            shard.node.request_stop();
+            return;
+        }
+    };
+    shard.node.serving.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(shard = shard.id, listen = %cfg.listen, "serving");
+    let requests = Rc::new(Cell::new(0usize));
+    let connections = Rc::new(Cell::new(0usize));
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            while !shard.node.is_stopping() {
+                glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+            }
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                if connections.get() >= MAX_CONNECTIONS_PER_SHARD {
+                    continue; // dropped: closed at once
+                }
+                let guard = InFlight::new(&connections);
+                let (shard, cfg, requests) = (shard.clone(), cfg.clone(), requests.clone());
+                glommio::spawn_local(async move {
+                    serve_connection(shard, cfg, stream, requests).await;
+                    drop(guard);
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(STOP_POLL_INTERVAL).await;
+            }
+        }
+    }
+    drop(listener);
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while requests.get() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    tracing::info!(shard = shard.id, left = requests.get(), "drained");
+}
+
+async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpStream, requests: Rc<Cell<usize>>) {
+    let _ = stream.set_nodelay(true);
+    if stream.set_read_timeout(Some(cfg.idle_timeout)).is_err() {
+        return;
+    }
+    let service = service_fn(move |req| {
+        let (shard, requests) = (shard.clone(), requests.clone());
+        async move {
+            let in_flight = InFlight::new(&requests);
+            bump(&shard.stats().requests, 1);
+            let mut resp = routes::route(&shard, req).await;
+            if shard.node.is_stopping() {
+                resp.headers_mut().insert(header::CONNECTION, "close".parse().expect("valid"));
+            }
+            // The request stays in flight until its body is fully sent.
+            let resp = resp.map(|b| match b {
+                crate::body::RespBody::Stream { stream, remaining, on_chunk, .. } => {
+                    crate::body::RespBody::Stream { stream, remaining, on_chunk, _guard: Some(Box::new(in_flight)) }
+                }
+                other => other,
+            });
+            Ok::<_, std::convert::Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEADER_BYTES)
+        // Never poll the socket for EOF while a response is being written:
+        // that read would trip the idle timeout on long downloads.
+        .half_close(true)
+        .keep_alive(true)
+        .serve_connection(HyperIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

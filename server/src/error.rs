@@ -1,0 +1,53 @@
+//! API errors: one status, one stable code, one message that says what
+//! happened and what to do. Engine errors are mapped here, once.
+
+use crate::body::RespBody;
+use http::{Response, StatusCode};
+use trove_engine::{EngineError, RemoteError};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn into_response(self) -> Response<RespBody> {
+        let body = serde_json::json!({ "error": self.message, "code": self.code }).to_string();
+        Response::builder()
+            .status(self.status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .body(RespBody::full(body))
+            .expect("static response parts are valid")
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let (status, code) = match &e {
+            EngineError::Key(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
+            EngineError::DiskFull { .. } => (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage"),
+            EngineError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            EngineError::Remote(RemoteError::Timeout { .. }) => (StatusCode::GATEWAY_TIMEOUT, "remote_timeout"),
+            EngineError::Remote(_) => (StatusCode::BAD_GATEWAY, "remote_error"),
+            EngineError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
+            EngineError::ShardGone { .. } => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            EngineError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "io_error"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}

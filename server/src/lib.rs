@@ -1,0 +1,46 @@
+//! trove-server: the HTTP face of the engine.
+//!
+//! It owns HTTP/1.1 serving on every shard (hyper over glommio sockets),
+//! routing, the object API, the status pages, and the mapping of engine
+//! errors to statuses and JSON. It must never touch files or S3 itself:
+//! everything about objects goes through `trove_engine::Shard`.
+//!
+//! Files: `conn.rs` accept loop and connections; `routes.rs` dispatch;
+//! `object.rs` the object API; `status.rs` stats, metrics, health;
+//! `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
+//! `error.rs` API errors; `limits.rs` the face's limits.
+
+pub mod body;
+pub mod conn;
+pub mod error;
+pub mod limits;
+pub mod object;
+pub mod range;
+pub mod routes;
+pub mod status;
+pub mod ttl;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+use trove_engine::Shard;
+
+/// Configuration of the HTTP face.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address every shard listens on (SO_REUSEPORT). Default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// Close a connection that sends nothing for this long. Default 60 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), idle_timeout: limits::IDLE_TIMEOUT }
+    }
+}
+
+/// The per-shard entry point handed to `trove_engine::start`.
+pub async fn serve(shard: Rc<Shard>, cfg: ServerConfig) {
+    conn::serve(shard, Rc::new(cfg)).await
+}

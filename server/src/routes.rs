@@ -1,0 +1,35 @@
+//! Request routing: path and method to handler. Unknown paths get 404
+//! JSON; paths are matched on their raw (percent-encoded) form and decoded
+//! only by the handler that owns them.
+
+use crate::body::RespBody;
+use crate::error::ApiError;
+use crate::{object, status};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use std::rc::Rc;
+use trove_engine::Shard;
+
+const OBJECT_PREFIX: &str = "/api/v1/object/";
+
+pub async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<RespBody> {
+    let path = req.uri().path().to_owned();
+    let result = match (req.method(), path.as_str()) {
+        (_, p) if p.starts_with(OBJECT_PREFIX) => {
+            let rest = &p[OBJECT_PREFIX.len()..];
+            match rest.split_once('/') {
+                Some((ns, key)) => object::handle(shard, req, ns, key).await,
+                None => Err(ApiError::bad_request("invalid_key", "the path must be /api/v1/object/{namespace}/{key}")),
+            }
+        }
+        (&Method::GET, "/api/v1/stats") => Ok(status::stats_json(&shard.node)),
+        (&Method::GET, "/metrics") => Ok(status::metrics(&shard.node)),
+        (&Method::GET | &Method::HEAD, "/_liveness") => Ok(status::liveness()),
+        (&Method::GET | &Method::HEAD, "/_readiness") => Ok(status::readiness(&shard.node)),
+        (_, "/api/v1/stats" | "/metrics" | "/_liveness" | "/_readiness") => {
+            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route takes GET"))
+        }
+        _ => Err(ApiError::not_found(format!("no route {path}; see the README for the API"))),
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}

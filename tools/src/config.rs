@@ -1,0 +1,153 @@
+//! `trove serve` configuration: flags, then `TROVE_*` environment
+//! variables (clap reads both), then the TOML file, then defaults. Every
+//! key of the TOML file is the flag's name with `_` for `-`.
+
+use crate::units::{parse_duration, parse_size};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use std::path::PathBuf;
+use trove_engine::{NodeConfig, RemoteConfig};
+use trove_server::ServerConfig;
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flag names, `_` for `-`).
+    #[arg(long, env = "TROVE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on, every shard (SO_REUSEPORT). [default: 127.0.0.1:8080]
+    #[arg(long, env = "TROVE_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory of the local tier. [default: ./trove-data]
+    #[arg(long, env = "TROVE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Shards (pinned executors, one per core). [default: every core]
+    #[arg(long, env = "TROVE_SHARDS")]
+    pub shards: Option<usize>,
+    /// CPU that shard 0 is pinned to; shard i gets the next ones. [default: 0]
+    #[arg(long, env = "TROVE_FIRST_CPU")]
+    pub first_cpu: Option<usize>,
+    /// Most bytes the local tier keeps, e.g. 500G; least recently read go first. [default: 64GiB]
+    #[arg(long, env = "TROVE_LOCAL_CAPACITY")]
+    pub local_capacity: Option<String>,
+    /// Largest object a PUT may store; larger get 413. [default: 64GiB]
+    #[arg(long, env = "TROVE_MAX_OBJECT_SIZE")]
+    pub max_object_size: Option<String>,
+    /// Close connections idle this long, e.g. 30s. [default: 60s]
+    #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// S3-compatible endpoint (http://host:port) of the shared remote tier.
+    #[arg(long, env = "TROVE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Bucket of the remote tier (must exist).
+    #[arg(long, env = "TROVE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// Region used to sign S3 requests. [default: us-east-1]
+    #[arg(long, env = "TROVE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// Key prefix inside the bucket. [default: trove/]
+    #[arg(long, env = "TROVE_S3_PREFIX")]
+    pub s3_prefix: Option<String>,
+    /// Time S3 has to answer a request before the client gets 504. [default: 10s]
+    #[arg(long, env = "TROVE_S3_TIMEOUT")]
+    pub s3_timeout: Option<String>,
+    /// Spin this long before an idle shard parks (faster cross-core wakes, more CPU). [default: 0ms]
+    #[arg(long, env = "TROVE_SPIN_BEFORE_PARK")]
+    pub spin_before_park: Option<String>,
+}
+
+/// The TOML file: the same settings, plus S3 credentials.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    shards: Option<usize>,
+    first_cpu: Option<usize>,
+    local_capacity: Option<String>,
+    max_object_size: Option<String>,
+    idle_timeout: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_region: Option<String>,
+    s3_prefix: Option<String>,
+    s3_timeout: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    spin_before_park: Option<String>,
+}
+
+pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let mut node = NodeConfig::default();
+    let mut server = ServerConfig::default();
+    if let Some(l) = args.listen.or(file.listen) {
+        server.listen = resolve_listen(&l)?;
+    }
+    if let Some(d) = args.data_dir.or(file.data_dir) {
+        node.data_dir = d;
+    }
+    if let Some(n) = args.shards.or(file.shards) {
+        if n == 0 || n > 1024 {
+            bail!("--shards must be between 1 and 1024, got {n}");
+        }
+        node.shards = n;
+    }
+    node.first_cpu = args.first_cpu.or(file.first_cpu).unwrap_or(0);
+    if let Some(s) = args.local_capacity.or(file.local_capacity) {
+        node.local_capacity_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--local-capacity")?;
+    }
+    if let Some(s) = args.max_object_size.or(file.max_object_size) {
+        node.max_object_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--max-object-size")?;
+    }
+    if let Some(s) = args.idle_timeout.or(file.idle_timeout) {
+        server.idle_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--idle-timeout")?;
+        if server.idle_timeout.is_zero() {
+            bail!("--idle-timeout must be more than zero");
+        }
+    }
+    if let Some(s) = args.spin_before_park.or(file.spin_before_park) {
+        node.spin_before_park = parse_duration(&s).map_err(anyhow::Error::msg).context("--spin-before-park")?;
+    }
+    let endpoint = args.s3_endpoint.or(file.s3_endpoint);
+    let bucket = args.s3_bucket.or(file.s3_bucket);
+    node.remote = match (endpoint, bucket) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => bail!("the remote tier needs both --s3-endpoint and --s3-bucket"),
+        (Some(e), Some(b)) => {
+            let url = url::Url::parse(&e).with_context(|| format!("--s3-endpoint {e:?} is not a URL like http://127.0.0.1:8333"))?;
+            let mut rc = RemoteConfig::new(url, b);
+            if let Some(r) = args.s3_region.or(file.s3_region) {
+                rc.region = r;
+            }
+            if let Some(p) = args.s3_prefix.or(file.s3_prefix) {
+                rc.prefix = p;
+            }
+            if let Some(t) = args.s3_timeout.or(file.s3_timeout) {
+                rc.response_timeout = parse_duration(&t).map_err(anyhow::Error::msg).context("--s3-timeout")?;
+            }
+            // Credentials: the standard AWS variables win over the file.
+            rc.access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().or(file.s3_access_key_id).unwrap_or_default();
+            rc.secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok().or(file.s3_secret_access_key).unwrap_or_default();
+            Some(rc)
+        }
+    };
+    Ok((node, server))
+}
+
+/// Parses the listen address; port 0 picks a free port once, so that
+/// every shard binds the same one.
+fn resolve_listen(l: &str) -> Result<std::net::SocketAddr> {
+    let mut addr: std::net::SocketAddr = l.parse().with_context(|| format!("--listen {l:?} is not an address like 127.0.0.1:8080"))?;
+    if addr.port() == 0 {
+        let probe = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        addr.set_port(probe.local_addr()?.port());
+    }
+    Ok(addr)
+}

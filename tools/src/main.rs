@@ -1,0 +1,113 @@
+//! `trove`: the one command-line binary. Thin: parse, resolve, call the
+//! library crates. Errors become messages and exit codes here, once.
+
+mod client;
+mod config;
+mod serve;
+mod units;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// trove: a git artifact cache node on a shard-per-core io_uring engine.
+///
+/// Start a node on the local tier alone:
+///     trove serve --listen 127.0.0.1:8080 --data-dir ./trove-data
+///
+/// Store and fetch an artifact:
+///     trove put ci linux.tar.zst ./linux.tar.zst --ttl 7d
+///     trove get ci linux.tar.zst ./out.tar.zst
+///
+/// Add a shared S3-compatible tier behind the local disk:
+///     AWS_ACCESS_KEY_ID=.. AWS_SECRET_ACCESS_KEY=.. trove serve \
+///         --s3-endpoint http://127.0.0.1:8333 --s3-bucket trove
+///
+/// Measure it against nginx and the machine's limits:
+///     trove bench object
+#[derive(Parser)]
+#[command(name = "trove", version, verbatim_doc_comment)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, or per module). Also RUST_LOG.
+    #[arg(long, global = true, env = "TROVE_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ObjectArgs {
+    /// Node to talk to.
+    #[arg(long, env = "TROVE_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Namespace: 1-128 of A-Z a-z 0-9 . _ -
+    namespace: String,
+    /// Key: 1-1024 bytes of UTF-8, no slashes or control characters.
+    key: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a cache node (every flag is also a TROVE_* variable and a key of --config).
+    Serve(config::ServeArgs),
+    /// Store FILE (or stdin) as NAMESPACE/KEY; prints its ETag and size.
+    Put {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// File to upload; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Time to live: seconds, or 90s / 15m / 1h / 7d.
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// Fetch NAMESPACE/KEY into FILE (or stdout).
+    Get {
+        #[command(flatten)]
+        object: ObjectArgs,
+        /// Where to write; `-` or nothing writes stdout.
+        file: Option<PathBuf>,
+    },
+    /// Print an object's size, ETag, tier and time to live as JSON.
+    Stat {
+        #[command(flatten)]
+        object: ObjectArgs,
+    },
+    /// Remove an object from every tier.
+    Delete {
+        #[command(flatten)]
+        object: ObjectArgs,
+    },
+    /// Latency and throughput benchmarks, side by side with baselines.
+    #[command(subcommand)]
+    Bench(trove_bench::cli::BenchCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli.command) {
+        Ok(()) => {}
+        Err(e) => {
+            let code = e.downcast_ref::<client::ClientFailure>().map_or(1, |f| f.code);
+            eprintln!("trove: {e:#}");
+            std::process::exit(code);
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let target = |o: ObjectArgs| client::Target { url: o.url, namespace: o.namespace, key: o.key };
+    match command {
+        Command::Serve(args) => {
+            let (node, server) = config::resolve(args)?;
+            serve::run(node, server)
+        }
+        Command::Put { object, file, ttl } => client::put(&target(object), file, ttl),
+        Command::Get { object, file } => client::get(&target(object), file),
+        Command::Stat { object } => client::stat(&target(object)),
+        Command::Delete { object } => client::delete(&target(object)),
+        Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
+    }
+}

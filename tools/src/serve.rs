@@ -1,0 +1,45 @@
+//! `trove serve`: start the shards with the HTTP face and run until
+//! SIGTERM or SIGINT, then drain in-flight requests and exit 0.
+
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use trove_engine::NodeConfig;
+use trove_server::ServerConfig;
+
+pub fn run(node: NodeConfig, server: ServerConfig) -> Result<()> {
+    raise_fd_limit();
+    tracing::info!(
+        listen = %server.listen,
+        data_dir = %node.data_dir.display(),
+        shards = node.shards,
+        local_capacity_bytes = node.local_capacity_bytes,
+        remote = node.remote.as_ref().map(|r| format!("{} bucket {}", r.endpoint, r.bucket)).unwrap_or_else(|| "none (local tier only)".into()),
+        "starting trove"
+    );
+    let handle = trove_engine::start(node, move |shard| trove_server::serve(shard, server.clone()))
+        .context("starting the node")?;
+    let shared = handle.shared.clone();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("trove-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "stopping: draining in-flight requests");
+                shared.request_stop();
+            }
+        })
+        .context("starting the signal thread")?;
+    handle.join().context("a shard failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Many idle client connections must not run the node out of descriptors:
+/// lift the soft limit to the hard one.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if let Some(max) = lim.maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
+    }
+}
