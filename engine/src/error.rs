@@ -56,9 +56,14 @@ impl EngineError {
         }
     }
 
-    /// Same as [`EngineError::io`] for glommio's error type.
+    /// Same as [`EngineError::io`] for glommio's error type, keeping the
+    /// OS error (glommio's own conversion to io::Error drops the errno).
     pub fn glommio(op: &'static str, path: impl Into<PathBuf>, err: glommio::GlommioError<()>) -> Self {
-        Self::io(op, path, std::io::Error::from(err))
+        let source = match err {
+            glommio::GlommioError::IoError(e) | glommio::GlommioError::EnhancedIoError { source: e, .. } => e,
+            other => std::io::Error::from(other),
+        };
+        Self::io(op, path, source)
     }
 }
 

@@ -11,7 +11,7 @@ use crate::shard::messages::{FetchReply, ShardRequest};
 use crate::shard::Shard;
 use crate::stats::bump;
 use crate::store::format::ObjectMeta;
-use crate::store::read::SealedObject;
+use crate::store::read::{DataChunk, SealedObject};
 use crate::store::write::ObjectWriter;
 use crate::EngineError;
 use std::rc::Rc;
@@ -75,6 +75,30 @@ impl Shard {
             FetchReply::NotFound => Ok(None),
             FetchReply::Failed(e) => Err(e.into()),
         }
+    }
+
+    /// The verified data of an open object, `[start, end)`. A block that
+    /// fails its checksum ends the stream; the object is counted and
+    /// dropped from its owner's index (the reader already removed the file).
+    pub fn stream_object(
+        self: &Rc<Self>,
+        obj: SealedObject,
+        start: u64,
+        end: u64,
+    ) -> impl futures_lite::Stream<Item = Result<DataChunk, EngineError>> {
+        let hash = crate::key::name_hash(&obj.meta.namespace, &obj.meta.key);
+        let owner = crate::key::owner(hash, self.nr_shards());
+        let local_file = !obj.is_landing();
+        let me = self.clone();
+        futures_lite::StreamExt::map(obj.stream(start, end), move |item| {
+            if let Err(EngineError::Corrupt { .. }) = &item {
+                bump(&me.stats().checksum_failures, 1);
+                if local_file {
+                    me.report_gone(owner, hash);
+                }
+            }
+            item
+        })
     }
 
     /// Starts writing a new object into this shard's `tmp/`.

@@ -99,6 +99,7 @@ async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpSt
             let in_flight = InFlight::new(&requests);
             bump(&shard.stats().requests, 1);
             let mut resp = routes::route(&shard, req).await;
+            resp.headers_mut().insert("x-trove-shard", http::HeaderValue::from(shard.id));
             if shard.node.is_stopping() {
                 resp.headers_mut().insert(header::CONNECTION, "close".parse().expect("valid"));
             }

@@ -74,7 +74,7 @@ async fn respond(shard: &Rc<Shard>, req: &Request<Incoming>, obj: SealedObject, 
     if req.method() == Method::HEAD || start == end {
         return Ok(builder.body(RespBody::Empty).expect("valid"));
     }
-    let mut stream = Box::pin(obj.stream(start, end));
+    let mut stream = Box::pin(shard.stream_object(obj, start, end));
     // Check the first block before committing to a status.
     let first = match stream.next().await {
         Some(Ok(c)) => c,

@@ -98,16 +98,20 @@ fn main() {
 }
 
 fn run(command: Command) -> Result<()> {
-    let target = |o: ObjectArgs| client::Target { url: o.url, namespace: o.namespace, key: o.key };
+    let target = |o: ObjectArgs| -> Result<client::Target> {
+        let t = client::Target { url: o.url, namespace: o.namespace, key: o.key };
+        t.validate()?;
+        Ok(t)
+    };
     match command {
         Command::Serve(args) => {
             let (node, server) = config::resolve(args)?;
             serve::run(node, server)
         }
-        Command::Put { object, file, ttl } => client::put(&target(object), file, ttl),
-        Command::Get { object, file } => client::get(&target(object), file),
-        Command::Stat { object } => client::stat(&target(object)),
-        Command::Delete { object } => client::delete(&target(object)),
+        Command::Put { object, file, ttl } => client::put(&target(object)?, file, ttl),
+        Command::Get { object, file } => client::get(&target(object)?, file),
+        Command::Stat { object } => client::stat(&target(object)?),
+        Command::Delete { object } => client::delete(&target(object)?),
         Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
     }
 }

@@ -104,6 +104,7 @@ where
     F: Fn(Rc<Shard>) -> Fut,
     Fut: Future<Output = ()>,
 {
+    crate::store::settle_device_probe(&node.layout, id).await?;
     let index = recover::rebuild_index(&node.layout, id, crate::now_ms()).await?;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| EngineError::ShardGone { shard: id })?;
     let stats = node.stats[usize::from(id)].clone();

@@ -145,6 +145,29 @@ impl LocalTier {
     }
 }
 
+/// Settles glommio's per-thread, per-device iopoll probe on a file with
+/// real data on the device.
+///
+/// glommio decides whether a device supports polled I/O by reading the
+/// first 4 KiB of the first file a thread opens on it. If that region is a
+/// hole (a file landing from S3 writes its tail first) the read never
+/// reaches the device, "succeeds", and every later read on the thread fails
+/// with EOPNOTSUPP on devices without iopoll. Run once per shard, first.
+pub async fn settle_device_probe(layout: &Layout, shard: ShardId) -> Result<(), EngineError> {
+    let path = layout.tmp_path(shard);
+    let file = glommio::io::DmaFile::create(&path).await.map_err(|e| EngineError::glommio("creating probe", &path, e))?;
+    let mut buf = file.alloc_dma_buffer(crate::limits::ALIGN_BYTES as usize);
+    buf.as_bytes_mut().fill(0x5a);
+    file.write_at(buf, 0).await.map_err(|e| EngineError::glommio("writing probe", &path, e))?;
+    file.fdatasync().await.map_err(|e| EngineError::glommio("syncing probe", &path, e))?;
+    let _ = file.close().await;
+    let reopened = glommio::io::DmaFile::open(&path).await.map_err(|e| EngineError::glommio("opening probe", &path, e))?;
+    let read = reopened.read_at_aligned(0, crate::limits::ALIGN_BYTES as usize).await;
+    let _ = reopened.close().await;
+    let _ = glommio::io::remove(&path).await;
+    read.map(|_| ()).map_err(|e| EngineError::glommio("reading probe", &path, e))
+}
+
 /// fsyncs a directory so a rename in it survives power loss. Runs on the
 /// blocking pool: a directory fsync can take milliseconds on ext4.
 pub async fn sync_dir(dir: &Path) -> Result<(), EngineError> {

@@ -144,6 +144,11 @@ impl SealedObject {
         &self.path
     }
 
+    /// True while this reads a file still landing from the remote tier.
+    pub fn is_landing(&self) -> bool {
+        self.landing.is_some()
+    }
+
     /// The data bytes `[start, end)` as verified chunks. `end` is clamped to
     /// the data length.
     pub fn stream(self, start: u64, end: u64) -> impl Stream<Item = Result<DataChunk, EngineError>> {

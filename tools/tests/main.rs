@@ -1,0 +1,12 @@
+//! Integration tests of the `trove` binary with real parts: the node as a
+//! process, curl and ureq as clients, SeaweedFS as S3, loop-mounted ext4.
+
+mod harness;
+
+mod bad_input;
+mod cli;
+mod faults;
+mod http_limits;
+mod lifecycle;
+mod object_api;
+mod remote;
