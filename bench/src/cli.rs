@@ -1,13 +1,64 @@
-//! `trove bench` subcommands.
-use clap::Subcommand;
+//! `trove bench` subcommands and their flags.
+
+use crate::object::{self, ObjectBench};
+use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Object GET latency and throughput vs nginx, the disk and loopback TCP.
-    Object,
+    /// Object GETs: small-object latency (open loop, CO-corrected) and
+    /// large-object throughput, next to nginx sendfile on the same files,
+    /// the disk's O_DIRECT ceiling (fio) and loopback TCP.
+    Object(ObjectArgs),
 }
 
-pub fn run(_cmd: BenchCommand, _trove: PathBuf) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+#[derive(Args)]
+pub struct ObjectArgs {
+    /// Bench a node already running here instead of starting one.
+    #[arg(long)]
+    url: Option<String>,
+    /// Length of each measured phase, e.g. 8s.
+    #[arg(long, default_value = "8")]
+    seconds: u64,
+    /// Size of the small object, in bytes.
+    #[arg(long, default_value_t = 4096)]
+    small_bytes: usize,
+    /// Size of the large object, in bytes (at least 256 MiB for the figure).
+    #[arg(long, default_value_t = 256 << 20)]
+    large_bytes: usize,
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Where the node's data, nginx's files and fio's file go: the disk under test.
+    #[arg(long, default_value = "trove-bench-data")]
+    work_dir: PathBuf,
+    /// Where results (JSON, markdown, SVG) are written.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// CPU of the servers (trove's one shard, nginx's one worker).
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// CPU of the load generator.
+    #[arg(long, default_value_t = 1)]
+    loadgen_cpu: usize,
+}
+
+pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Object(a) => {
+            object::run(ObjectBench {
+                trove,
+                url: a.url,
+                duration: std::time::Duration::from_secs(a.seconds.max(1)),
+                small_bytes: a.small_bytes,
+                large_bytes: a.large_bytes,
+                connections: a.connections,
+                work_dir: a.work_dir,
+                out: a.out,
+                server_cpu: a.server_cpu,
+                loadgen_cpu: a.loadgen_cpu,
+            })?;
+            Ok(())
+        }
+    }
 }

@@ -1,2 +1,15 @@
-//! trove-bench: load generators, baselines and reports for `trove bench`.
+//! trove-bench: what `trove bench` runs. It owns the load generator
+//! (monoio, open loop, HdrHistogram), the baselines (nginx, fio, loopback
+//! TCP) and the reports. It talks to trove only over HTTP, as a user would,
+//! and never imports the engine.
+//!
+//! Files: `loadgen.rs` the generator; `baseline/` what trove is compared
+//! with; `node.rs` starting a node and loading it; `object.rs` the object
+//! benchmark; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
+
+pub mod baseline;
 pub mod cli;
+pub mod loadgen;
+pub mod node;
+pub mod object;
+pub mod report;

@@ -17,6 +17,9 @@ pub struct NodeConfig {
     /// Most bytes the local tier may hold, split evenly over shards.
     /// Default 64 GiB.
     pub local_capacity_bytes: u64,
+    /// Memory for whole small objects (sealed file <= 64 KiB), split evenly
+    /// over shards; 0 turns the memory tier off. Default 256 MiB.
+    pub memory_cache_bytes: u64,
     /// Largest object accepted, in bytes. Default 64 GiB.
     pub max_object_bytes: u64,
     /// The S3-compatible remote tier; `None` runs on the local tier alone.
@@ -34,6 +37,7 @@ impl Default for NodeConfig {
             first_cpu: 0,
             data_dir: PathBuf::from("trove-data"),
             local_capacity_bytes: 64 << 30,
+            memory_cache_bytes: 256 << 20,
             max_object_bytes: 64 << 30,
             remote: None,
             spin_before_park: Duration::ZERO,

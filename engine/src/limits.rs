@@ -14,9 +14,14 @@ pub const ALIGN_BYTES: u64 = 4096;
 /// most a reader holds per in-flight read.
 pub const BLOCK_BYTES: u64 = 256 * 1024;
 
-/// Reads a stream keeps in flight ahead of the block it is sending. 4 x 256
-/// KiB keeps one NVMe queue busy without holding more than 1 MiB per stream.
-pub const READ_AHEAD_BLOCKS: usize = 4;
+/// Blocks one read I/O covers: 4 x 256 KiB = 1 MiB. On the virtio disk
+/// measured here, 1 MiB O_DIRECT reads beat 256 KiB ones; verification
+/// still happens per block.
+pub const READ_UNIT_BLOCKS: u64 = 4;
+
+/// Read I/Os a stream keeps in flight ahead of what it sends: 4 x 1 MiB.
+/// This bounds a stream's memory to 4 MiB.
+pub const READ_AHEAD_UNITS: usize = 4;
 
 /// Size of one write buffer of the object writer, in bytes.
 pub const WRITE_CHUNK_BYTES: usize = 1024 * 1024;

@@ -36,6 +36,10 @@ impl<T> HyperIo<T> {
     pub fn get_ref(&self) -> &T {
         &self.inner
     }
+
+    pub fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {

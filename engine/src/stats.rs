@@ -24,6 +24,7 @@ counters! {
     requests: "HTTP requests served by this shard",
     local_hits: "reads found in the local tier",
     local_misses: "reads not found in the local tier",
+    memory_hits: "local hits served from the shard's memory tier of small objects",
     local_bytes_read: "object bytes served from the local tier",
     local_bytes_written: "object bytes written to the local tier",
     local_objects: "objects this shard owns in the local tier",

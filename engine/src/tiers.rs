@@ -38,11 +38,24 @@ impl Shard {
         let hash = key.hash();
         let owner = key.owner(self.nr_shards());
         let path = self.layout().object_path(owner, hash);
+        let hot = self.hot.borrow_mut().get(hash, &path);
+        if let Some(hot) = hot {
+            if hot.meta.namespace == key.namespace() && hot.meta.key == key.key() && !hot.meta.is_expired(crate::now_ms()) {
+                self.note_touch(owner, hash);
+                bump(&self.stats().local_hits, 1);
+                bump(&self.stats().memory_hits, 1);
+                return Ok(Some((SealedObject::from_hot(path, hot), Tier::Local)));
+            }
+            self.hot.borrow_mut().remove(hash);
+        }
         match SealedObject::open(&path).await {
             Ok(Some(obj)) if obj.meta.namespace == key.namespace() && obj.meta.key == key.key() => {
                 if !obj.meta.is_expired(crate::now_ms()) {
                     self.note_touch(owner, hash);
                     bump(&self.stats().local_hits, 1);
+                    if let Some((whole, version)) = obj.whole_file() {
+                        self.hot.borrow_mut().insert(hash, obj.meta.clone(), whole, version);
+                    }
                     return Ok(Some((obj, Tier::Local)));
                 }
                 bump(&self.stats().expirations, 1);

@@ -8,7 +8,7 @@
 //! sends nothing for the idle timeout is closed. On stop, the loop stops
 //! accepting, waits for in-flight requests (bounded) and returns.
 
-use crate::limits::{DRAIN_TIMEOUT, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL};
+use crate::limits::{DRAIN_TIMEOUT, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL};
 use crate::routes;
 use crate::ServerConfig;
 use glommio::net::{TcpListener, TcpStream};
@@ -119,8 +119,28 @@ async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpSt
         // that read would trip the idle timeout on long downloads.
         .half_close(true)
         .keep_alive(true)
-        .serve_connection(HyperIo::new(stream), service);
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "connection ended with an error");
+        .serve_connection(HyperIo::new(stream), service)
+        .without_shutdown();
+    match conn.await {
+        Ok(parts) => linger(parts.io.into_inner()).await,
+        Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
     }
+}
+
+/// See `limits::LINGER_TIME`.
+async fn linger(stream: TcpStream) {
+    use futures_lite::AsyncReadExt;
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let drain = async {
+        let mut stream = stream;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < LINGER_MAX_BYTES {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    futures_lite::future::or(drain, glommio::timer::sleep(LINGER_TIME)).await;
 }

@@ -20,3 +20,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the accept loop looks at the stop flag.
 pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Lingering close (as nginx does): after the last response, the server
+/// half-closes and reads and discards what the client still sends, for at
+/// most this long and this many bytes, before closing. Closing with unread
+/// input makes the kernel send RST, which can destroy an early error
+/// response (413, 400) that the client has not read yet.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub const LINGER_MAX_BYTES: usize = 64 * 1024 * 1024;

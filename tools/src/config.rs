@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Most bytes the local tier keeps, e.g. 500G; least recently read go first. [default: 64GiB]
     #[arg(long, env = "TROVE_LOCAL_CAPACITY")]
     pub local_capacity: Option<String>,
+    /// Memory for whole small objects (<= 64 KiB on disk), split over shards; 0 turns it off. [default: 256M]
+    #[arg(long, env = "TROVE_MEMORY_CACHE")]
+    pub memory_cache: Option<String>,
     /// Largest object a PUT may store; larger get 413. [default: 64GiB]
     #[arg(long, env = "TROVE_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<String>,
@@ -65,6 +68,7 @@ struct FileConfig {
     shards: Option<usize>,
     first_cpu: Option<usize>,
     local_capacity: Option<String>,
+    memory_cache: Option<String>,
     max_object_size: Option<String>,
     idle_timeout: Option<String>,
     s3_endpoint: Option<String>,
@@ -102,6 +106,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     node.first_cpu = args.first_cpu.or(file.first_cpu).unwrap_or(0);
     if let Some(s) = args.local_capacity.or(file.local_capacity) {
         node.local_capacity_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--local-capacity")?;
+    }
+    if let Some(s) = args.memory_cache.or(file.memory_cache) {
+        node.memory_cache_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--memory-cache")?;
     }
     if let Some(s) = args.max_object_size.or(file.max_object_size) {
         node.max_object_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--max-object-size")?;

@@ -76,6 +76,8 @@ pub struct Shard {
     pub node: Arc<NodeShared>,
     pub local: LocalTier,
     pub remote: Option<Rc<RemoteTier>>,
+    /// Small objects this shard served recently, whole, in memory.
+    pub hot: RefCell<crate::store::hot::HotCache>,
     senders: Senders<ShardRequest>,
     flights: RefCell<HashMap<u128, Flight>>,
     /// Recency notes for objects other shards own, sent in batches.

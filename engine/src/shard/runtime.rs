@@ -117,6 +117,7 @@ where
         id,
         local: LocalTier::new(id, node.layout.clone(), capacity, index),
         remote,
+        hot: RefCell::new(crate::store::hot::HotCache::new(node.config.memory_cache_bytes / node.nr_shards() as u64)),
         senders,
         flights: RefCell::new(HashMap::new()),
         pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),

@@ -18,6 +18,7 @@
 //! module must never let a reader see a file that is not whole and synced.
 
 pub mod format;
+pub mod hot;
 pub mod index;
 pub mod landing;
 pub mod read;

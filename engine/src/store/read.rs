@@ -9,8 +9,9 @@
 //! most that many blocks in memory.
 
 use crate::error::EngineError;
-use crate::limits::{ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_BLOCKS, SMALL_FILE_BYTES};
+use crate::limits::{ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, SMALL_FILE_BYTES};
 use crate::store::format::{self, ObjectMeta};
+use crate::store::hot::{FileVersion, HotObject};
 use crate::store::landing::{Landing, LandingState};
 use bytes::Buf;
 use futures_lite::Stream;
@@ -55,13 +56,16 @@ impl Buf for DataChunk {
 
 /// An open object: its trailer is checked, its data not yet read.
 pub struct SealedObject {
-    file: Rc<DmaFile>,
+    /// None when the whole file is in `whole` (read on open, or a memory hit).
+    file: Option<Rc<DmaFile>>,
     path: PathBuf,
     pub meta: ObjectMeta,
     /// The whole file of a small object, read on open.
     whole: Option<ReadResult>,
     /// Set while the file is still landing from the remote tier.
     landing: Option<Arc<Landing>>,
+    /// The file's identity when it was read whole (for the memory tier).
+    version: Option<FileVersion>,
 }
 
 impl SealedObject {
@@ -81,7 +85,16 @@ impl SealedObject {
         let file_len = file.file_size().await.map_err(|e| EngineError::glommio("sizing", path, e))?;
         let checked = Self::read_trailer(&file, path, file_len).await;
         match checked {
-            Ok((meta, whole)) => Ok(Some(Self { file: Rc::new(file), path: path.to_owned(), meta, whole, landing: None })),
+            Ok((meta, Some(whole))) => {
+                // Read whole: the descriptor is no longer needed.
+                // SAFETY: the descriptor belongs to `file`, open until the close below.
+                let version = FileVersion::of_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file)) });
+                let _ = file.close().await;
+                Ok(Some(Self { file: None, path: path.to_owned(), meta, whole: Some(whole), landing: None, version }))
+            }
+            Ok((meta, None)) => {
+                Ok(Some(Self { file: Some(Rc::new(file)), path: path.to_owned(), meta, whole: None, landing: None, version: None }))
+            }
             Err(e) => {
                 let _ = file.close().await;
                 remove_corrupt(path).await;
@@ -100,12 +113,24 @@ impl SealedObject {
                 .map_err(|e| EngineError::glommio("opening", &landing.final_path, e))?,
         };
         Ok(Self {
-            file: Rc::new(file),
+            file: Some(Rc::new(file)),
             path: landing.final_path.clone(),
             meta: landing.meta.clone(),
             whole: None,
             landing: Some(landing),
+            version: None,
         })
+    }
+
+    /// An object served from the memory tier.
+    pub fn from_hot(path: PathBuf, hot: HotObject) -> Self {
+        Self { file: None, path, meta: hot.meta, whole: Some(hot.whole), landing: None, version: None }
+    }
+
+    /// The whole file and its identity, if it was read whole from disk:
+    /// what the memory tier keeps.
+    pub fn whole_file(&self) -> Option<(ReadResult, FileVersion)> {
+        Some((self.whole.clone()?, self.version?))
     }
 
     async fn read_trailer(
@@ -160,6 +185,7 @@ impl SealedObject {
             end,
             next_read: first_block,
             next_yield: first_block,
+            current: None,
             pending: VecDeque::new(),
             failed: false,
         };
@@ -176,7 +202,10 @@ struct StreamState {
     end: u64,
     next_read: u64,
     next_yield: u64,
-    pending: VecDeque<glommio::Task<Result<ReadResult, EngineError>>>,
+    /// The read unit holding `next_yield`: its first block and its bytes.
+    current: Option<(u64, ReadResult)>,
+    /// Read units in flight, in order, with their first block.
+    pending: VecDeque<(u64, glommio::Task<Result<ReadResult, EngineError>>)>,
     failed: bool,
 }
 
@@ -191,22 +220,27 @@ impl StreamState {
             return None;
         }
         let block_len = (self.obj.meta.data_len - block_start).min(BLOCK_BYTES);
-        let buf = match &self.obj.whole {
-            Some(all) => all.clone(),
+        // For a small object the buffer is the whole file; else it is the
+        // read unit that holds this block.
+        let (buf, at) = match &self.obj.whole {
+            Some(all) => (all.clone(), block_start as usize),
             None => {
-                self.fill_read_ahead();
-                let task = self.pending.pop_front().expect("read-ahead keeps the next block queued");
-                match task.await {
-                    Ok(buf) => buf,
-                    Err(e) => {
-                        self.failed = true;
-                        return Some(Err(e));
+                if !matches!(&self.current, Some((first, _)) if block < first + READ_UNIT_BLOCKS) {
+                    self.fill_read_ahead();
+                    let (first, task) = self.pending.pop_front().expect("read-ahead keeps the next unit queued");
+                    debug_assert_eq!(first, block);
+                    match task.await {
+                        Ok(b) => self.current = Some((first, b)),
+                        Err(e) => {
+                            self.failed = true;
+                            return Some(Err(e));
+                        }
                     }
                 }
+                let (first, unit) = self.current.as_ref().expect("set above");
+                (unit.clone(), ((block - first) * BLOCK_BYTES) as usize)
             }
         };
-        // For a small object `buf` is the whole file, else it is this block.
-        let at = if self.obj.whole.is_some() { block_start as usize } else { 0 };
         if buf.len() < at + block_len as usize {
             self.failed = true;
             return Some(Err(self.corrupt(format!("block {block} is short")).await));
@@ -223,17 +257,20 @@ impl StreamState {
 
     fn fill_read_ahead(&mut self) {
         let last_block = (self.end - 1) / BLOCK_BYTES;
-        while self.pending.len() < READ_AHEAD_BLOCKS && self.next_read <= last_block {
-            let pos = self.next_read * BLOCK_BYTES;
-            let len = format::align_up((self.obj.meta.data_len - pos).min(BLOCK_BYTES));
+        while self.pending.len() < READ_AHEAD_UNITS && self.next_read <= last_block {
+            let first = self.next_read;
+            let blocks = READ_UNIT_BLOCKS.min(last_block + 1 - first);
+            let pos = first * BLOCK_BYTES;
+            let len = format::align_up((self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES));
             let obj = self.obj.clone();
-            self.pending.push_back(glommio::spawn_local(async move {
+            self.pending.push_back((first, glommio::spawn_local(async move {
                 if let Some(landing) = &obj.landing {
                     wait_landed(landing, pos + len).await?;
                 }
-                obj.file.read_at_aligned(pos, len as usize).await.map_err(|e| EngineError::glommio("reading", &obj.path, e))
-            }));
-            self.next_read += 1;
+                let file = obj.file.as_ref().expect("objects not read whole keep their file open");
+                file.read_at_aligned(pos, len as usize).await.map_err(|e| EngineError::glommio("reading", &obj.path, e))
+            })));
+            self.next_read += blocks;
         }
     }
 

@@ -1,0 +1,101 @@
+//! A trove node for a bench run: started as a child process of the same
+//! binary (or an existing one, by URL) and loaded over plain HTTP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct BenchNode {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+}
+
+impl BenchNode {
+    /// Starts `trove serve` with one shard pinned to `cpu`.
+    pub fn start(trove: &Path, data_dir: &Path, cpu: usize) -> anyhow::Result<BenchNode> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = Command::new(trove)
+            .args(["serve", "--shards", "1", "--first-cpu", &cpu.to_string(), "--listen", &addr.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .env("TROVE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let node = BenchNode { child: Some(child), addr };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = request(addr, "GET", "/_readiness", &[]) {
+                return Ok(node);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the trove node did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Uses a node that is already running at `url` (http://host:port).
+    pub fn existing(url: &str) -> anyhow::Result<BenchNode> {
+        let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+        let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| anyhow::anyhow!("cannot resolve {url}"))?;
+        Ok(BenchNode { child: None, addr })
+    }
+
+    pub fn put(&self, path: &str, body: &[u8]) -> anyhow::Result<()> {
+        let (status, resp) = request(self.addr, "PUT", path, body)?;
+        anyhow::ensure!(status == 201, "PUT {path}: {status} {}", String::from_utf8_lossy(&resp));
+        Ok(())
+    }
+}
+
+impl Drop for BenchNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
+    let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
+    Ok((status, resp[body_at..].to_vec()))
+}
+
+/// Deterministic incompressible bytes (xorshift), fast to make.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn work_subdir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

@@ -1,0 +1,108 @@
+//! The memory tier of one shard: whole sealed files of small objects.
+//!
+//! A small object (sealed file <= SMALL_FILE_BYTES) that was read and
+//! verified once is kept in memory, up to a byte budget per shard, least
+//! recently used out first. A hit is validated against the file on disk
+//! with one `statx` of its path (inode and change time): a PUT that
+//! replaced it (rename: new inode) or a DELETE/eviction (gone) is never
+//! served from here. That statx is a metadata lookup of a hot inode and
+//! does not wait on the device.
+//!
+//! It is per shard and never shared, like everything else a shard owns;
+//! any shard caches any object it served.
+
+use crate::store::format::ObjectMeta;
+use glommio::io::ReadResult;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// Identity of a file version: a rename or rewrite changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    ino: u64,
+    ctime_sec: i64,
+    ctime_nsec: u32,
+}
+
+impl FileVersion {
+    pub fn of_fd(fd: impl AsFd) -> Option<FileVersion> {
+        rustix::fs::fstat(fd).ok().map(|st| FileVersion { ino: st.st_ino, ctime_sec: st.st_ctime, ctime_nsec: st.st_ctime_nsec as u32 })
+    }
+
+    pub fn of_path(path: &Path) -> Option<FileVersion> {
+        let st = rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::empty(), rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::CTIME).ok()?;
+        Some(FileVersion { ino: st.stx_ino, ctime_sec: st.stx_ctime.tv_sec, ctime_nsec: st.stx_ctime.tv_nsec })
+    }
+}
+
+/// A cached small object: its verified trailer and the whole file.
+#[derive(Clone)]
+pub struct HotObject {
+    pub meta: ObjectMeta,
+    pub whole: ReadResult,
+    version: FileVersion,
+}
+
+pub struct HotCache {
+    capacity_bytes: u64,
+    used_bytes: u64,
+    entries: HashMap<u128, (HotObject, u64)>,
+    by_recency: BTreeMap<u64, u128>,
+    next_tick: u64,
+}
+
+impl HotCache {
+    pub fn new(capacity_bytes: u64) -> Self {
+        Self { capacity_bytes, used_bytes: 0, entries: HashMap::new(), by_recency: BTreeMap::new(), next_tick: 0 }
+    }
+
+    /// The cached object if the file at `path` is still the version cached.
+    pub fn get(&mut self, hash: u128, path: &Path) -> Option<HotObject> {
+        let cached_version = self.entries.get(&hash)?.0.version;
+        if FileVersion::of_path(path) != Some(cached_version) {
+            self.remove(hash);
+            return None;
+        }
+        let tick = self.bump();
+        let (obj, old_tick) = self.entries.get_mut(&hash).expect("present above");
+        self.by_recency.remove(old_tick);
+        *old_tick = tick;
+        self.by_recency.insert(tick, hash);
+        Some(obj.clone())
+    }
+
+    pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: ReadResult, version: FileVersion) {
+        let size = whole.len() as u64;
+        if size > self.capacity_bytes {
+            return;
+        }
+        self.remove(hash);
+        while self.used_bytes + size > self.capacity_bytes {
+            let Some((_, victim)) = self.by_recency.pop_first() else { break };
+            if let Some((o, _)) = self.entries.remove(&victim) {
+                self.used_bytes -= o.whole.len() as u64;
+            }
+        }
+        let tick = self.bump();
+        self.entries.insert(hash, (HotObject { meta, whole, version }, tick));
+        self.by_recency.insert(tick, hash);
+        self.used_bytes += size;
+    }
+
+    pub fn remove(&mut self, hash: u128) {
+        if let Some((o, tick)) = self.entries.remove(&hash) {
+            self.by_recency.remove(&tick);
+            self.used_bytes -= o.whole.len() as u64;
+        }
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.next_tick += 1;
+        self.next_tick
+    }
+}
