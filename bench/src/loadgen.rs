@@ -101,7 +101,13 @@ async fn drive(spec: LoadSpec) -> std::io::Result<LoadResult> {
     let elapsed = shared.deadline.min(Instant::now()).saturating_duration_since(start).max(Duration::from_millis(1));
     let elapsed = if spec.rate.is_some() { spec.duration.max(elapsed) } else { elapsed };
     let latency_us = shared.hist.borrow().clone();
-    Ok(LoadResult { latency_us, requests: shared.requests.get(), errors: shared.errors.get(), bytes: shared.bytes.get(), elapsed })
+    Ok(LoadResult {
+        latency_us,
+        requests: shared.requests.get(),
+        errors: shared.errors.get(),
+        bytes: shared.bytes.get(),
+        elapsed,
+    })
 }
 
 async fn connection(addr: SocketAddr, request: Rc<Vec<u8>>, sh: Rc<Shared>) {

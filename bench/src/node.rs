@@ -18,7 +18,16 @@ impl BenchNode {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let child = Command::new(trove)
-            .args(["serve", "--shards", "1", "--first-cpu", &cpu.to_string(), "--listen", &addr.to_string(), "--data-dir"])
+            .args([
+                "serve",
+                "--shards",
+                "1",
+                "--first-cpu",
+                &cpu.to_string(),
+                "--listen",
+                &addr.to_string(),
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("TROVE_LOG", "warn")
             .stdout(Stdio::null())
@@ -70,12 +79,20 @@ impl Drop for BenchNode {
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
     s.write_all(body)?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
     let text = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
     let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
     Ok((status, resp[body_at..].to_vec()))
 }

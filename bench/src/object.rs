@@ -49,7 +49,8 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     node.put("/api/v1/object/bench/large.bin", &large)?;
     drop(large);
     let nginx_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let nginx = Nginx::start(&files, &work_subdir(&work, "nginx")?, ([127, 0, 0, 1], nginx_port).into(), cfg.server_cpu)?;
+    let nginx =
+        Nginx::start(&files, &work_subdir(&work, "nginx")?, ([127, 0, 0, 1], nginx_port).into(), cfg.server_cpu)?;
 
     eprintln!("measuring the ceilings: fio O_DIRECT read, loopback TCP");
     let disk_bps = disk::read_ceiling(&work, 1024)?;
@@ -57,7 +58,14 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     eprintln!("  disk {}  tcp {}", gbps(disk_bps), gbps(tcp_bps));
 
     let load = |addr: SocketAddr, path: &str, connections: usize, rate: Option<f64>| -> anyhow::Result<LoadResult> {
-        let r = loadgen::run(LoadSpec { addr, path: path.into(), connections, duration: cfg.duration, rate, cpu: cfg.loadgen_cpu })?;
+        let r = loadgen::run(LoadSpec {
+            addr,
+            path: path.into(),
+            connections,
+            duration: cfg.duration,
+            rate,
+            cpu: cfg.loadgen_cpu,
+        })?;
         anyhow::ensure!(r.requests > 0, "no request to {addr}{path} succeeded ({} errors)", r.errors);
         Ok(r)
     };
@@ -78,7 +86,8 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     // Dirty pages cannot be dropped: write the file back first.
     let _ = std::process::Command::new("sync").status();
     let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
-    let n_large_cold = if dropped { Some(load(nginx.addr, "/large.bin", 1, Some(1.0 / cfg.duration.as_secs_f64()))?) } else { None };
+    let n_large_cold =
+        if dropped { Some(load(nginx.addr, "/large.bin", 1, Some(1.0 / cfg.duration.as_secs_f64()))?) } else { None };
     let n_large_warm = load(nginx.addr, "/large.bin", 1, None)?;
     drop(nginx);
     drop(node);
@@ -124,13 +133,22 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
 }
 
 fn markdown(j: &serde_json::Value) -> String {
-    let us = |v: &serde_json::Value| v.as_u64().map_or("-".into(), |u| if u >= 10_000 { format!("{:.1} ms", u as f64 / 1000.0) } else { format!("{u} us") });
+    let us = |v: &serde_json::Value| {
+        v.as_u64().map_or("-".into(), |u| {
+            if u >= 10_000 {
+                format!("{:.1} ms", u as f64 / 1000.0)
+            } else {
+                format!("{u} us")
+            }
+        })
+    };
     let f = |v: &serde_json::Value| v.as_f64().map_or("-".into(), |x| format!("{x:.2}"));
     let g = |v: &serde_json::Value| v.as_f64().map_or("not measured".into(), gbps);
     let mut s = String::new();
     s.push_str(&format!(
         "### Ceilings\n\n| disk O_DIRECT read (fio) | loopback TCP |\n|---|---|\n| {} | {} |\n\n",
-        g(&j["ceilings"]["disk_odirect_read_bps"]), g(&j["ceilings"]["loopback_tcp_bps"])
+        g(&j["ceilings"]["disk_odirect_read_bps"]),
+        g(&j["ceilings"]["loopback_tcp_bps"])
     ));
     s.push_str(&format!(
         "### Small objects ({} B), open loop at {:.0} req/s, {} connections, CO-corrected\n\n| server | p50 | p90 | p99 | p99.9 | p99.99 | max | max req/s (closed loop) |\n|---|---|---|---|---|---|---|---|\n",
@@ -140,7 +158,12 @@ fn markdown(j: &serde_json::Value) -> String {
         let l = &j["small"]["latency"][name];
         s.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {:.0} |\n",
-            us(&l["p50_us"]), us(&l["p90_us"]), us(&l["p99_us"]), us(&l["p99_9_us"]), us(&l["p99_99_us"]), us(&l["max_us"]),
+            us(&l["p50_us"]),
+            us(&l["p90_us"]),
+            us(&l["p99_us"]),
+            us(&l["p99_9_us"]),
+            us(&l["p99_99_us"]),
+            us(&l["max_us"]),
             j["small"]["max_rps"][name].as_f64().unwrap_or(0.0)
         ));
     }

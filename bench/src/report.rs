@@ -56,32 +56,55 @@ pub fn svg(title: &str, series: &[(&str, Vec<(f64, u64)>)]) -> String {
         left + (w - left - right) * (nines / 6.0)
     };
     let max_us = series.iter().flat_map(|(_, c)| c.iter().map(|(_, v)| *v)).max().unwrap_or(1).max(10) as f64;
-    let min_us = series.iter().flat_map(|(_, c)| c.iter().map(|(_, v)| *v)).filter(|v| *v > 0).min().unwrap_or(1) as f64;
+    let min_us =
+        series.iter().flat_map(|(_, c)| c.iter().map(|(_, v)| *v)).filter(|v| *v > 0).min().unwrap_or(1) as f64;
     let (lo, hi) = ((min_us / 2.0).max(1.0).log10().floor(), max_us.log10().ceil());
     let y_of = |us: f64| top + (h - top - bottom) * (1.0 - (us.max(1.0).log10() - lo) / (hi - lo).max(1.0));
     let colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#);
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>"#
+    );
     let _ = write!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{title}</text>"#, w / 2.0);
     for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%", "99.9999%"].iter().enumerate() {
         let x = left + (w - left - right) * (i as f64 / 6.0);
-        let _ = write!(s, r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" text-anchor="middle">{label}</text>"##, h - bottom, h - bottom + 18.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{x}" y1="{top}" x2="{x}" y2="{}" stroke="#ddd"/><text x="{x}" y="{}" text-anchor="middle">{label}</text>"##,
+            h - bottom,
+            h - bottom + 18.0
+        );
     }
     let mut e = lo;
     while e <= hi {
         let us = 10f64.powf(e);
         let y = y_of(us);
         let label = if us >= 1000.0 { format!("{} ms", us / 1000.0) } else { format!("{us} us") };
-        let _ = write!(s, r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##, w - right, left - 6.0, y + 4.0);
+        let _ = write!(
+            s,
+            r##"<line x1="{left}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{label}</text>"##,
+            w - right,
+            left - 6.0,
+            y + 4.0
+        );
         e += 1.0;
     }
-    let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#, (left + w - right) / 2.0, h - 15.0);
+    let _ =
+        write!(s, r#"<text x="{}" y="{}" text-anchor="middle">percentile</text>"#, (left + w - right) / 2.0, h - 15.0);
     for (i, (name, pts)) in series.iter().enumerate() {
         let c = colors[i % colors.len()];
         let path: Vec<String> = pts.iter().map(|(p, v)| format!("{:.1},{:.1}", x_of(*p), y_of(*v as f64))).collect();
         let _ = write!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#, path.join(" "));
         let ly = top + 20.0 * i as f64 + 10.0;
-        let _ = write!(s, r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#, w - right + 10.0, w - right + 30.0, w - right + 35.0, ly + 4.0);
+        let _ = write!(
+            s,
+            r#"<line x1="{}" y1="{ly}" x2="{}" y2="{ly}" stroke="{c}" stroke-width="3"/><text x="{}" y="{}">{name}</text>"#,
+            w - right + 10.0,
+            w - right + 30.0,
+            w - right + 35.0,
+            ly + 4.0
+        );
     }
     s.push_str("</svg>\n");
     s

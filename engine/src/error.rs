@@ -49,9 +49,7 @@ impl EngineError {
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
         match source.raw_os_error() {
-            Some(code) if code == libc_enospc() || code == libc_edquot() => {
-                EngineError::DiskFull { op, path }
-            }
+            Some(code) if code == libc_enospc() || code == libc_edquot() => EngineError::DiskFull { op, path },
             _ => EngineError::Io { op, path, source },
         }
     }

@@ -85,9 +85,9 @@ pub const REMOTE_SIGN_TTL: Duration = Duration::from_secs(300);
 /// Longest time-to-live accepted on an object: 10 years, in seconds.
 pub const TTL_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
-const _: () = assert!(BLOCK_BYTES % ALIGN_BYTES == 0);
-const _: () = assert!(WRITE_CHUNK_BYTES as u64 % BLOCK_BYTES == 0);
-const _: () = assert!(REMOTE_PART_BYTES % BLOCK_BYTES == 0);
-const _: () = assert!(REMOTE_TAIL_BYTES % ALIGN_BYTES == 0);
+const _: () = assert!(BLOCK_BYTES.is_multiple_of(ALIGN_BYTES));
+const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(REMOTE_PART_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(REMOTE_TAIL_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!(REMOTE_PART_BYTES >= 5 * 1024 * 1024);
-const _: () = assert!(SMALL_FILE_BYTES % ALIGN_BYTES == 0);
+const _: () = assert!(SMALL_FILE_BYTES.is_multiple_of(ALIGN_BYTES));

@@ -71,7 +71,11 @@ impl<T: AsyncWrite + AsRawFd + Unpin> hyper::rt::Write for HyperIo<T> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
         if nonempty > 1 {
             // SAFETY: the fd belongs to `self.inner`, which outlives this call.

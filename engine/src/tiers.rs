@@ -40,7 +40,10 @@ impl Shard {
         let path = self.layout().object_path(owner, hash);
         let hot = self.hot.borrow_mut().get(hash, &path);
         if let Some(hot) = hot {
-            if hot.meta.namespace == key.namespace() && hot.meta.key == key.key() && !hot.meta.is_expired(crate::now_ms()) {
+            if hot.meta.namespace == key.namespace()
+                && hot.meta.key == key.key()
+                && !hot.meta.is_expired(crate::now_ms())
+            {
                 self.note_touch(owner, hash);
                 bump(&self.stats().local_hits, 1);
                 bump(&self.stats().memory_hits, 1);
@@ -121,7 +124,12 @@ impl Shard {
 
     /// Seals the written object, stores it in the remote tier (if any), and
     /// has the owner publish it. On error nothing is published.
-    pub async fn finish_put(self: &Rc<Self>, key: &ObjectKey, writer: ObjectWriter, expires_ms: u64) -> Result<ObjectMeta, EngineError> {
+    pub async fn finish_put(
+        self: &Rc<Self>,
+        key: &ObjectKey,
+        writer: ObjectWriter,
+        expires_ms: u64,
+    ) -> Result<ObjectMeta, EngineError> {
         let sealed = writer.finish(key.namespace(), key.key(), expires_ms).await?;
         let hash = key.hash();
         if let Some(remote) = &self.remote {

@@ -43,7 +43,7 @@ type DataStream = Pin<Box<dyn Stream<Item = Result<DataChunk, EngineError>>>>;
 pub enum RespBody {
     Empty,
     Full(Option<Bytes>),
-    Stream { stream: DataStream, remaining: u64, on_chunk: Box<dyn Fn(u64)>, _guard: Option<Box<dyn std::any::Any>> },
+    Stream { stream: DataStream, remaining: u64, on_chunk: Box<dyn Fn(u64)> },
 }
 
 impl RespBody {
@@ -51,15 +51,13 @@ impl RespBody {
         RespBody::Full(Some(b.into()))
     }
 
-    /// A stream of exactly `len` bytes. `on_chunk` sees each chunk's
-    /// length; `guard` is dropped when the body is done or abandoned.
+    /// A stream of exactly `len` bytes; `on_chunk` sees each chunk's length.
     pub fn stream(
         stream: impl Stream<Item = Result<DataChunk, EngineError>> + 'static,
         len: u64,
         on_chunk: impl Fn(u64) + 'static,
-        guard: Option<Box<dyn std::any::Any>>,
     ) -> Self {
-        RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk), _guard: guard }
+        RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk) }
     }
 }
 

@@ -6,15 +6,22 @@
 //! hyper's HTTP/1.1 state machine (keep-alive, chunked bodies,
 //! `Expect: 100-continue`, 431 past MAX_HEADER_BYTES). A connection that
 //! sends nothing for the idle timeout is closed. On stop, the loop stops
-//! accepting, waits for in-flight requests (bounded) and returns.
+//! accepting and every connection shuts down gracefully (hyper finishes the
+//! response in flight, then closes; idle ones close at once); the loop
+//! returns when they are all gone, or after DRAIN_TIMEOUT.
 
-use crate::limits::{DRAIN_TIMEOUT, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL};
+use crate::body::RespBody;
+use crate::limits::{
+    DRAIN_TIMEOUT, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL,
+};
 use crate::routes;
 use crate::ServerConfig;
+use event_listener::Event;
 use glommio::net::{TcpListener, TcpStream};
-use http::header;
 use hyper::service::service_fn;
 use std::cell::Cell;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -22,17 +29,17 @@ use trove_engine::net::HyperIo;
 use trove_engine::stats::bump;
 use trove_engine::Shard;
 
-/// Counts something in flight on this shard while it lives.
-struct InFlight(Rc<Cell<usize>>);
+/// Counts a live connection of this shard while it exists.
+struct Live(Rc<Cell<usize>>);
 
-impl InFlight {
+impl Live {
     fn new(c: &Rc<Cell<usize>>) -> Self {
         c.set(c.get() + 1);
         Self(c.clone())
     }
 }
 
-impl Drop for InFlight {
+impl Drop for Live {
     fn drop(&mut self) {
         self.0.set(self.0.get() - 1);
     }
@@ -50,8 +57,9 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
     };
     shard.node.serving.fetch_add(1, Ordering::AcqRel);
     tracing::info!(shard = shard.id, listen = %cfg.listen, "serving");
-    let requests = Rc::new(Cell::new(0usize));
     let connections = Rc::new(Cell::new(0usize));
+    // Woken once at stop: every connection then shuts down gracefully.
+    let stop = Rc::new(Event::new());
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !shard.node.is_stopping() {
@@ -66,11 +74,11 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
                 if connections.get() >= MAX_CONNECTIONS_PER_SHARD {
                     continue; // dropped: closed at once
                 }
-                let guard = InFlight::new(&connections);
-                let (shard, cfg, requests) = (shard.clone(), cfg.clone(), requests.clone());
+                let live = Live::new(&connections);
+                let (shard, cfg, stop) = (shard.clone(), cfg.clone(), stop.clone());
                 glommio::spawn_local(async move {
-                    serve_connection(shard, cfg, stream, requests).await;
-                    drop(guard);
+                    serve_connection(shard, cfg, stream, stop).await;
+                    drop(live);
                 })
                 .detach();
             }
@@ -81,52 +89,62 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
         }
     }
     drop(listener);
+    stop.notify(usize::MAX);
     let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while requests.get() > 0 && Instant::now() < deadline {
+    while connections.get() > 0 && Instant::now() < deadline {
         glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
     }
-    tracing::info!(shard = shard.id, left = requests.get(), "drained");
+    tracing::info!(shard = shard.id, left = connections.get(), "drained");
 }
 
-async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpStream, requests: Rc<Cell<usize>>) {
+type ServiceFuture = Pin<Box<dyn Future<Output = Result<http::Response<RespBody>, std::convert::Infallible>>>>;
+
+async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpStream, stop: Rc<Event>) {
     let _ = stream.set_nodelay(true);
     if stream.set_read_timeout(Some(cfg.idle_timeout)).is_err() {
         return;
     }
+    let node = shard.node.clone();
     let service = service_fn(move |req| {
-        let (shard, requests) = (shard.clone(), requests.clone());
-        async move {
-            let in_flight = InFlight::new(&requests);
+        let shard = shard.clone();
+        Box::pin(async move {
             bump(&shard.stats().requests, 1);
             let mut resp = routes::route(&shard, req).await;
             resp.headers_mut().insert("x-trove-shard", http::HeaderValue::from(shard.id));
-            if shard.node.is_stopping() {
-                resp.headers_mut().insert(header::CONNECTION, "close".parse().expect("valid"));
-            }
-            // The request stays in flight until its body is fully sent.
-            let resp = resp.map(|b| match b {
-                crate::body::RespBody::Stream { stream, remaining, on_chunk, .. } => {
-                    crate::body::RespBody::Stream { stream, remaining, on_chunk, _guard: Some(Box::new(in_flight)) }
-                }
-                other => other,
-            });
-            Ok::<_, std::convert::Infallible>(resp)
-        }
+            Ok(resp)
+        }) as ServiceFuture
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut conn = hyper::server::conn::http1::Builder::new()
         .max_buf_size(MAX_HEADER_BYTES)
         // Never poll the socket for EOF while a response is being written:
         // that read would trip the idle timeout on long downloads.
         .half_close(true)
         .keep_alive(true)
-        .serve_connection(HyperIo::new(stream), service)
-        .without_shutdown();
-    match conn.await {
-        Ok(parts) => linger(parts.io.into_inner()).await,
+        .serve_connection(HyperIo::new(stream), service);
+    let stopped = stop.listen();
+    let finished = if node.is_stopping() {
+        None
+    } else {
+        futures_lite::future::or(async { Some(poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
+            stopped.await;
+            None
+        })
+        .await
+    };
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            // Finish the response in flight, then close; idle: close now.
+            Pin::new(&mut conn).graceful_shutdown();
+            poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+        }
+    };
+    match result {
+        Ok(()) if !node.is_stopping() => linger(conn.into_parts().io.into_inner()).await,
+        Ok(()) => {}
         Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
     }
 }
-
 /// See `limits::LINGER_TIME`.
 async fn linger(stream: TcpStream) {
     use futures_lite::AsyncReadExt;

@@ -18,13 +18,22 @@ use std::rc::Rc;
 use trove_engine::stats::bump;
 use trove_engine::{EngineError, ObjectKey, ObjectMeta, SealedObject, Shard, Tier};
 
-pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>, ns: &str, key: &str) -> Result<Response<RespBody>, ApiError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    ns: &str,
+    key: &str,
+) -> Result<Response<RespBody>, ApiError> {
     let key = ObjectKey::from_encoded(ns, key).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))?;
     match *req.method() {
         Method::GET | Method::HEAD => get(shard, &req, &key).await,
         Method::PUT => put(shard, req, &key).await,
         Method::DELETE => delete(shard, &req, &key).await,
-        _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "objects take GET, HEAD, PUT or DELETE")),
+        _ => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "objects take GET, HEAD, PUT or DELETE",
+        )),
     }
 }
 
@@ -43,7 +52,12 @@ async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Res
     Err(ApiError::not_found(format!("no intact copy of {}/{}", key.namespace(), key.key())))
 }
 
-async fn respond(shard: &Rc<Shard>, req: &Request<Incoming>, obj: SealedObject, tier: Tier) -> Result<Response<RespBody>, ApiError> {
+async fn respond(
+    shard: &Rc<Shard>,
+    req: &Request<Incoming>,
+    obj: SealedObject,
+    tier: Tier,
+) -> Result<Response<RespBody>, ApiError> {
     let meta = obj.meta.clone();
     let etag = meta.etag_header();
     let h = req.headers();
@@ -54,7 +68,11 @@ async fn respond(shard: &Rc<Shard>, req: &Request<Incoming>, obj: SealedObject, 
     }
     if let Some(im) = header_str(h, header::IF_MATCH) {
         if !etag_matches(im, &etag) {
-            return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", format!("If-Match does not match the current ETag {etag}")));
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("If-Match does not match the current ETag {etag}"),
+            ));
         }
     }
     let len = meta.data_len;
@@ -62,7 +80,12 @@ async fn respond(shard: &Rc<Shard>, req: &Request<Incoming>, obj: SealedObject, 
         RangeAnswer::Whole => (StatusCode::OK, 0, len),
         RangeAnswer::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
         RangeAnswer::Unsatisfiable => {
-            let mut r = ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", format!("the object is {len} bytes")).into_response();
+            let mut r = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the object is {len} bytes"),
+            )
+            .into_response();
             r.headers_mut().insert(header::CONTENT_RANGE, format!("bytes */{len}").parse().expect("valid"));
             return Ok(r);
         }
@@ -78,13 +101,15 @@ async fn respond(shard: &Rc<Shard>, req: &Request<Incoming>, obj: SealedObject, 
     // Check the first block before committing to a status.
     let first = match stream.next().await {
         Some(Ok(c)) => c,
-        Some(Err(EngineError::Corrupt { .. })) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", "corrupt")),
+        Some(Err(EngineError::Corrupt { .. })) => {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "corrupt", "corrupt"))
+        }
         Some(Err(e)) => return Err(e.into()),
         None => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", "the object ended early")),
     };
     let all = futures_lite::stream::once(Ok(first)).chain(stream);
     let counter_shard = shard.clone();
-    let body = RespBody::stream(all, end - start, move |n| bump(&counter_shard.stats().local_bytes_read, n), None);
+    let body = RespBody::stream(all, end - start, move |n| bump(&counter_shard.stats().local_bytes_read, n));
     Ok(builder.body(body).expect("valid"))
 }
 
@@ -111,7 +136,9 @@ async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Resu
         }
     }
     let expires_ms = match header_str(h, "time-to-live") {
-        Some(v) => trove_engine::now_ms() + 1000 * ttl::parse_secs(v).map_err(|m| ApiError::bad_request("invalid_ttl", m))?,
+        Some(v) => {
+            trove_engine::now_ms() + 1000 * ttl::parse_secs(v).map_err(|m| ApiError::bad_request("invalid_ttl", m))?
+        }
         None => 0,
     };
     check_write_preconditions(shard, h, key).await?;
@@ -157,7 +184,11 @@ async fn check_write_preconditions(shard: &Rc<Shard>, h: &HeaderMap, key: &Objec
         _ => false,
     };
     if failed {
-        return Err(ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", "the object's current ETag does not meet If-Match / If-None-Match"));
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the object's current ETag does not meet If-Match / If-None-Match",
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,9 @@ use trove_engine::NodeShared;
 
 pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
     let shards: Vec<_> = node.stats.iter().map(|s| s.snapshot()).collect();
-    let sum = |name: &str| -> u64 { shards.iter().flat_map(|s| s.iter()).filter(|(n, _, _)| *n == name).map(|(_, _, v)| v).sum() };
+    let sum = |name: &str| -> u64 {
+        shards.iter().flat_map(|s| s.iter()).filter(|(n, _, _)| *n == name).map(|(_, _, v)| v).sum()
+    };
     let json = serde_json::json!({
         "tiers": {
             "local": {

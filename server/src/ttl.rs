@@ -12,7 +12,8 @@ pub fn parse_secs(v: &str) -> Result<u64, String> {
         Some((i, 'd')) => (&v[..i], 86_400),
         _ => (v, 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("Time-To-Live {v:?} is not a number of seconds or like 90s, 15m, 1h, 7d"))?;
+    let n: u64 =
+        num.parse().map_err(|_| format!("Time-To-Live {v:?} is not a number of seconds or like 90s, 15m, 1h, 7d"))?;
     let secs = n.checked_mul(mult).filter(|s| *s > 0 && *s <= TTL_MAX_SECS);
     secs.ok_or_else(|| format!("Time-To-Live {v:?} must be between 1 second and {TTL_MAX_SECS} seconds"))
 }

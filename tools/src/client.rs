@@ -39,9 +39,9 @@ impl Target {
     /// Checks the name with the node's own rules, so a bad name fails here
     /// with the reason instead of after an upload has started.
     pub fn validate(&self) -> Result<()> {
-        trove_engine::ObjectKey::new(&self.namespace, &self.key)
-            .map(|_| ())
-            .map_err(|e| ClientFailure { code: exit::SERVER_ERROR, message: format!("invalid object name: {e}") }.into())
+        trove_engine::ObjectKey::new(&self.namespace, &self.key).map(|_| ()).map_err(|e| {
+            ClientFailure { code: exit::SERVER_ERROR, message: format!("invalid object name: {e}") }.into()
+        })
     }
 
     fn object_url(&self) -> String {

@@ -128,7 +128,8 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => bail!("the remote tier needs both --s3-endpoint and --s3-bucket"),
         (Some(e), Some(b)) => {
-            let url = url::Url::parse(&e).with_context(|| format!("--s3-endpoint {e:?} is not a URL like http://127.0.0.1:8333"))?;
+            let url = url::Url::parse(&e)
+                .with_context(|| format!("--s3-endpoint {e:?} is not a URL like http://127.0.0.1:8333"))?;
             let mut rc = RemoteConfig::new(url, b);
             if let Some(r) = args.s3_region.or(file.s3_region) {
                 rc.region = r;
@@ -141,7 +142,8 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
             }
             // Credentials: the standard AWS variables win over the file.
             rc.access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().or(file.s3_access_key_id).unwrap_or_default();
-            rc.secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok().or(file.s3_secret_access_key).unwrap_or_default();
+            rc.secret_access_key =
+                std::env::var("AWS_SECRET_ACCESS_KEY").ok().or(file.s3_secret_access_key).unwrap_or_default();
             Some(rc)
         }
     };
@@ -151,7 +153,8 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
 /// Parses the listen address; port 0 picks a free port once, so that
 /// every shard binds the same one.
 fn resolve_listen(l: &str) -> Result<std::net::SocketAddr> {
-    let mut addr: std::net::SocketAddr = l.parse().with_context(|| format!("--listen {l:?} is not an address like 127.0.0.1:8080"))?;
+    let mut addr: std::net::SocketAddr =
+        l.parse().with_context(|| format!("--listen {l:?} is not an address like 127.0.0.1:8080"))?;
     if addr.port() == 0 {
         let probe = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         addr.set_port(probe.local_addr()?.port());

@@ -49,7 +49,7 @@ struct ObjectArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Run a cache node (every flag is also a TROVE_* variable and a key of --config).
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Store FILE (or stdin) as NAMESPACE/KEY; prints its ETag and size.
     Put {
         #[command(flatten)]
@@ -105,7 +105,7 @@ fn run(command: Command) -> Result<()> {
     };
     match command {
         Command::Serve(args) => {
-            let (node, server) = config::resolve(args)?;
+            let (node, server) = config::resolve(*args)?;
             serve::run(node, server)
         }
         Command::Put { object, file, ttl } => client::put(&target(object)?, file, ttl),

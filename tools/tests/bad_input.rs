@@ -29,7 +29,8 @@ fn invalid_names_are_refused_and_write_nothing() {
         // Raw requests: an HTTP client would normalise `..` away.
         for method in ["PUT", "GET", "DELETE"] {
             let req = format!("{method} /api/v1/object/{ns}/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nConnection: close\r\n\r\npayload");
-            let resp = String::from_utf8_lossy(&raw(node.port, req.as_bytes(), std::time::Duration::from_secs(5))).into_owned();
+            let resp = String::from_utf8_lossy(&raw(node.port, req.as_bytes(), std::time::Duration::from_secs(5)))
+                .into_owned();
             assert!(resp.starts_with("HTTP/1.1 400"), "{method} {ns:?}/{key:?}: {resp}");
             assert!(resp.contains("\"code\":\"invalid_key\""), "{method} {ns:?}/{key:?}: {resp}");
             assert!(resp.contains("\"error\":\"the "), "a message that says what is wrong: {resp}");

@@ -89,7 +89,11 @@ impl Node {
             if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("node exited with {st} at start: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
             }
-            assert!(Instant::now() < deadline, "node not ready: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "node not ready: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -273,7 +277,8 @@ impl Resp {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -291,10 +296,14 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) ->
         Err(ureq::Error::Transport(_)) => return Resp { status: 0, headers: vec![], body: vec![] },
     };
     let status = resp.status();
-    let headers = resp.headers_names().into_iter().map(|n| {
-        let v = resp.header(&n).unwrap_or("").to_owned();
-        (n, v)
-    }).collect();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = resp.header(&n).unwrap_or("").to_owned();
+            (n, v)
+        })
+        .collect();
     let mut body = Vec::new();
     let _ = resp.into_reader().read_to_end(&mut body);
     Resp { status, headers, body }

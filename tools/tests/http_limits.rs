@@ -19,14 +19,29 @@ fn oversized_heads_and_bodies_are_refused() {
     // Chunked, so the size is only known while streaming.
     let file = dir.path().join("big.bin");
     std::fs::write(&file, bytes(1, 3_000_000)).expect("write");
-    let out = curl(&["-s", "-o", "-", "-w", "%{http_code}", "-X", "PUT", "-H", "Transfer-Encoding: chunked",
-        "--data-binary", &format!("@{}", file.display()), &node.object_url("ns", "big")]);
+    let out = curl(&[
+        "-s",
+        "-o",
+        "-",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "PUT",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &node.object_url("ns", "big"),
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("413"), "{text}");
     assert!(text.contains("too_large"), "{text}");
     assert_eq!(get(&node.object_url("ns", "big")).status, 404);
     assert_eq!(put(&node.object_url("ns", "ok"), bytes(1, 1_048_576)).status, 201);
-    assert!(std::fs::read_dir(dir.path().join("data/shards/000/tmp")).expect("tmp").next().is_none(), "refused uploads leave no tmp file");
+    assert!(
+        std::fs::read_dir(dir.path().join("data/shards/000/tmp")).expect("tmp").next().is_none(),
+        "refused uploads leave no tmp file"
+    );
 }
 
 #[test]
@@ -43,7 +58,11 @@ fn silent_clients_are_cut_off() {
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
     // Half a request head, then silence: also cut off.
     let out = raw(node.port, b"GET /_liveness HTTP/1.1\r\nHost:", Duration::from_secs(10));
-    assert!(out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[test]
@@ -52,14 +71,19 @@ fn a_thousand_idle_connections_do_not_block_others() {
     let node = Node::start(&dir.path().join("data"), &[]);
     put(&node.object_url("ns", "k"), bytes(9, 4096));
     raise_fd_limit();
-    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(("127.0.0.1", node.port)).expect("connect")).collect();
+    let idle: Vec<TcpStream> =
+        (0..1000).map(|_| TcpStream::connect(("127.0.0.1", node.port)).expect("connect")).collect();
     let started = Instant::now();
     for _ in 0..20 {
         let r = get(&node.object_url("ns", "k"));
         assert_eq!(r.status, 200);
         assert_eq!(r.body, bytes(9, 4096));
     }
-    assert!(started.elapsed() < Duration::from_secs(5), "20 GETs took {:?} beside 1000 idle connections", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "20 GETs took {:?} beside 1000 idle connections",
+        started.elapsed()
+    );
     drop(idle);
 }
 

@@ -105,12 +105,42 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
 }
 
 #[test]
+fn idle_keep_alive_connections_do_not_hold_up_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = Node::start(&dir.path().join("d"), &["--idle-timeout", "60s"]);
+    // Connections that sent a request and now sit idle in keep-alive.
+    let idle: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+            std::io::Write::write_all(&mut s, b"GET /_liveness HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+            let mut buf = [0u8; 256];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(node.terminate(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5), "shutdown waited {:?} on idle connections", started.elapsed());
+    drop(idle);
+}
+
+#[test]
 fn a_1_gib_object_streams_in_and_out_in_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let node = Node::start(&dir.path().join("d"), &["--shards", "2"]);
     let src = dir.path().join("one-gib.bin");
-    run("fio", &["--name=gen", &format!("--filename={}", src.display()), "--rw=write", "--bs=1M", "--size=1G",
-        "--refill_buffers", "--output=/dev/null"]);
+    run(
+        "fio",
+        &[
+            "--name=gen",
+            &format!("--filename={}", src.display()),
+            "--rw=write",
+            "--bs=1M",
+            "--size=1G",
+            "--refill_buffers",
+            "--output=/dev/null",
+        ],
+    );
     let url = node.object_url("ns", "huge");
     let up = curl(&["-sS", "-f", "-T", src.to_str().expect("utf8"), &url]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
@@ -134,7 +164,14 @@ fn settings_come_from_toml_and_environment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let toml = dir.path().join("trove.toml");
-    std::fs::write(&toml, format!("listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshards = 1\nmax_object_size = \"1K\"\n", dir.path().join("d").display())).expect("toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nshards = 1\nmax_object_size = \"1K\"\n",
+            dir.path().join("d").display()
+        ),
+    )
+    .expect("toml");
     let mut child = Command::new(trove_bin())
         .args(["serve", "--config", toml.to_str().expect("utf8")])
         .env("TROVE_MAX_OBJECT_SIZE", "2K") // env beats the file
@@ -155,6 +192,7 @@ fn settings_come_from_toml_and_environment() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("reading config file"));
     std::fs::write(&toml, "lisen = \"x\"\n").expect("toml");
-    let typo = Command::new(trove_bin()).args(["serve", "--config", toml.to_str().expect("utf8")]).output().expect("run");
+    let typo =
+        Command::new(trove_bin()).args(["serve", "--config", toml.to_str().expect("utf8")]).output().expect("run");
     assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown field"), "typos in the file are reported");
 }

@@ -136,8 +136,17 @@ fn curl_keep_alive_chunked_and_expect_continue() {
     std::fs::write(&file, bytes(6, 3_000_000)).expect("write");
     let url = node.object_url("ns", "chunked");
     let out = curl(&[
-        "-sS", "-v", "-X", "PUT", "-H", "Transfer-Encoding: chunked", "-H", "Expect: 100-continue",
-        "--data-binary", &format!("@{}", file.display()), &url,
+        "-sS",
+        "-v",
+        "-X",
+        "PUT",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        &url,
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

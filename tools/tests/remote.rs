@@ -113,7 +113,8 @@ fn a_silent_s3_times_out_with_504() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let endpoint = format!("http://127.0.0.1:{port}");
-    let node = Node::start(&dir.path().join("d"), &["--s3-endpoint", &endpoint, "--s3-bucket", "b", "--s3-timeout", "1s"]);
+    let node =
+        Node::start(&dir.path().join("d"), &["--s3-endpoint", &endpoint, "--s3-bucket", "b", "--s3-timeout", "1s"]);
     let started = Instant::now();
     let r = get(&node.object_url("ns", "k"));
     assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));

@@ -20,6 +20,7 @@ pub fn read_ceiling(dir: &Path, size_mib: u64) -> anyhow::Result<f64> {
     // fio may print notes before the JSON document.
     let json_start = text.find('{').ok_or_else(|| anyhow::anyhow!("fio printed no JSON"))?;
     let v: serde_json::Value = serde_json::from_str(&text[json_start..])?;
-    let bw = v["jobs"][0]["read"]["bw_bytes"].as_f64().ok_or_else(|| anyhow::anyhow!("fio JSON lacks read.bw_bytes"))?;
+    let bw =
+        v["jobs"][0]["read"]["bw_bytes"].as_f64().ok_or_else(|| anyhow::anyhow!("fio JSON lacks read.bw_bytes"))?;
     Ok(bw)
 }

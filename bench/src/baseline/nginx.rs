@@ -14,7 +14,9 @@ pub struct Nginx {
 impl Nginx {
     /// Serves `root` on `addr` with one worker pinned to `cpu`.
     pub fn start(root: &Path, prefix: &Path, addr: SocketAddr, cpu: usize) -> anyhow::Result<Nginx> {
-        let bin = find_nginx().ok_or_else(|| anyhow::anyhow!("nginx not found: apt-get install nginx-light (the README's setup does this)"))?;
+        let bin = find_nginx().ok_or_else(|| {
+            anyhow::anyhow!("nginx not found: apt-get install nginx-light (the README's setup does this)")
+        })?;
         std::fs::create_dir_all(prefix.join("logs"))?;
         let mask: String = (0..=cpu).rev().map(|i| if i == cpu { '1' } else { '0' }).collect();
         let conf = format!(
@@ -40,7 +42,11 @@ impl Nginx {
         let n = Nginx { child, addr };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(addr).is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "nginx did not start; see {}", prefix.join("logs/error.log").display());
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "nginx did not start; see {}",
+                prefix.join("logs/error.log").display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(n)

@@ -80,7 +80,8 @@ async fn land_inner(
     if trailer_len > total - tail_start {
         have_from = total - trailer_len;
         let range = format!("bytes={}-{}", have_from, tail_start - 1);
-        let resp = remote.get_range(hash, &range).await?.ok_or_else(|| RemoteError::Corrupt("vanished mid-fetch".into()))?;
+        let resp =
+            remote.get_range(hash, &range).await?.ok_or_else(|| RemoteError::Corrupt("vanished mid-fetch".into()))?;
         let head = http::read_small("GET", resp.into_body(), trailer_len as usize, remote.response_timeout()).await?;
         remote.stats().remote_bytes_read.fetch_add(head.len() as u64, Ordering::Relaxed);
         let mut t = head.to_vec();
@@ -99,8 +100,10 @@ async fn land_inner(
     write_aligned(&file, have_from, &trailer).await?;
     let landing = Arc::new(Landing::new(tmp_path.to_owned(), final_path, meta, total));
 
-    let ranges: Vec<(u64, u64)> =
-        (0..have_from).step_by(REMOTE_PART_BYTES as usize).map(|s| (s, (s + REMOTE_PART_BYTES).min(have_from))).collect();
+    let ranges: Vec<(u64, u64)> = (0..have_from)
+        .step_by(REMOTE_PART_BYTES as usize)
+        .map(|s| (s, (s + REMOTE_PART_BYTES).min(have_from)))
+        .collect();
     let progress = Rc::new(RefCell::new(vec![0u64; ranges.len()]));
     if ranges.is_empty() {
         landing.set_landed(total);
@@ -127,7 +130,10 @@ async fn land_inner(
                         .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
                     let (got_start, _) = content_range(&resp)?;
                     if got_start != start || resp.status().as_u16() != 206 {
-                        return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+                        return Err(RemoteError::Protocol {
+                            op: "GET",
+                            what: "the store ignored the Range header".into(),
+                        });
                     }
                     let on_write = |written: u64| {
                         progress.borrow_mut()[i] = written;
@@ -167,7 +173,10 @@ fn content_range(resp: &::http::Response<Incoming>) -> Result<(u64, u64), Remote
         let len = h.get(::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
         return len.map(|l| (0, l)).ok_or_else(|| bad("200 without Content-Length"));
     }
-    let v = h.get(::http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).ok_or_else(|| bad("206 without Content-Range"))?;
+    let v = h
+        .get(::http::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| bad("206 without Content-Range"))?;
     let rest = v.strip_prefix("bytes ").ok_or_else(|| bad("Content-Range unit"))?;
     let (span, total) = rest.split_once('/').ok_or_else(|| bad("Content-Range shape"))?;
     let (start, _) = span.split_once('-').ok_or_else(|| bad("Content-Range span"))?;

@@ -37,9 +37,9 @@ pub async fn send(
         .map_err(|e| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: e.to_string() })?
         .next()
         .ok_or_else(|| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: "no address".into() })?;
-    let stream = glommio::net::TcpStream::connect_timeout(addr, timeouts.connect)
-        .await
-        .map_err(|e| RemoteError::Connect { endpoint: addr.to_string(), reason: std::io::Error::from(e).to_string() })?;
+    let stream = glommio::net::TcpStream::connect_timeout(addr, timeouts.connect).await.map_err(|e| {
+        RemoteError::Connect { endpoint: addr.to_string(), reason: std::io::Error::from(e).to_string() }
+    })?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(HyperIo::new(stream))
         .await

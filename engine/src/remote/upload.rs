@@ -19,7 +19,8 @@ use std::sync::atomic::Ordering;
 impl RemoteTier {
     /// Uploads the sealed file at `path` (of `file_len` bytes) as `hash`.
     pub async fn upload_file(self: &Rc<Self>, hash: u128, path: &Path, file_len: u64) -> Result<(), RemoteError> {
-        let file = DmaFile::open(path).await.map_err(|e| RemoteError::LocalIo(format!("opening {}: {e}", path.display())))?;
+        let file =
+            DmaFile::open(path).await.map_err(|e| RemoteError::LocalIo(format!("opening {}: {e}", path.display())))?;
         let file = Rc::new(file);
         let result = if file_len <= MULTIPART_THRESHOLD_BYTES {
             match read_part(&file, 0, file_len).await {
@@ -33,7 +34,12 @@ impl RemoteTier {
         result
     }
 
-    async fn upload_multipart(self: &Rc<Self>, hash: u128, file: Rc<DmaFile>, file_len: u64) -> Result<(), RemoteError> {
+    async fn upload_multipart(
+        self: &Rc<Self>,
+        hash: u128,
+        file: Rc<DmaFile>,
+        file_len: u64,
+    ) -> Result<(), RemoteError> {
         const OP: &str = "multipart upload";
         let name = self.object_name(hash);
         let url = self.bucket.create_multipart_upload(self.credentials.as_ref(), &name).sign(REMOTE_SIGN_TTL);
@@ -48,7 +54,8 @@ impl RemoteTier {
         let next = Rc::new(Cell::new(0usize));
         let workers: Vec<_> = (0..REMOTE_PARALLELISM.min(parts))
             .map(|_| {
-                let (me, file, next, etags, upload_id) = (self.clone(), file.clone(), next.clone(), etags.clone(), upload_id.clone());
+                let (me, file, next, etags, upload_id) =
+                    (self.clone(), file.clone(), next.clone(), etags.clone(), upload_id.clone());
                 glommio::spawn_local(async move {
                     loop {
                         let i = next.get();
@@ -75,8 +82,12 @@ impl RemoteTier {
             return Err(e);
         }
         let etags: Vec<String> = etags.borrow().iter().map(|e| e.clone().expect("every part uploaded")).collect();
-        let action =
-            self.bucket.complete_multipart_upload(self.credentials.as_ref(), &name, &upload_id, etags.iter().map(String::as_str));
+        let action = self.bucket.complete_multipart_upload(
+            self.credentials.as_ref(),
+            &name,
+            &upload_id,
+            etags.iter().map(String::as_str),
+        );
         let url = action.sign(REMOTE_SIGN_TTL);
         let body = Bytes::from(action.body());
         let resp = self.send(OP, Method::POST, &url, &[], body).await?;

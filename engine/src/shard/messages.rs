@@ -11,7 +11,13 @@ use std::sync::Arc;
 
 pub enum ShardRequest {
     /// Publish a synced tmp file as the object `hash`.
-    Commit { hash: u128, tmp: PathBuf, disk_bytes: u64, expires_ms: u64, reply: oneshot::Sender<Result<(), EngineError>> },
+    Commit {
+        hash: u128,
+        tmp: PathBuf,
+        disk_bytes: u64,
+        expires_ms: u64,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     /// Remove the object; replies whether there was one.
     Remove { hash: u128, reply: oneshot::Sender<Result<bool, EngineError>> },
     /// Drop an object a reader found corrupt or expired. No reply.

@@ -102,7 +102,11 @@ impl Shard {
     }
 
     /// Sends `make(reply)` to `owner` and waits for the reply.
-    pub(crate) async fn call<T>(&self, owner: ShardId, make: impl FnOnce(oneshot::Sender<T>) -> ShardRequest) -> Result<T, crate::EngineError> {
+    pub(crate) async fn call<T>(
+        &self,
+        owner: ShardId,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardRequest,
+    ) -> Result<T, crate::EngineError> {
         let (tx, rx) = oneshot::channel();
         let gone = || crate::EngineError::ShardGone { shard: owner };
         self.senders.send_to(usize::from(owner), make(tx)).await.map_err(|_| gone())?;

@@ -39,7 +39,13 @@ impl Shard {
         }
     }
 
-    pub(crate) async fn owner_commit(&self, hash: u128, tmp: &Path, disk_bytes: u64, expires_ms: u64) -> Result<(), EngineError> {
+    pub(crate) async fn owner_commit(
+        &self,
+        hash: u128,
+        tmp: &Path,
+        disk_bytes: u64,
+        expires_ms: u64,
+    ) -> Result<(), EngineError> {
         let evicted = self.local.commit(hash, tmp, disk_bytes, expires_ms).await;
         if let Ok(ev) = &evicted {
             bump(&self.stats().evictions, ev.len() as u64);

@@ -88,7 +88,11 @@ where
             .name(&format!("trove-shard-{id}"))
             .spin_before_park(config.spin_before_park)
             .spawn(move || async move { run_shard(id as ShardId, shared, mesh, serve).await })
-            .map_err(|e| EngineError::Io { op: "starting shard", path: format!("cpu {cpu}").into(), source: e.into() })?;
+            .map_err(|e| EngineError::Io {
+                op: "starting shard",
+                path: format!("cpu {cpu}").into(),
+                source: e.into(),
+            })?;
         joins.push(handle);
     }
     Ok(NodeHandle { shared, joins })

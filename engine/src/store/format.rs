@@ -144,7 +144,7 @@ pub fn encode_trailer(meta: &ObjectMeta) -> Vec<u8> {
 
 /// Reads the trailer length from the last 32 bytes of a file of `file_len`.
 pub fn decode_tail(tail: &[u8], file_len: u64) -> Result<u64, FormatError> {
-    if file_len < ALIGN_BYTES || file_len % ALIGN_BYTES != 0 || tail.len() < TAIL_BYTES {
+    if file_len < ALIGN_BYTES || !file_len.is_multiple_of(ALIGN_BYTES) || tail.len() < TAIL_BYTES {
         return Err(FormatError::BadFileLength(file_len));
     }
     let tail = &tail[tail.len() - TAIL_BYTES..];
@@ -155,7 +155,7 @@ pub fn decode_tail(tail: &[u8], file_len: u64) -> Result<u64, FormatError> {
         return Err(FormatError::BadTailMagic);
     }
     let trailer_len = u64_at(tail, 0);
-    if trailer_len < ALIGN_BYTES || trailer_len % ALIGN_BYTES != 0 || trailer_len > file_len {
+    if trailer_len < ALIGN_BYTES || !trailer_len.is_multiple_of(ALIGN_BYTES) || trailer_len > file_len {
         return Err(FormatError::BadTrailerLength(trailer_len));
     }
     Ok(trailer_len)

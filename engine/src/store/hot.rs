@@ -27,11 +27,21 @@ pub struct FileVersion {
 
 impl FileVersion {
     pub fn of_fd(fd: impl AsFd) -> Option<FileVersion> {
-        rustix::fs::fstat(fd).ok().map(|st| FileVersion { ino: st.st_ino, ctime_sec: st.st_ctime, ctime_nsec: st.st_ctime_nsec as u32 })
+        rustix::fs::fstat(fd).ok().map(|st| FileVersion {
+            ino: st.st_ino,
+            ctime_sec: st.st_ctime,
+            ctime_nsec: st.st_ctime_nsec as u32,
+        })
     }
 
     pub fn of_path(path: &Path) -> Option<FileVersion> {
-        let st = rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::empty(), rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::CTIME).ok()?;
+        let st = rustix::fs::statx(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::AtFlags::empty(),
+            rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::CTIME,
+        )
+        .ok()?;
         Some(FileVersion { ino: st.stx_ino, ctime_sec: st.stx_ctime.tv_sec, ctime_nsec: st.stx_ctime.tv_nsec })
     }
 }

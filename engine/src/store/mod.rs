@@ -93,7 +93,13 @@ impl LocalTier {
     /// Publishes a synced tmp file as the object `hash`: rename over any old
     /// version, fsync the directory, index it, then evict down to capacity.
     /// Returns the hashes evicted.
-    pub async fn commit(&self, hash: u128, tmp: &Path, disk_bytes: u64, expires_ms: u64) -> Result<Vec<u128>, EngineError> {
+    pub async fn commit(
+        &self,
+        hash: u128,
+        tmp: &Path,
+        disk_bytes: u64,
+        expires_ms: u64,
+    ) -> Result<Vec<u128>, EngineError> {
         let dest = self.layout.object_path(self.shard, hash);
         glommio::io::rename(tmp, &dest).await.map_err(|e| EngineError::glommio("publishing", &dest, e))?;
         let dir = dest.parent().expect("object paths have a parent").to_owned();
@@ -156,13 +162,15 @@ impl LocalTier {
 /// with EOPNOTSUPP on devices without iopoll. Run once per shard, first.
 pub async fn settle_device_probe(layout: &Layout, shard: ShardId) -> Result<(), EngineError> {
     let path = layout.tmp_path(shard);
-    let file = glommio::io::DmaFile::create(&path).await.map_err(|e| EngineError::glommio("creating probe", &path, e))?;
+    let file =
+        glommio::io::DmaFile::create(&path).await.map_err(|e| EngineError::glommio("creating probe", &path, e))?;
     let mut buf = file.alloc_dma_buffer(crate::limits::ALIGN_BYTES as usize);
     buf.as_bytes_mut().fill(0x5a);
     file.write_at(buf, 0).await.map_err(|e| EngineError::glommio("writing probe", &path, e))?;
     file.fdatasync().await.map_err(|e| EngineError::glommio("syncing probe", &path, e))?;
     let _ = file.close().await;
-    let reopened = glommio::io::DmaFile::open(&path).await.map_err(|e| EngineError::glommio("opening probe", &path, e))?;
+    let reopened =
+        glommio::io::DmaFile::open(&path).await.map_err(|e| EngineError::glommio("opening probe", &path, e))?;
     let read = reopened.read_at_aligned(0, crate::limits::ALIGN_BYTES as usize).await;
     let _ = reopened.close().await;
     let _ = glommio::io::remove(&path).await;
@@ -173,8 +181,6 @@ pub async fn settle_device_probe(layout: &Layout, shard: ShardId) -> Result<(), 
 /// blocking pool: a directory fsync can take milliseconds on ext4.
 pub async fn sync_dir(dir: &Path) -> Result<(), EngineError> {
     let d = dir.to_owned();
-    let res = glommio::executor()
-        .spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all()))
-        .await;
+    let res = glommio::executor().spawn_blocking(move || std::fs::File::open(&d).and_then(|f| f.sync_all())).await;
     res.map_err(|e| EngineError::io("syncing directory", dir, e))
 }

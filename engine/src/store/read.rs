@@ -9,7 +9,9 @@
 //! most that many blocks in memory.
 
 use crate::error::EngineError;
-use crate::limits::{ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, SMALL_FILE_BYTES};
+use crate::limits::{
+    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, SMALL_FILE_BYTES,
+};
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::{FileVersion, HotObject};
 use crate::store::landing::{Landing, LandingState};
@@ -88,13 +90,20 @@ impl SealedObject {
             Ok((meta, Some(whole))) => {
                 // Read whole: the descriptor is no longer needed.
                 // SAFETY: the descriptor belongs to `file`, open until the close below.
-                let version = FileVersion::of_fd(unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file)) });
+                let version = FileVersion::of_fd(unsafe {
+                    std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file))
+                });
                 let _ = file.close().await;
                 Ok(Some(Self { file: None, path: path.to_owned(), meta, whole: Some(whole), landing: None, version }))
             }
-            Ok((meta, None)) => {
-                Ok(Some(Self { file: Some(Rc::new(file)), path: path.to_owned(), meta, whole: None, landing: None, version: None }))
-            }
+            Ok((meta, None)) => Ok(Some(Self {
+                file: Some(Rc::new(file)),
+                path: path.to_owned(),
+                meta,
+                whole: None,
+                landing: None,
+                version: None,
+            })),
             Err(e) => {
                 let _ = file.close().await;
                 remove_corrupt(path).await;
@@ -139,16 +148,20 @@ impl SealedObject {
         file_len: u64,
     ) -> Result<(ObjectMeta, Option<ReadResult>), EngineError> {
         let corrupt = |what: String| EngineError::Corrupt { path: path.to_owned(), what };
-        if file_len < ALIGN_BYTES || file_len % ALIGN_BYTES != 0 {
+        if file_len < ALIGN_BYTES || !file_len.is_multiple_of(ALIGN_BYTES) {
             return Err(corrupt(format!("length {file_len} is not a sealed file's")));
         }
         if file_len <= SMALL_FILE_BYTES {
-            let all = file.read_at_aligned(0, file_len as usize).await.map_err(|e| EngineError::glommio("reading", path, e))?;
+            let all = file
+                .read_at_aligned(0, file_len as usize)
+                .await
+                .map_err(|e| EngineError::glommio("reading", path, e))?;
             if all.len() as u64 != file_len {
                 return Err(corrupt("short read".into()));
             }
             let tlen = format::decode_tail(&all, file_len).map_err(|e| corrupt(e.to_string()))?;
-            let meta = format::decode_trailer(&all[(file_len - tlen) as usize..], file_len).map_err(|e| corrupt(e.to_string()))?;
+            let meta = format::decode_trailer(&all[(file_len - tlen) as usize..], file_len)
+                .map_err(|e| corrupt(e.to_string()))?;
             return Ok((meta, Some(all)));
         }
         let last = file
@@ -159,7 +172,9 @@ impl SealedObject {
         let trailer = if tlen == ALIGN_BYTES {
             last
         } else {
-            file.read_at_aligned(file_len - tlen, tlen as usize).await.map_err(|e| EngineError::glommio("reading", path, e))?
+            file.read_at_aligned(file_len - tlen, tlen as usize)
+                .await
+                .map_err(|e| EngineError::glommio("reading", path, e))?
         };
         let meta = format::decode_trailer(&trailer, file_len).map_err(|e| corrupt(e.to_string()))?;
         Ok((meta, None))
@@ -263,13 +278,18 @@ impl StreamState {
             let pos = first * BLOCK_BYTES;
             let len = format::align_up((self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES));
             let obj = self.obj.clone();
-            self.pending.push_back((first, glommio::spawn_local(async move {
-                if let Some(landing) = &obj.landing {
-                    wait_landed(landing, pos + len).await?;
-                }
-                let file = obj.file.as_ref().expect("objects not read whole keep their file open");
-                file.read_at_aligned(pos, len as usize).await.map_err(|e| EngineError::glommio("reading", &obj.path, e))
-            })));
+            self.pending.push_back((
+                first,
+                glommio::spawn_local(async move {
+                    if let Some(landing) = &obj.landing {
+                        wait_landed(landing, pos + len).await?;
+                    }
+                    let file = obj.file.as_ref().expect("objects not read whole keep their file open");
+                    file.read_at_aligned(pos, len as usize)
+                        .await
+                        .map_err(|e| EngineError::glommio("reading", &obj.path, e))
+                }),
+            ));
             self.next_read += blocks;
         }
     }
