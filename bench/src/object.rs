@@ -91,6 +91,8 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     let n_large_warm = load(nginx.addr, "/large.bin", 1, None)?;
     drop(nginx);
     drop(node);
+    // What O_DIRECT itself gives on trove's own file (skipped for --url).
+    let odirect_same_bps = largest_file(&node_dir).map(|f| disk::same_pattern(&f)).transpose()?;
 
     let cold_bps = n_large_cold.as_ref().map(|r| r.bytes as f64 / (r.latency_us.max() as f64 / 1e6));
     let ceiling = disk_bps.min(tcp_bps);
@@ -99,7 +101,7 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "kernel": kernel() },
         "setup": { "server_cpu": cfg.server_cpu, "loadgen_cpu": cfg.loadgen_cpu, "connections": cfg.connections,
                    "duration_s": cfg.duration.as_secs_f64(), "small_bytes": cfg.small_bytes, "large_bytes": cfg.large_bytes },
-        "ceilings": { "disk_odirect_read_bps": disk_bps, "loopback_tcp_bps": tcp_bps },
+        "ceilings": { "disk_odirect_read_bps": disk_bps, "loopback_tcp_bps": tcp_bps, "odirect_trove_pattern_on_trove_file_bps": odirect_same_bps },
         "small": {
             "max_rps": { "trove": t_max.requests_per_sec(), "nginx": n_max.requests_per_sec() },
             "open_loop_rate_rps": rate,
@@ -116,6 +118,7 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
             "large_trove_over_nginx_warm": t_large.bytes_per_sec() / n_large_warm.bytes_per_sec(),
             "large_trove_over_nginx_cold": cold_bps.map(|c| t_large.bytes_per_sec() / c),
             "large_trove_over_ceiling": t_large.bytes_per_sec() / ceiling,
+            "large_trove_over_odirect_same_pattern": odirect_same_bps.map(|b| t_large.bytes_per_sec() / b),
             "small_p99_trove_over_nginx": t_open.latency_us.value_at_quantile(0.99) as f64 / n_open.latency_us.value_at_quantile(0.99).max(1) as f64,
             "small_max_rps_trove_over_nginx": t_max.requests_per_sec() / n_max.requests_per_sec(),
         },
@@ -173,11 +176,27 @@ fn markdown(j: &serde_json::Value) -> String {
     ));
     let r = &j["ratios"];
     s.push_str(&format!(
-        "### Ratios\n\n| large: trove / nginx cold | large: trove / nginx warm | large: trove / min(disk, tcp) | small p99: trove / nginx | small max req/s: trove / nginx |\n|---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n",
-        f(&r["large_trove_over_nginx_cold"]), f(&r["large_trove_over_nginx_warm"]), f(&r["large_trove_over_ceiling"]),
+        "### Ratios\n\n| large: trove / nginx cold | large: trove / nginx warm | large: trove / min(disk, tcp) | large: trove / fio same pattern | small p99: trove / nginx | small max req/s: trove / nginx |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n",
+        f(&r["large_trove_over_nginx_cold"]), f(&r["large_trove_over_nginx_warm"]), f(&r["large_trove_over_ceiling"]), f(&r["large_trove_over_odirect_same_pattern"]),
         f(&r["small_p99_trove_over_nginx"]), f(&r["small_max_rps_trove_over_nginx"])
     ));
     s
+}
+
+/// The largest sealed object file under a node's data dir.
+fn largest_file(data_dir: &std::path::Path) -> Option<PathBuf> {
+    let mut best: Option<(u64, PathBuf)> = None;
+    for shard in std::fs::read_dir(data_dir.join("shards")).ok()?.flatten() {
+        for sub in std::fs::read_dir(shard.path().join("objects")).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if best.as_ref().is_none_or(|(b, _)| len > *b) {
+                    best = Some((len, f.path()));
+                }
+            }
+        }
+    }
+    best.map(|(_, p)| p)
 }
 
 fn kernel() -> String {

@@ -317,19 +317,8 @@ pub fn put(url: &str, body: Vec<u8>) -> Resp {
     http("PUT", url, &[], body)
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
-pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// Deterministic pseudo-random bytes, so failures reproduce (the bench's generator).
+pub use trove_bench::node::bytes;
 
 /// Writes a raw request on a fresh TCP connection and returns what the
 /// server answered before closing (or before `timeout`).

@@ -16,7 +16,7 @@
 
 use crate::key::ObjectKey;
 use crate::limits::{REMOTE_PARALLELISM, REMOTE_PART_BYTES, REMOTE_TAIL_BYTES, WRITE_CHUNK_BYTES};
-use crate::remote::{http, RemoteError, RemoteTier};
+use crate::remote::{http, parallel, RemoteError, RemoteTier};
 use crate::store::format;
 use crate::store::landing::Landing;
 use crate::store::read::SealedObject;
@@ -24,7 +24,7 @@ use futures_lite::StreamExt;
 use glommio::io::DmaFile;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -110,49 +110,28 @@ async fn land_inner(
     }
     on_landing(landing.clone());
 
-    let next = Rc::new(Cell::new(0usize));
     let ranges = Rc::new(ranges);
-    let workers: Vec<_> = (0..REMOTE_PARALLELISM.min(ranges.len()))
-        .map(|_| {
-            let (remote, file, ranges, next, progress, landing) =
-                (remote.clone(), file.clone(), ranges.clone(), next.clone(), progress.clone(), landing.clone());
-            glommio::spawn_local(async move {
-                loop {
-                    let i = next.get();
-                    if i >= ranges.len() {
-                        return Ok(());
-                    }
-                    next.set(i + 1);
-                    let (start, end) = ranges[i];
-                    let resp = remote
-                        .get_range(hash, &format!("bytes={}-{}", start, end - 1))
-                        .await?
-                        .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
-                    let (got_start, _) = content_range(&resp)?;
-                    if got_start != start || resp.status().as_u16() != 206 {
-                        return Err(RemoteError::Protocol {
-                            op: "GET",
-                            what: "the store ignored the Range header".into(),
-                        });
-                    }
-                    let on_write = |written: u64| {
-                        progress.borrow_mut()[i] = written;
-                        landing.set_landed(contiguous(&ranges, &progress.borrow(), total));
-                    };
-                    stream_range(&remote, &file, resp.into_body(), start, end, on_write).await?;
-                }
-            })
-        })
-        .collect();
-    let mut failure = None;
-    for w in workers {
-        if let Err(e) = w.await {
-            failure.get_or_insert(e);
+    let (r, f, rs, p, l) = (remote.clone(), file.clone(), ranges.clone(), progress.clone(), landing.clone());
+    parallel::for_each_index(ranges.len(), REMOTE_PARALLELISM, move |i| {
+        let (remote, file, ranges, progress, landing) = (r.clone(), f.clone(), rs.clone(), p.clone(), l.clone());
+        async move {
+            let (start, end) = ranges[i];
+            let resp = remote
+                .get_range(hash, &format!("bytes={}-{}", start, end - 1))
+                .await?
+                .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
+            let (got_start, _) = content_range(&resp)?;
+            if got_start != start || resp.status().as_u16() != 206 {
+                return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+            }
+            let on_write = |written: u64| {
+                progress.borrow_mut()[i] = written;
+                landing.set_landed(contiguous(&ranges, &progress.borrow(), total));
+            };
+            stream_range(&remote, &file, resp.into_body(), start, end, on_write).await
         }
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    })
+    .await?;
     file.fdatasync().await.map_err(io_err)?;
     // Check every block against its sum before the owner publishes the file.
     let check = SealedObject::open(tmp_path).await.map_err(|e| RemoteError::Corrupt(e.to_string()))?;

@@ -12,6 +12,7 @@
 
 pub mod fetch;
 pub mod http;
+pub mod parallel;
 pub mod upload;
 
 use crate::key::hash_hex;

@@ -5,13 +5,13 @@
 //! failed multipart upload is aborted so S3 does not keep the parts.
 
 use crate::limits::{MULTIPART_THRESHOLD_BYTES, REMOTE_PARALLELISM, REMOTE_PART_BYTES, REMOTE_SIGN_TTL};
-use crate::remote::{http, RemoteError, RemoteTier};
+use crate::remote::{http, parallel, RemoteError, RemoteTier};
 use ::http::Method;
 use bytes::Bytes;
 use glommio::io::DmaFile;
 use rusty_s3::actions::CreateMultipartUpload;
 use rusty_s3::S3Action;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -51,33 +51,19 @@ impl RemoteTier {
 
         let parts = file_len.div_ceil(REMOTE_PART_BYTES) as usize;
         let etags: Rc<RefCell<Vec<Option<String>>>> = Rc::new(RefCell::new(vec![None; parts]));
-        let next = Rc::new(Cell::new(0usize));
-        let workers: Vec<_> = (0..REMOTE_PARALLELISM.min(parts))
-            .map(|_| {
-                let (me, file, next, etags, upload_id) =
-                    (self.clone(), file.clone(), next.clone(), etags.clone(), upload_id.clone());
-                glommio::spawn_local(async move {
-                    loop {
-                        let i = next.get();
-                        if i >= parts {
-                            return Ok(());
-                        }
-                        next.set(i + 1);
-                        let pos = i as u64 * REMOTE_PART_BYTES;
-                        let body = read_part(&file, pos, (file_len - pos).min(REMOTE_PART_BYTES)).await?;
-                        let etag = me.upload_part(hash, (i + 1) as u16, &upload_id, body).await?;
-                        etags.borrow_mut()[i] = Some(etag);
-                    }
-                })
-            })
-            .collect();
-        let mut failure = None;
-        for w in workers {
-            if let Err(e) = w.await {
-                failure.get_or_insert(e);
+        let (me, f, tags, id) = (self.clone(), file.clone(), etags.clone(), upload_id.clone());
+        let uploaded = parallel::for_each_index(parts, REMOTE_PARALLELISM, move |i| {
+            let (me, file, etags, upload_id) = (me.clone(), f.clone(), tags.clone(), id.clone());
+            async move {
+                let pos = i as u64 * REMOTE_PART_BYTES;
+                let body = read_part(&file, pos, (file_len - pos).min(REMOTE_PART_BYTES)).await?;
+                let etag = me.upload_part(hash, (i + 1) as u16, &upload_id, body).await?;
+                etags.borrow_mut()[i] = Some(etag);
+                Ok(())
             }
-        }
-        if let Some(e) = failure {
+        })
+        .await;
+        if let Err(e) = uploaded {
             self.abort_multipart(&name, &upload_id).await;
             return Err(e);
         }
