@@ -17,9 +17,13 @@ pub struct ObjectArgs {
     /// Bench a node already running here instead of starting one.
     #[arg(long)]
     url: Option<String>,
-    /// Length of each measured phase, e.g. 8s.
-    #[arg(long, default_value = "8")]
+    /// Seconds of each measured phase.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Rounds of each phase, alternating trove and nginx; the report takes
+    /// the median round (shared machines are noisy).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Size of the small object, in bytes.
     #[arg(long, default_value_t = 4096)]
     small_bytes: usize,
@@ -57,6 +61,7 @@ pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
                 out: a.out,
                 server_cpu: a.server_cpu,
                 loadgen_cpu: a.loadgen_cpu,
+                rounds: a.rounds,
             })?;
             Ok(())
         }

@@ -25,6 +25,8 @@ pub struct ObjectBench {
     pub out: PathBuf,
     pub server_cpu: usize,
     pub loadgen_cpu: usize,
+    /// Rounds of each phase, alternating trove and nginx.
+    pub rounds: usize,
 }
 
 fn gbps(b: f64) -> String {
@@ -52,10 +54,14 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     let nginx =
         Nginx::start(&files, &work_subdir(&work, "nginx")?, ([127, 0, 0, 1], nginx_port).into(), cfg.server_cpu)?;
 
+    // Write back everything the set-up dirtied, so background writeback
+    // does not land inside a measured phase (it showed as 20-40 ms stalls).
+    sync();
     eprintln!("measuring the ceilings: fio O_DIRECT read, loopback TCP");
     let disk_bps = disk::read_ceiling(&work, 1024)?;
     let tcp_bps = tcp::loopback_ceiling(Duration::from_secs(3), cfg.server_cpu, cfg.loadgen_cpu)?;
     eprintln!("  disk {}  tcp {}", gbps(disk_bps), gbps(tcp_bps));
+    sync();
 
     let load = |addr: SocketAddr, path: &str, connections: usize, rate: Option<f64>| -> anyhow::Result<LoadResult> {
         let r = loadgen::run(LoadSpec {
@@ -70,31 +76,55 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
         Ok(r)
     };
 
-    eprintln!("small objects ({} B): closed-loop maximum, {} connections", cfg.small_bytes, cfg.connections);
+    // This machine is shared and noisy: every phase alternates trove and
+    // nginx over `rounds` rounds, and the report takes the median round
+    // (the best one for maximum rate). Every round is kept in the JSON.
+    let rounds = cfg.rounds.max(1);
     let trove_small = "/api/v1/object/bench/small.bin";
-    let t_max = load(node.addr, trove_small, cfg.connections, None)?;
-    let n_max = load(nginx.addr, "/small.bin", cfg.connections, None)?;
+    eprintln!(
+        "small objects ({} B): closed-loop maximum, {} connections, {rounds} rounds",
+        cfg.small_bytes, cfg.connections
+    );
+    let (mut t_maxes, mut n_maxes) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        t_maxes.push(load(node.addr, trove_small, cfg.connections, None)?);
+        n_maxes.push(load(nginx.addr, "/small.bin", cfg.connections, None)?);
+    }
+    let t_max = pick(t_maxes.clone(), |r| r.requests_per_sec(), Pick::Max);
+    let n_max = pick(n_maxes.clone(), |r| r.requests_per_sec(), Pick::Max);
     eprintln!("  trove {:.0} req/s  nginx {:.0} req/s", t_max.requests_per_sec(), n_max.requests_per_sec());
     let rate = (n_max.requests_per_sec() * 0.5).max(100.0);
-    eprintln!("small objects: open loop at {rate:.0} req/s (half nginx's maximum)");
-    let t_open = load(node.addr, trove_small, cfg.connections, Some(rate))?;
-    let n_open = load(nginx.addr, "/small.bin", cfg.connections, Some(rate))?;
+    eprintln!("small objects: open loop at {rate:.0} req/s (half nginx's maximum), {rounds} rounds");
+    let (mut t_opens, mut n_opens) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        t_opens.push(load(node.addr, trove_small, cfg.connections, Some(rate))?);
+        n_opens.push(load(nginx.addr, "/small.bin", cfg.connections, Some(rate))?);
+    }
+    let p99 = |r: &LoadResult| r.latency_us.value_at_quantile(0.99) as f64;
+    let t_open = pick(t_opens.clone(), p99, Pick::Median);
+    let n_open = pick(n_opens.clone(), p99, Pick::Median);
 
-    eprintln!("large objects ({} MiB): one connection, sequential GETs", cfg.large_bytes >> 20);
+    eprintln!("large objects ({} MiB): one connection, sequential GETs, {rounds} rounds", cfg.large_bytes >> 20);
     let trove_large = "/api/v1/object/bench/large.bin";
-    let t_large = load(node.addr, trove_large, 1, None)?;
-    // Dirty pages cannot be dropped: write the file back first.
-    let _ = std::process::Command::new("sync").status();
-    let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
-    let n_large_cold =
-        if dropped { Some(load(nginx.addr, "/large.bin", 1, Some(1.0 / cfg.duration.as_secs_f64()))?) } else { None };
-    let n_large_warm = load(nginx.addr, "/large.bin", 1, None)?;
+    let (mut t_larges, mut n_colds, mut n_warms) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        t_larges.push(load(node.addr, trove_large, 1, None)?);
+        // Dirty pages cannot be dropped: write back first. One GET, cold.
+        sync();
+        if std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok() {
+            let cold = load(nginx.addr, "/large.bin", 1, Some(1.0 / cfg.duration.as_secs_f64()))?;
+            n_colds.push(cold.bytes as f64 / (cold.latency_us.max() as f64 / 1e6));
+        }
+        n_warms.push(load(nginx.addr, "/large.bin", 1, None)?);
+    }
+    let t_large = pick(t_larges.clone(), |r| r.bytes_per_sec(), Pick::Median);
+    let n_large_warm = pick(n_warms.clone(), |r| r.bytes_per_sec(), Pick::Median);
+    let cold_bps = (!n_colds.is_empty()).then(|| pick(n_colds.clone(), |b| *b, Pick::Median));
     drop(nginx);
     drop(node);
     // What O_DIRECT itself gives on trove's own file (skipped for --url).
     let odirect_same_bps = largest_file(&node_dir).map(|f| disk::same_pattern(&f)).transpose()?;
 
-    let cold_bps = n_large_cold.as_ref().map(|r| r.bytes as f64 / (r.latency_us.max() as f64 / 1e6));
     let ceiling = disk_bps.min(tcp_bps);
     let json = serde_json::json!({
         "bench": "object",
@@ -102,11 +132,16 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
         "setup": { "server_cpu": cfg.server_cpu, "loadgen_cpu": cfg.loadgen_cpu, "connections": cfg.connections,
                    "duration_s": cfg.duration.as_secs_f64(), "small_bytes": cfg.small_bytes, "large_bytes": cfg.large_bytes },
         "ceilings": { "disk_odirect_read_bps": disk_bps, "loopback_tcp_bps": tcp_bps, "odirect_trove_pattern_on_trove_file_bps": odirect_same_bps },
+        "rounds": {
+            "small_max_rps": { "trove": t_maxes.iter().map(|r| r.requests_per_sec()).collect::<Vec<_>>(), "nginx": n_maxes.iter().map(|r| r.requests_per_sec()).collect::<Vec<_>>() },
+            "small_p99_us": { "trove": t_opens.iter().map(p99).collect::<Vec<_>>(), "nginx": n_opens.iter().map(p99).collect::<Vec<_>>() },
+            "large_bps": { "trove": t_larges.iter().map(|r| r.bytes_per_sec()).collect::<Vec<_>>(), "nginx_warm": n_warms.iter().map(|r| r.bytes_per_sec()).collect::<Vec<_>>(), "nginx_cold": n_colds },
+        },
         "small": {
             "max_rps": { "trove": t_max.requests_per_sec(), "nginx": n_max.requests_per_sec() },
             "open_loop_rate_rps": rate,
             "latency": { "trove": Latency::of(&t_open.latency_us), "nginx": Latency::of(&n_open.latency_us) },
-            "errors": { "trove": t_open.errors + t_max.errors, "nginx": n_open.errors + n_max.errors },
+            "errors": { "trove": t_opens.iter().chain(&t_maxes).map(|r| r.errors).sum::<u64>(), "nginx": n_opens.iter().chain(&n_maxes).map(|r| r.errors).sum::<u64>() },
         },
         "large": {
             "trove_bps": t_large.bytes_per_sec(),
@@ -149,12 +184,13 @@ fn markdown(j: &serde_json::Value) -> String {
     let g = |v: &serde_json::Value| v.as_f64().map_or("not measured".into(), gbps);
     let mut s = String::new();
     s.push_str(&format!(
-        "### Ceilings\n\n| disk O_DIRECT read (fio) | loopback TCP |\n|---|---|\n| {} | {} |\n\n",
+        "### Ceilings\n\n| disk O_DIRECT read (fio, fresh file, 1 MiB x 8) | fio on trove's object file, trove's pattern (1 MiB x 4) | loopback TCP (write) |\n|---|---|---|\n| {} | {} | {} |\n\n",
         g(&j["ceilings"]["disk_odirect_read_bps"]),
+        g(&j["ceilings"]["odirect_trove_pattern_on_trove_file_bps"]),
         g(&j["ceilings"]["loopback_tcp_bps"])
     ));
     s.push_str(&format!(
-        "### Small objects ({} B), open loop at {:.0} req/s, {} connections, CO-corrected\n\n| server | p50 | p90 | p99 | p99.9 | p99.99 | max | max req/s (closed loop) |\n|---|---|---|---|---|---|---|---|\n",
+        "### Small objects ({} B), open loop at {:.0} req/s, {} connections, CO-corrected (median round by p99)\n\n| server | p50 | p90 | p99 | p99.9 | p99.99 | max | max req/s (closed loop) |\n|---|---|---|---|---|---|---|---|\n",
         j["setup"]["small_bytes"], j["small"]["open_loop_rate_rps"].as_f64().unwrap_or(0.0), j["setup"]["connections"]
     ));
     for name in ["trove", "nginx"] {
@@ -171,7 +207,7 @@ fn markdown(j: &serde_json::Value) -> String {
         ));
     }
     s.push_str(&format!(
-        "\n### Large objects ({} MiB), one connection\n\n| trove (O_DIRECT, never cached) | nginx sendfile, cold cache | nginx sendfile, warm cache |\n|---|---|---|\n| {} | {} | {} |\n\n",
+        "\n### Large objects ({} MiB), one connection (median round)\n\n| trove (O_DIRECT, never cached) | nginx sendfile, cold cache | nginx sendfile, warm cache |\n|---|---|---|\n| {} | {} | {} |\n\n",
         j["setup"]["large_bytes"].as_u64().unwrap_or(0) >> 20, g(&j["large"]["trove_bps"]), g(&j["large"]["nginx_cold_bps"]), g(&j["large"]["nginx_warm_bps"])
     ));
     let r = &j["ratios"];
@@ -197,6 +233,25 @@ fn largest_file(data_dir: &std::path::Path) -> Option<PathBuf> {
         }
     }
     best.map(|(_, p)| p)
+}
+
+enum Pick {
+    Max,
+    Median,
+}
+
+/// The round with the largest, or the median, `key`.
+fn pick<T>(mut rounds: Vec<T>, key: impl Fn(&T) -> f64, how: Pick) -> T {
+    rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let i = match how {
+        Pick::Max => rounds.len() - 1,
+        Pick::Median => rounds.len() / 2,
+    };
+    rounds.swap_remove(i)
+}
+
+fn sync() {
+    let _ = std::process::Command::new("sync").status();
 }
 
 fn kernel() -> String {

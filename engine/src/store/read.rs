@@ -2,7 +2,7 @@
 //!
 //! Any shard may read any sealed file: this is what lets a warm hit be
 //! served by the shard that holds the connection, with no cross-core hop.
-//! Every block is checked against its xxh3 sum before a byte of it is
+//! Every block is checked against its CRC32C before a byte of it is
 //! handed out; a mismatch ends the stream with [`EngineError::Corrupt`] and
 //! the file is removed, so corrupt bytes are never served. Reads go through
 //! io_uring with O_DIRECT, READ_AHEAD_BLOCKS at a time; a stream holds at

@@ -1,7 +1,8 @@
 //! Streaming writer of one sealed object file.
 //!
 //! Bytes are appended through aligned DMA buffers (O_DIRECT, io_uring) with
-//! a bounded number of writes in flight, while each 256 KiB block is hashed.
+//! a bounded number of writes in flight, while each 256 KiB block is
+//! checksummed (CRC32C).
 //! `finish` pads, appends the trailer and fdatasyncs: only then may the file
 //! be published (renamed into place) by the owner shard. Until then it lives
 //! under a shard's `tmp/`, which recovery wipes, so a crash never leaves a
@@ -15,7 +16,6 @@ use glommio::io::{DmaBuffer, DmaFile};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use xxhash_rust::xxh3::Xxh3;
 
 /// An object file being written; see the module doc.
 pub struct ObjectWriter {
@@ -28,7 +28,8 @@ pub struct ObjectWriter {
     in_flight: VecDeque<glommio::Task<glommio::Result<usize, ()>>>,
     data_len: u64,
     max_data_len: u64,
-    hasher: Xxh3,
+    /// CRC32C of the current block so far.
+    block_crc: u32,
     block_fill: u64,
     block_sums: Vec<u64>,
     done: bool,
@@ -56,7 +57,7 @@ impl ObjectWriter {
             in_flight: VecDeque::new(),
             data_len: 0,
             max_data_len,
-            hasher: Xxh3::new(),
+            block_crc: 0,
             block_fill: 0,
             block_sums: Vec::new(),
             done: false,
@@ -82,7 +83,7 @@ impl ObjectWriter {
             // Hash up to the end of the current block, then copy.
             let n = data.len().min((BLOCK_BYTES - self.block_fill) as usize);
             let (head, rest) = data.split_at(n);
-            self.hasher.update(head);
+            self.block_crc = crc32c::crc32c_append(self.block_crc, head);
             self.block_fill += n as u64;
             if self.block_fill == BLOCK_BYTES {
                 self.close_block();
@@ -94,8 +95,8 @@ impl ObjectWriter {
     }
 
     fn close_block(&mut self) {
-        self.block_sums.push(self.hasher.digest());
-        self.hasher.reset();
+        self.block_sums.push(u64::from(self.block_crc));
+        self.block_crc = 0;
         self.block_fill = 0;
     }
 
