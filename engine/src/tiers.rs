@@ -131,24 +131,21 @@ impl Shard {
         expires_ms: u64,
     ) -> Result<ObjectMeta, EngineError> {
         let sealed = writer.finish(key.namespace(), key.key(), expires_ms).await?;
+        // Until the owner has published it, the sealed file is ours to remove,
+        // also if this future is dropped (the client went away mid-upload).
+        let mut guard = TmpFileGuard(Some(sealed.path.clone()));
         let hash = key.hash();
         if let Some(remote) = &self.remote {
-            if let Err(e) = remote.upload_file(hash, &sealed.path, sealed.file_len).await {
-                let _ = glommio::io::remove(&sealed.path).await;
-                return Err(e.into());
-            }
+            remote.upload_file(hash, &sealed.path, sealed.file_len).await?;
         }
         let owner = key.owner(self.nr_shards());
-        let committed = if owner == self.id {
-            self.owner_commit(hash, &sealed.path, sealed.file_len, expires_ms).await
+        if owner == self.id {
+            self.owner_commit(hash, &sealed.path, sealed.file_len, expires_ms).await?;
         } else {
             let (tmp, disk_bytes) = (sealed.path.clone(), sealed.file_len);
-            self.call(owner, move |reply| ShardRequest::Commit { hash, tmp, disk_bytes, expires_ms, reply }).await?
-        };
-        if committed.is_err() {
-            let _ = glommio::io::remove(&sealed.path).await;
+            self.call(owner, move |reply| ShardRequest::Commit { hash, tmp, disk_bytes, expires_ms, reply }).await??;
         }
-        committed?;
+        guard.0 = None; // renamed into place by the owner
         bump(&self.stats().local_bytes_written, sealed.meta.data_len);
         Ok(sealed.meta)
     }
@@ -169,5 +166,16 @@ impl Shard {
             remote.delete(hash).await?;
         }
         Ok(local)
+    }
+}
+
+/// Removes a sealed tmp file on drop unless disarmed (set to None).
+struct TmpFileGuard(Option<std::path::PathBuf>);
+
+impl Drop for TmpFileGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }

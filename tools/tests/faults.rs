@@ -150,3 +150,23 @@ fn a_flipped_byte_is_never_served() {
     assert_eq!(get(&node.object_url("ns", "trailer")).status, 404);
     assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 3);
 }
+
+#[test]
+fn a_client_gone_mid_upload_leaves_no_partial_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data, &["--shards", "1"]);
+    {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+        let head = "PUT /api/v1/object/ns/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
+        s.write_all(head.as_bytes()).expect("head");
+        s.write_all(&bytes(5, 3_000_000)).expect("part of the body");
+        // Dropped here: the connection closes with 7 MB unsent.
+    }
+    let tmp = data.join("shards/000/tmp");
+    wait_until("the partial upload to be removed", Duration::from_secs(10), || {
+        std::fs::read_dir(&tmp).map(|mut d| d.next().is_none()).unwrap_or(false)
+    });
+    assert_eq!(get(&node.object_url("ns", "cut")).status, 404);
+    assert!(object_files(&data).is_empty());
+}
