@@ -14,7 +14,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use hyper::rt::ReadBufCursor;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -22,6 +22,19 @@ use std::task::{Context, Poll};
 /// which are zeroed before a `&mut [u8]` is made of them; bounding a read
 /// bounds that cost.
 const READ_SLICE_MAX_BYTES: usize = 64 * 1024;
+
+/// A stream whose bytes may be written straight to its socket: a plain
+/// TCP stream says its fd; a TLS stream says None (its bytes must go
+/// through the TLS session).
+pub trait RawSocket {
+    fn raw_socket(&self) -> Option<RawFd>;
+}
+
+impl RawSocket for glommio::net::TcpStream {
+    fn raw_socket(&self) -> Option<RawFd> {
+        Some(self.as_raw_fd())
+    }
+}
 
 /// A glommio stream as a hyper connection.
 pub struct HyperIo<T> {
@@ -66,7 +79,7 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     }
 }
 
-impl<T: AsyncWrite + AsRawFd + Unpin> hyper::rt::Write for HyperIo<T> {
+impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -77,9 +90,9 @@ impl<T: AsyncWrite + AsRawFd + Unpin> hyper::rt::Write for HyperIo<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
-        if nonempty > 1 {
+        if let (true, Some(raw)) = (nonempty > 1, self.inner.raw_socket()) {
             // SAFETY: the fd belongs to `self.inner`, which outlives this call.
-            let fd = unsafe { BorrowedFd::borrow_raw(self.inner.as_raw_fd()) };
+            let fd = unsafe { BorrowedFd::borrow_raw(raw) };
             let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
             match rustix::net::sendmsg(fd, bufs, &mut Default::default(), flags) {
                 Ok(n) => return Poll::Ready(Ok(n)),
@@ -93,7 +106,7 @@ impl<T: AsyncWrite + AsRawFd + Unpin> hyper::rt::Write for HyperIo<T> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        true
+        self.inner.raw_socket().is_some()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

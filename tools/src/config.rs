@@ -39,7 +39,7 @@ pub struct ServeArgs {
     /// Close connections idle this long, e.g. 30s. [default: 60s]
     #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
-    /// S3-compatible endpoint (http://host:port) of the shared remote tier.
+    /// S3-compatible endpoint (http:// or https://host:port) of the shared remote tier.
     #[arg(long, env = "TROVE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
     /// Bucket of the remote tier (must exist).
@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Key prefix inside the bucket. [default: trove/]
     #[arg(long, env = "TROVE_S3_PREFIX")]
     pub s3_prefix: Option<String>,
+    /// Extra trusted CA certificates (PEM) for an https:// S3 endpoint with a private CA.
+    #[arg(long, env = "TROVE_S3_CA_FILE")]
+    pub s3_ca_file: Option<PathBuf>,
     /// Time S3 has to answer a request before the client gets 504. [default: 10s]
     #[arg(long, env = "TROVE_S3_TIMEOUT")]
     pub s3_timeout: Option<String>,
@@ -76,6 +79,7 @@ struct FileConfig {
     s3_region: Option<String>,
     s3_prefix: Option<String>,
     s3_timeout: Option<String>,
+    s3_ca_file: Option<PathBuf>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     spin_before_park: Option<String>,
@@ -137,6 +141,7 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
             if let Some(p) = args.s3_prefix.or(file.s3_prefix) {
                 rc.prefix = p;
             }
+            rc.ca_file = args.s3_ca_file.or(file.s3_ca_file);
             if let Some(t) = args.s3_timeout.or(file.s3_timeout) {
                 rc.response_timeout = parse_duration(&t).map_err(anyhow::Error::msg).context("--s3-timeout")?;
             }

@@ -163,17 +163,89 @@ pub struct S3 {
     pub s3_port: u16,
     ports: [u16; 5],
     pub bucket: String,
+    /// Set by `start_tls`: the HTTPS port and the CA that signed its cert.
+    pub tls: Option<(u16, PathBuf)>,
 }
 
 impl S3 {
     pub fn start() -> S3 {
+        Self::start_with(false)
+    }
+
+    /// Also serves S3 over HTTPS, with a certificate for 127.0.0.1 signed by
+    /// a CA made for the test (openssl).
+    pub fn start_tls() -> S3 {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> S3 {
         let mut s = S3 {
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
             s3_port: free_port(),
             ports: [free_port(), free_port(), free_port(), free_port(), free_port()],
             bucket: "trove-test".into(),
+            tls: None,
         };
+        if tls {
+            let d = s.dir.path();
+            let p = |n: &str| d.join(n).to_str().expect("utf8").to_owned();
+            run(
+                "openssl",
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=trove test CA",
+                    "-keyout",
+                    &p("ca.key"),
+                    "-out",
+                    &p("ca.pem"),
+                ],
+            );
+            run(
+                "openssl",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-keyout",
+                    &p("s3.key"),
+                    "-out",
+                    &p("s3.csr"),
+                ],
+            );
+            std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
+            run(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &p("s3.csr"),
+                    "-CA",
+                    &p("ca.pem"),
+                    "-CAkey",
+                    &p("ca.key"),
+                    "-CAcreateserial",
+                    "-days",
+                    "1",
+                    "-extfile",
+                    &p("ext.cnf"),
+                    "-out",
+                    &p("s3.pem"),
+                ],
+            );
+            s.tls = Some((free_port(), d.join("ca.pem")));
+        }
         s.spawn();
         let code = http("PUT", &format!("{}/{}", s.endpoint(), s.bucket), &[], Vec::new()).status;
         assert_eq!(code, 200, "creating the bucket");
@@ -194,6 +266,19 @@ impl S3 {
             // 9101) unless told otherwise: parallel tests would collide.
             .arg(format!("-s3.port.iceberg={}", self.ports[3]))
             .arg(format!("-s3.port.lance={}", self.ports[4]))
+            .args(
+                self.tls
+                    .as_ref()
+                    .map(|(port, _)| {
+                        let d = self.dir.path();
+                        vec![
+                            format!("-s3.port.https={port}"),
+                            format!("-s3.cert.file={}", d.join("s3.pem").display()),
+                            format!("-s3.key.file={}", d.join("s3.key").display()),
+                        ]
+                    })
+                    .unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

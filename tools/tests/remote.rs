@@ -124,3 +124,35 @@ fn a_silent_s3_times_out_with_504() {
     drop(node);
     drop(keep); // the thread ends with the test process
 }
+
+#[test]
+fn an_https_endpoint_with_a_private_ca() {
+    let s3 = S3::start_tls();
+    let (https_port, ca) = s3.tls.clone().expect("tls");
+    let endpoint = format!("https://127.0.0.1:{https_port}");
+    wait_until("S3 over HTTPS", Duration::from_secs(30), || {
+        curl(&["-s", "-o", "/dev/null", "--cacert", ca.to_str().expect("utf8"), &format!("{endpoint}/{}", s3.bucket)])
+            .status
+            .success()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_path = ca.display().to_string();
+    let start = |d: &str| {
+        let flags = ["--s3-endpoint", &endpoint, "--s3-bucket", &s3.bucket, "--s3-ca-file", &ca_path];
+        Node::start(&dir.path().join(d), &flags)
+    };
+    let writer = start("a");
+    let body = bytes(41, 20 << 20); // over the multipart threshold
+    assert_eq!(put(&writer.object_url("ns", "tls"), body.clone()).status, 201);
+    let reader = start("b");
+    let r = get(&reader.object_url("ns", "tls"));
+    assert_eq!((r.status, r.header("x-trove-tier")), (200, Some("remote")));
+    assert!(r.body == body, "bytes through TLS must round-trip");
+
+    // Without the CA the handshake fails, with a clear error.
+    let untrusting = Node::start(&dir.path().join("c"), &["--s3-endpoint", &endpoint, "--s3-bucket", &s3.bucket]);
+    let e = get(&untrusting.object_url("ns", "tls"));
+    assert_eq!(e.status, 502);
+    let msg = e.json()["error"].as_str().expect("message").to_owned();
+    assert!(msg.contains("TLS handshake") && msg.contains("--s3-ca-file"), "{msg}");
+}

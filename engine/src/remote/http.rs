@@ -6,19 +6,74 @@
 //! head. URLs are presigned and carry credentials in their query string, so
 //! this module never logs a URL.
 
-use crate::net::HyperIo;
+use crate::net::{HyperIo, RawSocket};
 use crate::remote::RemoteError;
 use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use rustls_pki_types::ServerName;
 use std::net::ToSocketAddrs;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use url::Url;
 
-pub struct Timeouts {
+/// How the client reaches the store.
+pub struct ClientOptions {
     pub connect: Duration,
     pub response: Duration,
+    /// Set for https:// endpoints.
+    pub tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
+}
+
+/// A connection to the store: plain TCP or TLS over it.
+enum Conn {
+    Plain(glommio::net::TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<glommio::net::TcpStream>>),
+}
+
+impl RawSocket for Conn {
+    fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            Conn::Plain(s) => s.raw_socket(),
+            Conn::Tls(_) => None,
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_close(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
 }
 
 /// Sends one request and returns the response with its body unread.
@@ -28,7 +83,7 @@ pub async fn send(
     url: &Url,
     headers: &[(&str, String)],
     body: Bytes,
-    timeouts: &Timeouts,
+    timeouts: &ClientOptions,
 ) -> Result<Response<Incoming>, RemoteError> {
     let host = url.host_str().ok_or_else(|| RemoteError::Config("the S3 endpoint has no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
@@ -41,7 +96,27 @@ pub async fn send(
         RemoteError::Connect { endpoint: addr.to_string(), reason: std::io::Error::from(e).to_string() }
     })?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(HyperIo::new(stream))
+    let conn = match &timeouts.tls {
+        None => Conn::Plain(stream),
+        Some(config) => {
+            let name = ServerName::try_from(host.to_owned())
+                .map_err(|e| RemoteError::Config(format!("S3 host {host:?} is not a TLS server name: {e}")))?;
+            let connector = futures_rustls::TlsConnector::from(config.clone());
+            let handshake = async {
+                connector.connect(name, stream).await.map_err(|e| RemoteError::Connect {
+                    endpoint: addr.to_string(),
+                    reason: format!("TLS handshake: {e}; for a private CA pass --s3-ca-file"),
+                })
+            };
+            let tls = futures_lite::future::or(handshake, async {
+                glommio::timer::sleep(timeouts.connect).await;
+                Err(RemoteError::Timeout { op: "TLS handshake", after: timeouts.connect })
+            })
+            .await?;
+            Conn::Tls(Box::new(tls))
+        }
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(HyperIo::new(conn))
         .await
         .map_err(|e| RemoteError::Http { op, reason: e.to_string() })?;
     glommio::spawn_local(async move {

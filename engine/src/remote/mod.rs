@@ -13,6 +13,7 @@
 pub mod fetch;
 pub mod http;
 pub mod parallel;
+pub mod tls;
 pub mod upload;
 
 use crate::key::hash_hex;
@@ -41,6 +42,8 @@ pub struct RemoteConfig {
     pub prefix: String,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
+    /// Extra trusted CA certificates (PEM) for https:// endpoints.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RemoteConfig {
@@ -54,6 +57,7 @@ impl RemoteConfig {
             prefix: "trove/".into(),
             connect_timeout: REMOTE_CONNECT_TIMEOUT,
             response_timeout: REMOTE_RESPONSE_TIMEOUT,
+            ca_file: None,
         }
     }
 }
@@ -91,18 +95,17 @@ pub struct RemoteTier {
     bucket: Bucket,
     credentials: Option<Credentials>,
     prefix: String,
-    timeouts: http::Timeouts,
+    timeouts: http::ClientOptions,
     stats: Arc<ShardStats>,
 }
 
 impl RemoteTier {
     pub fn new(cfg: &RemoteConfig, stats: Arc<ShardStats>) -> Result<Self, RemoteError> {
-        if cfg.endpoint.scheme() != "http" {
-            return Err(RemoteError::Config(format!(
-                "endpoint scheme {:?} is not supported yet: use an http:// endpoint (TLS to S3 is not built in)",
-                cfg.endpoint.scheme()
-            )));
-        }
+        let tls = match cfg.endpoint.scheme() {
+            "http" => None,
+            "https" => Some(tls::client_config(cfg.ca_file.as_deref())?),
+            other => return Err(RemoteError::Config(format!("endpoint scheme {other:?}: use http:// or https://"))),
+        };
         let bucket = Bucket::new(cfg.endpoint.clone(), UrlStyle::Path, cfg.bucket.clone(), cfg.region.clone())
             .map_err(|e| RemoteError::Config(format!("endpoint or bucket: {e}")))?;
         let credentials = (!cfg.access_key_id.is_empty())
@@ -111,7 +114,7 @@ impl RemoteTier {
             bucket,
             credentials,
             prefix: cfg.prefix.clone(),
-            timeouts: http::Timeouts { connect: cfg.connect_timeout, response: cfg.response_timeout },
+            timeouts: http::ClientOptions { connect: cfg.connect_timeout, response: cfg.response_timeout, tls },
             stats,
         })
     }
