@@ -46,10 +46,6 @@ impl<T> HyperIo<T> {
         Self { inner }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-
     pub fn into_inner(self) -> T {
         self.inner
     }

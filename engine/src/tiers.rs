@@ -156,9 +156,7 @@ impl Shard {
         let hash = key.hash();
         let owner = key.owner(self.nr_shards());
         let local = if owner == self.id {
-            let r = self.local.remove(hash).await;
-            self.refresh_local_gauges();
-            r?
+            self.owner_remove(hash).await?
         } else {
             self.call(owner, move |reply| ShardRequest::Remove { hash, reply }).await??
         };

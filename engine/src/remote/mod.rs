@@ -84,12 +84,6 @@ pub enum RemoteError {
     LocalIo(String),
 }
 
-impl RemoteError {
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, RemoteError::Timeout { .. })
-    }
-}
-
 /// One shard's handle on the remote tier.
 pub struct RemoteTier {
     bucket: Bucket,

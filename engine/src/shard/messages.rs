@@ -29,6 +29,7 @@ pub enum ShardRequest {
 }
 
 /// The owner's answer to a fetch.
+#[derive(Clone)]
 pub enum FetchReply {
     /// It is (now) sealed in the local tier: open it.
     Local,

@@ -132,8 +132,7 @@ impl Shard {
         if owner == self.id {
             let me = self.clone();
             glommio::spawn_local(async move {
-                let _ = me.local.remove(hash).await;
-                me.refresh_local_gauges();
+                let _ = me.owner_remove(hash).await;
             })
             .detach();
         } else {

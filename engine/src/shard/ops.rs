@@ -20,13 +20,10 @@ impl Shard {
                 let _ = reply.send(self.owner_commit(hash, &tmp, disk_bytes, expires_ms).await);
             }
             ShardRequest::Remove { hash, reply } => {
-                let r = self.local.remove(hash).await;
-                self.refresh_local_gauges();
-                let _ = reply.send(r);
+                let _ = reply.send(self.owner_remove(hash).await);
             }
             ShardRequest::Drop { hash } => {
-                let _ = self.local.remove(hash).await;
-                self.refresh_local_gauges();
+                let _ = self.owner_remove(hash).await;
             }
             ShardRequest::Touch { hashes } => {
                 for h in hashes {
@@ -37,6 +34,13 @@ impl Shard {
                 let _ = reply.send(self.owner_fetch(key).await);
             }
         }
+    }
+
+    /// Removes an object this shard owns and updates the gauges.
+    pub(crate) async fn owner_remove(&self, hash: u128) -> Result<bool, EngineError> {
+        let removed = self.local.remove(hash).await;
+        self.refresh_local_gauges();
+        removed
     }
 
     pub(crate) async fn owner_commit(
@@ -120,12 +124,7 @@ impl Shard {
         // Askers still waiting for the trailer get the outcome.
         if let Some(Flight::Starting(waiters)) = self.flights.borrow_mut().remove(&hash) {
             for w in waiters {
-                let _ = w.send(match &outcome {
-                    FetchReply::Local => FetchReply::Local,
-                    FetchReply::NotFound => FetchReply::NotFound,
-                    FetchReply::Failed(e) => FetchReply::Failed(e.clone()),
-                    FetchReply::Landing(l) => FetchReply::Landing(l.clone()),
-                });
+                let _ = w.send(outcome.clone());
             }
         }
     }

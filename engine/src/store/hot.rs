@@ -12,8 +12,8 @@
 //! any shard caches any object it served.
 
 use crate::store::format::ObjectMeta;
+use crate::store::lru::Lru;
 use glommio::io::ReadResult;
-use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -56,30 +56,23 @@ pub struct HotObject {
 
 pub struct HotCache {
     capacity_bytes: u64,
-    used_bytes: u64,
-    entries: HashMap<u128, (HotObject, u64)>,
-    by_recency: BTreeMap<u64, u128>,
-    next_tick: u64,
+    lru: Lru<u128, HotObject>,
 }
 
 impl HotCache {
     pub fn new(capacity_bytes: u64) -> Self {
-        Self { capacity_bytes, used_bytes: 0, entries: HashMap::new(), by_recency: BTreeMap::new(), next_tick: 0 }
+        Self { capacity_bytes, lru: Lru::default() }
     }
 
     /// The cached object if the file at `path` is still the version cached.
     pub fn get(&mut self, hash: u128, path: &Path) -> Option<HotObject> {
-        let cached_version = self.entries.get(&hash)?.0.version;
+        let cached_version = self.lru.get(&hash)?.version;
         if FileVersion::of_path(path) != Some(cached_version) {
-            self.remove(hash);
+            self.lru.remove(&hash);
             return None;
         }
-        let tick = self.bump();
-        let (obj, old_tick) = self.entries.get_mut(&hash).expect("present above");
-        self.by_recency.remove(old_tick);
-        *old_tick = tick;
-        self.by_recency.insert(tick, hash);
-        Some(obj.clone())
+        self.lru.touch(&hash);
+        self.lru.get(&hash).cloned()
     }
 
     pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: ReadResult, version: FileVersion) {
@@ -87,32 +80,12 @@ impl HotCache {
         if size > self.capacity_bytes {
             return;
         }
-        self.remove(hash);
-        while self.used_bytes + size > self.capacity_bytes {
-            let Some((_, victim)) = self.by_recency.pop_first() else { break };
-            if let Some((o, _)) = self.entries.remove(&victim) {
-                self.used_bytes -= o.whole.len() as u64;
-            }
-        }
-        let tick = self.bump();
-        self.entries.insert(hash, (HotObject { meta, whole, version }, tick));
-        self.by_recency.insert(tick, hash);
-        self.used_bytes += size;
+        self.lru.remove(&hash);
+        while self.lru.weight() + size > self.capacity_bytes && self.lru.pop_lru().is_some() {}
+        self.lru.insert(hash, HotObject { meta, whole, version }, size);
     }
 
     pub fn remove(&mut self, hash: u128) {
-        if let Some((o, tick)) = self.entries.remove(&hash) {
-            self.by_recency.remove(&tick);
-            self.used_bytes -= o.whole.len() as u64;
-        }
-    }
-
-    pub fn used_bytes(&self) -> u64 {
-        self.used_bytes
-    }
-
-    fn bump(&mut self) -> u64 {
-        self.next_tick += 1;
-        self.next_tick
+        self.lru.remove(&hash);
     }
 }

@@ -1,91 +1,65 @@
 //! The owner shard's in-memory index of its sealed objects.
 //!
 //! Holds, per object hash, the bytes it takes on disk, its expiry and its
-//! access recency. It is never shared: only the owner shard touches it, so
-//! it needs no lock. Recency is a logical clock: every insert or touch takes
-//! the next tick, and eviction pops the smallest tick (least recently used).
-//! The index is rebuilt from the files' trailers on start (see recover.rs).
+//! access recency (an `Lru`, see lru.rs). It is never shared: only the
+//! owner shard touches it, so it needs no lock. The index is rebuilt from
+//! the files' trailers on start (see recover.rs).
 
-use std::collections::{BTreeMap, HashMap};
+use crate::store::lru::Lru;
 
+/// What the owner knows of one sealed object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
     pub disk_bytes: u64,
     pub expires_ms: u64,
-    tick: u64,
 }
 
+/// Weighted by bytes on disk, so `used_bytes` is what capacity bounds.
 #[derive(Debug, Default)]
 pub struct Index {
-    entries: HashMap<u128, Entry>,
-    by_recency: BTreeMap<u64, u128>,
-    next_tick: u64,
-    used_bytes: u64,
+    lru: Lru<u128, Entry>,
 }
 
 impl Index {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.lru.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.lru.is_empty()
     }
 
     pub fn used_bytes(&self) -> u64 {
-        self.used_bytes
+        self.lru.weight()
     }
 
     pub fn get(&self, hash: u128) -> Option<&Entry> {
-        self.entries.get(&hash)
+        self.lru.get(&hash)
     }
 
     /// Adds or replaces an object as the most recently used.
     pub fn insert(&mut self, hash: u128, disk_bytes: u64, expires_ms: u64) -> Option<Entry> {
-        let old = self.remove(hash);
-        let tick = self.bump();
-        self.entries.insert(hash, Entry { disk_bytes, expires_ms, tick });
-        self.by_recency.insert(tick, hash);
-        self.used_bytes += disk_bytes;
-        old
+        self.lru.insert(hash, Entry { disk_bytes, expires_ms }, disk_bytes)
     }
 
     /// Marks an object used now. Unknown hashes are ignored: a touch may
     /// arrive after the object was evicted.
     pub fn touch(&mut self, hash: u128) {
-        let tick = self.next_tick;
-        if let Some(e) = self.entries.get_mut(&hash) {
-            self.by_recency.remove(&e.tick);
-            e.tick = tick;
-            self.by_recency.insert(tick, hash);
-            self.next_tick += 1;
-        }
+        self.lru.touch(&hash);
     }
 
     pub fn remove(&mut self, hash: u128) -> Option<Entry> {
-        let e = self.entries.remove(&hash)?;
-        self.by_recency.remove(&e.tick);
-        self.used_bytes -= e.disk_bytes;
-        Some(e)
+        self.lru.remove(&hash)
     }
 
     /// Removes and returns the least recently used object.
     pub fn pop_lru(&mut self) -> Option<(u128, Entry)> {
-        let (_, hash) = self.by_recency.pop_first()?;
-        let e = self.entries.remove(&hash).expect("recency and entries agree");
-        self.used_bytes -= e.disk_bytes;
-        Some((hash, e))
+        self.lru.pop_lru()
     }
 
     /// Hashes of objects expired at `now_ms`.
     pub fn expired(&self, now_ms: u64) -> Vec<u128> {
-        self.entries.iter().filter(|(_, e)| e.expires_ms != 0 && e.expires_ms <= now_ms).map(|(h, _)| *h).collect()
-    }
-
-    fn bump(&mut self) -> u64 {
-        let t = self.next_tick;
-        self.next_tick += 1;
-        t
+        self.lru.iter().filter(|(_, e)| e.expires_ms != 0 && e.expires_ms <= now_ms).map(|(h, _)| *h).collect()
     }
 }
 

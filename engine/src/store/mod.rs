@@ -21,6 +21,7 @@ pub mod format;
 pub mod hot;
 pub mod index;
 pub mod landing;
+pub mod lru;
 pub mod read;
 pub mod recover;
 pub mod write;

@@ -180,10 +180,6 @@ impl SealedObject {
         Ok((meta, None))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// True while this reads a file still landing from the remote tier.
     pub fn is_landing(&self) -> bool {
         self.landing.is_some()

@@ -14,7 +14,7 @@ use crate::limits::{ALIGN_BYTES, BLOCK_BYTES, WRITE_BEHIND, WRITE_CHUNK_BYTES};
 use crate::store::format::{self, etag_of, ObjectMeta};
 use glommio::io::{DmaBuffer, DmaFile};
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 
 /// An object file being written; see the module doc.
@@ -62,14 +62,6 @@ impl ObjectWriter {
             block_sums: Vec::new(),
             done: false,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn data_len(&self) -> u64 {
-        self.data_len
     }
 
     /// Appends object data.
