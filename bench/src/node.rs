@@ -111,8 +111,10 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Creates `root/name` and returns it as an absolute path: servers started
+/// from it (nginx's `-p` prefix) resolve paths against their own roots.
 pub fn work_subdir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let d = root.join(name);
     std::fs::create_dir_all(&d)?;
-    Ok(d)
+    Ok(std::fs::canonicalize(&d)?)
 }

@@ -184,7 +184,7 @@ fn markdown(j: &serde_json::Value) -> String {
     let g = |v: &serde_json::Value| v.as_f64().map_or("not measured".into(), gbps);
     let mut s = String::new();
     s.push_str(&format!(
-        "### Ceilings\n\n| disk O_DIRECT read (fio, fresh file, 1 MiB x 8) | fio on trove's object file, trove's pattern (1 MiB x 4) | loopback TCP (write) |\n|---|---|---|\n| {} | {} | {} |\n\n",
+        "### Ceilings\n\n| disk O_DIRECT read (fio, fresh file, 4 MiB x 8) | fio on trove's object file, trove's steady pattern (4 MiB x 4) | loopback TCP (write) |\n|---|---|---|\n| {} | {} | {} |\n\n",
         g(&j["ceilings"]["disk_odirect_read_bps"]),
         g(&j["ceilings"]["odirect_trove_pattern_on_trove_file_bps"]),
         g(&j["ceilings"]["loopback_tcp_bps"])

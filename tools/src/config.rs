@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// Memory for whole small objects (<= 64 KiB on disk), split over shards; 0 turns it off. [default: 256M]
     #[arg(long, env = "TROVE_MEMORY_CACHE")]
     pub memory_cache: Option<String>,
+    /// Memory per shard registered with io_uring for disk I/O in flight (a large read keeps 16M). [default: 64M]
+    #[arg(long, env = "TROVE_IO_MEMORY")]
+    pub io_memory: Option<String>,
     /// Largest object a PUT may store; larger get 413. [default: 64GiB]
     #[arg(long, env = "TROVE_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<String>,
@@ -72,6 +75,7 @@ struct FileConfig {
     first_cpu: Option<usize>,
     local_capacity: Option<String>,
     memory_cache: Option<String>,
+    io_memory: Option<String>,
     max_object_size: Option<String>,
     idle_timeout: Option<String>,
     s3_endpoint: Option<String>,
@@ -113,6 +117,12 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.memory_cache.or(file.memory_cache) {
         node.memory_cache_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--memory-cache")?;
+    }
+    if let Some(s) = args.io_memory.or(file.io_memory) {
+        node.io_memory_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--io-memory")?;
+        if !(64 << 10..=16 << 30).contains(&node.io_memory_bytes) {
+            bail!("--io-memory must be between 64K and 16G, got {s}");
+        }
     }
     if let Some(s) = args.max_object_size.or(file.max_object_size) {
         node.max_object_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--max-object-size")?;

@@ -1,6 +1,6 @@
 //! Disk ceilings, with fio: sequential O_DIRECT reads (io_uring) of a fresh
-//! file on the data directory's filesystem (1 MiB, queue depth 8), and of
-//! trove's own object file with trove's own read pattern (1 MiB, 4 in
+//! file on the data directory's filesystem (4 MiB, queue depth 8), and of
+//! trove's own object file with trove's steady read pattern (4 MiB, 4 in
 //! flight), which says what O_DIRECT can give trove on this disk.
 
 use std::path::Path;
@@ -9,15 +9,15 @@ use std::process::Command;
 /// Bytes per second fio reads with O_DIRECT from a fresh `size_mib` file in `dir`.
 pub fn read_ceiling(dir: &Path, size_mib: u64) -> anyhow::Result<f64> {
     let file = dir.join("fio-ceiling.bin");
-    let bw = fio_read(&file, &[&format!("--size={size_mib}M"), "--bs=1M", "--iodepth=8"]);
+    let bw = fio_read(&file, &[&format!("--size={size_mib}M"), "--bs=4M", "--iodepth=8"]);
     let _ = std::fs::remove_file(&file);
     bw
 }
 
 /// Bytes per second fio reads, read-only, from an existing `file` with
-/// 1 MiB O_DIRECT reads, 4 in flight (trove's READ_UNIT x READ_AHEAD), twice over.
+/// 4 MiB O_DIRECT reads, 4 in flight (trove's steady READ_UNIT_MAX x READ_AHEAD), twice over.
 pub fn same_pattern(file: &Path) -> anyhow::Result<f64> {
-    fio_read(file, &["--readonly", "--bs=1M", "--iodepth=4", "--loops=2"])
+    fio_read(file, &["--readonly", "--bs=4M", "--iodepth=4", "--loops=2"])
 }
 
 fn fio_read(file: &Path, extra: &[&str]) -> anyhow::Result<f64> {

@@ -87,6 +87,7 @@ where
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("trove-shard-{id}"))
             .spin_before_park(config.spin_before_park)
+            .io_memory(config.io_memory_bytes as usize)
             .spawn(move || async move { run_shard(id as ShardId, shared, mesh, serve).await })
             .map_err(|e| EngineError::Io {
                 op: "starting shard",

@@ -13,7 +13,7 @@
 
 use crate::store::format::ObjectMeta;
 use crate::store::lru::Lru;
-use glommio::io::ReadResult;
+use bytes::Bytes;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -46,11 +46,13 @@ impl FileVersion {
     }
 }
 
-/// A cached small object: its verified trailer and the whole file.
+/// A cached small object: its verified trailer and the whole file, copied
+/// to the heap so the shard's registered I/O memory only ever holds reads
+/// in flight.
 #[derive(Clone)]
 pub struct HotObject {
     pub meta: ObjectMeta,
-    pub whole: ReadResult,
+    pub whole: Bytes,
     version: FileVersion,
 }
 
@@ -75,11 +77,12 @@ impl HotCache {
         self.lru.get(&hash).cloned()
     }
 
-    pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: ReadResult, version: FileVersion) {
+    pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: &[u8], version: FileVersion) {
         let size = whole.len() as u64;
         if size > self.capacity_bytes {
             return;
         }
+        let whole = Bytes::copy_from_slice(whole);
         self.lru.remove(&hash);
         while self.lru.weight() + size > self.capacity_bytes && self.lru.pop_lru().is_some() {}
         self.lru.insert(hash, HotObject { meta, whole, version }, size);

@@ -5,12 +5,15 @@
 //! Every block is checked against its CRC32C before a byte of it is
 //! handed out; a mismatch ends the stream with [`EngineError::Corrupt`] and
 //! the file is removed, so corrupt bytes are never served. Reads go through
-//! io_uring with O_DIRECT, READ_AHEAD_BLOCKS at a time; a stream holds at
-//! most that many blocks in memory.
+//! io_uring with O_DIRECT, READ_AHEAD_UNITS at a time; a unit starts at 1 MiB
+//! and doubles per read up to 4 MiB, so a short range stays cheap and a long
+//! stream issues the large requests the disk streams best. A stream holds at
+//! most READ_AHEAD_UNITS units in memory.
 
 use crate::error::EngineError;
 use crate::limits::{
-    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, SMALL_FILE_BYTES,
+    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, READ_UNIT_MAX_BLOCKS,
+    SMALL_FILE_BYTES,
 };
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::{FileVersion, HotObject};
@@ -24,9 +27,27 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// A slice of object data straight from a DMA read buffer (no copy).
+/// Bytes of a sealed file: a DMA read buffer, or a memory-tier copy.
+#[derive(Clone)]
+enum FileBytes {
+    Dma(ReadResult),
+    Heap(bytes::Bytes),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Dma(b) => b,
+            FileBytes::Heap(b) => b,
+        }
+    }
+}
+
+/// A slice of object data straight from the buffer it was read into (no copy).
 pub struct DataChunk {
-    buf: ReadResult,
+    buf: FileBytes,
     pos: usize,
     end: usize,
 }
@@ -63,7 +84,7 @@ pub struct SealedObject {
     path: PathBuf,
     pub meta: ObjectMeta,
     /// The whole file of a small object, read on open.
-    whole: Option<ReadResult>,
+    whole: Option<FileBytes>,
     /// Set while the file is still landing from the remote tier.
     landing: Option<Arc<Landing>>,
     /// The file's identity when it was read whole (for the memory tier).
@@ -94,7 +115,14 @@ impl SealedObject {
                     std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file))
                 });
                 let _ = file.close().await;
-                Ok(Some(Self { file: None, path: path.to_owned(), meta, whole: Some(whole), landing: None, version }))
+                Ok(Some(Self {
+                    file: None,
+                    path: path.to_owned(),
+                    meta,
+                    whole: Some(FileBytes::Dma(whole)),
+                    landing: None,
+                    version,
+                }))
             }
             Ok((meta, None)) => Ok(Some(Self {
                 file: Some(Rc::new(file)),
@@ -133,13 +161,13 @@ impl SealedObject {
 
     /// An object served from the memory tier.
     pub fn from_hot(path: PathBuf, hot: HotObject) -> Self {
-        Self { file: None, path, meta: hot.meta, whole: Some(hot.whole), landing: None, version: None }
+        Self { file: None, path, meta: hot.meta, whole: Some(FileBytes::Heap(hot.whole)), landing: None, version: None }
     }
 
     /// The whole file and its identity, if it was read whole from disk:
     /// what the memory tier keeps.
-    pub fn whole_file(&self) -> Option<(ReadResult, FileVersion)> {
-        Some((self.whole.clone()?, self.version?))
+    pub fn whole_file(&self) -> Option<(&[u8], FileVersion)> {
+        Some((self.whole.as_deref()?, self.version?))
     }
 
     async fn read_trailer(
@@ -196,6 +224,7 @@ impl SealedObject {
             end,
             next_read: first_block,
             next_yield: first_block,
+            unit_blocks: READ_UNIT_BLOCKS,
             current: None,
             pending: VecDeque::new(),
             failed: false,
@@ -207,16 +236,22 @@ impl SealedObject {
     }
 }
 
+/// One read unit in flight.
+type UnitRead = glommio::Task<Result<ReadResult, EngineError>>;
+
 struct StreamState {
     obj: Rc<SealedObject>,
     start: u64,
     end: u64,
     next_read: u64,
     next_yield: u64,
-    /// The read unit holding `next_yield`: its first block and its bytes.
-    current: Option<(u64, ReadResult)>,
-    /// Read units in flight, in order, with their first block.
-    pending: VecDeque<(u64, glommio::Task<Result<ReadResult, EngineError>>)>,
+    /// Blocks the next read unit covers; grows to READ_UNIT_MAX_BLOCKS.
+    unit_blocks: u64,
+    /// The read unit holding `next_yield`: its first block, its block count
+    /// and its bytes.
+    current: Option<(u64, u64, FileBytes)>,
+    /// Read units in flight, in order, with their first block and block count.
+    pending: VecDeque<(u64, u64, UnitRead)>,
     failed: bool,
 }
 
@@ -236,19 +271,20 @@ impl StreamState {
         let (buf, at) = match &self.obj.whole {
             Some(all) => (all.clone(), block_start as usize),
             None => {
-                if !matches!(&self.current, Some((first, _)) if block < first + READ_UNIT_BLOCKS) {
+                if !matches!(&self.current, Some((first, blocks, _)) if block < first + blocks) {
                     self.fill_read_ahead();
-                    let (first, task) = self.pending.pop_front().expect("read-ahead keeps the next unit queued");
+                    let (first, blocks, task) =
+                        self.pending.pop_front().expect("read-ahead keeps the next unit queued");
                     debug_assert_eq!(first, block);
                     match task.await {
-                        Ok(b) => self.current = Some((first, b)),
+                        Ok(b) => self.current = Some((first, blocks, FileBytes::Dma(b))),
                         Err(e) => {
                             self.failed = true;
                             return Some(Err(e));
                         }
                     }
                 }
-                let (first, unit) = self.current.as_ref().expect("set above");
+                let (first, _, unit) = self.current.as_ref().expect("set above");
                 (unit.clone(), ((block - first) * BLOCK_BYTES) as usize)
             }
         };
@@ -270,12 +306,14 @@ impl StreamState {
         let last_block = (self.end - 1) / BLOCK_BYTES;
         while self.pending.len() < READ_AHEAD_UNITS && self.next_read <= last_block {
             let first = self.next_read;
-            let blocks = READ_UNIT_BLOCKS.min(last_block + 1 - first);
+            let blocks = self.unit_blocks.min(last_block + 1 - first);
+            self.unit_blocks = (self.unit_blocks * 2).min(READ_UNIT_MAX_BLOCKS);
             let pos = first * BLOCK_BYTES;
             let len = format::align_up((self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES));
             let obj = self.obj.clone();
             self.pending.push_back((
                 first,
+                blocks,
                 glommio::spawn_local(async move {
                     if let Some(landing) = &obj.landing {
                         wait_landed(landing, pos + len).await?;
