@@ -32,12 +32,16 @@ pub struct NodeConfig {
     /// cross-shard wake ~13 us instead of ~50-65 us, at the cost of CPU.
     /// Default 0 (park at once).
     pub spin_before_park: Duration,
+    /// The git face: upstreams, fetch cadence, upload-pack admission.
+    pub repo: crate::repo::RepoConfig,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
+        let shards = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         Self {
-            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shards,
+            repo: crate::repo::RepoConfig::new(shards),
             first_cpu: 0,
             data_dir: PathBuf::from("trove-data"),
             local_capacity_bytes: 64 << 30,

@@ -22,6 +22,7 @@ pub mod key;
 pub mod limits;
 pub mod net;
 pub mod remote;
+pub mod repo;
 pub mod shard;
 pub mod stats;
 pub mod store;

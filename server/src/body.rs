@@ -39,11 +39,18 @@ impl Buf for Chunk {
 }
 
 type DataStream = Pin<Box<dyn Stream<Item = Result<DataChunk, EngineError>>>>;
+type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>>>>;
 
 pub enum RespBody {
     Empty,
     Full(Option<Bytes>),
-    Stream { stream: DataStream, remaining: u64, on_chunk: Box<dyn Fn(u64)> },
+    Stream {
+        stream: DataStream,
+        remaining: u64,
+        on_chunk: Box<dyn Fn(u64)>,
+    },
+    /// Bytes of unknown length (a process's output): sent chunked.
+    Bytes(ByteStream),
 }
 
 impl RespBody {
@@ -58,6 +65,12 @@ impl RespBody {
         on_chunk: impl Fn(u64) + 'static,
     ) -> Self {
         RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk) }
+    }
+
+    /// A stream of unknown length, sent chunked; an error ends the response
+    /// without its last chunk, so the client sees it failed.
+    pub fn bytes_stream(stream: impl Stream<Item = std::io::Result<Bytes>> + 'static) -> Self {
+        RespBody::Bytes(Box::pin(stream))
     }
 }
 
@@ -85,6 +98,16 @@ impl Body for RespBody {
                     Poll::Pending => Poll::Pending,
                 }
             }
+            RespBody::Bytes(stream) => match stream.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(b))) => Poll::Ready(Some(Ok(Frame::data(Chunk::Bytes(b))))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(EngineError::Io {
+                    op: "streaming",
+                    path: "a git process's output".into(),
+                    source: e,
+                }))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -93,6 +116,7 @@ impl Body for RespBody {
             RespBody::Empty => true,
             RespBody::Full(b) => b.is_none(),
             RespBody::Stream { remaining, .. } => *remaining == 0,
+            RespBody::Bytes(_) => false,
         }
     }
 
@@ -101,6 +125,7 @@ impl Body for RespBody {
             RespBody::Empty => SizeHint::with_exact(0),
             RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             RespBody::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
+            RespBody::Bytes(_) => SizeHint::default(),
         }
     }
 }

@@ -10,11 +10,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a Retry-After header (503s).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -27,8 +34,11 @@ impl ApiError {
 
     pub fn into_response(self) -> Response<RespBody> {
         let body = serde_json::json!({ "error": self.message, "code": self.code }).to_string();
-        Response::builder()
-            .status(self.status)
+        let mut b = Response::builder();
+        if let Some(s) = self.retry_after {
+            b = b.header(http::header::RETRY_AFTER, s);
+        }
+        b.status(self.status)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::CONTENT_LENGTH, body.len())
             .body(RespBody::full(body))

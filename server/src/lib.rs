@@ -7,12 +7,13 @@
 //!
 //! Files: `conn.rs` accept loop and connections; `routes.rs` dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
-//! `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
+//! `git.rs` git smart HTTP from the mirrors; `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
 //! `error.rs` API errors; `limits.rs` the face's limits.
 
 pub mod body;
 pub mod conn;
 pub mod error;
+pub mod git;
 pub mod limits;
 pub mod object;
 pub mod range;

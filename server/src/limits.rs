@@ -28,3 +28,11 @@ pub const STOP_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// response (413, 400) that the client has not read yet.
 pub const LINGER_TIME: Duration = Duration::from_secs(5);
 pub const LINGER_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Largest git-upload-pack request body, in bytes (also after gzip is
+/// undone). Negotiation resends every `have` per round; 64 MiB covers
+/// repos with millions of refs and stops a body bomb.
+pub const UPLOAD_PACK_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bytes read from upload-pack's stdout per response chunk.
+pub const UPLOAD_PACK_READ_BYTES: usize = 256 * 1024;

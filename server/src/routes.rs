@@ -4,7 +4,7 @@
 
 use crate::body::RespBody;
 use crate::error::ApiError;
-use crate::{object, status};
+use crate::{git, object, status};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::rc::Rc;
@@ -21,6 +21,10 @@ pub async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<RespBo
                 Some((ns, key)) => object::handle(shard, req, ns, key).await,
                 None => Err(ApiError::bad_request("invalid_key", "the path must be /api/v1/object/{namespace}/{key}")),
             }
+        }
+        (_, p) if p.starts_with(git::GIT_PREFIX) => {
+            let rest = p[git::GIT_PREFIX.len()..].to_owned();
+            git::handle(shard, req, &rest).await
         }
         (&Method::GET, "/api/v1/stats") => Ok(status::stats_json(&shard.node)),
         (&Method::GET, "/metrics") => Ok(status::metrics(&shard.node)),

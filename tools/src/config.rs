@@ -60,6 +60,21 @@ pub struct ServeArgs {
     /// Time S3 has to answer a request before the client gets 504. [default: 10s]
     #[arg(long, env = "TROVE_S3_TIMEOUT")]
     pub s3_timeout: Option<String>,
+    /// Serve git host HOST from BASE_URL (http, https, git:// or file://), e.g. --upstream git.example.com=https://git.example.com. Repeatable. github.com, gitlab.com, bitbucket.org and codeberg.org are served from https:// by default.
+    #[arg(long = "upstream", value_name = "HOST=BASE_URL", env = "TROVE_UPSTREAM", value_delimiter = ',')]
+    pub upstreams: Vec<String>,
+    /// How often recently used mirrors fetch from their upstream in the background. [default: 60s]
+    #[arg(long, env = "TROVE_FETCH_INTERVAL")]
+    pub fetch_interval: Option<String>,
+    /// How long a check of a mirror's refs against its upstream stays good. [default: 10s]
+    #[arg(long, env = "TROVE_REFS_TTL")]
+    pub refs_ttl: Option<String>,
+    /// Most git upload-pack processes at once on the node. [default: 2 x shards]
+    #[arg(long, env = "TROVE_MAX_UPLOAD_PACKS")]
+    pub max_upload_packs: Option<usize>,
+    /// Requests that may wait for an upload-pack slot; past that they get 503 with Retry-After. [default: 64]
+    #[arg(long, env = "TROVE_UPLOAD_PACK_QUEUE")]
+    pub upload_pack_queue: Option<usize>,
     /// Spin this long before an idle shard parks (faster cross-core wakes, more CPU). [default: 0ms]
     #[arg(long, env = "TROVE_SPIN_BEFORE_PARK")]
     pub spin_before_park: Option<String>,
@@ -87,6 +102,11 @@ struct FileConfig {
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
     spin_before_park: Option<String>,
+    upstream: Option<Vec<String>>,
+    fetch_interval: Option<String>,
+    refs_ttl: Option<String>,
+    max_upload_packs: Option<usize>,
+    upload_pack_queue: Option<usize>,
 }
 
 pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
@@ -135,6 +155,32 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.spin_before_park.or(file.spin_before_park) {
         node.spin_before_park = parse_duration(&s).map_err(anyhow::Error::msg).context("--spin-before-park")?;
+    }
+    node.repo = trove_engine::repo::RepoConfig::new(node.shards);
+    let upstreams = if args.upstreams.is_empty() { file.upstream.unwrap_or_default() } else { args.upstreams };
+    for u in upstreams {
+        let (host, base) = u.split_once('=').with_context(|| {
+            format!("--upstream {u:?} must be HOST=BASE_URL, e.g. git.example.com=https://git.example.com")
+        })?;
+        node.repo.upstreams.set(host, base)?;
+    }
+    if let Some(s) = args.fetch_interval.or(file.fetch_interval) {
+        node.repo.fetch_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--fetch-interval")?;
+        if node.repo.fetch_interval.is_zero() {
+            bail!("--fetch-interval must be more than zero");
+        }
+    }
+    if let Some(s) = args.refs_ttl.or(file.refs_ttl) {
+        node.repo.refs_ttl = parse_duration(&s).map_err(anyhow::Error::msg).context("--refs-ttl")?;
+    }
+    if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
+        if n == 0 {
+            bail!("--max-upload-packs must be at least 1");
+        }
+        node.repo.max_upload_packs = n;
+    }
+    if let Some(n) = args.upload_pack_queue.or(file.upload_pack_queue) {
+        node.repo.upload_pack_queue = n;
     }
     let endpoint = args.s3_endpoint.or(file.s3_endpoint);
     let bucket = args.s3_bucket.or(file.s3_bucket);

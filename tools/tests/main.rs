@@ -6,6 +6,7 @@ mod harness;
 mod bad_input;
 mod cli;
 mod faults;
+mod git;
 mod http_limits;
 mod lifecycle;
 mod object_api;

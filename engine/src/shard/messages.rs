@@ -3,6 +3,7 @@
 
 use crate::key::ObjectKey;
 use crate::remote::RemoteError;
+use crate::repo::{Need, RepoError, RepoKey};
 use crate::store::landing::Landing;
 use crate::EngineError;
 use futures_channel::oneshot;
@@ -26,6 +27,9 @@ pub enum ShardRequest {
     Touch { hashes: Vec<u128> },
     /// Local miss: find the object in the remote tier, once for all askers.
     Fetch { key: ObjectKey, reply: oneshot::Sender<FetchReply> },
+    /// Make a repo's mirror meet `need` (clone, check, fetch), once for all
+    /// askers. `auth` is the client's Authorization header, for the upstream.
+    Repo { key: RepoKey, auth: Option<String>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },
 }
 
 /// The owner's answer to a fetch.

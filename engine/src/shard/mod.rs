@@ -42,6 +42,8 @@ pub struct NodeShared {
     pub drained: AtomicUsize,
     /// Shards whose face is up and accepting (readiness).
     pub serving: AtomicUsize,
+    /// Node-wide admission of git upload-pack processes.
+    pub upload_packs: Arc<crate::repo::admission::Admission>,
 }
 
 impl NodeShared {
@@ -82,6 +84,8 @@ pub struct Shard {
     flights: RefCell<HashMap<u128, Flight>>,
     /// Recency notes for objects other shards own, sent in batches.
     pending_touches: RefCell<Vec<Vec<u128>>>,
+    /// The repos this shard owns, by `RepoKey::hash`.
+    pub(crate) repos: RefCell<HashMap<u128, crate::repo::mirror::RepoState>>,
 }
 
 impl Shard {

@@ -33,6 +33,9 @@ impl Shard {
             ShardRequest::Fetch { key, reply } => {
                 let _ = reply.send(self.owner_fetch(key).await);
             }
+            ShardRequest::Repo { key, auth, need, reply } => {
+                let _ = reply.send(self.owner_repo(key, auth, need).await);
+            }
         }
     }
 

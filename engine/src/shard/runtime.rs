@@ -73,6 +73,10 @@ where
         stopping: AtomicBool::new(false),
         drained: AtomicUsize::new(0),
         serving: AtomicUsize::new(0),
+        upload_packs: Arc::new(crate::repo::admission::Admission::new(
+            config.repo.max_upload_packs,
+            config.repo.upload_pack_queue,
+        )),
     });
     // Validate the remote config once, up front, for a clear error.
     if let Some(rc) = &config.remote {
@@ -126,8 +130,10 @@ where
         senders,
         flights: RefCell::new(HashMap::new()),
         pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),
+        repos: RefCell::new(HashMap::new()),
         node: node.clone(),
     });
+    shard.discover_mirrors().await;
     // Capacity may have shrunk since the last run.
     shard.local.evict_to_capacity().await;
     shard.refresh_local_gauges();
@@ -142,6 +148,7 @@ where
         .detach();
     }
     let background = glommio::spawn_local(background_jobs(shard.clone()));
+    let fetcher = glommio::spawn_local(background_fetches(shard.clone()));
 
     serve(shard.clone()).await;
 
@@ -150,7 +157,16 @@ where
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     background.cancel().await;
+    fetcher.cancel().await;
     Ok(())
+}
+
+/// Fetches this shard's recently used mirrors every `--fetch-interval`.
+async fn background_fetches(shard: Rc<Shard>) {
+    loop {
+        glommio::timer::sleep(shard.config().repo.fetch_interval).await;
+        shard.fetch_recent_mirrors().await;
+    }
 }
 
 /// Periodic work of a shard: flush recency notes to their owners, and

@@ -93,7 +93,10 @@ fn object_files(objects: &Path) -> Result<Vec<(u128, PathBuf)>, EngineError> {
 fn wipe_dir(dir: &Path) -> Result<(), EngineError> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
     for e in entries.flatten() {
-        std::fs::remove_file(e.path()).map_err(|err| EngineError::io("wiping", e.path(), err))?;
+        // Directories are clones a crash cut short.
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let removed = if is_dir { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+        removed.map_err(|err| EngineError::io("wiping", e.path(), err))?;
     }
     Ok(())
 }

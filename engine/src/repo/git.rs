@@ -1,0 +1,229 @@
+//! Running the git CLI from a shard without blocking it.
+//!
+//! A whole command (`clone`, `fetch`, `cat-file`) runs on its own thread;
+//! the shard awaits its output on a oneshot. A streaming command
+//! (`upload-pack`) gets socketpairs for stdin and stdout that the shard
+//! drives as glommio sockets, so its bytes flow through the reactor with no
+//! thread per connection; only its exit status and stderr are collected by a
+//! thread.
+//!
+//! Secrets: a client's Authorization header reaches git through
+//! `GIT_CONFIG_*` environment variables (`http.extraHeader`), never argv,
+//! and is never logged. This module must never block the shard thread.
+
+use crate::repo::RepoError;
+use futures_channel::oneshot;
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Most stderr kept from a git command, for error messages.
+const STDERR_MAX_BYTES: usize = 64 * 1024;
+
+/// A git invocation: arguments, working directory, extra environment.
+#[derive(Clone)]
+pub struct Git {
+    args: Vec<OsString>,
+    dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+/// What a finished command left.
+pub struct GitOutput {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl GitOutput {
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+}
+
+impl Git {
+    pub fn new<I, S>(args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Self { args: args.into_iter().map(Into::into).collect(), dir: None, env: Vec::new() }
+    }
+
+    /// Runs in `dir` (`git -C dir`).
+    pub fn dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_owned());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Passes `authorization` to the upstream as an HTTP header, through the
+    /// environment (never argv).
+    pub fn auth(self, authorization: Option<&str>) -> Self {
+        match authorization {
+            Some(a) => self
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env("GIT_CONFIG_VALUE_0", &format!("Authorization: {a}")),
+            None => self,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("git");
+        if let Some(d) = &self.dir {
+            c.arg("-C").arg(d);
+        }
+        c.args(&self.args);
+        // Never prompt for credentials on a server; never read the
+        // operator's global config into a cache's behaviour.
+        c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("GIT_CONFIG_NOSYSTEM", "1");
+        c.env("GIT_CONFIG_GLOBAL", "/dev/null").env("LC_ALL", "C");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// What the command is, for logs: its first two arguments (never the
+    /// environment).
+    pub fn describe(&self) -> String {
+        let words: Vec<String> = self.args.iter().take(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        format!("git {}", words.join(" "))
+    }
+
+    /// Runs to completion on its own thread, feeding `stdin`; kills it after
+    /// `timeout`.
+    pub async fn run(&self, stdin: Vec<u8>, timeout: Duration) -> Result<GitOutput, RepoError> {
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let what = self.describe();
+        let (tx, rx) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("trove-git".into())
+            .spawn(move || {
+                let _ = tx.send(run_blocking(cmd, stdin, timeout));
+            })
+            .map_err(|e| RepoError::Spawn(what.clone(), e.to_string()))?;
+        rx.await.map_err(|_| RepoError::Git { what: what.clone(), stderr: "the git thread died".into() })?.map_err(
+            |e| match e {
+                RunError::Spawn(e) => RepoError::Spawn(what.clone(), e.to_string()),
+                RunError::Timeout => RepoError::Timeout(what.clone(), timeout),
+            },
+        )
+    }
+
+    /// Starts the command with socketpairs on stdin and stdout, driven by the
+    /// calling shard's reactor.
+    pub fn spawn_streaming(&self) -> Result<Streaming, RepoError> {
+        let what = self.describe();
+        let spawn_err = |e: std::io::Error| RepoError::Spawn(what.clone(), e.to_string());
+        let (in_ours, in_theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_err)?;
+        let (out_ours, out_theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_err)?;
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::from(OwnedFd::from(in_theirs)))
+            .stdout(Stdio::from(OwnedFd::from(out_theirs)))
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        in_ours.set_nonblocking(true).map_err(spawn_err)?;
+        out_ours.set_nonblocking(true).map_err(spawn_err)?;
+        // SAFETY: each fd was just taken out of a std socket, so it is open
+        // and owned by nothing else.
+        let stdin = unsafe { glommio::net::UnixStream::from_raw_fd(in_ours.into_raw_fd()) };
+        let stdout = unsafe { glommio::net::UnixStream::from_raw_fd(out_ours.into_raw_fd()) };
+        let (tx, rx) = oneshot::channel();
+        let stderr = child.stderr.take();
+        std::thread::Builder::new()
+            .name("trove-git-wait".into())
+            .spawn(move || {
+                let err = read_stderr(stderr);
+                let status = child.wait();
+                let _ = tx.send(status.map(|s| (s, err)));
+            })
+            .map_err(spawn_err)?;
+        Ok(Streaming { stdin: Some(stdin), stdout, exit: rx, what })
+    }
+}
+
+/// A running streaming command.
+pub struct Streaming {
+    pub stdin: Option<glommio::net::UnixStream>,
+    pub stdout: glommio::net::UnixStream,
+    exit: oneshot::Receiver<std::io::Result<(ExitStatus, String)>>,
+    pub what: String,
+}
+
+impl Streaming {
+    /// Waits for the exit: its status and stderr.
+    pub async fn exit(self) -> Result<(ExitStatus, String), RepoError> {
+        let what = self.what;
+        match self.exit.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(RepoError::Spawn(what, e.to_string())),
+            Err(_) => Err(RepoError::Git { what, stderr: "the wait thread died".into() }),
+        }
+    }
+}
+
+enum RunError {
+    Spawn(std::io::Error),
+    Timeout,
+}
+
+fn run_blocking(mut cmd: Command, stdin: Vec<u8>, timeout: Duration) -> Result<GitOutput, RunError> {
+    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
+    let deadline = Instant::now() + timeout;
+    // Feed stdin and drain stdout on helpers, so no pipe fills up.
+    let mut input = child.stdin.take();
+    let feeder = std::thread::spawn(move || {
+        if let Some(i) = input.as_mut() {
+            let _ = std::io::Write::write_all(i, &stdin);
+        }
+    });
+    let mut out = child.stdout.take();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut v);
+        }
+        v
+    });
+    let err = child.stderr.take();
+    let err_reader = std::thread::spawn(move || read_stderr(err));
+    let status = wait_until(&mut child, deadline)?;
+    let _ = feeder.join();
+    let stdout = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    Ok(GitOutput { status, stdout, stderr })
+}
+
+fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, RunError> {
+    loop {
+        if let Some(s) = child.try_wait().map_err(RunError::Spawn)? {
+            return Ok(s);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RunError::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn read_stderr(stderr: Option<std::process::ChildStderr>) -> String {
+    let mut v = Vec::new();
+    if let Some(mut e) = stderr {
+        let _ = (&mut e).take(STDERR_MAX_BYTES as u64).read_to_end(&mut v);
+        // Drain the rest so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut e, &mut std::io::sink());
+    }
+    String::from_utf8_lossy(&v).into_owned()
+}

@@ -1,0 +1,321 @@
+//! What a repo's owner does: clone, check, fetch, each once at a time, and
+//! the state machine around them.
+//!
+//! A clone runs `git clone --mirror` into the owner's `tmp/`, writes the
+//! serving config, commit-graph and a multi-pack-index bitmap there, and
+//! only then renames the directory into `mirrors/`: a mirror directory
+//! exists only whole, which is what lets any shard serve it without asking.
+//! A crash mid-clone leaves only `tmp/`, which startup wipes.
+//!
+//! Every job runs as a detached task with all its askers waiting on it, so
+//! a client that hangs up never cancels a clone others are waiting for.
+//! This module never speaks HTTP.
+
+use crate::repo::git::Git;
+use crate::repo::{Need, RepoError, RepoKey};
+use crate::shard::Shard;
+use crate::ShardId;
+use futures_channel::oneshot;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// First wait after a failed clone; doubles per failure up to the max.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Longest a ref check or a catalogue command may run.
+const SHORT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+/// A mirror read within this long is fetched in the background.
+const RECENT_USE: Duration = Duration::from_secs(3600);
+
+/// Config every mirror is served with.
+const SERVING_CONFIG: &[(&str, &str)] = &[
+    ("protocol.version", "2"),
+    ("uploadpack.allowFilter", "true"),
+    ("uploadpack.allowAnySHA1InWant", "true"),
+    ("uploadpack.allowTipSHA1InWant", "true"),
+    ("uploadpack.allowReachableSHA1InWant", "true"),
+    ("gc.auto", "0"),
+    ("core.commitGraph", "true"),
+    ("fetch.writeCommitGraph", "true"),
+    ("pack.writeBitmapHashCache", "true"),
+    ("repack.writeBitmaps", "true"),
+];
+
+/// The owner's record of one repo.
+pub struct RepoState {
+    key: RepoKey,
+    ready: bool,
+    /// Set while a job runs: those waiting on it.
+    waiters: Option<Vec<oneshot::Sender<Result<(), RepoError>>>>,
+    checked_at: Option<Instant>,
+    used_at: Instant,
+    failures: u32,
+    /// After a failed clone: not before then, and why.
+    retry: Option<(Instant, String)>,
+}
+
+#[derive(Clone, Copy)]
+enum Job {
+    Clone,
+    Fetch,
+}
+
+/// Where `key`'s mirror lives once published.
+pub fn mirror_path(shard: &Shard, key: &RepoKey) -> PathBuf {
+    mirror_path_in(&shard.layout().shard_dir(key.owner(shard.nr_shards())), key.hash())
+}
+
+fn mirror_path_in(shard_dir: &Path, hash: u128) -> PathBuf {
+    shard_dir.join("mirrors").join(format!("{}.git", crate::key::hash_hex(hash)))
+}
+
+impl Shard {
+    /// Makes `key`'s mirror meet `need`, on any shard: asks the owner.
+    /// Returns the mirror's path.
+    pub async fn repo(self: &Rc<Self>, key: &RepoKey, auth: Option<String>, need: Need) -> Result<PathBuf, RepoError> {
+        let path = mirror_path(self, key);
+        // A published mirror is whole: serving it needs no one's leave.
+        if need == Need::Ready && path.exists() {
+            self.note_repo_use(key);
+            return Ok(path);
+        }
+        let owner = key.owner(self.nr_shards());
+        if owner == self.id {
+            self.owner_repo(key.clone(), auth, need).await?;
+        } else {
+            let key = key.clone();
+            self.call(owner, move |reply| crate::shard::messages::ShardRequest::Repo { key, auth, need, reply })
+                .await
+                .map_err(|_| RepoError::ShardGone(owner))??;
+        }
+        Ok(path)
+    }
+
+    /// Notes a use of a Ready mirror, for background fetches. Advisory.
+    fn note_repo_use(self: &Rc<Self>, key: &RepoKey) {
+        let owner = key.owner(self.nr_shards());
+        if owner == self.id {
+            if let Some(st) = self.repos.borrow_mut().get_mut(&key.hash()) {
+                st.used_at = Instant::now();
+            }
+        }
+        // Other owners learn of use through Fresh checks (every clone and
+        // fetch lists refs first), which is enough for a 60 s cadence.
+    }
+
+    /// The owner's side of [`Shard::repo`].
+    pub(crate) async fn owner_repo(
+        self: &Rc<Self>,
+        key: RepoKey,
+        auth: Option<String>,
+        need: Need,
+    ) -> Result<(), RepoError> {
+        let hash = key.hash();
+        let path = mirror_path(self, &key);
+        let ttl = self.config().repo.refs_ttl;
+        let (tx, rx) = oneshot::channel();
+        let job = {
+            let mut repos = self.repos.borrow_mut();
+            let st = repos.entry(hash).or_insert_with(|| RepoState::new(key.clone(), path.exists()));
+            st.used_at = Instant::now();
+            if st.ready && need == Need::Ready {
+                return Ok(());
+            }
+            if let Some(w) = st.waiters.as_mut() {
+                w.push(tx);
+                None
+            } else {
+                let job = if !st.ready {
+                    if let Some((at, cause)) = &st.retry {
+                        let now = Instant::now();
+                        if *at > now {
+                            return Err(RepoError::Backoff {
+                                key: key.canonical(),
+                                cause: cause.clone(),
+                                retry_in: *at - now,
+                            });
+                        }
+                    }
+                    Job::Clone
+                } else if need == Need::Fetch || st.checked_at.is_none_or(|t| t.elapsed() >= ttl) {
+                    Job::Fetch
+                } else {
+                    return Ok(());
+                };
+                st.waiters = Some(vec![tx]);
+                Some(job)
+            }
+        };
+        if let Some(job) = job {
+            let me = self.clone();
+            glommio::spawn_local(async move { me.run_repo_job(key, auth, job, need).await }).detach();
+        }
+        rx.await.map_err(|_| RepoError::ShardGone(self.id))?
+    }
+
+    async fn run_repo_job(self: Rc<Self>, key: RepoKey, auth: Option<String>, job: Job, need: Need) {
+        let path = mirror_path(&self, &key);
+        let result = match job {
+            Job::Clone => self.clone_mirror(&key, auth.as_deref(), &path).await,
+            Job::Fetch => fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await,
+        };
+        let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
+        let mut repos = self.repos.borrow_mut();
+        let Some(st) = repos.get_mut(&key.hash()) else { return };
+        let reply = match (&result, job) {
+            (Ok(()), Job::Clone) => {
+                st.ready = true;
+                st.failures = 0;
+                st.retry = None;
+                st.checked_at = Some(Instant::now());
+                Ok(())
+            }
+            (Ok(()), Job::Fetch) => {
+                st.checked_at = Some(Instant::now());
+                Ok(())
+            }
+            (Err(e), Job::Clone) => {
+                st.failures += 1;
+                let wait = BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
+                st.retry = Some((Instant::now() + wait, e.to_string()));
+                tracing::warn!(repo = %key, error = %e, retry_in = ?wait, "clone failed; the repo is Empty again");
+                Err(e.clone())
+            }
+            (Err(e), Job::Fetch) => {
+                // A cache keeps serving what it has when the upstream is down.
+                tracing::warn!(repo = %key, error = %e, "fetch failed; serving the mirror as it is");
+                if stale_ok {
+                    Ok(())
+                } else {
+                    Err(e.clone())
+                }
+            }
+        };
+        for w in st.waiters.take().unwrap_or_default() {
+            let _ = w.send(reply.clone());
+        }
+    }
+
+    async fn clone_mirror(&self, key: &RepoKey, auth: Option<&str>, path: &Path) -> Result<(), RepoError> {
+        let url = self.config().repo.upstreams.url(key)?;
+        let timeout = self.config().repo.clone_timeout;
+        let tmp = self.layout().tmp_path(self.id);
+        let started = Instant::now();
+        tracing::info!(repo = %key, "cloning mirror");
+        let mut args: Vec<String> = vec!["clone".into(), "--mirror".into(), "--quiet".into()];
+        for (k, v) in SERVING_CONFIG.iter().copied().chain([("trove.key", key.canonical().as_str())]) {
+            args.push("-c".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend(["--".into(), url, tmp.to_string_lossy().into_owned()]);
+        let out = Git::new(args).auth(auth).run(Vec::new(), timeout).await;
+        let result = async {
+            let out = out?;
+            if !out.ok() {
+                return Err(upstream_error(key, "git clone --mirror", &out.stderr));
+            }
+            index_mirror(&tmp).await?;
+            publish(&tmp, path)
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            tracing::info!(repo = %key, elapsed = ?started.elapsed(), "mirror ready");
+        }
+        result
+    }
+
+    /// Finds the mirrors in this shard's directory (startup): they are
+    /// Ready. A mirror whose owner changed with the shard count moves to
+    /// its owner's directory.
+    pub(crate) async fn discover_mirrors(&self) {
+        let dir = self.layout().shard_dir(self.id).join("mirrors");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let out = Git::new(["config", "--get", "trove.key"]).dir(&p).run(Vec::new(), SHORT_GIT_TIMEOUT).await;
+            let key = match out.ok().filter(|o| o.ok()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()) {
+                Some(k) => RepoKey::parse_canonical(&k),
+                None => Err(RepoError::BadName(p.display().to_string())),
+            };
+            let Ok(key) = key else {
+                tracing::warn!(path = %p.display(), "not a trove mirror; leaving it alone");
+                continue;
+            };
+            let owner: ShardId = key.owner(self.nr_shards());
+            let want = mirror_path_in(&self.layout().shard_dir(owner), key.hash());
+            if want != p {
+                if let Err(e) = publish(&p, &want) {
+                    tracing::warn!(repo = %key, error = %e, "could not move mirror to its new owner");
+                }
+            }
+            if owner == self.id {
+                self.repos.borrow_mut().insert(key.hash(), RepoState::new(key, true));
+            }
+        }
+        let n = self.repos.borrow().len();
+        if n > 0 {
+            tracing::info!(shard = self.id, mirrors = n, "found mirrors");
+        }
+    }
+
+    /// Fetches the mirrors used recently (background, every fetch interval).
+    pub(crate) async fn fetch_recent_mirrors(self: &Rc<Self>) {
+        let recent: Vec<RepoKey> = self
+            .repos
+            .borrow()
+            .values()
+            .filter(|s| s.ready && s.waiters.is_none() && s.used_at.elapsed() < RECENT_USE)
+            .map(|s| s.key.clone())
+            .collect();
+        for key in recent {
+            if let Err(e) = self.owner_repo(key.clone(), None, Need::Fetch).await {
+                tracing::debug!(repo = %key, error = %e, "background fetch failed");
+            }
+        }
+    }
+}
+
+impl RepoState {
+    fn new(key: RepoKey, ready: bool) -> Self {
+        Self { key, ready, waiters: None, checked_at: None, used_at: Instant::now(), failures: 0, retry: None }
+    }
+}
+
+async fn fetch_mirror(key: &RepoKey, auth: Option<&str>, path: &Path, timeout: Duration) -> Result<(), RepoError> {
+    let out = Git::new(["fetch", "--prune", "--quiet", "origin"]).dir(path).auth(auth).run(Vec::new(), timeout).await?;
+    if !out.ok() {
+        return Err(upstream_error(key, "git fetch", &out.stderr));
+    }
+    Ok(())
+}
+
+/// Commit-graph and a multi-pack-index bitmap: what makes serving fast.
+async fn index_mirror(dir: &Path) -> Result<(), RepoError> {
+    for args in [&["commit-graph", "write", "--reachable"][..], &["multi-pack-index", "write", "--bitmap"][..]] {
+        let out = Git::new(args.iter().copied()).dir(dir).run(Vec::new(), SHORT_GIT_TIMEOUT * 10).await?;
+        if !out.ok() {
+            return Err(RepoError::Git { what: format!("git {}", args.join(" ")), stderr: out.stderr });
+        }
+    }
+    Ok(())
+}
+
+/// Renames the whole directory `from` to `to`, then syncs the parent.
+fn publish(from: &Path, to: &Path) -> Result<(), RepoError> {
+    let io = |e: std::io::Error| RepoError::Io(format!("publishing {}: {e}", to.display()));
+    let parent = to.parent().expect("mirror paths have a parent");
+    std::fs::create_dir_all(parent).map_err(io)?;
+    std::fs::rename(from, to).map_err(io)?;
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io)
+}
+
+fn upstream_error(key: &RepoKey, what: &str, stderr: &str) -> RepoError {
+    let s = stderr.to_ascii_lowercase();
+    if s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains("does not exist") {
+        return RepoError::UpstreamNotFound(key.canonical());
+    }
+    RepoError::Git { what: what.to_owned(), stderr: stderr.trim().lines().last().unwrap_or("").to_owned() }
+}

@@ -1,0 +1,88 @@
+//! Repos: bare mirrors of upstream git repos, owned by one shard each.
+//!
+//! The owner of a repo (`RepoKey::owner`) runs its state machine: Empty ->
+//! Cloning -> Ready, with every clone and fetch singleflighted and a failed
+//! clone sent back to Empty with backoff. Any shard serves a Ready mirror
+//! itself (its directory is published by rename, so it exists only whole),
+//! and asks the owner only for what changes state: a clone, a freshness
+//! check, a fetch of a missing commit.
+//!
+//! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
+//! the shard thread; `mirror.rs` is what an owner does. This module never
+//! speaks HTTP.
+
+pub mod admission;
+pub mod git;
+pub mod key;
+pub mod mirror;
+
+pub use key::{RepoKey, Upstreams};
+
+use std::time::Duration;
+
+/// What a caller needs of a repo's mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// It exists (clone it if it does not).
+    Ready,
+    /// It exists and its refs were checked against the upstream within
+    /// `refs_ttl` (a client is about to list refs).
+    Fresh,
+    /// Fetch now: a client wants a commit the mirror lacks.
+    Fetch,
+}
+
+/// The git face's settings.
+#[derive(Debug, Clone)]
+pub struct RepoConfig {
+    pub upstreams: Upstreams,
+    /// How often recently used mirrors fetch in the background. Default 60s.
+    pub fetch_interval: Duration,
+    /// How long a ref check of the upstream stays good. Default 10s.
+    pub refs_ttl: Duration,
+    /// Most upload-pack processes at once on the node. Default 2 x shards.
+    pub max_upload_packs: usize,
+    /// Requests that may wait for an upload-pack slot; past it, 503.
+    pub upload_pack_queue: usize,
+    /// Longest a clone or fetch may run before it is killed. Default 1h.
+    pub clone_timeout: Duration,
+}
+
+impl RepoConfig {
+    pub fn new(shards: usize) -> Self {
+        Self {
+            upstreams: Upstreams::default(),
+            fetch_interval: Duration::from_secs(60),
+            refs_ttl: Duration::from_secs(10),
+            max_upload_packs: 2 * shards.max(1),
+            upload_pack_queue: 64,
+            clone_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Why a repo operation failed. Clone, so one failed clone can answer every
+/// request that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RepoError {
+    #[error("invalid repo name {0}; see the README for the rules")]
+    BadName(String),
+    #[error("invalid --upstream {0}")]
+    BadUpstream(String),
+    #[error("host {0:?} is not served by this node; add it with --upstream HOST=BASE_URL")]
+    HostNotAllowed(String),
+    #[error("the upstream has no repo {0} (or it is private and no valid Authorization was given)")]
+    UpstreamNotFound(String),
+    #[error("the upstream failed for {what}: {stderr}")]
+    Git { what: String, stderr: String },
+    #[error("could not run {0}: {1}; is git installed?")]
+    Spawn(String, String),
+    #[error("{0} ran over {1:?} and was killed")]
+    Timeout(String, Duration),
+    #[error("the last clone of {key} failed ({cause}); retrying in {retry_in:?}")]
+    Backoff { key: String, cause: String, retry_in: Duration },
+    #[error("local mirror I/O failed: {0}")]
+    Io(String),
+    #[error("shard {0} is shutting down or gone; retry")]
+    ShardGone(u16),
+}

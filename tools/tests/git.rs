@@ -1,0 +1,356 @@
+//! Git through the cache, with stock git as client and as upstream
+//! (file:// and `git daemon`, whose log counts what reaches the upstream).
+
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs git and returns stdout; panics with stderr on failure.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_out(dir, args);
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn git_out(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.email=t@trove.test", "-c", "user.name=trove test", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("run git")
+}
+
+/// An upstream: a work repo and the bare repo `root/org/repo` it pushes to.
+struct Upstream {
+    root: PathBuf,
+    work: PathBuf,
+    n: usize,
+}
+
+impl Upstream {
+    fn new(dir: &Path) -> Upstream {
+        let root = dir.join("up");
+        let work = dir.join("work");
+        std::fs::create_dir_all(root.join("org")).expect("mkdir");
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&work, &["init", "-q"]);
+        let mut u = Upstream { root, work, n: 0 };
+        u.commit(3);
+        git(dir, &["clone", "-q", "--bare", u.work.to_str().expect("utf8"), u.bare().to_str().expect("utf8")]);
+        u
+    }
+
+    fn bare(&self) -> PathBuf {
+        self.root.join("org/repo")
+    }
+
+    /// Adds `n` commits and pushes them; returns the new HEAD.
+    fn commit(&mut self, n: usize) -> String {
+        for _ in 0..n {
+            self.n += 1;
+            std::fs::write(self.work.join(format!("f{}", self.n)), bytes(self.n as u64, 10_000)).expect("write");
+            git(&self.work, &["add", "-A"]);
+            git(&self.work, &["commit", "-qm", &format!("c{}", self.n)]);
+        }
+        if self.bare().exists() {
+            git(&self.work, &["push", "-q", self.bare().to_str().expect("utf8"), "HEAD:main"]);
+        }
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+/// `git daemon` serving `root`, logging each request to a file.
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(root: &Path, port: u16) -> Daemon {
+        let log = root.with_extension(format!("daemon-{port}.log"));
+        let child = Command::new("git")
+            .args(["daemon", "--export-all", "--verbose", "--reuseaddr", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", root.display()))
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("daemon log"))
+            .spawn()
+            .expect("start git daemon");
+        wait_until("git daemon listening", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Daemon { child, port, log }
+    }
+
+    /// upload-pack requests the upstream has served.
+    fn upload_packs(&self) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().matches("Request upload-pack").count()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn repo_url(node: &Node) -> String {
+    node.url("/git/example.test/org/repo")
+}
+
+#[test]
+fn stock_git_clones_fetches_and_is_refused_a_push() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    let upstream = format!("example.test=file://{}", up.root.display());
+    // A long refs TTL: a new upstream commit is only found through a want.
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "1h"]);
+    let url = repo_url(&node);
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+
+    let full = dir.path().join("full");
+    git(dir.path(), &["clone", "-q", &url, full.to_str().expect("utf8")]);
+    assert_eq!(git(&full, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&full, &["rev-list", "--count", "HEAD"]), "3");
+    // `.git` spelling, protocol v0.
+    let v0 = dir.path().join("v0");
+    git(dir.path(), &["-c", "protocol.version=0", "clone", "-q", &format!("{url}.git"), v0.to_str().expect("utf8")]);
+    assert_eq!(git(&v0, &["rev-parse", "HEAD"]), head);
+    // Shallow.
+    let shallow = dir.path().join("shallow");
+    git(dir.path(), &["clone", "-q", "--depth", "1", &url, shallow.to_str().expect("utf8")]);
+    assert_eq!(git(&shallow, &["rev-list", "--count", "HEAD"]), "1");
+    // Partial: blobs come later, on checkout, through the cache too.
+    let partial = dir.path().join("partial");
+    git(dir.path(), &["clone", "-q", "--filter=blob:none", &url, partial.to_str().expect("utf8")]);
+    assert_eq!(std::fs::read(partial.join("f2")).expect("f2"), bytes(2, 10_000));
+    assert_eq!(git(&partial, &["config", "remote.origin.partialclonefilter"]), "blob:none");
+
+    // A commit the mirror does not have yet: asked for by id ("not our
+    // ref"), the cache fetches it once from the upstream and serves it.
+    let new = up.commit(1);
+    git(&full, &["fetch", "-q", "origin", &new]);
+    assert_eq!(git(&full, &["cat-file", "-t", &new]), "commit");
+
+    // Pushes are refused: the cache is read-only.
+    std::fs::write(full.join("x"), "x").expect("write");
+    git(&full, &["add", "x"]);
+    git(&full, &["commit", "-qm", "x"]);
+    let push = git_out(&full, &["push", "origin", "HEAD:main"]);
+    assert!(!push.status.success());
+    assert!(String::from_utf8_lossy(&push.stderr).contains("403"), "{}", String::from_utf8_lossy(&push.stderr));
+    let r = get(&format!("{url}/info/refs?service=git-receive-pack"));
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["code"], "read_only");
+}
+
+#[test]
+fn fetch_sees_new_upstream_commits_once_refs_are_stale() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "0s"]);
+    let clone = dir.path().join("c");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), clone.to_str().expect("utf8")]);
+    let new = up.commit(2);
+    git(&clone, &["pull", "-q", "--ff-only"]);
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), new);
+}
+
+#[test]
+fn concurrent_cold_clones_cost_one_upstream_clone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let daemon = Daemon::start(&up.root, free_port());
+    let upstream = format!("example.test=git://127.0.0.1:{}", daemon.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let url = repo_url(&node);
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let clients: Vec<_> = (0..32)
+        .map(|i| {
+            let (url, dest) = (url.clone(), dir.path().join(format!("c{i}")));
+            std::thread::spawn(move || {
+                git(dest.parent().expect("parent"), &["clone", "-q", &url, dest.to_str().expect("utf8")]);
+                git(&dest, &["rev-parse", "HEAD"])
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client thread"), head);
+    }
+    assert_eq!(daemon.upload_packs(), 1, "{}", std::fs::read_to_string(&daemon.log).unwrap_or_default());
+}
+
+#[test]
+fn bad_repo_names_hosts_and_bodies_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let refs = "info/refs?service=git-upload-pack";
+
+    let r = get(&node.url(&format!("/git/evil.test/org/repo/{refs}")));
+    assert_eq!((r.status, r.json()["code"].as_str()), (403, Some("host_not_allowed")));
+    for path in ["org/../repo", "org/-repo", "org/re%0apo", "org/re%20po", "org//repo"] {
+        let out = curl(&[
+            "-s",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &node.url(&format!("/git/example.test/{path}/{refs}")),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "{path}");
+    }
+    // Nothing was created for them.
+    let mirrors: Vec<_> = std::fs::read_dir(dir.path().join("data/shards"))
+        .expect("shards")
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path().join("mirrors")).into_iter().flatten().flatten())
+        .collect();
+    assert!(mirrors.is_empty(), "{mirrors:?}");
+
+    let pack = node.url("/git/example.test/org/repo/git-upload-pack");
+    let r = http("POST", &pack, &[], b"this is not a pkt-line stream".to_vec());
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad_upload_pack_request")));
+    let r = http("POST", &pack, &[("content-encoding", "gzip")], b"not gzip at all".to_vec());
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("bad_body")));
+    let r = http("POST", &pack, &[("content-encoding", "br")], b"0000".to_vec());
+    assert_eq!(r.status, 415);
+    let r = http("POST", &pack, &[], vec![b'0'; 65 * 1024 * 1024]);
+    assert_eq!((r.status, r.json()["code"].as_str()), (413, Some("body_too_large")));
+    // A want nobody has: one fetch from the upstream, then upload-pack's
+    // own ERR packet, which git clients print.
+    let r = http("POST", &pack, &[], b"0032want 0000000000000000000000000000000000000000\n00000009done\n".to_vec());
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&r.body).contains("ERR upload-pack: not our ref"));
+    // A well-framed request upload-pack dies on without a word: JSON, not
+    // an empty 200.
+    let r = http("POST", &pack, &[("git-protocol", "version=2")], b"0014command=garbage\n0000".to_vec());
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["code"], "upload_pack_failed");
+    // A repo the upstream does not have.
+    let r = get(&node.url(&format!("/git/example.test/org/nope/{refs}")));
+    assert_eq!((r.status, r.json()["code"].as_str()), (404, Some("not_found")));
+    // The node still serves.
+    let c = dir.path().join("c");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), c.to_str().expect("utf8")]);
+}
+
+#[test]
+fn an_upstream_down_during_a_cold_clone_fails_cleanly_and_is_retried() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let port = free_port();
+    let upstream = format!("example.test=git://127.0.0.1:{port}");
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let refs = format!("{}/info/refs?service=git-upload-pack", repo_url(&node));
+    let started = Instant::now();
+    let r = get(&refs);
+    assert_eq!((r.status, r.json()["code"].as_str()), (502, Some("upstream_failed")));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let c = git_out(dir.path(), &["clone", "-q", &repo_url(&node), "c1"]);
+    assert!(!c.status.success());
+    // Up again: after the backoff, the next request clones.
+    let _daemon = Daemon::start(&up.root, port);
+    let mut ok = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok && Instant::now() < deadline {
+        ok = get(&refs).status == 200;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(ok, "never recovered: {}", node.log_text());
+    git(dir.path(), &["clone", "-q", &repo_url(&node), "c2"]);
+}
+
+#[test]
+fn mirrors_survive_a_restart_and_a_deleted_upstream() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let mut node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "0s"]);
+    git(dir.path(), &["clone", "-q", &repo_url(&node), "c1"]);
+    node.restart();
+    std::fs::remove_dir_all(up.bare()).expect("delete upstream");
+    // The mirror was found at start; the failed ref check leaves it served.
+    git(dir.path(), &["clone", "-q", &repo_url(&node), "c2"]);
+    assert_eq!(git(&dir.path().join("c2"), &["rev-list", "--count", "HEAD"]), "3");
+    assert!(node.log_text().contains("found mirrors"), "{}", node.log_text());
+}
+
+#[test]
+fn kill_9_during_a_clone_leaves_no_mirror_behind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    // Enough incompressible data that the clone takes a moment.
+    std::fs::write(up.work.join("big"), bytes(99, 100 * 1024 * 1024)).expect("write");
+    up.commit(1);
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let data = dir.path().join("data");
+    let mut node = Node::start(&data, &["--upstream", &upstream]);
+    let refs = format!("{}/info/refs?service=git-upload-pack", repo_url(&node));
+    let waiter = std::thread::spawn(move || get(&refs).status);
+    wait_until("the clone started", Duration::from_secs(20), || node.log_text().contains("cloning mirror"));
+    std::thread::sleep(Duration::from_millis(100));
+    node.kill9();
+    let _ = waiter.join();
+    let published = |d: &Path| -> usize {
+        std::fs::read_dir(d.join("shards"))
+            .expect("shards")
+            .flatten()
+            .map(|s| std::fs::read_dir(s.path().join("mirrors")).map(|m| m.count()).unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(published(&data), 0, "a partial mirror was published");
+    node.restart();
+    let c = dir.path().join("c");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), c.to_str().expect("utf8")]);
+    git(&c, &["fsck", "--no-progress"]);
+    assert_eq!(published(&data), 1);
+}
+
+#[test]
+fn past_the_upload_pack_queue_requests_get_503_at_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    std::fs::write(up.work.join("big"), bytes(7, 48 * 1024 * 1024)).expect("write");
+    let head = up.commit(1);
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let node = Node::start(
+        &dir.path().join("data"),
+        &["--upstream", &upstream, "--max-upload-packs", "1", "--upload-pack-queue", "0"],
+    );
+    let url = repo_url(&node);
+    assert_eq!(get(&format!("{url}/info/refs?service=git-upload-pack")).status, 200);
+    // A client that asks for the whole pack and never reads it holds the
+    // one slot: upload-pack blocks on its full stdout.
+    let want = format!("want {head}\n");
+    let body = format!("{:04x}{want}00000009done\n", want.len() + 4);
+    let req = format!(
+        "POST /git/example.test/org/repo/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut hog = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+    std::io::Write::write_all(&mut hog, req.as_bytes()).expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let r = http("POST", &format!("{url}/git-upload-pack"), &[], body.clone().into_bytes());
+    assert_eq!((r.status, r.json()["code"].as_str()), (503, Some("busy")));
+    assert!(r.header("retry-after").is_some());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Once the hog goes away, the slot is free again.
+    drop(hog);
+    let c = dir.path().join("c");
+    wait_until("a clone succeeds after the hog left", Duration::from_secs(30), || {
+        let _ = std::fs::remove_dir_all(&c);
+        git_out(dir.path(), &["clone", "-q", &url, c.to_str().expect("utf8")]).status.success()
+    });
+}
