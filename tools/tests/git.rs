@@ -73,8 +73,11 @@ struct Daemon {
 impl Daemon {
     fn start(root: &Path, port: u16) -> Daemon {
         let log = root.with_extension(format!("daemon-{port}.log"));
-        let child = Command::new("git")
-            .args(["daemon", "--export-all", "--verbose", "--reuseaddr", "--listen=127.0.0.1"])
+        // The daemon binary itself: `git daemon` would fork it as a child
+        // that outlives a kill of the wrapper.
+        let exec_path = git(root, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--export-all", "--verbose", "--reuseaddr", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", root.display()))
             .arg(root)
