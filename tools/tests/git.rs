@@ -104,6 +104,14 @@ impl Drop for Daemon {
     }
 }
 
+/// A node serving `example.test` from `up` over file://, with `extra` flags.
+fn node_for(dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
+    let upstream = format!("example.test=file://{}", up.root.display());
+    let mut args = vec!["--upstream", upstream.as_str()];
+    args.extend_from_slice(extra);
+    Node::start(&dir.join("data"), &args)
+}
+
 fn repo_url(node: &Node) -> String {
     node.url("/git/example.test/org/repo")
 }
@@ -112,9 +120,8 @@ fn repo_url(node: &Node) -> String {
 fn stock_git_clones_fetches_and_is_refused_a_push() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut up = Upstream::new(dir.path());
-    let upstream = format!("example.test=file://{}", up.root.display());
     // A long refs TTL: a new upstream commit is only found through a want.
-    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "1h"]);
+    let node = node_for(dir.path(), &up, &["--refs-ttl", "1h"]);
     let url = repo_url(&node);
     let head = git(&up.work, &["rev-parse", "HEAD"]);
 
@@ -158,8 +165,7 @@ fn stock_git_clones_fetches_and_is_refused_a_push() {
 fn fetch_sees_new_upstream_commits_once_refs_are_stale() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut up = Upstream::new(dir.path());
-    let upstream = format!("example.test=file://{}", up.root.display());
-    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "0s"]);
+    let node = node_for(dir.path(), &up, &["--refs-ttl", "0s"]);
     let clone = dir.path().join("c");
     git(dir.path(), &["clone", "-q", &repo_url(&node), clone.to_str().expect("utf8")]);
     let new = up.commit(2);
@@ -195,8 +201,7 @@ fn concurrent_cold_clones_cost_one_upstream_clone() {
 fn bad_repo_names_hosts_and_bodies_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
-    let upstream = format!("example.test=file://{}", up.root.display());
-    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let node = node_for(dir.path(), &up, &[]);
     let refs = "info/refs?service=git-upload-pack";
 
     let r = get(&node.url(&format!("/git/evil.test/org/repo/{refs}")));
@@ -278,8 +283,7 @@ fn an_upstream_down_during_a_cold_clone_fails_cleanly_and_is_retried() {
 fn mirrors_survive_a_restart_and_a_deleted_upstream() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
-    let upstream = format!("example.test=file://{}", up.root.display());
-    let mut node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "0s"]);
+    let mut node = node_for(dir.path(), &up, &["--refs-ttl", "0s"]);
     git(dir.path(), &["clone", "-q", &repo_url(&node), "c1"]);
     node.restart();
     std::fs::remove_dir_all(up.bare()).expect("delete upstream");
@@ -296,9 +300,8 @@ fn kill_9_during_a_clone_leaves_no_mirror_behind() {
     // Enough incompressible data that the clone takes a moment.
     std::fs::write(up.work.join("big"), bytes(99, 100 * 1024 * 1024)).expect("write");
     up.commit(1);
-    let upstream = format!("example.test=file://{}", up.root.display());
     let data = dir.path().join("data");
-    let mut node = Node::start(&data, &["--upstream", &upstream]);
+    let mut node = node_for(dir.path(), &up, &[]);
     let refs = format!("{}/info/refs?service=git-upload-pack", repo_url(&node));
     let waiter = std::thread::spawn(move || get(&refs).status);
     wait_until("the clone started", Duration::from_secs(20), || node.log_text().contains("cloning mirror"));
@@ -326,11 +329,7 @@ fn past_the_upload_pack_queue_requests_get_503_at_once() {
     let mut up = Upstream::new(dir.path());
     std::fs::write(up.work.join("big"), bytes(7, 48 * 1024 * 1024)).expect("write");
     let head = up.commit(1);
-    let upstream = format!("example.test=file://{}", up.root.display());
-    let node = Node::start(
-        &dir.path().join("data"),
-        &["--upstream", &upstream, "--max-upload-packs", "1", "--upload-pack-queue", "0"],
-    );
+    let node = node_for(dir.path(), &up, &["--max-upload-packs", "1", "--upload-pack-queue", "0"]);
     let url = repo_url(&node);
     assert_eq!(get(&format!("{url}/info/refs?service=git-upload-pack")).status, 200);
     // A client that asks for the whole pack and never reads it holds the

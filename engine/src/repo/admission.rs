@@ -72,16 +72,6 @@ impl Admission {
     fn try_take(&self) -> bool {
         self.active.fetch_update(Ordering::AcqRel, Ordering::Acquire, |a| (a < self.max).then_some(a + 1)).is_ok()
     }
-
-    /// Processes running now.
-    pub fn active(&self) -> usize {
-        self.active.load(Ordering::Acquire)
-    }
-
-    /// Requests waiting for a slot now.
-    pub fn waiting(&self) -> usize {
-        self.admitted.load(Ordering::Acquire).saturating_sub(self.active())
-    }
 }
 
 impl Drop for Permit {

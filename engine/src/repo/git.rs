@@ -1,7 +1,7 @@
 //! Running the git CLI from a shard without blocking it.
 //!
-//! A whole command (`clone`, `fetch`, `cat-file`) runs on its own thread;
-//! the shard awaits its output on a oneshot. A streaming command
+//! A whole command (`clone`, `fetch`, `cat-file`) is waited for by a
+//! thread; the shard awaits its output on a oneshot. A streaming command
 //! (`upload-pack`) gets socketpairs for stdin and stdout that the shard
 //! drives as glommio sockets, so its bytes flow through the reactor with no
 //! thread per connection; only its exit status and stderr are collected by a
@@ -17,8 +17,8 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// Most stderr kept from a git command, for error messages.
 const STDERR_MAX_BYTES: usize = 64 * 1024;
@@ -99,25 +99,61 @@ impl Git {
         format!("git {}", words.join(" "))
     }
 
-    /// Runs to completion on its own thread, feeding `stdin`; kills it after
-    /// `timeout`.
+    /// Runs to completion, feeding `stdin`; a thread waits for it, and the
+    /// shard kills it (through a pidfd, immune to pid reuse) after `timeout`.
     pub async fn run(&self, stdin: Vec<u8>, timeout: Duration) -> Result<GitOutput, RepoError> {
-        let mut cmd = self.command();
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let what = self.describe();
+        let spawn_err = |e: std::io::Error| RepoError::Spawn(what.clone(), e.to_string());
+        let mut child = self
+            .command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        let pid = rustix::process::Pid::from_child(&child);
+        let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(spawn_err(e.into()));
+            }
+        };
+        let input = child.stdin.take();
         let (tx, rx) = oneshot::channel();
         std::thread::Builder::new()
             .name("trove-git".into())
             .spawn(move || {
-                let _ = tx.send(run_blocking(cmd, stdin, timeout));
+                // Feed stdin beside the wait, so neither side's pipe fills up.
+                let feeder = std::thread::spawn(move || {
+                    if let Some(mut i) = input {
+                        let _ = std::io::Write::write_all(&mut i, &stdin);
+                    }
+                });
+                let out = child.wait_with_output();
+                let _ = feeder.join();
+                let _ = tx.send(out);
             })
-            .map_err(|e| RepoError::Spawn(what.clone(), e.to_string()))?;
-        rx.await.map_err(|_| RepoError::Git { what: what.clone(), stderr: "the git thread died".into() })?.map_err(
-            |e| match e {
-                RunError::Spawn(e) => RepoError::Spawn(what.clone(), e.to_string()),
-                RunError::Timeout => RepoError::Timeout(what.clone(), timeout),
-            },
-        )
+            .map_err(spawn_err)?;
+        let mut rx = rx;
+        let finished = futures_lite::future::or(async { Some((&mut rx).await) }, async {
+            glommio::timer::sleep(timeout).await;
+            None
+        })
+        .await;
+        let Some(finished) = finished else {
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            let _ = rx.await;
+            return Err(RepoError::Timeout(what, timeout));
+        };
+        let died = || RepoError::Git { what: what.clone(), stderr: "the git thread died".into() };
+        let out = finished.map_err(|_| died())?.map_err(spawn_err)?;
+        Ok(GitOutput {
+            status: out.status,
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr[..out.stderr.len().min(STDERR_MAX_BYTES)]).into_owned(),
+        })
     }
 
     /// Starts the command with socketpairs on stdin and stdout, driven by the
@@ -169,52 +205,6 @@ impl Streaming {
             Ok(Err(e)) => Err(RepoError::Spawn(what, e.to_string())),
             Err(_) => Err(RepoError::Git { what, stderr: "the wait thread died".into() }),
         }
-    }
-}
-
-enum RunError {
-    Spawn(std::io::Error),
-    Timeout,
-}
-
-fn run_blocking(mut cmd: Command, stdin: Vec<u8>, timeout: Duration) -> Result<GitOutput, RunError> {
-    let mut child = cmd.spawn().map_err(RunError::Spawn)?;
-    let deadline = Instant::now() + timeout;
-    // Feed stdin and drain stdout on helpers, so no pipe fills up.
-    let mut input = child.stdin.take();
-    let feeder = std::thread::spawn(move || {
-        if let Some(i) = input.as_mut() {
-            let _ = std::io::Write::write_all(i, &stdin);
-        }
-    });
-    let mut out = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut v);
-        }
-        v
-    });
-    let err = child.stderr.take();
-    let err_reader = std::thread::spawn(move || read_stderr(err));
-    let status = wait_until(&mut child, deadline)?;
-    let _ = feeder.join();
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    Ok(GitOutput { status, stdout, stderr })
-}
-
-fn wait_until(child: &mut Child, deadline: Instant) -> Result<ExitStatus, RunError> {
-    loop {
-        if let Some(s) = child.try_wait().map_err(RunError::Spawn)? {
-            return Ok(s);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RunError::Timeout);
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

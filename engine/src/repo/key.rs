@@ -143,10 +143,6 @@ impl Upstreams {
             .map(|(_, base)| format!("{base}/{}", key.path))
             .ok_or_else(|| RepoError::HostNotAllowed(key.host.clone()))
     }
-
-    pub fn hosts(&self) -> impl Iterator<Item = &str> {
-        self.map.iter().map(|(h, _)| h.as_str())
-    }
 }
 
 #[cfg(test)]

@@ -76,8 +76,9 @@ impl Shard {
     pub async fn repo(self: &Rc<Self>, key: &RepoKey, auth: Option<String>, need: Need) -> Result<PathBuf, RepoError> {
         let path = mirror_path(self, key);
         // A published mirror is whole: serving it needs no one's leave.
+        // (Its use reaches the owner through the Fresh check that starts
+        // every clone and fetch.)
         if need == Need::Ready && path.exists() {
-            self.note_repo_use(key);
             return Ok(path);
         }
         let owner = key.owner(self.nr_shards());
@@ -90,18 +91,6 @@ impl Shard {
                 .map_err(|_| RepoError::ShardGone(owner))??;
         }
         Ok(path)
-    }
-
-    /// Notes a use of a Ready mirror, for background fetches. Advisory.
-    fn note_repo_use(self: &Rc<Self>, key: &RepoKey) {
-        let owner = key.owner(self.nr_shards());
-        if owner == self.id {
-            if let Some(st) = self.repos.borrow_mut().get_mut(&key.hash()) {
-                st.used_at = Instant::now();
-            }
-        }
-        // Other owners learn of use through Fresh checks (every clone and
-        // fetch lists refs first), which is enough for a 60 s cadence.
     }
 
     /// The owner's side of [`Shard::repo`].
