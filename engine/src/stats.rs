@@ -40,6 +40,9 @@ counters! {
     remote_bytes_written: "bytes sent to the remote tier",
     remote_errors: "failed remote tier requests",
     singleflight_followers: "reads that joined a remote fetch already in flight",
+    snapshot_builds: "working-tree snapshots built (tar.zst)",
+    bundle_builds: "git bundles built",
+    mirror_restores: "mirrors restored from a mirror snapshot instead of cloned",
 }
 
 pub fn bump(c: &AtomicU64, by: u64) {

@@ -150,6 +150,66 @@ impl Shard {
         Ok(sealed.meta)
     }
 
+    /// Stores the plain file at `path` as `key`: in both tiers, or only in
+    /// the remote one when `keep_local` is false (an archive only other
+    /// nodes need). Without a remote tier, `keep_local: false` stores nothing.
+    pub async fn put_file(
+        self: &Rc<Self>,
+        key: &ObjectKey,
+        path: &std::path::Path,
+        keep_local: bool,
+    ) -> Result<(), EngineError> {
+        if !keep_local && self.remote.is_none() {
+            return Ok(());
+        }
+        let file = glommio::io::BufferedFile::open(path).await.map_err(|e| EngineError::glommio("opening", path, e))?;
+        let mut writer = self.begin_put().await?;
+        let mut pos = 0u64;
+        loop {
+            let chunk = file
+                .read_at(pos, crate::limits::WRITE_CHUNK_BYTES)
+                .await
+                .map_err(|e| EngineError::glommio("reading", path, e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            writer.write(&chunk).await?;
+            pos += chunk.len() as u64;
+        }
+        let _ = file.close().await;
+        if keep_local {
+            self.finish_put(key, writer, 0).await?;
+        } else {
+            let sealed = writer.finish(key.namespace(), key.key(), 0).await?;
+            let _guard = TmpFileGuard(Some(sealed.path.clone()));
+            let remote = self.remote.as_ref().expect("checked above");
+            remote.upload_file(key.hash(), &sealed.path, sealed.file_len).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a small value in both tiers.
+    pub async fn put_bytes(self: &Rc<Self>, key: &ObjectKey, data: &[u8]) -> Result<(), EngineError> {
+        let mut writer = self.begin_put().await?;
+        writer.write(data).await?;
+        self.finish_put(key, writer, 0).await.map(|_| ())
+    }
+
+    /// Reads a small value whole; `Ok(None)` when no tier has it.
+    pub async fn read_bytes(self: &Rc<Self>, key: &ObjectKey, max: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        let Some((obj, _)) = self.open_object(key).await? else { return Ok(None) };
+        let len = obj.meta.data_len;
+        if len > max {
+            return Err(EngineError::TooLarge { len, max });
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        let mut stream = std::pin::pin!(self.stream_object(obj, 0, len));
+        while let Some(chunk) = futures_lite::StreamExt::next(&mut stream).await {
+            out.extend_from_slice(bytes::Buf::chunk(&chunk?));
+        }
+        Ok(Some(out))
+    }
+
     /// Removes `key` from both tiers. Returns whether the local tier had it
     /// (the remote tier does not say).
     pub async fn delete_object(self: &Rc<Self>, key: &ObjectKey) -> Result<bool, EngineError> {

@@ -48,6 +48,8 @@ pub enum RespBody {
         stream: DataStream,
         remaining: u64,
         on_chunk: Box<dyn Fn(u64)>,
+        /// Held until the body is dropped (see `keep_alive`).
+        keep: Option<Box<dyn std::any::Any>>,
     },
     /// Bytes of unknown length (a process's output): sent chunked.
     Bytes(ByteStream),
@@ -64,7 +66,16 @@ impl RespBody {
         len: u64,
         on_chunk: impl Fn(u64) + 'static,
     ) -> Self {
-        RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk) }
+        RespBody::Stream { stream: Box::pin(stream), remaining: len, on_chunk: Box::new(on_chunk), keep: None }
+    }
+
+    /// Holds `guard` until the body is sent or dropped (a stream), or drops
+    /// it at once (a body already whole).
+    pub fn keep_alive(mut self, guard: Box<dyn std::any::Any>) -> Self {
+        if let RespBody::Stream { keep, .. } = &mut self {
+            *keep = Some(guard);
+        }
+        self
     }
 
     /// A stream of unknown length, sent chunked; an error ends the response

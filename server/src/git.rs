@@ -58,18 +58,21 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>, rest: &str) -> Re
             }
         }
         (&Method::POST, "git-upload-pack") => upload_pack(shard, req, &key, auth).await,
+        (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
+        (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
+        (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
         (_, "git-receive-pack") => Err(read_only()),
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "info/refs takes GET, git-upload-pack POST",
+            "info/refs, snapshot.tar.zst and snapshot.bundle take GET; git-upload-pack and ensure-refs take POST",
         )),
     }
 }
 
 /// `org/repo/info/refs` -> (`org/repo`, `info/refs`).
 fn split_action(tail: &str) -> Option<(&str, &str)> {
-    ["info/refs", "git-upload-pack", "git-receive-pack"]
+    ["info/refs", "git-upload-pack", "git-receive-pack", "snapshot.tar.zst", "snapshot.bundle", "ensure-refs"]
         .into_iter()
         .find_map(|a| tail.strip_suffix(a).and_then(|r| r.strip_suffix('/')).map(|r| (r, a)))
 }
@@ -91,7 +94,9 @@ pub fn repo_error(e: RepoError) -> ApiError {
     match e {
         RepoError::BadName(_) => ApiError::bad_request("invalid_repo", msg),
         RepoError::HostNotAllowed(_) => ApiError::new(StatusCode::FORBIDDEN, "host_not_allowed", msg),
-        RepoError::UpstreamNotFound(_) => ApiError::not_found(msg),
+        RepoError::UpstreamNotFound(_) | RepoError::NoCommits(_) | RepoError::UnknownCommit(_) => {
+            ApiError::not_found(msg)
+        }
         RepoError::Timeout(..) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg),
         RepoError::Backoff { .. } | RepoError::Git { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
@@ -103,7 +108,7 @@ pub fn repo_error(e: RepoError) -> ApiError {
     }
 }
 
-fn query_param(query: &str, name: &str) -> Option<String> {
+pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
 }
 
@@ -328,13 +333,8 @@ fn parse_wants(body: &[u8]) -> Result<Vec<String>, ApiError> {
 
 /// True when the mirror has every object in `wants`.
 async fn all_present(mirror: &std::path::Path, wants: &[String]) -> Result<bool, ApiError> {
-    let input = wants.join("\n") + "\n";
-    let out = Git::new(["cat-file", "--batch-check"])
-        .dir(mirror)
-        .run(input.into_bytes(), ADVERTISE_TIMEOUT)
-        .await
-        .map_err(repo_error)?;
-    Ok(out.ok() && !String::from_utf8_lossy(&out.stdout).contains(" missing"))
+    let found = trove_engine::repo::mirror::resolve(mirror, wants).await.map_err(repo_error)?;
+    Ok(found.iter().all(Option::is_some))
 }
 
 #[cfg(test)]

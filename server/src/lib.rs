@@ -7,7 +7,8 @@
 //!
 //! Files: `conn.rs` accept loop and connections; `routes.rs` dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
-//! `git.rs` git smart HTTP from the mirrors; `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
+//! `git.rs` git smart HTTP from the mirrors; `snapshot.rs` snapshots,
+//! bundles and ensure-refs; `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
 //! `error.rs` API errors; `limits.rs` the face's limits.
 
 pub mod body;
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod object;
 pub mod range;
 pub mod routes;
+pub mod snapshot;
 pub mod status;
 pub mod ttl;
 

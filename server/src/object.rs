@@ -37,7 +37,9 @@ pub async fn handle(
     }
 }
 
-async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
+/// Answers a GET or HEAD of `key` (also for the git face's stored
+/// snapshots and bundles).
+pub async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
     // A corrupt first block removes the file; the second look finds the
     // remote copy or nothing.
     for _attempt in 0..2 {

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// How long a check of a mirror's refs against its upstream stays good. [default: 10s]
     #[arg(long, env = "TROVE_REFS_TTL")]
     pub refs_ttl: Option<String>,
+    /// Rebuild a repo's snapshot.tar.zst when its HEAD moved and the snapshot is older than this (never when HEAD did not move). [default: 1h]
+    #[arg(long, env = "TROVE_SNAPSHOT_INTERVAL")]
+    pub snapshot_interval: Option<String>,
     /// Most git upload-pack processes at once on the node. [default: 2 x shards]
     #[arg(long, env = "TROVE_MAX_UPLOAD_PACKS")]
     pub max_upload_packs: Option<usize>,
@@ -105,6 +108,7 @@ struct FileConfig {
     upstream: Option<Vec<String>>,
     fetch_interval: Option<String>,
     refs_ttl: Option<String>,
+    snapshot_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
 }
@@ -172,6 +176,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.refs_ttl.or(file.refs_ttl) {
         node.repo.refs_ttl = parse_duration(&s).map_err(anyhow::Error::msg).context("--refs-ttl")?;
+    }
+    if let Some(s) = args.snapshot_interval.or(file.snapshot_interval) {
+        node.repo.snapshot_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-interval")?;
     }
     if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
         if n == 0 {

@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod restore;
 mod serve;
 mod units;
 
@@ -22,6 +23,10 @@ use std::path::PathBuf;
 /// Add a shared S3-compatible tier behind the local disk:
 ///     AWS_ACCESS_KEY_ID=.. AWS_SECRET_ACCESS_KEY=.. trove serve \
 ///         --s3-endpoint http://127.0.0.1:8333 --s3-bucket trove
+///
+/// Serve git through the cache, and make working trees fast:
+///     git clone http://127.0.0.1:8080/git/github.com/org/repo
+///     trove restore github.com/org/repo ./repo
 ///
 /// Measure it against nginx and the machine's limits:
 ///     trove bench object
@@ -77,6 +82,15 @@ enum Command {
         #[command(flatten)]
         object: ObjectArgs,
     },
+    /// Make a working tree of a repo from a node's snapshot (faster than git clone).
+    ///
+    /// Exit codes: 0 done; 1 the node failed; 2 bad arguments; 3 no such repo,
+    /// ref or commit; 4 the snapshot kept changing; 5 the node is unreachable or
+    /// the download broke; 6 the archive was refused (an entry escapes the
+    /// target, or it is corrupt); 7 a git step failed; 8 the target exists
+    /// and is not empty, or could not be written.
+    #[command(verbatim_doc_comment)]
+    Restore(restore::RestoreArgs),
     /// Latency and throughput benchmarks, side by side with baselines.
     #[command(subcommand)]
     Bench(trove_bench::cli::BenchCommand),
@@ -112,6 +126,7 @@ fn run(command: Command) -> Result<()> {
         Command::Get { object, file } => client::get(&target(object)?, file),
         Command::Stat { object } => client::stat(&target(object)?),
         Command::Delete { object } => client::delete(&target(object)?),
+        Command::Restore(args) => restore::run(args),
         Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
     }
 }

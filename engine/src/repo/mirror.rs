@@ -45,7 +45,7 @@ const SERVING_CONFIG: &[(&str, &str)] = &[
 /// The owner's record of one repo.
 pub struct RepoState {
     key: RepoKey,
-    ready: bool,
+    pub(crate) ready: bool,
     /// Set while a job runs: those waiting on it.
     waiters: Option<Vec<oneshot::Sender<Result<(), RepoError>>>>,
     checked_at: Option<Instant>,
@@ -53,6 +53,7 @@ pub struct RepoState {
     failures: u32,
     /// After a failed clone: not before then, and why.
     retry: Option<(Instant, String)>,
+    pub(crate) snap: crate::repo::snapshot::SnapshotState,
 }
 
 #[derive(Clone, Copy)]
@@ -146,7 +147,7 @@ impl Shard {
     async fn run_repo_job(self: Rc<Self>, key: RepoKey, auth: Option<String>, job: Job, need: Need) {
         let path = mirror_path(&self, &key);
         let result = match job {
-            Job::Clone => self.clone_mirror(&key, auth.as_deref(), &path).await,
+            Job::Clone => self.make_mirror(&key, auth.as_deref(), &path).await,
             Job::Fetch => fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await,
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
@@ -184,6 +185,43 @@ impl Shard {
         for w in st.waiters.take().unwrap_or_default() {
             let _ = w.send(reply.clone());
         }
+    }
+
+    /// Makes the mirror: from the mirror snapshot in the tiers plus a
+    /// fetch when there is one (a new node of a fleet), else by cloning.
+    async fn make_mirror(self: &Rc<Self>, key: &RepoKey, auth: Option<&str>, path: &Path) -> Result<(), RepoError> {
+        if self.remote.is_some() {
+            let tmp = self.layout().tmp_path(self.id);
+            let started = Instant::now();
+            let restored = async {
+                if !self.restore_mirror(key, &tmp).await? {
+                    return Ok(false);
+                }
+                let url = self.config().repo.upstreams.url(key)?;
+                let out = Git::new(["remote", "set-url", "origin", url.as_str()])
+                    .dir(&tmp)
+                    .run(Vec::new(), SHORT_GIT_TIMEOUT)
+                    .await?;
+                if !out.ok() {
+                    return Err(RepoError::Git { what: "git remote set-url".into(), stderr: out.stderr });
+                }
+                fetch_mirror(key, auth, &tmp, self.config().repo.clone_timeout).await?;
+                index_mirror(&tmp).await?;
+                publish(&tmp, path)?;
+                Ok(true)
+            }
+            .await;
+            match restored {
+                Ok(true) => {
+                    tracing::info!(repo = %key, elapsed = ?started.elapsed(), "mirror restored from its snapshot");
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(repo = %key, error = %e, "restoring the mirror snapshot failed; cloning"),
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        self.clone_mirror(key, auth, path).await
     }
 
     async fn clone_mirror(&self, key: &RepoKey, auth: Option<&str>, path: &Path) -> Result<(), RepoError> {
@@ -268,8 +306,17 @@ impl Shard {
 }
 
 impl RepoState {
-    fn new(key: RepoKey, ready: bool) -> Self {
-        Self { key, ready, waiters: None, checked_at: None, used_at: Instant::now(), failures: 0, retry: None }
+    pub(crate) fn new(key: RepoKey, ready: bool) -> Self {
+        Self {
+            key,
+            ready,
+            waiters: None,
+            checked_at: None,
+            used_at: Instant::now(),
+            failures: 0,
+            retry: None,
+            snap: Default::default(),
+        }
     }
 }
 
@@ -279,6 +326,32 @@ async fn fetch_mirror(key: &RepoKey, auth: Option<&str>, path: &Path, timeout: D
         return Err(upstream_error(key, "git fetch", &out.stderr));
     }
     Ok(())
+}
+
+/// What each of `names` (refs, or object expressions like `<sha>^{commit}`)
+/// resolves to in `dir`, in order; None where it does not. One process for
+/// all of them. Names must not hold whitespace (the caller validates).
+pub async fn resolve(dir: &Path, names: &[String]) -> Result<Vec<Option<String>>, RepoError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let input = names.join("\n") + "\n";
+    let out = Git::new(["cat-file", "--batch-check=%(objectname)"])
+        .dir(dir)
+        .run(input.into_bytes(), SHORT_GIT_TIMEOUT)
+        .await?;
+    if !out.ok() {
+        return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: out.stderr });
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<Option<String>> = text
+        .lines()
+        .map(|l| (!l.ends_with(" missing") && !l.ends_with(" ambiguous")).then(|| l.trim().to_owned()))
+        .collect();
+    if found.len() != names.len() {
+        return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: "short output".into() });
+    }
+    Ok(found)
 }
 
 /// Commit-graph and a multi-pack-index bitmap: what makes serving fast.

@@ -8,13 +8,19 @@
 //! check, a fetch of a missing commit.
 //!
 //! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
-//! the shard thread; `mirror.rs` is what an owner does. This module never
+//! the shard thread; `mirror.rs` is what an owner does with mirrors;
+//! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes and
+//! safely unpacks tar.zst archives; `build.rs` follows an archive being
+//! built; `admission.rs` bounds upload-pack processes. This module never
 //! speaks HTTP.
 
 pub mod admission;
+pub mod archive;
+pub mod build;
 pub mod git;
 pub mod key;
 pub mod mirror;
+pub mod snapshot;
 
 pub use key::{RepoKey, Upstreams};
 
@@ -46,6 +52,9 @@ pub struct RepoConfig {
     pub upload_pack_queue: usize,
     /// Longest a clone or fetch may run before it is killed. Default 1h.
     pub clone_timeout: Duration,
+    /// A snapshot is rebuilt when HEAD moved and it is older than this.
+    /// Default 1h.
+    pub snapshot_interval: Duration,
 }
 
 impl RepoConfig {
@@ -57,6 +66,7 @@ impl RepoConfig {
             max_upload_packs: 2 * shards.max(1),
             upload_pack_queue: 64,
             clone_timeout: Duration::from_secs(3600),
+            snapshot_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -85,4 +95,24 @@ pub enum RepoError {
     Io(String),
     #[error("shard {0} is shutting down or gone; retry")]
     ShardGone(u16),
+    #[error("the repo {0} has no commits yet: there is nothing to snapshot")]
+    NoCommits(String),
+    #[error("commit {0} is not in the mirror (nor upstream after a fetch)")]
+    UnknownCommit(String),
+}
+
+/// Runs blocking work (archiving, unpacking) on a thread of its own and
+/// awaits its result without blocking the shard.
+pub(crate) async fn off_shard<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, RepoError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|e| RepoError::Io(format!("starting {name}: {e}")))?;
+    rx.await.map_err(|_| RepoError::Io(format!("the {name} thread died")))
 }

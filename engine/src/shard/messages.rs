@@ -30,6 +30,14 @@ pub enum ShardRequest {
     /// Make a repo's mirror meet `need` (clone, check, fetch), once for all
     /// askers. `auth` is the client's Authorization header, for the upstream.
     Repo { key: RepoKey, auth: Option<String>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },
+    /// Say where a repo's snapshot is (stored, or building), starting a
+    /// build when there is none. `stale`: a stored snapshot found missing.
+    Snapshot {
+        key: RepoKey,
+        auth: Option<String>,
+        stale: Option<String>,
+        reply: oneshot::Sender<Result<crate::repo::snapshot::SnapshotAnswer, RepoError>>,
+    },
 }
 
 /// The owner's answer to a fetch.

@@ -36,6 +36,9 @@ impl Shard {
             ShardRequest::Repo { key, auth, need, reply } => {
                 let _ = reply.send(self.owner_repo(key, auth, need).await);
             }
+            ShardRequest::Snapshot { key, auth, stale, reply } => {
+                let _ = reply.send(self.owner_snapshot(key, auth, stale).await);
+            }
         }
     }
 

@@ -1,0 +1,439 @@
+//! Snapshots, bundles and a cold node's start, as a repo's owner runs them.
+//!
+//! A working-tree snapshot is stored in the tiers as
+//! `git-snapshot/<repo>@<commit>`: its name is derived from its content,
+//! the commit fixing every byte of the tree. A small pointer object,
+//! `git-snapshot/<repo>`, names the newest snapshot and the newest HEAD the
+//! fleet has seen, so a node with an empty disk finds both in S3.
+//!
+//! The owner decides: serve the stored snapshot; start a build when there
+//! is none (one build, followed by every request meanwhile); rebuild in the
+//! background when HEAD moved and the snapshot is older than
+//! `--snapshot-interval`, never when HEAD did not move. After each build a
+//! mirror snapshot (the bare repo) goes to the remote tier, and a node
+//! whose mirror is cold restores from it instead of cloning, once the cold
+//! serves it is answering have finished. This module never speaks HTTP.
+
+use crate::key::ObjectKey;
+use crate::repo::archive::{self, TreeSnapshotJob};
+use crate::repo::build::Build;
+use crate::repo::git::Git;
+use crate::repo::mirror::mirror_path;
+use crate::repo::{off_shard, Need, RepoError, RepoKey};
+use crate::shard::messages::ShardRequest;
+use crate::shard::Shard;
+use crate::stats::bump;
+use futures_lite::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const SNAPSHOT_NAMESPACE: &str = "git-snapshot";
+pub const BUNDLE_NAMESPACE: &str = "git-bundle";
+pub const MIRROR_NAMESPACE: &str = "git-mirror";
+
+/// Largest pointer object read.
+const POINTER_MAX_BYTES: u64 = 64 * 1024;
+/// Longest a mirror restore waits for the cold serves it would compete with.
+const COLD_SERVE_WAIT_MAX: Duration = Duration::from_secs(600);
+const SHORT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The newest snapshot of a repo, as stored in the tiers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pointer {
+    pub commit: String,
+    pub built_ms: u64,
+    /// The newest HEAD a node has seen, to advertise a bundle on the cold
+    /// path, when no mirror is at hand to ask.
+    pub head: String,
+}
+
+/// Counts the cold serves of a repo in flight (any shard); the mirror
+/// restore waits for them.
+#[derive(Debug)]
+pub struct ColdServe(Arc<AtomicUsize>);
+
+impl ColdServe {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for ColdServe {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the owner says about a repo's snapshot.
+pub enum SnapshotAnswer {
+    /// Stored in the tiers. `head` is the mirror's HEAD when known (a bundle
+    /// from `commit` to it is on offer when they differ). `cold` is held
+    /// while a cold node serves it.
+    Stored { commit: String, object: ObjectKey, head: Option<String>, cold: Option<ColdServe> },
+    /// Being built: follow it.
+    Building { build: Arc<Build>, head: Option<String> },
+}
+
+/// What the owner's record of a repo holds about snapshots.
+#[derive(Debug, Default)]
+pub struct SnapshotState {
+    pointer: Option<Pointer>,
+    pointer_loaded: bool,
+    building: Option<Arc<Build>>,
+    cold_serves: Arc<AtomicUsize>,
+}
+
+/// The object-key form of a repo name (keys hold no `/`).
+fn object_name(key: &RepoKey) -> String {
+    key.canonical().replace('/', ":")
+}
+
+pub fn snapshot_object(key: &RepoKey, commit: &str) -> ObjectKey {
+    ObjectKey::new(SNAPSHOT_NAMESPACE, &format!("{}@{commit}", object_name(key))).expect("repo names make valid keys")
+}
+
+fn pointer_object(key: &RepoKey) -> ObjectKey {
+    ObjectKey::new(SNAPSHOT_NAMESPACE, &object_name(key)).expect("repo names make valid keys")
+}
+
+fn mirror_object(key: &RepoKey) -> ObjectKey {
+    ObjectKey::new(MIRROR_NAMESPACE, &object_name(key)).expect("repo names make valid keys")
+}
+
+pub fn bundle_object(key: &RepoKey, base: &str, head: &str) -> ObjectKey {
+    ObjectKey::new(BUNDLE_NAMESPACE, &format!("{}@{base}..{head}", object_name(key)))
+        .expect("repo names make valid keys")
+}
+
+/// A full object id: 40 (SHA-1) or 64 (SHA-256) hex digits, lowercased.
+pub fn parse_sha(s: &str) -> Option<String> {
+    ((s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
+}
+
+/// The commit HEAD names in `dir`; None for a repo with no commits.
+pub async fn head_of(dir: &Path) -> Result<Option<String>, RepoError> {
+    let out =
+        Git::new(["rev-parse", "--verify", "-q", "HEAD^{commit}"]).dir(dir).run(Vec::new(), SHORT_GIT_TIMEOUT).await?;
+    Ok(out.ok().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
+}
+
+/// What a bundle request gets.
+pub enum BundleAnswer {
+    /// The base is HEAD: nothing to send.
+    UpToDate,
+    /// Stored in the tiers under this name.
+    Stored(ObjectKey),
+}
+
+impl Shard {
+    /// The snapshot of `key`'s default branch, on any shard: asks the
+    /// owner. `stale` names a commit whose stored snapshot was not found
+    /// (evicted, lost): the owner forgets it and builds again.
+    pub async fn snapshot(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        auth: Option<String>,
+        stale: Option<String>,
+    ) -> Result<SnapshotAnswer, RepoError> {
+        let owner = key.owner(self.nr_shards());
+        if owner == self.id {
+            return self.owner_snapshot(key.clone(), auth, stale).await;
+        }
+        let key = key.clone();
+        self.call(owner, move |reply| ShardRequest::Snapshot { key, auth, stale, reply })
+            .await
+            .map_err(|_| RepoError::ShardGone(owner))?
+    }
+
+    /// The owner's side of [`Shard::snapshot`].
+    pub(crate) async fn owner_snapshot(
+        self: &Rc<Self>,
+        key: RepoKey,
+        auth: Option<String>,
+        stale: Option<String>,
+    ) -> Result<SnapshotAnswer, RepoError> {
+        let hash = key.hash();
+        let (loaded, ready) = self.with_repo(&key, |st| {
+            if let (Some(s), Some(p)) = (&stale, &st.snap.pointer) {
+                if *s == p.commit {
+                    st.snap.pointer = None;
+                }
+            }
+            (st.snap.pointer_loaded, st.ready)
+        });
+        if !loaded {
+            let pointer = self.read_pointer(&key).await;
+            self.with_repo(&key, |st| {
+                st.snap.pointer_loaded = true;
+                if st.snap.pointer.is_none() && stale.as_deref() != pointer.as_ref().map(|p| p.commit.as_str()) {
+                    st.snap.pointer = pointer;
+                }
+            });
+        }
+        let has_snapshot = self.with_repo(&key, |st| st.snap.pointer.is_some() || st.snap.building.is_some());
+        if ready {
+            self.owner_repo(key.clone(), auth, Need::Fresh).await?;
+        } else if has_snapshot {
+            // Cold: serve what the tiers have at once; warm the mirror behind.
+            let me = self.clone();
+            let k = key.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = me.owner_repo(k.clone(), None, Need::Ready).await {
+                    tracing::warn!(repo = %k, error = %e, "warming the mirror failed; the next request retries");
+                }
+            })
+            .detach();
+        } else {
+            self.owner_repo(key.clone(), auth, Need::Ready).await?;
+        }
+        let path = mirror_path(self, &key);
+        let ready = self.with_repo(&key, |st| st.ready);
+        let mirror_head = if ready { head_of(&path).await? } else { None };
+        let mut repos = self.repos.borrow_mut();
+        let st = repos.get_mut(&hash).expect("the entry was made above");
+        let head = mirror_head.clone().or_else(|| st.snap.pointer.as_ref().map(|p| p.head.clone()));
+        if let Some(p) = st.snap.pointer.clone() {
+            if let Some(h) = &mirror_head {
+                let age = Duration::from_millis(crate::now_ms().saturating_sub(p.built_ms));
+                if *h != p.commit && st.snap.building.is_none() && age >= self.config().repo.snapshot_interval {
+                    tracing::info!(repo = %key, from = %p.commit, to = %h, "HEAD moved: rebuilding the snapshot");
+                    self.start_build(&mut st.snap, &key, h.clone())?;
+                } else if *h != p.head {
+                    // Tell the fleet (and a future cold node) where HEAD is.
+                    let updated = Pointer { head: h.clone(), ..p.clone() };
+                    st.snap.pointer = Some(updated.clone());
+                    let (me, k) = (self.clone(), key.clone());
+                    glommio::spawn_local(async move { me.write_pointer(&k, &updated).await }).detach();
+                }
+            }
+            let cold = (!st.ready).then(|| ColdServe::new(&st.snap.cold_serves));
+            return Ok(SnapshotAnswer::Stored {
+                object: snapshot_object(&key, &p.commit),
+                commit: p.commit,
+                head,
+                cold,
+            });
+        }
+        if let Some(b) = &st.snap.building {
+            return Ok(SnapshotAnswer::Building { build: b.clone(), head });
+        }
+        let commit = mirror_head.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
+        let build = self.start_build(&mut st.snap, &key, commit)?;
+        Ok(SnapshotAnswer::Building { build, head })
+    }
+
+    /// Runs `f` on `key`'s record, making it if needed.
+    fn with_repo<T>(&self, key: &RepoKey, f: impl FnOnce(&mut crate::repo::mirror::RepoState) -> T) -> T {
+        let path = mirror_path(self, key);
+        let mut repos = self.repos.borrow_mut();
+        let st =
+            repos.entry(key.hash()).or_insert_with(|| crate::repo::mirror::RepoState::new(key.clone(), path.exists()));
+        f(st)
+    }
+
+    fn start_build(
+        self: &Rc<Self>,
+        snap: &mut SnapshotState,
+        key: &RepoKey,
+        commit: String,
+    ) -> Result<Arc<Build>, RepoError> {
+        let path = self.layout().tmp_path(self.id).with_extension("tar.zst");
+        let build =
+            Arc::new(Build::create(commit, path).map_err(|e| RepoError::Io(format!("creating a snapshot file: {e}")))?);
+        snap.building = Some(build.clone());
+        glommio::spawn_local(self.clone().run_build(key.clone(), build.clone())).detach();
+        Ok(build)
+    }
+
+    async fn run_build(self: Rc<Self>, key: RepoKey, build: Arc<Build>) {
+        let started = Instant::now();
+        let job = match self.config().repo.upstreams.url(&key) {
+            Ok(origin_url) => TreeSnapshotJob {
+                mirror: mirror_path(&self, &key),
+                work: self.layout().tmp_path(self.id),
+                out: build.path.clone(),
+                origin_url,
+                commit: build.commit.clone(),
+                zstd_workers: zstd_workers(),
+            },
+            Err(e) => return self.build_failed(&key, &build, e.to_string()),
+        };
+        let b = build.clone();
+        let made = off_shard("trove-snapshot", move || archive::make_tree_snapshot(&job, &*b)).await;
+        let len = match made {
+            Ok(Ok(len)) => len,
+            Ok(Err(e)) => return self.build_failed(&key, &build, e.to_string()),
+            Err(e) => return self.build_failed(&key, &build, e.to_string()),
+        };
+        build.mark_done(len);
+        bump(&self.stats().snapshot_builds, 1);
+        tracing::info!(repo = %key, commit = %build.commit, bytes = len, elapsed = ?started.elapsed(), "snapshot built");
+        let object = snapshot_object(&key, &build.commit);
+        let stored = self.put_file(&object, &build.path, true).await;
+        let pointer = Pointer { commit: build.commit.clone(), built_ms: crate::now_ms(), head: build.commit.clone() };
+        match &stored {
+            Ok(()) => self.write_pointer(&key, &pointer).await,
+            Err(e) => tracing::warn!(repo = %key, error = %e, "storing the snapshot failed; it will be built again"),
+        }
+        self.with_repo(&key, |st| {
+            st.snap.building = None;
+            if stored.is_ok() {
+                st.snap.pointer = Some(pointer);
+            }
+        });
+        let _ = std::fs::remove_file(&build.path);
+        if self.remote.is_some() {
+            self.upload_mirror_snapshot(&key).await;
+        }
+    }
+
+    fn build_failed(&self, key: &RepoKey, build: &Build, why: String) {
+        build.mark_failed();
+        tracing::warn!(repo = %key, error = %why, "snapshot build failed; the next request retries");
+        let _ = std::fs::remove_file(&build.path);
+        self.with_repo(key, |st| st.snap.building = None);
+    }
+
+    async fn read_pointer(self: &Rc<Self>, key: &RepoKey) -> Option<Pointer> {
+        match self.read_bytes(&pointer_object(key), POINTER_MAX_BYTES).await {
+            Ok(Some(b)) => match serde_json::from_slice(&b) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(repo = %key, error = %e, "unreadable snapshot pointer; ignoring it");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(repo = %key, error = %e, "could not read the snapshot pointer; building from the mirror");
+                None
+            }
+        }
+    }
+
+    async fn write_pointer(self: &Rc<Self>, key: &RepoKey, p: &Pointer) {
+        let bytes = serde_json::to_vec(p).expect("a pointer serializes");
+        if let Err(e) = self.put_bytes(&pointer_object(key), &bytes).await {
+            tracing::warn!(repo = %key, error = %e, "could not store the snapshot pointer");
+        }
+    }
+
+    /// Puts the bare mirror, as tar.zst, in the remote tier for new nodes.
+    async fn upload_mirror_snapshot(self: &Rc<Self>, key: &RepoKey) {
+        let mirror = mirror_path(self, key);
+        let out = self.layout().tmp_path(self.id).with_extension("tar.zst");
+        let o = out.clone();
+        let made = off_shard("trove-mirror-snap", move || {
+            archive::make_mirror_snapshot(&mirror, &o, zstd_workers(), &archive::NoProgress)
+        })
+        .await;
+        let result = match made {
+            Ok(Ok(_)) => self.put_file(&mirror_object(key), &out, false).await.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let _ = std::fs::remove_file(&out);
+        match result {
+            Ok(()) => tracing::info!(repo = %key, "mirror snapshot uploaded"),
+            Err(e) => tracing::warn!(repo = %key, error = %e, "mirror snapshot upload failed"),
+        }
+    }
+
+    /// Restores `key`'s mirror into `dir` from the mirror snapshot in the
+    /// tiers. `Ok(false)` when there is none. Waits first for the repo's cold
+    /// serves, so the restore does not compete with them for the disk.
+    pub(crate) async fn restore_mirror(self: &Rc<Self>, key: &RepoKey, dir: &Path) -> Result<bool, RepoError> {
+        let cold = self.with_repo(key, |st| st.snap.cold_serves.clone());
+        let waited = Instant::now();
+        while cold.load(Ordering::Acquire) > 0 && waited.elapsed() < COLD_SERVE_WAIT_MAX {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        let found = self.open_object(&mirror_object(key)).await.map_err(|e| RepoError::Io(e.to_string()))?;
+        let Some((obj, _)) = found else { return Ok(false) };
+        let len = obj.meta.data_len;
+        std::fs::create_dir_all(dir).map_err(|e| RepoError::Io(format!("creating {}: {e}", dir.display())))?;
+        // The shard streams the bytes; a thread unpacks them.
+        let (mut tx, rx) = futures_channel::mpsc::channel::<bytes::Bytes>(8);
+        let d = dir.to_owned();
+        let unpack =
+            off_shard("trove-mirror-restore", move || archive::unpack_safely(archive::ChannelReader::new(rx), &d));
+        let feed = async {
+            let mut stream = std::pin::pin!(self.stream_object(obj, 0, len));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| RepoError::Io(e.to_string()))?;
+                let b = bytes::Bytes::copy_from_slice(bytes::Buf::chunk(&chunk));
+                if futures_lite::future::poll_fn(|cx| tx.poll_ready(cx)).await.is_err() || tx.start_send(b).is_err() {
+                    break; // the unpacker stopped; its error says why
+                }
+            }
+            tx.close_channel();
+            Ok::<(), RepoError>(())
+        };
+        let (fed, unpacked) = futures_lite::future::zip(feed, unpack).await;
+        fed?;
+        unpacked?.map_err(|e| RepoError::Io(format!("unpacking the mirror snapshot: {e}")))?;
+        bump(&self.stats().mirror_restores, 1);
+        Ok(true)
+    }
+
+    /// A bundle of HEAD ^`base` from `key`'s mirror, stored in the tiers.
+    pub async fn bundle(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        auth: Option<String>,
+        base: &str,
+    ) -> Result<BundleAnswer, RepoError> {
+        let mirror = self.repo(key, auth.clone(), Need::Fresh).await?;
+        let names = [format!("{base}^{{commit}}")];
+        if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
+            // Maybe newer than the mirror: fetch once before saying 404.
+            self.repo(key, auth, Need::Fetch).await?;
+            if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
+                return Err(RepoError::UnknownCommit(base.to_owned()));
+            }
+        }
+        let head = head_of(&mirror).await?.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
+        if head == base {
+            return Ok(BundleAnswer::UpToDate);
+        }
+        let object = bundle_object(key, base, &head);
+        if self.open_object(&object).await.map_err(|e| RepoError::Io(e.to_string()))?.is_some() {
+            return Ok(BundleAnswer::Stored(object));
+        }
+        // A fetch may move HEAD meanwhile: the bundle is named after the
+        // head it really holds (list-heads), not the one read above.
+        let tmp = self.layout().tmp_path(self.id).with_extension("bundle");
+        let tmp_s = tmp.to_string_lossy().into_owned();
+        let out = Git::new(["bundle", "create", "--quiet", &tmp_s, "HEAD", &format!("^{base}")])
+            .dir(&mirror)
+            .run(Vec::new(), SHORT_GIT_TIMEOUT * 10)
+            .await?;
+        if !out.ok() {
+            let _ = std::fs::remove_file(&tmp);
+            if out.stderr.contains("empty bundle") {
+                // base is ahead of HEAD: the client has everything.
+                return Ok(BundleAnswer::UpToDate);
+            }
+            return Err(RepoError::Git { what: "git bundle create".into(), stderr: out.stderr });
+        }
+        let heads = Git::new(["bundle", "list-heads", &tmp_s]).dir(&mirror).run(Vec::new(), SHORT_GIT_TIMEOUT).await?;
+        let bundled = String::from_utf8_lossy(&heads.stdout).split_whitespace().next().unwrap_or("").to_owned();
+        let object = bundle_object(key, base, if bundled.is_empty() { &head } else { &bundled });
+        let stored = self.put_file(&object, &tmp, true).await;
+        let _ = std::fs::remove_file(&tmp);
+        stored.map_err(|e| RepoError::Io(e.to_string()))?;
+        bump(&self.stats().bundle_builds, 1);
+        Ok(BundleAnswer::Stored(object))
+    }
+}
+
+/// Compression threads per build: every core (the build is short and the
+/// client is waiting on it).
+fn zstd_workers() -> u32 {
+    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}

@@ -1,0 +1,523 @@
+//! `trove restore`: a working tree from a node's snapshot, faster than a
+//! clone.
+//!
+//! 1. GET `snapshot.tar.zst` with a first range. A stored snapshot answers
+//!    206 with its ETag and length: the rest comes in parallel ranges, each
+//!    pinned with If-Match, so a snapshot replaced mid-download is noticed
+//!    (412) and the download starts over. A snapshot still being built
+//!    answers 200 and streams whole.
+//! 2. The bytes are unpacked as they arrive (streaming zstd + tar) into a
+//!    staging directory beside the target, refusing any entry that would
+//!    land outside it, then renamed into place: the target appears whole
+//!    or not at all.
+//! 3. The bundle the node advertises (`X-Trove-Bundle-Url`) is applied as
+//!    a fast-forward; with `--ref` or `--commit`, `ensure-refs` makes the
+//!    node fetch what is missing and git fetches it from the node.
+
+use crate::client::{exit, ClientFailure};
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Exit codes of `trove restore`, beyond the client's own (3 not found,
+/// 5 node unreachable, 1 node error).
+pub mod codes {
+    /// The archive was refused: an entry would escape the target, or it is corrupt.
+    pub const UNSAFE_ARCHIVE: i32 = 6;
+    /// A git step (bundle, fetch, checkout) failed.
+    pub const GIT_FAILED: i32 = 7;
+    /// The target exists and is not empty, or it could not be written.
+    pub const TARGET: i32 = 8;
+}
+
+/// Bytes per ranged GET.
+const RANGE_BYTES: u64 = 8 << 20;
+
+#[derive(clap::Args)]
+pub struct RestoreArgs {
+    /// The repo: an upstream URL (https://github.com/org/repo) or host/org/repo.
+    pub repo: String,
+    /// Directory to create the working tree in; it must not exist or be empty.
+    pub dir: PathBuf,
+    /// Node to restore from.
+    #[arg(long, env = "TROVE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Check out this branch or tag (fetched through the node if the snapshot lacks it).
+    #[arg(long, conflicts_with = "commit")]
+    pub r#ref: Option<String>,
+    /// Check out this commit (fetched through the node if the snapshot lacks it).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Ranged GETs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub parallel: usize,
+    /// Never draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Leave the index without stat data (git rehashes files on its first status).
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
+    ClientFailure { code, message: message.into() }.into()
+}
+
+/// `https://github.com/a/b.git`, `github.com/a/b` -> `github.com/a/b`.
+fn repo_path(repo: &str) -> Result<String> {
+    let r = repo.split_once("://").map_or(repo, |(_, rest)| rest);
+    let r = r.rsplit_once('@').map_or(r, |(_, rest)| rest).trim_end_matches('/');
+    let (host, path) =
+        r.split_once('/').ok_or_else(|| fail(2, format!("{repo:?}: expected host/org/repo or a URL")))?;
+    trove_engine::repo::RepoKey::parse(host, path).map_err(|e| fail(2, e.to_string()))?;
+    Ok(format!("{host}/{path}"))
+}
+
+pub fn run(args: RestoreArgs) -> Result<()> {
+    let started = Instant::now();
+    let repo = repo_path(&args.repo)?;
+    let node = args.url.trim_end_matches('/').to_owned();
+    let base = format!("{node}/git/{repo}");
+    let staging = prepare_target(&args.dir)?;
+    let result = (|| {
+        let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+        let snap = download_and_unpack(&format!("{base}/snapshot.tar.zst"), &staging, args.parallel.max(1), &progress)?;
+        progress.finish();
+        if let Some(url) = &snap.bundle_url {
+            apply_bundle(&format!("{node}{url}"), &staging)?;
+        }
+        if let Some(r) = &args.r#ref {
+            ensure(&base, serde_json::json!({ "refs": [r] }))?;
+            git(&staging, &["fetch", "-q", &base, &format!("+{r}:refs/trove/want")])?;
+            git(&staging, &["checkout", "-q", "--detach", "refs/trove/want"])?;
+            git(&staging, &["update-ref", "-d", "refs/trove/want"])?;
+        } else if let Some(c) = &args.commit {
+            let have = git(&staging, &["cat-file", "-e", &format!("{c}^{{commit}}")]).is_ok();
+            if !have {
+                ensure(&base, serde_json::json!({ "commits": [c] }))?;
+                git(&staging, &["fetch", "-q", &base, c])?;
+            }
+            git(&staging, &["checkout", "-q", "--detach", c])?;
+        }
+        if !args.no_refresh {
+            // The archive's index has no stat data; one pass fills it, so
+            // the first `git status` is fast.
+            git(&staging, &["update-index", "-q", "--refresh"]).ok();
+        }
+        std::fs::rename(&staging, &args.dir)
+            .map_err(|e| fail(codes::TARGET, format!("moving the tree into {}: {e}", args.dir.display())))?;
+        let head = git(&args.dir, &["rev-parse", "HEAD"]).unwrap_or_else(|_| snap.commit.clone());
+        eprintln!("restored {repo} at {} into {} in {:.2?}", short(head.trim()), args.dir.display(), started.elapsed());
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(12)]
+}
+
+/// Checks the target and makes a staging directory beside it.
+fn prepare_target(dir: &Path) -> Result<PathBuf> {
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        if entries.next().is_some() {
+            return Err(fail(
+                codes::TARGET,
+                format!("{} exists and is not empty; pick a new directory", dir.display()),
+            ));
+        }
+        std::fs::remove_dir(dir).map_err(|e| fail(codes::TARGET, format!("{}: {e}", dir.display())))?;
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| fail(codes::TARGET, format!("creating {}: {e}", parent.display())))?;
+    let name = dir.file_name().ok_or_else(|| fail(2, format!("{}: not a directory name", dir.display())))?;
+    let parent = parent.canonicalize().map_err(|e| fail(codes::TARGET, format!("{}: {e}", parent.display())))?;
+    let staging = parent.join(format!(".{}.trove-{}", name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging).map_err(|e| fail(codes::TARGET, format!("creating {}: {e}", staging.display())))?;
+    Ok(staging)
+}
+
+struct Snapshot {
+    commit: String,
+    bundle_url: Option<String>,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(300)).build()
+}
+
+/// One GET, mapped to the client's exit codes on failure.
+fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<ureq::Response> {
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    match req.call() {
+        Ok(r) => Ok(r),
+        Err(ureq::Error::Status(code, r)) => {
+            let body = r.into_string().unwrap_or_default();
+            let c = match code {
+                404 => exit::NOT_FOUND,
+                412 => exit::PRECONDITION,
+                _ => exit::SERVER_ERROR,
+            };
+            Err(fail(c, format!("{url}: HTTP {code}: {}", body.trim())))
+        }
+        Err(e) => Err(fail(exit::UNREACHABLE, format!("{url}: {e}; is the node running (--url)?"))),
+    }
+}
+
+fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Progress) -> Result<Snapshot> {
+    // A snapshot replaced mid-download (412) is started over, once.
+    for attempt in 0..2 {
+        let agent = agent();
+        let first_range = format!("bytes=0-{}", RANGE_BYTES - 1);
+        let resp = get(&agent, url, &[("Range", &first_range)])?;
+        let commit = resp.header("x-trove-snapshot-commit").unwrap_or("").to_owned();
+        let snap = Snapshot { commit, bundle_url: resp.header("x-trove-bundle-url").map(str::to_owned) };
+        let reader: Box<dyn Read + Send> = if resp.status() == 206 {
+            let total = resp
+                .header("content-range")
+                .and_then(|v| v.rsplit('/').next())
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| fail(exit::SERVER_ERROR, "a 206 without a Content-Range length"))?;
+            let etag = resp.header("etag").ok_or_else(|| fail(exit::SERVER_ERROR, "a 206 without an ETag"))?.to_owned();
+            progress.set_total(total);
+            Box::new(Ranges::start(agent, url.to_owned(), etag, total, resp.into_reader(), parallel))
+        } else {
+            progress.set_total(resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0));
+            resp.into_reader()
+        };
+        let tap = ErrorTap { inner: reader, first_error: Arc::new(Mutex::new(None)) };
+        let download_error = tap.first_error.clone();
+        let counted = trove_engine::repo::archive::CountingReader { inner: tap, count: progress.done.clone() };
+        let ticker = progress.tick_in_background();
+        let unpacked = trove_engine::repo::archive::unpack_safely(counted, staging);
+        ticker.stop();
+        let Err(e) = unpacked else { return Ok(snap) };
+        // A failed download shows up as a broken archive: say which it was.
+        let download_error = download_error.lock().expect("not poisoned").take();
+        match download_error {
+            Some(d) if attempt == 0 && d.contains("HTTP 412") => {
+                eprintln!("the snapshot changed during the download; starting over");
+                let _ = std::fs::remove_dir_all(staging);
+                std::fs::create_dir(staging)?;
+                progress.reset();
+            }
+            Some(d) => return Err(fail(exit::UNREACHABLE, format!("downloading {url} failed: {d}"))),
+            None => {
+                use trove_engine::repo::archive::ArchiveError;
+                let code = match e {
+                    ArchiveError::Unsafe { .. } | ArchiveError::Corrupt(_) => codes::UNSAFE_ARCHIVE,
+                    _ => codes::TARGET,
+                };
+                return Err(fail(code, e.to_string()));
+            }
+        }
+    }
+    Err(fail(exit::PRECONDITION, "the snapshot kept changing during the download; retry"))
+}
+
+/// Remembers the first error its reader returned.
+struct ErrorTap<R> {
+    inner: R,
+    first_error: Arc<Mutex<Option<String>>>,
+}
+
+impl<R: Read> Read for ErrorTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf);
+        if let Err(e) = &r {
+            self.first_error.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
+        }
+        r
+    }
+}
+
+/// The rest of a snapshot after its first range, fetched by `parallel`
+/// threads in RANGE_BYTES pieces and read back in order. At most
+/// 2 x parallel pieces are held in memory.
+struct Ranges {
+    first: Box<dyn Read + Send>,
+    first_left: u64,
+    shared: Arc<RangeState>,
+    next: u64,
+    pieces: u64,
+    cur: std::io::Cursor<Vec<u8>>,
+}
+
+struct RangeState {
+    done: Mutex<BTreeMap<u64, Result<Vec<u8>, String>>>,
+    ready: Condvar,
+    /// Piece the reader is on; workers stay within the window of it.
+    reading: AtomicU64,
+    claimed: AtomicU64,
+    stop: AtomicBool,
+    workers: AtomicUsize,
+}
+
+impl Ranges {
+    fn start(
+        agent: ureq::Agent,
+        url: String,
+        etag: String,
+        total: u64,
+        first: Box<dyn Read + Send>,
+        parallel: usize,
+    ) -> Self {
+        let pieces = total.div_ceil(RANGE_BYTES);
+        let shared = Arc::new(RangeState {
+            done: Mutex::new(BTreeMap::new()),
+            ready: Condvar::new(),
+            reading: AtomicU64::new(0),
+            claimed: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+            workers: AtomicUsize::new(parallel),
+        });
+        let window = 2 * parallel as u64;
+        for _ in 0..parallel {
+            let (s, agent, url, etag) = (shared.clone(), agent.clone(), url.clone(), etag.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let i = s.claimed.fetch_add(1, Ordering::AcqRel);
+                    if i >= pieces || s.stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    // Stay within the window of the reader.
+                    {
+                        let mut g = s.done.lock().expect("not poisoned");
+                        while i >= s.reading.load(Ordering::Acquire) + window && !s.stop.load(Ordering::Acquire) {
+                            g = s.ready.wait(g).expect("not poisoned");
+                        }
+                    }
+                    let start = i * RANGE_BYTES;
+                    let end = (start + RANGE_BYTES).min(total) - 1;
+                    let got = fetch_range(&agent, &url, &etag, start, end);
+                    s.done.lock().expect("not poisoned").insert(i, got);
+                    s.ready.notify_all();
+                }
+                s.workers.fetch_sub(1, Ordering::AcqRel);
+                s.ready.notify_all();
+            });
+        }
+        Self { first, first_left: RANGE_BYTES.min(total), shared, next: 1, pieces, cur: Default::default() }
+    }
+}
+
+fn fetch_range(agent: &ureq::Agent, url: &str, etag: &str, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let range = format!("bytes={start}-{end}");
+    let mut last = String::new();
+    for _try in 0..3 {
+        match get(agent, url, &[("Range", &range), ("If-Match", etag)]) {
+            Ok(r) if r.status() == 206 => {
+                let mut v = Vec::with_capacity((end - start + 1) as usize);
+                match r.into_reader().read_to_end(&mut v) {
+                    Ok(_) if v.len() as u64 == end - start + 1 => return Ok(v),
+                    Ok(_) => last = format!("range {range} came short"),
+                    Err(e) => last = format!("range {range}: {e}"),
+                }
+            }
+            Ok(r) => return Err(format!("range {range}: expected 206, got {}", r.status())),
+            Err(e) if e.to_string().contains("HTTP 412") => return Err("HTTP 412: the snapshot changed".into()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+impl Read for Ranges {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.first_left > 0 {
+            let want = buf.len().min(self.first_left as usize);
+            let n = self.first.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(std::io::Error::other("the first range came short"));
+            }
+            self.first_left -= n as u64;
+            return Ok(n);
+        }
+        loop {
+            let n = self.cur.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            if self.next >= self.pieces {
+                return Ok(0);
+            }
+            let s = &self.shared;
+            let mut g = s.done.lock().expect("not poisoned");
+            let piece = loop {
+                if let Some(p) = g.remove(&self.next) {
+                    break p;
+                }
+                if s.workers.load(Ordering::Acquire) == 0 {
+                    return Err(std::io::Error::other("the range downloads stopped early"));
+                }
+                g = s.ready.wait(g).expect("not poisoned");
+            };
+            drop(g);
+            self.next += 1;
+            s.reading.store(self.next, Ordering::Release);
+            s.ready.notify_all();
+            self.cur = std::io::Cursor::new(piece.map_err(std::io::Error::other)?);
+        }
+    }
+}
+
+impl Drop for Ranges {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.ready.notify_all();
+    }
+}
+
+/// Fetches the advertised bundle and fast-forwards the tree to it.
+fn apply_bundle(url: &str, repo: &Path) -> Result<()> {
+    let resp = get(&agent(), url, &[])?;
+    if resp.status() == 204 {
+        return Ok(());
+    }
+    let path = repo.join(".git/trove-restore.bundle");
+    let mut f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::copy(&mut resp.into_reader(), &mut f).map_err(|e| fail(exit::UNREACHABLE, format!("{url}: {e}")))?;
+    let p = path.to_string_lossy().into_owned();
+    let applied = (|| {
+        git(repo, &["fetch", "-q", &p, "HEAD"])?;
+        git(repo, &["merge", "-q", "--ff-only", "FETCH_HEAD"])?;
+        // The remote-tracking branch moves with it, as after a pull.
+        if let Ok(branch) = git(repo, &["symbolic-ref", "-q", "--short", "HEAD"]) {
+            git(repo, &["update-ref", &format!("refs/remotes/origin/{}", branch.trim()), "HEAD"])?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&path);
+    applied
+}
+
+/// POSTs ensure-refs; fails when the node cannot find them upstream.
+fn ensure(base: &str, body: serde_json::Value) -> Result<()> {
+    let url = format!("{base}/ensure-refs");
+    let resp = match agent().post(&url).set("Content-Type", "application/json").send_string(&body.to_string()) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(code, r)) => {
+            let c = if code == 404 { exit::NOT_FOUND } else { exit::SERVER_ERROR };
+            return Err(fail(c, format!("{url}: HTTP {code}: {}", r.into_string().unwrap_or_default().trim())));
+        }
+        Err(e) => return Err(fail(exit::UNREACHABLE, format!("{url}: {e}"))),
+    };
+    let v: serde_json::Value = serde_json::from_reader(resp.into_reader())
+        .map_err(|e| fail(exit::SERVER_ERROR, format!("{url}: unreadable reply: {e}")))?;
+    if v["missing"].as_u64().unwrap_or(0) > 0 {
+        return Err(fail(exit::NOT_FOUND, format!("the upstream does not have {body}: {v}")));
+    }
+    Ok(())
+}
+
+/// Runs git in `dir`; its stderr goes into the error.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(|e| fail(codes::GIT_FAILED, format!("running git: {e}; is git installed?")))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(fail(codes::GIT_FAILED, format!("git {} failed: {}", args.join(" "), err.trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A one-line progress bar on stderr, drawn only on a terminal.
+struct Progress {
+    on: bool,
+    total: AtomicU64,
+    done: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(on: bool) -> Self {
+        Self { on, total: AtomicU64::new(0), done: Arc::new(AtomicU64::new(0)), started: Instant::now() }
+    }
+
+    fn set_total(&self, t: u64) {
+        self.total.store(t, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        self.done.store(0, Ordering::Relaxed);
+    }
+
+    fn draw(&self) {
+        if !self.on {
+            return;
+        }
+        let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
+        let mb = |b: u64| b as f64 / 1e6;
+        let rate = mb(done) / self.started.elapsed().as_secs_f64().max(1e-3);
+        let line = if total > 0 {
+            let frac = (done as f64 / total as f64).min(1.0);
+            let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
+            format!("\r[{bar}] {:.1}/{:.1} MB {rate:.0} MB/s", mb(done), mb(total))
+        } else {
+            format!("\r{:.1} MB {rate:.0} MB/s", mb(done))
+        };
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+
+    fn tick_in_background(&self) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        if self.on {
+            let (s, done, total, started) =
+                (stop.clone(), self.done.clone(), self.total.load(Ordering::Relaxed), self.started);
+            std::thread::spawn(move || {
+                let p = Progress { on: true, total: AtomicU64::new(total), done, started };
+                while !s.load(Ordering::Acquire) {
+                    p.draw();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+        Ticker(stop)
+    }
+
+    fn finish(&self) {
+        if self.on {
+            self.draw();
+            eprintln!();
+        }
+    }
+}
+
+struct Ticker(Arc<AtomicBool>);
+
+impl Ticker {
+    fn stop(self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repo_path;
+
+    #[test]
+    fn repo_urls_and_paths_are_accepted() {
+        assert_eq!(repo_path("https://github.com/a/b.git").expect("valid"), "github.com/a/b.git");
+        assert_eq!(repo_path("github.com/a/b").expect("valid"), "github.com/a/b");
+        assert_eq!(repo_path("https://user:tok@github.com/a/b").expect("valid"), "github.com/a/b");
+        assert!(repo_path("nohost").is_err());
+        assert!(repo_path("github.com/../x").is_err());
+    }
+}
