@@ -38,6 +38,11 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
                 "singleflight_followers": sum("singleflight_followers"),
             }
         },
+        "git": {
+            "snapshot_builds": sum("snapshot_builds"),
+            "bundle_builds": sum("bundle_builds"),
+            "mirror_restores": sum("mirror_restores"),
+        },
         "shards": shards.iter().enumerate().map(|(id, s)| {
             let mut m = serde_json::Map::new();
             m.insert("id".into(), id.into());

@@ -7,13 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs git and returns stdout; panics with stderr on failure.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = git_out(dir, args);
     assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn git_out(dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn git_out(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new("git")
         .current_dir(dir)
         .args(["-c", "user.email=t@trove.test", "-c", "user.name=trove test", "-c", "init.defaultBranch=main"])
@@ -25,14 +25,14 @@ fn git_out(dir: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// An upstream: a work repo and the bare repo `root/org/repo` it pushes to.
-struct Upstream {
-    root: PathBuf,
-    work: PathBuf,
+pub(crate) struct Upstream {
+    pub root: PathBuf,
+    pub work: PathBuf,
     n: usize,
 }
 
 impl Upstream {
-    fn new(dir: &Path) -> Upstream {
+    pub fn new(dir: &Path) -> Upstream {
         let root = dir.join("up");
         let work = dir.join("work");
         std::fs::create_dir_all(root.join("org")).expect("mkdir");
@@ -44,12 +44,12 @@ impl Upstream {
         u
     }
 
-    fn bare(&self) -> PathBuf {
+    pub fn bare(&self) -> PathBuf {
         self.root.join("org/repo")
     }
 
     /// Adds `n` commits and pushes them; returns the new HEAD.
-    fn commit(&mut self, n: usize) -> String {
+    pub fn commit(&mut self, n: usize) -> String {
         for _ in 0..n {
             self.n += 1;
             std::fs::write(self.work.join(format!("f{}", self.n)), bytes(self.n as u64, 10_000)).expect("write");
@@ -64,14 +64,14 @@ impl Upstream {
 }
 
 /// `git daemon` serving `root`, logging each request to a file.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl Daemon {
-    fn start(root: &Path, port: u16) -> Daemon {
+    pub fn start(root: &Path, port: u16) -> Daemon {
         let log = root.with_extension(format!("daemon-{port}.log"));
         // The daemon binary itself: `git daemon` would fork it as a child
         // that outlives a kill of the wrapper.
@@ -92,7 +92,7 @@ impl Daemon {
     }
 
     /// upload-pack requests the upstream has served.
-    fn upload_packs(&self) -> usize {
+    pub fn upload_packs(&self) -> usize {
         std::fs::read_to_string(&self.log).unwrap_or_default().matches("Request upload-pack").count()
     }
 }
@@ -105,14 +105,14 @@ impl Drop for Daemon {
 }
 
 /// A node serving `example.test` from `up` over file://, with `extra` flags.
-fn node_for(dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
+pub(crate) fn node_for(dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
     let upstream = format!("example.test=file://{}", up.root.display());
     let mut args = vec!["--upstream", upstream.as_str()];
     args.extend_from_slice(extra);
     Node::start(&dir.join("data"), &args)
 }
 
-fn repo_url(node: &Node) -> String {
+pub(crate) fn repo_url(node: &Node) -> String {
     node.url("/git/example.test/org/repo")
 }
 

@@ -11,3 +11,4 @@ mod http_limits;
 mod lifecycle;
 mod object_api;
 mod remote;
+mod snapshot;

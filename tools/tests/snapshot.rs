@@ -1,0 +1,291 @@
+//! Snapshots, bundles, ensure-refs, `trove restore` and a cold node's start
+//! from S3, with stock git as upstream and client and curl/ureq over HTTP.
+
+use crate::git::{git, node_for, repo_url, Upstream};
+use crate::harness::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn restore(node: &Node, dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(trove_bin())
+        .args(["restore", "example.test/org/repo"])
+        .arg(dir)
+        .args(["--url", &node.url])
+        .args(extra)
+        .output()
+        .expect("run trove restore")
+}
+
+fn restore_ok(node: &Node, dir: &Path, extra: &[&str]) {
+    let out = restore(node, dir, extra);
+    assert!(out.status.success(), "trove restore failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn git_stats(node: &Node, name: &str) -> u64 {
+    node.stats()["git"][name].as_u64().expect("git stats are numbers")
+}
+
+/// Unpacks a snapshot body with the system's zstd and tar.
+fn untar(body: &[u8], dir: &Path) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let archive = dir.with_extension("tar.zst");
+    std::fs::write(&archive, body).expect("write archive");
+    run("tar", &["--zstd", "-xf", archive.to_str().expect("utf8"), "-C", dir.to_str().expect("utf8")]);
+}
+
+#[test]
+fn one_build_serves_concurrent_requests_and_restore_makes_a_clean_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Upstream::new(dir.path());
+    // A symlink and an executable, which a checkout keeps.
+    std::os::unix::fs::symlink("f1", up.work.join("link")).expect("symlink");
+    std::fs::write(up.work.join("run.sh"), "#!/bin/sh\n").expect("write");
+    run("chmod", &["+x", up.work.join("run.sh").to_str().expect("utf8")]);
+    let head = up.commit(1);
+    let node = node_for(dir.path(), &up, &[]);
+    let url = format!("{}/snapshot.tar.zst", repo_url(&node));
+
+    // 8 concurrent cold requests: one build, identical bytes.
+    let bodies: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| get(&url))).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for r in &bodies {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-trove-snapshot-commit"), Some(head.as_str()));
+        assert_eq!(r.body, bodies[0].body, "every request gets the same archive");
+    }
+    assert_eq!(git_stats(&node, "snapshot_builds"), 1);
+
+    // Stored (once the build is in the tiers): ETag, length, ranges,
+    // conditionals.
+    wait_until("the snapshot is stored", Duration::from_secs(10), || get(&url).header("etag").is_some());
+    let whole = get(&url);
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body, bodies[0].body);
+    let etag = whole.header("etag").expect("a stored snapshot has an ETag").to_owned();
+    assert_eq!(whole.header("content-length"), Some(whole.body.len().to_string().as_str()));
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
+    let part = http("GET", &url, &[("Range", "bytes=10-99"), ("If-Match", &etag)], Vec::new());
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, whole.body[10..100]);
+    assert_eq!(http("GET", &url, &[("If-Match", "\"nope\"")], Vec::new()).status, 412);
+    assert_eq!(http("GET", &url, &[("If-None-Match", &etag)], Vec::new()).status, 304);
+    assert_eq!(http("HEAD", &url, &[], Vec::new()).header("x-trove-snapshot-commit"), Some(head.as_str()));
+    assert_eq!(git_stats(&node, "snapshot_builds"), 1, "HEAD did not move: no rebuild");
+
+    // The archive is a clone: files, modes, a clean status, origin upstream.
+    let plain = dir.path().join("plain");
+    untar(&whole.body, &plain);
+    assert_eq!(std::fs::read_link(plain.join("link")).expect("a symlink"), PathBuf::from("f1"));
+    assert_eq!(git(&plain, &["status", "--porcelain"]), "");
+    assert_eq!(git(&plain, &["remote", "get-url", "origin"]), format!("file://{}", up.root.join("org/repo").display()));
+
+    // trove restore: same tree, index refreshed, and `git pull` works.
+    let tree = dir.path().join("tree");
+    restore_ok(&node, &tree, &[]);
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+    assert!(std::fs::metadata(tree.join("run.sh")).expect("stat").permissions().mode() & 0o111 != 0);
+    git(&tree, &["fsck", "--no-progress"]);
+    let next = up.commit(1);
+    git(&tree, &["pull", "-q", "--ff-only"]);
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), next);
+
+    // A target that is not empty is refused, and left alone.
+    let out = restore(&node, &tree, &[]);
+    assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(git(&tree, &["rev-parse", "HEAD"]), next);
+}
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn bundles_cover_a_moved_head_and_snapshots_rebuild_only_when_it_moved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Upstream::new(dir.path());
+    let c1 = git(&up.work, &["rev-parse", "HEAD"]);
+    let node = node_for(dir.path(), &up, &["--refs-ttl", "0s"]);
+    let base = repo_url(&node);
+    let snap = format!("{base}/snapshot.tar.zst");
+    assert_eq!(get(&snap).header("x-trove-snapshot-commit"), Some(c1.as_str()));
+    let c2 = up.commit(2);
+
+    // HEAD moved, the snapshot is younger than --snapshot-interval (1h):
+    // served as it is, with a bundle on offer.
+    let r = get(&snap);
+    assert_eq!(r.header("x-trove-snapshot-commit"), Some(c1.as_str()));
+    let bundle_url = r.header("x-trove-bundle-url").expect("a bundle is advertised").to_owned();
+    assert_eq!(bundle_url, format!("/git/example.test/org/repo/snapshot.bundle?base={c1}"));
+    let b = get(&node.url(&bundle_url));
+    assert_eq!(b.status, 200);
+    assert_eq!(b.header("content-type"), Some("application/x-git-bundle"));
+    let tree = dir.path().join("t1");
+    untar(&r.body, &tree);
+    let bundle_file = dir.path().join("b.bundle");
+    std::fs::write(&bundle_file, &b.body).expect("write");
+    git(&tree, &["bundle", "verify", "-q", bundle_file.to_str().expect("utf8")]);
+    git(&tree, &["fetch", "-q", bundle_file.to_str().expect("utf8"), "HEAD"]);
+    assert_eq!(git(&tree, &["rev-parse", "FETCH_HEAD"]), c2);
+    // Cached: the second ask builds nothing.
+    assert_eq!(get(&node.url(&bundle_url)).body, b.body);
+    assert_eq!(git_stats(&node, "bundle_builds"), 1);
+
+    let bundle = |q: &str| get(&format!("{base}/snapshot.bundle?{q}")).status;
+    assert_eq!(bundle(&format!("base={c2}")), 204, "base == HEAD");
+    assert_eq!(bundle(&format!("base={}", "1".repeat(40))), 404, "unknown base");
+    for bad in ["base=xyz", "base=", "", &format!("base={}", &c1[..39]), "base=../../etc"] {
+        assert_eq!(bundle(bad), 400, "{bad}");
+    }
+
+    // trove restore applies the bundle: the tree is at c2.
+    let restored = dir.path().join("t2");
+    restore_ok(&node, &restored, &[]);
+    assert_eq!(git(&restored, &["rev-parse", "HEAD", "origin/main"]), format!("{c2}\n{c2}"));
+    assert_eq!(git(&restored, &["status", "--porcelain"]), "");
+    assert_eq!(git_stats(&node, "snapshot_builds"), 1);
+
+    // With --snapshot-interval 0s a moved HEAD is rebuilt in the background;
+    // an unmoved one never is.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let eager = node_for(dir2.path(), &up, &["--refs-ttl", "0s", "--snapshot-interval", "0s"]);
+    let snap2 = format!("{}/snapshot.tar.zst", repo_url(&eager));
+    assert_eq!(get(&snap2).header("x-trove-snapshot-commit"), Some(c2.as_str()));
+    for _ in 0..3 {
+        assert_eq!(get(&snap2).header("x-trove-snapshot-commit"), Some(c2.as_str()));
+    }
+    assert_eq!(git_stats(&eager, "snapshot_builds"), 1, "HEAD did not move: no rebuild");
+    let c3 = up.commit(1);
+    wait_until("the snapshot is rebuilt at the new HEAD", Duration::from_secs(30), || {
+        get(&snap2).header("x-trove-snapshot-commit") == Some(c3.as_str())
+    });
+    assert_eq!(git_stats(&eager, "snapshot_builds"), 2);
+}
+
+#[test]
+fn ensure_refs_fetches_what_is_missing_and_restore_checks_out_refs_and_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Upstream::new(dir.path());
+    let c1 = git(&up.work, &["rev-parse", "HEAD"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let ensure = |body: &str| http("POST", &format!("{}/ensure-refs", repo_url(&node)), &[], body.as_bytes().to_vec());
+
+    let r = ensure(&format!(r#"{{"refs": ["main", "refs/heads/nope"], "commits": ["{c1}"]}}"#));
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["refs"]["main"], c1.as_str());
+    assert!(j["refs"]["refs/heads/nope"].is_null());
+    assert_eq!(j["commits"][&c1], true);
+    assert_eq!(j["missing"], 1);
+
+    // A commit and a branch pushed after the mirror was made: one fetch.
+    let c2 = up.commit(1);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:refs/heads/topic"]);
+    let j = ensure(&format!(r#"{{"refs": ["topic"], "commits": ["{c2}"]}}"#)).json();
+    assert_eq!(j["fetched"], true);
+    assert_eq!(j["refs"]["topic"], c2.as_str());
+    assert_eq!(j["commits"][&c2], true);
+    assert_eq!(j["missing"], 0);
+
+    for bad in [
+        "",
+        "{",
+        r#"{"refs": "main"}"#,
+        r#"{"refs": ["a b"]}"#,
+        r#"{"refs": ["x..y"]}"#,
+        r#"{"commits": ["zz"]}"#,
+        r#"{"other": 1}"#,
+    ] {
+        assert_eq!(ensure(bad).status, 400, "{bad}");
+    }
+
+    let t = dir.path().join("at-commit");
+    restore_ok(&node, &t, &["--commit", &c1]);
+    assert_eq!(git(&t, &["rev-parse", "HEAD"]), c1);
+    let c3 = up.commit(1);
+    let t = dir.path().join("at-new-commit");
+    restore_ok(&node, &t, &["--commit", &c3]);
+    assert_eq!(git(&t, &["rev-parse", "HEAD"]), c3);
+    assert_eq!(git(&t, &["status", "--porcelain"]), "");
+    let t = dir.path().join("at-ref");
+    restore_ok(&node, &t, &["--ref", "topic"]);
+    assert_eq!(git(&t, &["rev-parse", "HEAD"]), c2);
+    let out = restore(&node, &dir.path().join("no-such"), &["--commit", &"2".repeat(40)]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.path().join("no-such").exists(), "a failed restore leaves no target");
+}
+
+/// One malicious archive entry, built with raw header bytes (the tar crate
+/// refuses to write such names).
+struct Evil {
+    name: &'static str,
+    kind: tar::EntryType,
+    link: Option<&'static str>,
+}
+
+fn evil_archive(entries: &[Evil]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut ok = tar::Header::new_gnu();
+    ok.set_size(3);
+    ok.set_mode(0o644);
+    ok.set_cksum();
+    b.append_data(&mut ok, "fine.txt", &b"ok\n"[..]).expect("append");
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.as_gnu_mut().expect("gnu").name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+        h.set_entry_type(e.kind);
+        h.set_mode(0o644);
+        let data: &[u8] = if e.kind == tar::EntryType::Regular { b"pwned\n" } else { b"" };
+        h.set_size(data.len() as u64);
+        if let Some(l) = e.link {
+            h.as_gnu_mut().expect("gnu").linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+    }
+    zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
+}
+
+#[test]
+fn restore_refuses_archives_that_escape_the_target() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    // A node serves whatever its tiers hold under the snapshot's name: put
+    // a malicious archive there through the object API, one node per case
+    // (a node reads a repo's snapshot pointer once).
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let cases: Vec<(&str, Vec<Evil>)> = vec![
+        ("dotdot", vec![Evil { name: "../../outside/pwned", kind: tar::EntryType::Regular, link: None }]),
+        ("absolute", vec![Evil { name: "/tmp/trove-pwned-abs", kind: tar::EntryType::Regular, link: None }]),
+        ("symlink out", vec![Evil { name: "esc", kind: tar::EntryType::Symlink, link: Some("../../outside") }]),
+        ("absolute symlink", vec![Evil { name: "esc", kind: tar::EntryType::Symlink, link: Some("/etc") }]),
+        (
+            "write through a symlink",
+            vec![
+                Evil { name: "d/esc", kind: tar::EntryType::Symlink, link: Some("../..") },
+                Evil { name: "d/esc/outside/pwned", kind: tar::EntryType::Regular, link: None },
+            ],
+        ),
+        ("hard link out", vec![Evil { name: "h", kind: tar::EntryType::Link, link: Some("../../outside/x") }]),
+        ("device", vec![Evil { name: "dev", kind: tar::EntryType::Char, link: None }]),
+    ];
+    for (i, (what, entries)) in cases.into_iter().enumerate() {
+        let case_dir = dir.path().join(format!("case{i}"));
+        std::fs::create_dir_all(&case_dir).expect("mkdir");
+        let node = node_for(&case_dir, &up, &[]);
+        let commit = format!("{:040x}", i + 1);
+        let pointer = format!(r#"{{"commit":"{commit}","built_ms":{},"head":"{commit}"}}"#, u64::MAX / 2);
+        let snap_key = format!("example.test:org:repo@{commit}");
+        assert_eq!(put(&node.object_url("git-snapshot", &snap_key), evil_archive(&entries)).status, 201);
+        assert_eq!(put(&node.object_url("git-snapshot", "example.test:org:repo"), pointer.into_bytes()).status, 201);
+        let target = case_dir.join("target");
+        let out = restore(&node, &target, &[]);
+        assert_eq!(out.status.code(), Some(6), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{what}");
+        assert!(!target.exists(), "{what}: a refused archive leaves no target");
+        assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0, "{what}: nothing written outside");
+        assert!(!Path::new("/tmp/trove-pwned-abs").exists(), "{what}");
+    }
+}
