@@ -289,3 +289,121 @@ fn restore_refuses_archives_that_escape_the_target() {
         assert!(!Path::new("/tmp/trove-pwned-abs").exists(), "{what}");
     }
 }
+
+fn s3_node(s3: &S3, dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut args = s3.flags();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    node_for(dir, up, &refs)
+}
+
+fn remote_gets(node: &Node) -> u64 {
+    node.stats()["tiers"]["remote"]["get_requests"].as_u64().expect("a number")
+}
+
+#[test]
+fn a_cold_node_serves_the_s3_snapshot_at_once_and_restores_its_mirror_from_s3() {
+    let mut s3 = S3::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+
+    // Node A builds the snapshot and puts it, and the mirror snapshot, in S3.
+    let a = s3_node(&s3, &dir.path().join("a"), &up, &[]);
+    let url_a = format!("{}/snapshot.tar.zst", repo_url(&a));
+    assert_eq!(get(&url_a).status, 200);
+    wait_until("A uploaded the mirror snapshot", Duration::from_secs(30), || {
+        a.log_text().contains("mirror snapshot uploaded")
+    });
+    let reference = get(&url_a).body;
+
+    // Node B, empty disk: 8 concurrent cold requests stream from S3 with
+    // no mirror and no build.
+    let b = s3_node(&s3, &dir.path().join("b"), &up, &[]);
+    let url_b = format!("{}/snapshot.tar.zst", repo_url(&b));
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| get(&url_b))).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-trove-snapshot-commit"), Some(head.as_str()));
+        assert!(r.body == reference, "every cold request gets the stored snapshot");
+    }
+    assert_eq!(git_stats(&b, "snapshot_builds"), 0, "served from S3, not built");
+    // Then the mirror comes from the mirror snapshot, not a clone.
+    wait_until("B restored its mirror from S3", Duration::from_secs(30), || git_stats(&b, "mirror_restores") == 1);
+    let clone = dir.path().join("clone-b");
+    git(dir.path(), &["clone", "-q", &repo_url(&b), clone.to_str().expect("utf8")]);
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), head);
+
+    // Node C, empty disk, one request: B's eight cost it no more S3 GETs
+    // (pointer, snapshot, mirror snapshot: each fetched once).
+    let c = s3_node(&s3, &dir.path().join("c"), &up, &[]);
+    assert!(get(&format!("{}/snapshot.tar.zst", repo_url(&c))).body == reference);
+    wait_until("C restored its mirror from S3", Duration::from_secs(30), || git_stats(&c, "mirror_restores") == 1);
+    assert_eq!(remote_gets(&b), remote_gets(&c), "8 concurrent cold requests cost the S3 GETs of one");
+
+    // S3 down on the cold path: node D clones and builds instead.
+    let d = s3_node(&s3, &dir.path().join("d"), &up, &["--s3-timeout", "2s"]);
+    s3.stop();
+    let r = get(&format!("{}/snapshot.tar.zst", repo_url(&d)));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("x-trove-snapshot-commit"), Some(head.as_str()));
+    assert_eq!(git_stats(&d, "snapshot_builds"), 1);
+    let tree = dir.path().join("tree-d");
+    untar(&r.body, &tree);
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+}
+
+/// Snapshot files being built, anywhere under the data dir.
+fn builds_in_progress(data: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![data.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "zst") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn kill_9_during_a_snapshot_build_serves_no_partial_snapshot_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    // Big enough that the build takes a while: 40 MB of incompressible files.
+    for i in 0..800 {
+        std::fs::write(up.work.join(format!("big{i}")), bytes(1000 + i, 50_000)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "big"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let mut node = node_for(dir.path(), &up, &[]);
+    let url = format!("{}/snapshot.tar.zst", repo_url(&node));
+    let data = node.data_dir.clone();
+    let u = url.clone();
+    let client = std::thread::spawn(move || get(&u));
+    wait_until("the build has started writing", Duration::from_secs(60), || {
+        builds_in_progress(&data).iter().any(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+    });
+    node.kill9();
+    // Its response was cut mid-stream; what matters is what comes next.
+    let _ = client.join();
+    node.restart();
+    assert!(builds_in_progress(&node.data_dir).is_empty(), "startup wiped the partial build");
+    let r = get(&url);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-trove-snapshot-commit"), Some(head.as_str()));
+    let tree = dir.path().join("tree");
+    restore_ok(&node, &tree, &[]);
+    assert_eq!(git(&tree, &["status", "--porcelain"]), "");
+    git(&tree, &["fsck", "--no-progress"]);
+}
