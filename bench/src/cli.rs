@@ -10,6 +10,37 @@ pub enum BenchCommand {
     /// large-object throughput, next to nginx sendfile on the same files,
     /// the disk's O_DIRECT ceiling (fio) and loopback TCP.
     Object(ObjectArgs),
+    /// Git: warm `git clone` through trove and `trove restore`, next to a
+    /// clone straight from the upstream (git daemon), and N concurrent cold
+    /// clones with the upstream's upload-packs counted. On a generated repo
+    /// (50k files, 200 MB by default) or any local repo (--repo).
+    Git(GitArgs),
+}
+
+#[derive(Args)]
+pub struct GitArgs {
+    /// Bench this local repo instead of a generated one.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// Files of the generated repo.
+    #[arg(long, default_value_t = 50_000)]
+    files: usize,
+    /// Bytes of the generated repo's files, in all.
+    #[arg(long, default_value_t = 200_000_000)]
+    bytes: u64,
+    /// Rounds, alternating upstream clone, trove clone and trove restore;
+    /// the report takes medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Concurrent cold clones.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Where the upstream, the nodes' data and the clones go.
+    #[arg(long, default_value = "trove-bench-data")]
+    work_dir: PathBuf,
+    /// Where results (JSON, markdown) are written.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -62,6 +93,19 @@ pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
                 server_cpu: a.server_cpu,
                 loadgen_cpu: a.loadgen_cpu,
                 rounds: a.rounds,
+            })?;
+            Ok(())
+        }
+        BenchCommand::Git(a) => {
+            crate::git::run(crate::git::GitBench {
+                trove,
+                repo: a.repo,
+                files: a.files,
+                total_bytes: a.bytes,
+                rounds: a.rounds.max(1),
+                clients: a.clients.max(1),
+                work_dir: a.work_dir,
+                out: a.out,
             })?;
             Ok(())
         }

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod git;
 pub mod loadgen;
 pub mod node;
 pub mod object;

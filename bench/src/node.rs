@@ -13,22 +13,25 @@ pub struct BenchNode {
 }
 
 impl BenchNode {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl BenchNode {
     /// Starts `trove serve` with one shard pinned to `cpu`.
     pub fn start(trove: &Path, data_dir: &Path, cpu: usize) -> anyhow::Result<BenchNode> {
+        Self::start_with(trove, data_dir, &["--shards", "1", "--first-cpu", &cpu.to_string()])
+    }
+
+    /// Starts `trove serve` on a free port with `args`.
+    pub fn start_with(trove: &Path, data_dir: &Path, args: &[&str]) -> anyhow::Result<BenchNode> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let child = Command::new(trove)
-            .args([
-                "serve",
-                "--shards",
-                "1",
-                "--first-cpu",
-                &cpu.to_string(),
-                "--listen",
-                &addr.to_string(),
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", &addr.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(args)
             .env("TROVE_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

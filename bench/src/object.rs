@@ -258,7 +258,8 @@ fn kernel() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
-fn timestamp() -> String {
+/// UTC time as `YYYYMMDDTHHMMSSZ`, naming a results directory.
+pub fn timestamp() -> String {
     std::process::Command::new("date")
         .args(["-u", "+%Y%m%dT%H%M%SZ"])
         .output()

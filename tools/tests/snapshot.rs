@@ -268,6 +268,13 @@ fn restore_refuses_archives_that_escape_the_target() {
                 Evil { name: "d/esc/outside/pwned", kind: tar::EntryType::Regular, link: None },
             ],
         ),
+        (
+            "a chain of links that each stay inside",
+            vec![
+                Evil { name: "a/b", kind: tar::EntryType::Symlink, link: Some("..") },
+                Evil { name: "c", kind: tar::EntryType::Symlink, link: Some("a/b/..") },
+            ],
+        ),
         ("hard link out", vec![Evil { name: "h", kind: tar::EntryType::Link, link: Some("../../outside/x") }]),
         ("device", vec![Evil { name: "dev", kind: tar::EntryType::Char, link: None }]),
     ];

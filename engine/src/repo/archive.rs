@@ -298,6 +298,7 @@ pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<u64, ArchiveError>
     archive.set_unpack_xattrs(false);
     let dest = dest.canonicalize().map_err(io_at(dest))?;
     let mut files = 0;
+    let mut symlinks = Vec::new();
     for entry in archive.entries().map_err(|e| ArchiveError::Corrupt(e.to_string()))? {
         let mut entry = entry.map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
         let path = entry.path().map_err(|e| ArchiveError::Corrupt(e.to_string()))?.into_owned();
@@ -336,9 +337,37 @@ pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<u64, ArchiveError>
         if !ok {
             return Err(ArchiveError::Unsafe { entry: name, why: "its path leaves the target" });
         }
+        if kind == tar::EntryType::Symlink {
+            symlinks.push(rel);
+        }
         files += 1;
     }
+    // Links that each stay inside may still chain out (`a/b -> ..` then
+    // `c -> a/b/..`): now that the tree is whole, resolve every one.
+    for rel in symlinks {
+        if !resolves_inside(&dest, &dest.join(&rel)) {
+            return Err(ArchiveError::Unsafe {
+                entry: rel.display().to_string(),
+                why: "its link target leaves the target through other links",
+            });
+        }
+    }
     Ok(files)
+}
+
+/// Whether the link at `link` resolves inside `dest` (canonical): the
+/// target itself if it exists, else its nearest existing ancestor.
+fn resolves_inside(dest: &Path, link: &Path) -> bool {
+    let Ok(target) = std::fs::read_link(link) else { return false };
+    let mut p = link.parent().unwrap_or(dest).join(target);
+    loop {
+        if let Ok(c) = p.canonicalize() {
+            return c.starts_with(dest);
+        }
+        if !p.pop() {
+            return false;
+        }
+    }
 }
 
 fn target_is_absolute(p: &Path) -> bool {
