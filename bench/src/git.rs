@@ -309,14 +309,15 @@ fn source_text(rng: &mut u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// `git-daemon` serving `root`, its log counting upload-packs.
-struct Daemon {
+/// `git-daemon` serving `root`, its log counting upload-packs (also the
+/// upstream of the integration tests). Killed on drop.
+pub struct Daemon {
     child: Child,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl Daemon {
-    fn start(root: &Path, port: u16, log: &Path) -> Result<Daemon> {
+    pub fn start(root: &Path, port: u16, log: &Path) -> Result<Daemon> {
         // The daemon binary itself: `git daemon` forks it as a child that
         // would outlive a kill of the wrapper.
         let exec_path = git(root, &["--exec-path"])?;
@@ -337,7 +338,8 @@ impl Daemon {
         Ok(Daemon { child, log: log.to_owned() })
     }
 
-    fn upload_packs(&self) -> usize {
+    /// upload-pack requests the upstream has served.
+    pub fn upload_packs(&self) -> usize {
         std::fs::read_to_string(&self.log).unwrap_or_default().matches("Request upload-pack").count()
     }
 }

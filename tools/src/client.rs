@@ -67,7 +67,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// Turns a ureq error into a message with the server's own words.
-fn failure(e: ureq::Error, what: &str) -> anyhow::Error {
+pub(crate) fn failure(e: ureq::Error, what: &str) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, resp) => {
             let body = resp.into_string().unwrap_or_default();

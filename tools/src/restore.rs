@@ -14,7 +14,7 @@
 //!    a fast-forward; with `--ref` or `--commit`, `ensure-refs` makes the
 //!    node fetch what is missing and git fetches it from the node.
 
-use crate::client::{exit, ClientFailure};
+use crate::client::{exit, failure, ClientFailure};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -161,22 +161,13 @@ fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<ureq:
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    match req.call() {
-        Ok(r) => Ok(r),
-        Err(ureq::Error::Status(code, r)) => {
-            let body = r.into_string().unwrap_or_default();
-            let c = match code {
-                404 => exit::NOT_FOUND,
-                412 => exit::PRECONDITION,
-                _ => exit::SERVER_ERROR,
-            };
-            Err(fail(c, format!("{url}: HTTP {code}: {}", body.trim())))
-        }
-        Err(e) => Err(fail(exit::UNREACHABLE, format!("{url}: {e}; is the node running (--url)?"))),
-    }
+    req.call().map_err(|e| failure(e, url))
 }
 
-fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Progress) -> Result<Snapshot> {
+/// What a range download reports when the ETag it is pinned to is gone.
+const SNAPSHOT_CHANGED: &str = "the snapshot changed during the download (412)";
+
+fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Arc<Progress>) -> Result<Snapshot> {
     // A snapshot replaced mid-download (412) is started over, once.
     for attempt in 0..2 {
         let agent = agent();
@@ -197,17 +188,16 @@ fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Pr
             progress.set_total(resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0));
             resp.into_reader()
         };
-        let tap = ErrorTap { inner: reader, first_error: Arc::new(Mutex::new(None)) };
+        let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
-        let counted = trove_engine::repo::archive::CountingReader { inner: tap, count: progress.done.clone() };
         let ticker = progress.tick_in_background();
-        let unpacked = trove_engine::repo::archive::unpack_safely(counted, staging);
+        let unpacked = trove_engine::repo::archive::unpack_safely(tap, staging);
         ticker.stop();
         let Err(e) = unpacked else { return Ok(snap) };
         // A failed download shows up as a broken archive: say which it was.
         let download_error = download_error.lock().expect("not poisoned").take();
         match download_error {
-            Some(d) if attempt == 0 && d.contains("HTTP 412") => {
+            Some(d) if attempt == 0 && d.contains(SNAPSHOT_CHANGED) => {
                 eprintln!("the snapshot changed during the download; starting over");
                 let _ = std::fs::remove_dir_all(staging);
                 std::fs::create_dir(staging)?;
@@ -227,17 +217,25 @@ fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Pr
     Err(fail(exit::PRECONDITION, "the snapshot kept changing during the download; retry"))
 }
 
-/// Remembers the first error its reader returned.
-struct ErrorTap<R> {
+/// The download as the unpacker reads it: counts bytes for the progress
+/// bar and remembers the first error (a broken download otherwise shows up
+/// only as a broken archive).
+struct Tap<R> {
     inner: R,
+    progress: Arc<Progress>,
     first_error: Arc<Mutex<Option<String>>>,
 }
 
-impl<R: Read> Read for ErrorTap<R> {
+impl<R: Read> Read for Tap<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let r = self.inner.read(buf);
-        if let Err(e) = &r {
-            self.first_error.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
+        match &r {
+            Ok(n) => {
+                self.progress.done.fetch_add(*n as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.first_error.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
+            }
         }
         r
     }
@@ -327,7 +325,9 @@ fn fetch_range(agent: &ureq::Agent, url: &str, etag: &str, start: u64, end: u64)
                 }
             }
             Ok(r) => return Err(format!("range {range}: expected 206, got {}", r.status())),
-            Err(e) if e.to_string().contains("HTTP 412") => return Err("HTTP 412: the snapshot changed".into()),
+            Err(e) if e.downcast_ref::<ClientFailure>().is_some_and(|f| f.code == exit::PRECONDITION) => {
+                return Err(SNAPSHOT_CHANGED.into())
+            }
             Err(e) => last = e.to_string(),
         }
     }
@@ -406,14 +406,11 @@ fn apply_bundle(url: &str, repo: &Path) -> Result<()> {
 /// POSTs ensure-refs; fails when the node cannot find them upstream.
 fn ensure(base: &str, body: serde_json::Value) -> Result<()> {
     let url = format!("{base}/ensure-refs");
-    let resp = match agent().post(&url).set("Content-Type", "application/json").send_string(&body.to_string()) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, r)) => {
-            let c = if code == 404 { exit::NOT_FOUND } else { exit::SERVER_ERROR };
-            return Err(fail(c, format!("{url}: HTTP {code}: {}", r.into_string().unwrap_or_default().trim())));
-        }
-        Err(e) => return Err(fail(exit::UNREACHABLE, format!("{url}: {e}"))),
-    };
+    let resp = agent()
+        .post(&url)
+        .set("Content-Type", "application/json")
+        .send_string(&body.to_string())
+        .map_err(|e| failure(e, &url))?;
     let v: serde_json::Value = serde_json::from_reader(resp.into_reader())
         .map_err(|e| fail(exit::SERVER_ERROR, format!("{url}: unreadable reply: {e}")))?;
     if v["missing"].as_u64().unwrap_or(0) > 0 {
@@ -442,13 +439,13 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
 struct Progress {
     on: bool,
     total: AtomicU64,
-    done: Arc<AtomicU64>,
+    done: AtomicU64,
     started: Instant,
 }
 
 impl Progress {
-    fn new(on: bool) -> Self {
-        Self { on, total: AtomicU64::new(0), done: Arc::new(AtomicU64::new(0)), started: Instant::now() }
+    fn new(on: bool) -> Arc<Self> {
+        Arc::new(Self { on, total: AtomicU64::new(0), done: AtomicU64::new(0), started: Instant::now() })
     }
 
     fn set_total(&self, t: u64) {
@@ -476,13 +473,12 @@ impl Progress {
         let _ = std::io::stderr().write_all(line.as_bytes());
     }
 
-    fn tick_in_background(&self) -> Ticker {
+    /// Redraws every 100 ms until the ticker is stopped.
+    fn tick_in_background(self: &Arc<Self>) -> Ticker {
         let stop = Arc::new(AtomicBool::new(false));
         if self.on {
-            let (s, done, total, started) =
-                (stop.clone(), self.done.clone(), self.total.load(Ordering::Relaxed), self.started);
+            let (s, p) = (stop.clone(), self.clone());
             std::thread::spawn(move || {
-                let p = Progress { on: true, total: AtomicU64::new(total), done, started };
                 while !s.load(Ordering::Acquire) {
                     p.draw();
                     std::thread::sleep(Duration::from_millis(100));

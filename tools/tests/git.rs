@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Runs git and returns stdout; panics with stderr on failure.
@@ -63,45 +63,11 @@ impl Upstream {
     }
 }
 
-/// `git daemon` serving `root`, logging each request to a file.
-pub(crate) struct Daemon {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
+pub(crate) use trove_bench::git::Daemon;
 
-impl Daemon {
-    pub fn start(root: &Path, port: u16) -> Daemon {
-        let log = root.with_extension(format!("daemon-{port}.log"));
-        // The daemon binary itself: `git daemon` would fork it as a child
-        // that outlives a kill of the wrapper.
-        let exec_path = git(root, &["--exec-path"]);
-        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
-            .args(["--export-all", "--verbose", "--reuseaddr", "--listen=127.0.0.1"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", root.display()))
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("daemon log"))
-            .spawn()
-            .expect("start git daemon");
-        wait_until("git daemon listening", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Daemon { child, port, log }
-    }
-
-    /// upload-pack requests the upstream has served.
-    pub fn upload_packs(&self) -> usize {
-        std::fs::read_to_string(&self.log).unwrap_or_default().matches("Request upload-pack").count()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `git daemon` serving `root` on `port`, logging each request beside it.
+pub(crate) fn daemon(root: &Path, port: u16) -> Daemon {
+    Daemon::start(root, port, &root.with_extension(format!("daemon-{port}.log"))).expect("start git daemon")
 }
 
 /// A node serving `example.test` from `up` over file://, with `extra` flags.
@@ -177,8 +143,9 @@ fn fetch_sees_new_upstream_commits_once_refs_are_stale() {
 fn concurrent_cold_clones_cost_one_upstream_clone() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
-    let daemon = Daemon::start(&up.root, free_port());
-    let upstream = format!("example.test=git://127.0.0.1:{}", daemon.port);
+    let port = free_port();
+    let daemon = daemon(&up.root, port);
+    let upstream = format!("example.test=git://127.0.0.1:{port}");
     let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
     let url = repo_url(&node);
     let head = git(&up.work, &["rev-parse", "HEAD"]);
@@ -268,7 +235,7 @@ fn an_upstream_down_during_a_cold_clone_fails_cleanly_and_is_retried() {
     let c = git_out(dir.path(), &["clone", "-q", &repo_url(&node), "c1"]);
     assert!(!c.status.success());
     // Up again: after the backoff, the next request clones.
-    let _daemon = Daemon::start(&up.root, port);
+    let _daemon = daemon(&up.root, port);
     let mut ok = false;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ok && Instant::now() < deadline {

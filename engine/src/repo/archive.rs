@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 /// zstd level of every archive: level 3 compresses a source tree about 4x
 /// at hundreds of MB/s per worker.
@@ -67,12 +66,9 @@ impl Write for Tracked<'_> {
     }
 }
 
+/// git in `dir`, with the environment every git the node runs gets.
 fn git(dir: &Path) -> Command {
-    let mut c = Command::new("git");
-    c.arg("-C").arg(dir);
-    c.env("GIT_CONFIG_NOSYSTEM", "1").env("GIT_CONFIG_GLOBAL", "/dev/null").env("LC_ALL", "C");
-    c.env("GIT_TERMINAL_PROMPT", "0");
-    c
+    crate::repo::git::Git::new(Vec::<String>::new()).dir(dir).command()
 }
 
 fn run(mut cmd: Command, what: &str) -> Result<String, ArchiveError> {
@@ -270,20 +266,6 @@ impl Read for ChannelReader {
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur[..n]);
         bytes::Buf::advance(&mut self.cur, n);
-        Ok(n)
-    }
-}
-
-/// Counts bytes read through it, for progress bars.
-pub struct CountingReader<R> {
-    pub inner: R,
-    pub count: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }

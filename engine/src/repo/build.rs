@@ -69,10 +69,6 @@ impl Build {
         (self.state.load(Ordering::Acquire) == DONE).then(|| self.written.load(Ordering::Acquire))
     }
 
-    pub fn failed(&self) -> bool {
-        self.state.load(Ordering::Acquire) == FAILED
-    }
-
     /// The archive from its first byte, as it is written. A failed build
     /// ends the stream with an error (the client sees a cut response).
     pub fn follow(self: std::sync::Arc<Self>) -> io::Result<impl Stream<Item = io::Result<Bytes>>> {

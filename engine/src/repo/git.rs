@@ -76,7 +76,9 @@ impl Git {
         }
     }
 
-    fn command(&self) -> Command {
+    /// The command with its environment, for blocking callers that run it
+    /// on a thread of their own (archiving).
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new("git");
         if let Some(d) = &self.dir {
             c.arg("-C").arg(d);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Longest a ref check or a catalogue command may run.
-const SHORT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const SHORT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A mirror read within this long is fetched in the background.
 const RECENT_USE: Duration = Duration::from_secs(3600);
 
@@ -53,6 +53,8 @@ pub struct RepoState {
     failures: u32,
     /// After a failed clone: not before then, and why.
     retry: Option<(Instant, String)>,
+    /// HEAD's commit after the last clone or fetch (None: not read yet).
+    pub(crate) head: Option<String>,
     pub(crate) snap: crate::repo::snapshot::SnapshotState,
 }
 
@@ -60,6 +62,15 @@ pub struct RepoState {
 enum Job {
     Clone,
     Fetch,
+}
+
+/// What a request to the owner does about a repo's job.
+enum Step {
+    /// The mirror already meets the need.
+    Done,
+    /// A job is running: wait for it.
+    Join,
+    Start(Job),
 }
 
 /// Where `key`'s mirror lives once published.
@@ -94,6 +105,14 @@ impl Shard {
         Ok(path)
     }
 
+    /// Runs `f` on `key`'s record (owner only), making it if needed.
+    pub(crate) fn with_repo<T>(&self, key: &RepoKey, f: impl FnOnce(&mut RepoState) -> T) -> T {
+        let path = mirror_path(self, key);
+        let mut repos = self.repos.borrow_mut();
+        let st = repos.entry(key.hash()).or_insert_with(|| RepoState::new(key.clone(), path.exists()));
+        f(st)
+    }
+
     /// The owner's side of [`Shard::repo`].
     pub(crate) async fn owner_repo(
         self: &Rc<Self>,
@@ -101,45 +120,44 @@ impl Shard {
         auth: Option<String>,
         need: Need,
     ) -> Result<(), RepoError> {
-        let hash = key.hash();
-        let path = mirror_path(self, &key);
         let ttl = self.config().repo.refs_ttl;
         let (tx, rx) = oneshot::channel();
-        let job = {
-            let mut repos = self.repos.borrow_mut();
-            let st = repos.entry(hash).or_insert_with(|| RepoState::new(key.clone(), path.exists()));
+        let step = self.with_repo(&key, |st| {
             st.used_at = Instant::now();
             if st.ready && need == Need::Ready {
-                return Ok(());
+                return Ok(Step::Done);
             }
             if let Some(w) = st.waiters.as_mut() {
                 w.push(tx);
-                None
-            } else {
-                let job = if !st.ready {
-                    if let Some((at, cause)) = &st.retry {
-                        let now = Instant::now();
-                        if *at > now {
-                            return Err(RepoError::Backoff {
-                                key: key.canonical(),
-                                cause: cause.clone(),
-                                retry_in: *at - now,
-                            });
-                        }
-                    }
-                    Job::Clone
-                } else if need == Need::Fetch || st.checked_at.is_none_or(|t| t.elapsed() >= ttl) {
-                    Job::Fetch
-                } else {
-                    return Ok(());
-                };
-                st.waiters = Some(vec![tx]);
-                Some(job)
+                return Ok(Step::Join);
             }
-        };
-        if let Some(job) = job {
-            let me = self.clone();
-            glommio::spawn_local(async move { me.run_repo_job(key, auth, job, need).await }).detach();
+            let job = if !st.ready {
+                if let Some((at, cause)) = &st.retry {
+                    let now = Instant::now();
+                    if *at > now {
+                        return Err(RepoError::Backoff {
+                            key: key.canonical(),
+                            cause: cause.clone(),
+                            retry_in: *at - now,
+                        });
+                    }
+                }
+                Job::Clone
+            } else if need == Need::Fetch || st.checked_at.is_none_or(|t| t.elapsed() >= ttl) {
+                Job::Fetch
+            } else {
+                return Ok(Step::Done);
+            };
+            st.waiters = Some(vec![tx]);
+            Ok(Step::Start(job))
+        })?;
+        match step {
+            Step::Done => return Ok(()),
+            Step::Join => {}
+            Step::Start(job) => {
+                let me = self.clone();
+                glommio::spawn_local(async move { me.run_repo_job(key, auth, job, need).await }).detach();
+            }
         }
         rx.await.map_err(|_| RepoError::ShardGone(self.id))?
     }
@@ -151,8 +169,15 @@ impl Shard {
             Job::Fetch => fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await,
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
+        let head = match result {
+            Ok(()) => head_of(&path).await.ok().flatten(),
+            Err(_) => None,
+        };
         let mut repos = self.repos.borrow_mut();
         let Some(st) = repos.get_mut(&key.hash()) else { return };
+        if result.is_ok() {
+            st.head = head;
+        }
         let reply = match (&result, job) {
             (Ok(()), Job::Clone) => {
                 st.ready = true;
@@ -315,6 +340,7 @@ impl RepoState {
             used_at: Instant::now(),
             failures: 0,
             retry: None,
+            head: None,
             snap: Default::default(),
         }
     }
@@ -352,6 +378,13 @@ pub async fn resolve(dir: &Path, names: &[String]) -> Result<Vec<Option<String>>
         return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: "short output".into() });
     }
     Ok(found)
+}
+
+/// The commit HEAD names in `dir`; None for a repo with no commits.
+pub async fn head_of(dir: &Path) -> Result<Option<String>, RepoError> {
+    let out =
+        Git::new(["rev-parse", "--verify", "-q", "HEAD^{commit}"]).dir(dir).run(Vec::new(), SHORT_GIT_TIMEOUT).await?;
+    Ok(out.ok().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
 }
 
 /// Commit-graph and a multi-pack-index bitmap: what makes serving fast.

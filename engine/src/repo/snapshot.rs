@@ -18,7 +18,7 @@ use crate::key::ObjectKey;
 use crate::repo::archive::{self, TreeSnapshotJob};
 use crate::repo::build::Build;
 use crate::repo::git::Git;
-use crate::repo::mirror::mirror_path;
+use crate::repo::mirror::{head_of, mirror_path, SHORT_GIT_TIMEOUT};
 use crate::repo::{off_shard, Need, RepoError, RepoKey};
 use crate::shard::messages::ShardRequest;
 use crate::shard::Shard;
@@ -39,7 +39,6 @@ pub const MIRROR_NAMESPACE: &str = "git-mirror";
 const POINTER_MAX_BYTES: u64 = 64 * 1024;
 /// Longest a mirror restore waits for the cold serves it would compete with.
 const COLD_SERVE_WAIT_MAX: Duration = Duration::from_secs(600);
-const SHORT_GIT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The newest snapshot of a repo, as stored in the tiers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,13 +114,6 @@ pub fn parse_sha(s: &str) -> Option<String> {
     ((s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
 }
 
-/// The commit HEAD names in `dir`; None for a repo with no commits.
-pub async fn head_of(dir: &Path) -> Result<Option<String>, RepoError> {
-    let out =
-        Git::new(["rev-parse", "--verify", "-q", "HEAD^{commit}"]).dir(dir).run(Vec::new(), SHORT_GIT_TIMEOUT).await?;
-    Ok(out.ok().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()))
-}
-
 /// What a bundle request gets.
 pub enum BundleAnswer {
     /// The base is HEAD: nothing to send.
@@ -191,9 +183,18 @@ impl Shard {
         } else {
             self.owner_repo(key.clone(), auth, Need::Ready).await?;
         }
-        let path = mirror_path(self, &key);
-        let ready = self.with_repo(&key, |st| st.ready);
-        let mirror_head = if ready { head_of(&path).await? } else { None };
+        // HEAD as of the last clone or fetch; read from disk only when not
+        // known yet (a mirror found at startup).
+        let (ready, known) = self.with_repo(&key, |st| (st.ready, st.head.clone()));
+        let mirror_head = match (ready, known) {
+            (false, _) => None,
+            (true, Some(h)) => Some(h),
+            (true, None) => {
+                let h = head_of(&mirror_path(self, &key)).await?;
+                self.with_repo(&key, |st| st.head.clone_from(&h));
+                h
+            }
+        };
         let mut repos = self.repos.borrow_mut();
         let st = repos.get_mut(&hash).expect("the entry was made above");
         let head = mirror_head.clone().or_else(|| st.snap.pointer.as_ref().map(|p| p.head.clone()));
@@ -225,15 +226,6 @@ impl Shard {
         let commit = mirror_head.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
         let build = self.start_build(&mut st.snap, &key, commit)?;
         Ok(SnapshotAnswer::Building { build, head })
-    }
-
-    /// Runs `f` on `key`'s record, making it if needed.
-    fn with_repo<T>(&self, key: &RepoKey, f: impl FnOnce(&mut crate::repo::mirror::RepoState) -> T) -> T {
-        let path = mirror_path(self, key);
-        let mut repos = self.repos.borrow_mut();
-        let st =
-            repos.entry(key.hash()).or_insert_with(|| crate::repo::mirror::RepoState::new(key.clone(), path.exists()));
-        f(st)
     }
 
     fn start_build(
