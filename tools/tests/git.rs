@@ -78,6 +78,13 @@ pub(crate) fn node_for(dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
     Node::start(&dir.join("data"), &args)
 }
 
+/// As `node_for`, but run in `dir` with `--data-dir data`: git then runs
+/// in other directories than the node's, where a relative path is wrong.
+pub(crate) fn node_for_relative(dir: &Path, up: &Upstream) -> Node {
+    let upstream = format!("example.test=file://{}", up.root.display());
+    Node::start_relative(dir, "data", &["--upstream", upstream.as_str()])
+}
+
 pub(crate) fn repo_url(node: &Node) -> String {
     node.url("/git/example.test/org/repo")
 }

@@ -46,6 +46,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     args: Vec<String>,
+    /// Where the node runs, when its `--data-dir` is given relative to it.
+    cwd: Option<PathBuf>,
 }
 
 impl Node {
@@ -59,6 +61,24 @@ impl Node {
             data_dir: data_dir.to_owned(),
             log: data_dir.with_extension(format!("{port}.log")),
             args: args.iter().map(|s| s.to_string()).collect(),
+            cwd: None,
+        };
+        n.spawn();
+        n
+    }
+
+    /// Starts a node in `cwd` with the relative `--data-dir rel`, as a user
+    /// typing `trove serve --data-dir data` would.
+    pub fn start_relative(cwd: &Path, rel: &str, args: &[&str]) -> Node {
+        let port = free_port();
+        let mut n = Node {
+            child: None,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: cwd.join(rel),
+            log: cwd.join(format!("{rel}.{port}.log")),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            cwd: Some(cwd.to_owned()),
         };
         n.spawn();
         n
@@ -66,12 +86,18 @@ impl Node {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).expect("create node log");
-        let child = Command::new(trove_bin())
-            .arg("serve")
+        let mut cmd = Command::new(trove_bin());
+        match &self.cwd {
+            Some(cwd) => cmd
+                .current_dir(cwd)
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(self.data_dir.strip_prefix(cwd).expect("a relative node's data dir is under its cwd")),
+            None => cmd.arg("serve").arg("--data-dir").arg(&self.data_dir),
+        };
+        let child = cmd
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
             .args(&self.args)
             .env("TROVE_LOG", "info")
             .stdout(Stdio::null())

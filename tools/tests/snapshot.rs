@@ -1,7 +1,7 @@
 //! Snapshots, bundles, ensure-refs, `trove restore` and a cold node's start
 //! from S3, with stock git as upstream and client and curl/ureq over HTTP.
 
-use crate::git::{git, node_for, repo_url, Upstream};
+use crate::git::{git, node_for, node_for_relative, repo_url, Upstream};
 use crate::harness::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,7 +43,7 @@ fn one_build_serves_concurrent_requests_and_restore_makes_a_clean_tree() {
     std::fs::write(up.work.join("run.sh"), "#!/bin/sh\n").expect("write");
     run("chmod", &["+x", up.work.join("run.sh").to_str().expect("utf8")]);
     let head = up.commit(1);
-    let node = node_for(dir.path(), &up, &[]);
+    let node = node_for_relative(dir.path(), &up);
     let url = format!("{}/snapshot.tar.zst", repo_url(&node));
 
     // 8 concurrent cold requests: one build, identical bytes.

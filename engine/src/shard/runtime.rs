@@ -63,8 +63,13 @@ where
 {
     let nr = config.shards.max(1);
     assert!(nr <= usize::from(ShardId::MAX), "shard count fits ShardId");
+    let mut config = config;
+    let dir = config.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating data dir", &dir, e))?;
+    // Absolute from here on: git runs in other directories (clone --local
+    // of a mirror), and a relative --data-dir would name nothing there.
+    config.data_dir = dir.canonicalize().map_err(|e| EngineError::io("resolving data dir", &dir, e))?;
     let layout = Layout::new(config.data_dir.clone());
-    std::fs::create_dir_all(layout.root()).map_err(|e| EngineError::io("creating data dir", layout.root(), e))?;
     recover::prepare(&layout, nr)?;
     let shared = Arc::new(NodeShared {
         config: config.clone(),
