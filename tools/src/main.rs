@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod index_stat;
 mod restore;
 mod serve;
 mod units;

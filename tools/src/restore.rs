@@ -59,7 +59,8 @@ pub struct RestoreArgs {
     /// Never draw a progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
-    /// Leave the index without stat data (git rehashes files on its first status).
+    /// Leave the index without stat data (git then hashes every file on its
+    /// first status).
     #[arg(long)]
     pub no_refresh: bool,
 }
@@ -88,6 +89,15 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
         let snap = download_and_unpack(&format!("{base}/snapshot.tar.zst"), &staging, args.parallel.max(1), &progress)?;
         progress.finish();
+        if !args.no_refresh {
+            // As a checkout does: the index learns the stat data of the
+            // files just written, so git compares stat data, not contents
+            // (also in the fast-forward below).
+            if let Err(e) = crate::index_stat::fill(&staging, &snap.stats) {
+                eprintln!("warning: {e}; refreshing the index with git instead");
+                git(&staging, &["update-index", "-q", "--refresh"]).ok();
+            }
+        }
         if let Some(url) = &snap.bundle_url {
             apply_bundle(&format!("{node}{url}"), &staging)?;
         }
@@ -103,11 +113,6 @@ pub fn run(args: RestoreArgs) -> Result<()> {
                 git(&staging, &["fetch", "-q", &base, c])?;
             }
             git(&staging, &["checkout", "-q", "--detach", c])?;
-        }
-        if !args.no_refresh {
-            // The archive's index has no stat data; one pass fills it, so
-            // the first `git status` is fast.
-            git(&staging, &["update-index", "-q", "--refresh"]).ok();
         }
         std::fs::rename(&staging, &args.dir)
             .map_err(|e| fail(codes::TARGET, format!("moving the tree into {}: {e}", args.dir.display())))?;
@@ -149,6 +154,8 @@ fn prepare_target(dir: &Path) -> Result<PathBuf> {
 struct Snapshot {
     commit: String,
     bundle_url: Option<String>,
+    /// Stat data of every file unpacked, for the index.
+    stats: Vec<(PathBuf, rustix::fs::Stat)>,
 }
 
 fn agent() -> ureq::Agent {
@@ -174,7 +181,8 @@ fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Ar
         let first_range = format!("bytes=0-{}", RANGE_BYTES - 1);
         let resp = get(&agent, url, &[("Range", &first_range)])?;
         let commit = resp.header("x-trove-snapshot-commit").unwrap_or("").to_owned();
-        let snap = Snapshot { commit, bundle_url: resp.header("x-trove-bundle-url").map(str::to_owned) };
+        let mut snap =
+            Snapshot { commit, bundle_url: resp.header("x-trove-bundle-url").map(str::to_owned), stats: Vec::new() };
         let reader: Box<dyn Read + Send> = if resp.status() == 206 {
             let total = resp
                 .header("content-range")
@@ -191,9 +199,15 @@ fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Ar
         let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
         let ticker = progress.tick_in_background();
-        let unpacked = trove_engine::repo::archive::unpack_safely(tap, staging);
+        let unpacked = trove_engine::repo::unpack::unpack_safely(tap, staging);
         ticker.stop();
-        let Err(e) = unpacked else { return Ok(snap) };
+        let e = match unpacked {
+            Ok(u) => {
+                snap.stats = u.stats;
+                return Ok(snap);
+            }
+            Err(e) => e,
+        };
         // A failed download shows up as a broken archive: say which it was.
         let download_error = download_error.lock().expect("not poisoned").take();
         match download_error {

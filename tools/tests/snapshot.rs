@@ -82,10 +82,16 @@ fn one_build_serves_concurrent_requests_and_restore_makes_a_clean_tree() {
     assert_eq!(git(&plain, &["status", "--porcelain"]), "");
     assert_eq!(git(&plain, &["remote", "get-url", "origin"]), format!("file://{}", up.root.join("org/repo").display()));
 
-    // trove restore: same tree, index refreshed, and `git pull` works.
+    // trove restore: same tree, the index holds the files' stat data (git
+    // diff-files compares stat data only and refreshes nothing), and `git
+    // pull` works.
     let tree = dir.path().join("tree");
     restore_ok(&node, &tree, &[]);
     assert_eq!(git(&tree, &["rev-parse", "HEAD"]), head);
+    assert_eq!(git(&tree, &["diff-files", "--name-only"]), "", "every file's stat data is in the index");
+    let bare = dir.path().join("no-refresh");
+    restore_ok(&node, &bare, &["--no-refresh"]);
+    assert_ne!(git(&bare, &["diff-files", "--name-only"]), "", "--no-refresh leaves stat data out");
     assert_eq!(git(&tree, &["status", "--porcelain"]), "");
     assert!(std::fs::metadata(tree.join("run.sh")).expect("stat").permissions().mode() & 0o111 != 0);
     git(&tree, &["fsck", "--no-progress"]);
@@ -275,6 +281,16 @@ fn restore_refuses_archives_that_escape_the_target() {
                 Evil { name: "c", kind: tar::EntryType::Symlink, link: Some("a/b/..") },
             ],
         ),
+        (
+            // Each link stays inside lexically, but `c` resolves to the
+            // target's parent: a write through it must not follow it.
+            "a write through a chain of links",
+            vec![
+                Evil { name: "a/b", kind: tar::EntryType::Symlink, link: Some("..") },
+                Evil { name: "c", kind: tar::EntryType::Symlink, link: Some("a/b/..") },
+                Evil { name: "c/pwned", kind: tar::EntryType::Regular, link: None },
+            ],
+        ),
         ("hard link out", vec![Evil { name: "h", kind: tar::EntryType::Link, link: Some("../../outside/x") }]),
         ("device", vec![Evil { name: "dev", kind: tar::EntryType::Char, link: None }]),
     ];
@@ -294,6 +310,7 @@ fn restore_refuses_archives_that_escape_the_target() {
         assert!(!target.exists(), "{what}: a refused archive leaves no target");
         assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0, "{what}: nothing written outside");
         assert!(!Path::new("/tmp/trove-pwned-abs").exists(), "{what}");
+        assert!(!case_dir.join("pwned").exists(), "{what}: nothing written next to the target");
     }
 }
 

@@ -1,4 +1,4 @@
-//! tar.zst archives of repos: making them and unpacking them safely.
+//! tar.zst archives of repos: making them.
 //!
 //! Two kinds are made. A *working-tree snapshot* is what `git clone` would
 //! leave: the files of one commit (from `git archive`, so filters and eol
@@ -6,15 +6,13 @@
 //! mirror with `origin` pointing at the upstream. A *mirror snapshot* is the
 //! bare mirror itself, for a new node to start from instead of cloning.
 //!
-//! Unpacking refuses any entry that would land outside the target: absolute
-//! paths, `..`, links whose target leaves the tree, device files. The same
-//! code serves `trove restore` and a node restoring its mirror.
+//! Unpacking them is `unpack.rs`.
 //!
 //! Everything here blocks: it runs on threads of its own, never on a shard.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// zstd level of every archive: level 3 compresses a source tree about 4x
@@ -267,127 +265,5 @@ impl Read for ChannelReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         bytes::Buf::advance(&mut self.cur, n);
         Ok(n)
-    }
-}
-
-/// Unpacks a tar.zst stream into `dest` (which must exist and should be
-/// empty), refusing every entry that could write or point outside it.
-pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<u64, ArchiveError> {
-    let dec = zstd::stream::Decoder::new(input).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-    let mut archive = tar::Archive::new(dec);
-    archive.set_preserve_permissions(true);
-    // Files get the time they were written, as on checkout (build tools
-    // compare mtimes), and one syscall less each.
-    archive.set_preserve_mtime(false);
-    archive.set_overwrite(true);
-    archive.set_unpack_xattrs(false);
-    let dest = dest.canonicalize().map_err(io_at(dest))?;
-    let mut files = 0;
-    let mut symlinks = Vec::new();
-    for entry in archive.entries().map_err(|e| ArchiveError::Corrupt(e.to_string()))? {
-        let mut entry = entry.map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
-        let path = entry.path().map_err(|e| ArchiveError::Corrupt(e.to_string()))?.into_owned();
-        let name = path.display().to_string();
-        let rel =
-            inside(&path).ok_or(ArchiveError::Unsafe { entry: name.clone(), why: "its path leaves the target" })?;
-        let kind = entry.header().entry_type();
-        match kind {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| ArchiveError::Corrupt(e.to_string()))?
-                    .ok_or(ArchiveError::Unsafe { entry: name.clone(), why: "a link without a target" })?;
-                // A symlink resolves from its own directory; a hard link
-                // names a path from the archive's root.
-                let resolved = if kind == tar::EntryType::Symlink {
-                    rel.parent().unwrap_or(Path::new("")).join(&target)
-                } else {
-                    target.into_owned()
-                };
-                if target_is_absolute(&resolved) || inside(&resolved).is_none() {
-                    return Err(ArchiveError::Unsafe { entry: name, why: "its link target leaves the target" });
-                }
-            }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
-            _ => {
-                return Err(ArchiveError::Unsafe {
-                    entry: name,
-                    why: "devices, fifos and other special files are refused",
-                })
-            }
-        }
-        // unpack_in also refuses to write through a symlink that leaves dest.
-        let ok = entry.unpack_in(&dest).map_err(|e| ArchiveError::Io { path: dest.join(&rel), source: e })?;
-        if !ok {
-            return Err(ArchiveError::Unsafe { entry: name, why: "its path leaves the target" });
-        }
-        if kind == tar::EntryType::Symlink {
-            symlinks.push(rel);
-        }
-        files += 1;
-    }
-    // Links that each stay inside may still chain out (`a/b -> ..` then
-    // `c -> a/b/..`): now that the tree is whole, resolve every one.
-    for rel in symlinks {
-        if !resolves_inside(&dest, &dest.join(&rel)) {
-            return Err(ArchiveError::Unsafe {
-                entry: rel.display().to_string(),
-                why: "its link target leaves the target through other links",
-            });
-        }
-    }
-    Ok(files)
-}
-
-/// Whether the link at `link` resolves inside `dest` (canonical): the
-/// target itself if it exists, else its nearest existing ancestor.
-fn resolves_inside(dest: &Path, link: &Path) -> bool {
-    let Ok(target) = std::fs::read_link(link) else { return false };
-    let mut p = link.parent().unwrap_or(dest).join(target);
-    loop {
-        if let Ok(c) = p.canonicalize() {
-            return c.starts_with(dest);
-        }
-        if !p.pop() {
-            return false;
-        }
-    }
-}
-
-fn target_is_absolute(p: &Path) -> bool {
-    p.has_root() || matches!(p.components().next(), Some(Component::Prefix(_)))
-}
-
-/// `p` as a path that stays inside the root (lexically, `..` folded), or
-/// None when it is absolute or climbs out.
-fn inside(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_that_leave_the_root_are_refused() {
-        assert_eq!(inside(Path::new("a/b/../c")), Some(PathBuf::from("a/c")));
-        assert_eq!(inside(Path::new("./a")), Some(PathBuf::from("a")));
-        assert_eq!(inside(Path::new("a/../../etc")), None);
-        assert_eq!(inside(Path::new("/etc/passwd")), None);
-        assert_eq!(inside(Path::new("..")), None);
     }
 }

@@ -9,8 +9,8 @@
 //!
 //! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
 //! the shard thread; `mirror.rs` is what an owner does with mirrors;
-//! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes and
-//! safely unpacks tar.zst archives; `build.rs` follows an archive being
+//! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes
+//! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs` follows an archive being
 //! built; `admission.rs` bounds upload-pack processes. This module never
 //! speaks HTTP.
 
@@ -21,6 +21,7 @@ pub mod git;
 pub mod key;
 pub mod mirror;
 pub mod snapshot;
+pub mod unpack;
 
 pub use key::{RepoKey, Upstreams};
 

@@ -352,8 +352,9 @@ impl Shard {
         // The shard streams the bytes; a thread unpacks them.
         let (mut tx, rx) = futures_channel::mpsc::channel::<bytes::Bytes>(8);
         let d = dir.to_owned();
-        let unpack =
-            off_shard("trove-mirror-restore", move || archive::unpack_safely(archive::ChannelReader::new(rx), &d));
+        let unpack = off_shard("trove-mirror-restore", move || {
+            super::unpack::unpack_safely(archive::ChannelReader::new(rx), &d)
+        });
         let feed = async {
             let mut stream = std::pin::pin!(self.stream_object(obj, 0, len));
             while let Some(chunk) = stream.next().await {

@@ -1,0 +1,285 @@
+//! Unpacking a tar.zst archive into a directory, safely and in few syscalls.
+//!
+//! Every entry is created relative to an open directory fd, and every
+//! directory on the way is opened with `O_NOFOLLOW`: no entry can write
+//! through a symlink, whatever the archive put there before. Paths that are
+//! absolute or climb with `..` are refused before anything is touched, and
+//! so are links whose target leaves the tree, device files and fifos. Once
+//! the tree is whole, every symlink is resolved once more, so link chains
+//! that lead out are refused too.
+//!
+//! A file costs one `openat` (created with its mode), its writes, one
+//! `fstat` (the stat data a git index needs) and a `close`; the directories
+//! along the current path stay open between entries. The same code serves
+//! `trove restore` and a node restoring its mirror. It blocks: it runs on a
+//! thread of its own, never on a shard. It never follows a link while
+//! creating, and never writes outside `dest`.
+
+use super::archive::ArchiveError;
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Copy buffer between the decompressor and a file.
+const COPY_BUF_BYTES: usize = 256 << 10;
+
+/// What an unpack left behind.
+#[derive(Default)]
+pub struct Unpacked {
+    /// Entries created (files, directories, links).
+    pub entries: u64,
+    /// The stat data of every regular file and symlink, by path relative to
+    /// the target, as the kernel reported it right after creation.
+    pub stats: Vec<(PathBuf, rfs::Stat)>,
+}
+
+/// Unpacks a tar.zst stream into `dest` (which must exist and should be
+/// empty), refusing every entry that could write or point outside it.
+pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<Unpacked, ArchiveError> {
+    let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
+    let dec = zstd::stream::Decoder::new(input).map_err(corrupt)?;
+    let mut archive = tar::Archive::new(dec);
+    let dest = dest.canonicalize().map_err(|e| ArchiveError::Io { path: dest.to_owned(), source: e })?;
+    let mut tree = Tree::open(&dest)?;
+    let mut out = Unpacked::default();
+    let mut symlinks = Vec::new();
+    let mut buf = vec![0u8; COPY_BUF_BYTES];
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let raw = entry.path().map_err(corrupt)?.into_owned();
+        let name = raw.display().to_string();
+        let unsafe_entry = |why| ArchiveError::Unsafe { entry: name.clone(), why };
+        let rel = inside(&raw).ok_or_else(|| unsafe_entry("its path leaves the target"))?;
+        let kind = entry.header().entry_type();
+        let mode = entry.header().mode().map_err(corrupt)? & 0o777;
+        if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+            continue;
+        }
+        let Some(file_name) = rel.file_name().map(OsStr::to_owned) else {
+            // The root itself (`./`): it exists.
+            if kind == tar::EntryType::Directory {
+                continue;
+            }
+            return Err(unsafe_entry("it names the target itself"));
+        };
+        let parent = tree.dir(rel.parent().unwrap_or(Path::new("")), &name)?;
+        let io_err = |e: io::Error| ArchiveError::Io { path: dest.join(&rel), source: e };
+        match kind {
+            tar::EntryType::Directory => {
+                // Kept writable for the entries that follow, whatever it says.
+                tree.mkdir(&rel, mode | 0o700, &name)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let fd = create(parent, &file_name, mode).map_err(|e| io_err(e.into()))?;
+                let mut file = std::fs::File::from(fd);
+                loop {
+                    let n = entry.read(&mut buf).map_err(corrupt)?;
+                    if n == 0 {
+                        break;
+                    }
+                    file.write_all(&buf[..n]).map_err(io_err)?;
+                }
+                out.stats.push((rel.clone(), rfs::fstat(&file).map_err(|e| io_err(e.into()))?));
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .ok_or_else(|| unsafe_entry("a link without a target"))?
+                    .into_owned();
+                // A symlink resolves from its own directory; a hard link
+                // names a path from the archive's root.
+                let resolved = if kind == tar::EntryType::Symlink {
+                    rel.parent().unwrap_or(Path::new("")).join(&target)
+                } else {
+                    target.clone()
+                };
+                if target_is_absolute(&resolved) || inside(&resolved).is_none() {
+                    return Err(unsafe_entry("its link target leaves the target"));
+                }
+                if kind == tar::EntryType::Symlink {
+                    replacing(parent, &file_name, |p| rfs::symlinkat(&target, p, &file_name))
+                        .map_err(|e| io_err(e.into()))?;
+                    let st =
+                        rfs::statat(parent, &file_name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_err(e.into()))?;
+                    out.stats.push((rel.clone(), st));
+                    symlinks.push(rel);
+                } else {
+                    let src = inside(&resolved).expect("checked above");
+                    let src_name = src.file_name().ok_or_else(|| unsafe_entry("a hard link to the target itself"))?;
+                    let src_dir = tree.open_path(src.parent().unwrap_or(Path::new("")), &name)?;
+                    let parent = tree.dir(rel.parent().unwrap_or(Path::new("")), &name)?;
+                    replacing(parent, &file_name, |p| rfs::linkat(&src_dir, src_name, p, &file_name, AtFlags::empty()))
+                        .map_err(|e| io_err(e.into()))?;
+                }
+            }
+            _ => return Err(unsafe_entry("devices, fifos and other special files are refused")),
+        }
+        out.entries += 1;
+    }
+    // Links that each stay inside may still chain out (`a/b -> ..` then
+    // `c -> a/b/..`): now that the tree is whole, resolve every one.
+    for rel in symlinks {
+        if !resolves_inside(&dest, &dest.join(&rel)) {
+            return Err(ArchiveError::Unsafe {
+                entry: rel.display().to_string(),
+                why: "its link target leaves the target through other links",
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Creates a new regular file with `mode` (the umask applies, as on a
+/// checkout), replacing a non-directory an earlier entry left at the name.
+fn create(parent: &OwnedFd, name: &OsStr, mode: u32) -> Result<OwnedFd, Errno> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    replacing(parent, name, |p| rfs::openat(p, name, flags, Mode::from_raw_mode(mode)))
+}
+
+/// Runs `make`; when the name is taken by a file or link (a later entry of
+/// the same name wins, as with tar), removes that and runs it once more.
+/// A directory in the way is an error: the archive is inconsistent.
+fn replacing<T>(parent: &OwnedFd, name: &OsStr, make: impl Fn(&OwnedFd) -> Result<T, Errno>) -> Result<T, Errno> {
+    match make(parent) {
+        Err(Errno::EXIST) => {
+            rfs::unlinkat(parent, name, AtFlags::empty())?;
+            make(parent)
+        }
+        r => r,
+    }
+}
+
+/// The directories along the path of the last entry, open, from the root
+/// down: archives list a directory's entries together, so most entries
+/// reuse the whole stack.
+struct Tree {
+    root: OwnedFd,
+    names: Vec<OsString>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Tree {
+    fn open(dest: &Path) -> Result<Tree, ArchiveError> {
+        let root = rfs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ArchiveError::Io { path: dest.to_owned(), source: e.into() })?;
+        Ok(Tree { root, names: Vec::new(), fds: Vec::new() })
+    }
+
+    /// The open directory `rel` (made if missing), with every component
+    /// opened without following links.
+    fn dir(&mut self, rel: &Path, entry: &str) -> Result<&OwnedFd, ArchiveError> {
+        let comps: Vec<&OsStr> = rel.iter().collect();
+        let keep = self.names.iter().zip(&comps).take_while(|(a, b)| a.as_os_str() == **b).count();
+        self.names.truncate(keep);
+        self.fds.truncate(keep);
+        for c in &comps[keep..] {
+            let parent = self.fds.last().unwrap_or(&self.root);
+            let fd = open_or_make_dir(parent, c, 0o777, entry)?;
+            self.names.push(c.to_os_string());
+            self.fds.push(fd);
+        }
+        Ok(self.fds.last().unwrap_or(&self.root))
+    }
+
+    /// Makes the directory `rel` (fine if it is one already).
+    fn mkdir(&mut self, rel: &Path, mode: u32, entry: &str) -> Result<(), ArchiveError> {
+        self.dir(rel, entry).map(|_| ())?;
+        // `dir` made it with the default mode if it was missing; an explicit
+        // entry sets its own.
+        let fd = self.fds.last().expect("rel has a name");
+        rfs::fchmod(fd, Mode::from_raw_mode(mode))
+            .map_err(|e| ArchiveError::Io { path: rel.to_owned(), source: e.into() })
+    }
+
+    /// Opens `rel` without touching the stack (for a hard link's source).
+    fn open_path(&self, rel: &Path, entry: &str) -> Result<OwnedFd, ArchiveError> {
+        let mut fd = rfs::openat(&self.root, ".", dir_flags(), Mode::empty())
+            .map_err(|e| ArchiveError::Io { path: rel.to_owned(), source: e.into() })?;
+        for c in rel.iter() {
+            fd = open_or_make_dir(&fd, c, 0o777, entry)?;
+        }
+        Ok(fd)
+    }
+}
+
+fn dir_flags() -> OFlags {
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
+}
+
+fn open_or_make_dir(parent: impl AsFd, name: &OsStr, mode: u32, entry: &str) -> Result<OwnedFd, ArchiveError> {
+    let through_link =
+        || ArchiveError::Unsafe { entry: entry.to_owned(), why: "its path goes through a link or a file" };
+    let io = |e: Errno| ArchiveError::Io { path: PathBuf::from(entry), source: e.into() };
+    match rfs::openat(&parent, name, dir_flags(), Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOENT) => {
+            match rfs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(io(e)),
+            }
+            rfs::openat(&parent, name, dir_flags(), Mode::empty()).map_err(|e| match e {
+                Errno::LOOP | Errno::NOTDIR => through_link(),
+                e => io(e),
+            })
+        }
+        Err(Errno::LOOP | Errno::NOTDIR) => Err(through_link()),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Whether the link at `link` resolves inside `dest` (canonical): the
+/// target itself if it exists, else its nearest existing ancestor.
+fn resolves_inside(dest: &Path, link: &Path) -> bool {
+    let Ok(target) = std::fs::read_link(link) else { return false };
+    let mut p = link.parent().unwrap_or(dest).join(target);
+    loop {
+        if let Ok(c) = p.canonicalize() {
+            return c.starts_with(dest);
+        }
+        if !p.pop() {
+            return false;
+        }
+    }
+}
+
+fn target_is_absolute(p: &Path) -> bool {
+    p.has_root() || matches!(p.components().next(), Some(Component::Prefix(_)))
+}
+
+/// `p` as a path that stays inside the root (lexically, `..` folded), or
+/// None when it is absolute or climbs out.
+fn inside(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) if !n.as_bytes().is_empty() => out.push(n),
+            Component::Normal(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_that_leave_the_root_are_refused() {
+        assert_eq!(inside(Path::new("a/b/../c")), Some(PathBuf::from("a/c")));
+        assert_eq!(inside(Path::new("./a")), Some(PathBuf::from("a")));
+        assert_eq!(inside(Path::new("a/../../etc")), None);
+        assert_eq!(inside(Path::new("/etc/passwd")), None);
+        assert_eq!(inside(Path::new("..")), None);
+    }
+}
