@@ -10,9 +10,9 @@
 //! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
 //! the shard thread; `mirror.rs` is what an owner does with mirrors;
 //! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes
-//! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs` follows an archive being
-//! built; `admission.rs` bounds upload-pack processes. This module never
-//! speaks HTTP.
+//! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs`
+//! follows an archive being built; `admission.rs` bounds upload-pack
+//! processes. This module never speaks HTTP.
 
 pub mod admission;
 pub mod archive;
