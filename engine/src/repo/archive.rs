@@ -175,12 +175,15 @@ fn copy_git_archive<W: Write>(work: &Path, commit: &str, tar: &mut tar::Builder<
             }
             // pax global headers (the commit id comment) are dropped.
         }
+        // git pads the archive to whole 10 KiB records after the end
+        // marker; closing the pipe before that kills it with SIGPIPE.
+        io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| ArchiveError::Corrupt(e.to_string()))?;
         Ok(())
     })();
     let out = child.wait_with_output().map_err(|e| ArchiveError::Git { what: what.into(), detail: e.to_string() })?;
     if !out.status.success() {
         let detail = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return Err(ArchiveError::Git { what: what.into(), detail });
+        return Err(ArchiveError::Git { what: what.into(), detail: format!("{} ({detail})", out.status) });
     }
     copied
 }
