@@ -3,6 +3,7 @@
 
 use crate::git::{git, node_for, node_for_relative, repo_url, Upstream};
 use crate::harness::*;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -330,8 +331,11 @@ fn remote_gets(node: &Node) -> u64 {
 fn a_cold_node_serves_the_s3_snapshot_at_once_and_restores_its_mirror_from_s3() {
     let mut s3 = S3::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let up = Upstream::new(dir.path());
-    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let mut up = Upstream::new(dir.path());
+    // 24 MB that do not compress: a reader that stops reading holds the
+    // snapshot's stream open (socket buffers take a few MB).
+    std::fs::write(up.work.join("big.bin"), bytes(7, 24 << 20)).expect("write");
+    let head = up.commit(1);
 
     // Node A builds the snapshot and puts it, and the mirror snapshot, in S3.
     let a = s3_node(&s3, &dir.path().join("a"), &up, &[]);
@@ -368,6 +372,24 @@ fn a_cold_node_serves_the_s3_snapshot_at_once_and_restores_its_mirror_from_s3() 
     assert!(get(&format!("{}/snapshot.tar.zst", repo_url(&c))).body == reference);
     wait_until("C restored its mirror from S3", Duration::from_secs(30), || git_stats(&c, "mirror_restores") == 1);
     assert_eq!(remote_gets(&b), remote_gets(&c), "8 concurrent cold requests cost the S3 GETs of one");
+
+    // Node E: a reader that stops after the first bytes keeps its cold
+    // serve open, and the mirror's restore waits for it to end.
+    let e = s3_node(&s3, &dir.path().join("e"), &up, &[]);
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", e.port)).expect("connect");
+    let path = "/git/example.test/org/repo/snapshot.tar.zst";
+    write!(slow, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").expect("send");
+    let mut first = [0u8; 64 << 10];
+    slow.read_exact(&mut first).expect("the first bytes of the snapshot");
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..64]));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(git_stats(&e, "mirror_restores"), 0, "the restore waits while a cold serve is in flight");
+    let mut rest = Vec::new();
+    slow.read_to_end(&mut rest).expect("the rest of the snapshot");
+    assert!(first.len() + rest.len() > reference.len(), "the whole snapshot arrived");
+    wait_until("E restored its mirror after the serve", Duration::from_secs(30), || {
+        git_stats(&e, "mirror_restores") == 1
+    });
 
     // S3 down on the cold path: node D clones and builds instead.
     let d = s3_node(&s3, &dir.path().join("d"), &up, &["--s3-timeout", "2s"]);

@@ -160,6 +160,7 @@ impl Shard {
         });
         if !loaded {
             let pointer = self.read_pointer(&key).await;
+
             self.with_repo(&key, |st| {
                 st.snap.pointer_loaded = true;
                 if st.snap.pointer.is_none() && stale.as_deref() != pointer.as_ref().map(|p| p.commit.as_str()) {
@@ -168,10 +169,14 @@ impl Shard {
             });
         }
         let has_snapshot = self.with_repo(&key, |st| st.snap.pointer.is_some() || st.snap.building.is_some());
+        // A cold serve counts from here, before the warm-up below can start:
+        // the mirror's restore waits for it.
+        let mut cold = None;
         if ready {
             self.owner_repo(key.clone(), auth, Need::Fresh).await?;
         } else if has_snapshot {
             // Cold: serve what the tiers have at once; warm the mirror behind.
+            cold = Some(self.with_repo(&key, |st| ColdServe::new(&st.snap.cold_serves)));
             let me = self.clone();
             let k = key.clone();
             glommio::spawn_local(async move {
@@ -212,7 +217,6 @@ impl Shard {
                     glommio::spawn_local(async move { me.write_pointer(&k, &updated).await }).detach();
                 }
             }
-            let cold = (!st.ready).then(|| ColdServe::new(&st.snap.cold_serves));
             return Ok(SnapshotAnswer::Stored {
                 object: snapshot_object(&key, &p.commit),
                 commit: p.commit,
