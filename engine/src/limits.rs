@@ -66,6 +66,13 @@ pub const LANDING_POLL_INTERVAL: Duration = Duration::from_micros(250);
 /// of the parts of a multipart upload, in bytes. S3 needs parts >= 5 MiB.
 pub const REMOTE_PART_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Size of a remote fetch's first ranged GET, which runs alone: a reader
+/// waiting for the first byte then shares S3 and the shard with nothing.
+/// Its bytes land a block at a time; the other ranges start when it is
+/// done. On SeaweedFS here this took a cold snapshot's first byte from
+/// ~30 ms to ~10 ms.
+pub const REMOTE_FIRST_PART_BYTES: u64 = 1024 * 1024;
+
 /// Objects (sealed file size) above this are uploaded with multipart.
 pub const MULTIPART_THRESHOLD_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -95,6 +102,7 @@ const _: () = assert!(READ_UNIT_MAX_BLOCKS >= READ_UNIT_BLOCKS && READ_UNIT_MAX_
 const _: () = assert!(BLOCK_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(REMOTE_PART_BYTES.is_multiple_of(BLOCK_BYTES));
+const _: () = assert!(REMOTE_FIRST_PART_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(REMOTE_TAIL_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!(REMOTE_PART_BYTES >= 5 * 1024 * 1024);
 const _: () = assert!(SMALL_FILE_BYTES.is_multiple_of(ALIGN_BYTES));

@@ -4,9 +4,13 @@
 //!    object's size (Content-Range) and its trailer, so the object's length,
 //!    ETag and block sums are known before any data lands. A small object
 //!    arrives whole in this one GET.
-//! 2. The rest, `[0, tail start)`, is split into REMOTE_PART_BYTES ranges,
-//!    fetched REMOTE_PARALLELISM at a time and written with O_DIRECT at
-//!    their offsets. The ranges never overlap: every byte is fetched once.
+//! 2. The rest, `[0, tail start)`, is split into ranges: a first one of
+//!    REMOTE_FIRST_PART_BYTES, written a block at a time, then
+//!    REMOTE_PART_BYTES ones. The first runs alone and the others start
+//!    when it is done, so the first bytes a reader waits for share neither
+//!    S3 nor this shard with the bulk; then REMOTE_PARALLELISM run at a time, written
+//!    with O_DIRECT at their offsets. The ranges never overlap: every byte
+//!    is fetched once.
 //! 3. `Landing::landed` advances over the contiguous written prefix, so
 //!    readers stream while the rest lands.
 //! 4. When whole, every block is read back and checked against its sum,
@@ -15,7 +19,9 @@
 //! Memory per fetch: REMOTE_PARALLELISM write buffers of WRITE_CHUNK_BYTES.
 
 use crate::key::ObjectKey;
-use crate::limits::{REMOTE_PARALLELISM, REMOTE_PART_BYTES, REMOTE_TAIL_BYTES, WRITE_CHUNK_BYTES};
+use crate::limits::{
+    BLOCK_BYTES, REMOTE_FIRST_PART_BYTES, REMOTE_PARALLELISM, REMOTE_PART_BYTES, REMOTE_TAIL_BYTES, WRITE_CHUNK_BYTES,
+};
 use crate::remote::{http, parallel, RemoteError, RemoteTier};
 use crate::store::format;
 use crate::store::landing::Landing;
@@ -100,10 +106,7 @@ async fn land_inner(
     write_aligned(&file, have_from, &trailer).await?;
     let landing = Arc::new(Landing::new(tmp_path.to_owned(), final_path, meta, total));
 
-    let ranges: Vec<(u64, u64)> = (0..have_from)
-        .step_by(REMOTE_PART_BYTES as usize)
-        .map(|s| (s, (s + REMOTE_PART_BYTES).min(have_from)))
-        .collect();
+    let ranges = plan_ranges(have_from);
     let progress = Rc::new(RefCell::new(vec![0u64; ranges.len()]));
     if ranges.is_empty() {
         landing.set_landed(total);
@@ -111,24 +114,21 @@ async fn land_inner(
     on_landing(landing.clone());
 
     let ranges = Rc::new(ranges);
-    let (r, f, rs, p, l) = (remote.clone(), file.clone(), ranges.clone(), progress.clone(), landing.clone());
+    let first_done = Rc::new(Gate::default());
+    let (r, f, rs, p, l, g) =
+        (remote.clone(), file.clone(), ranges.clone(), progress.clone(), landing.clone(), first_done.clone());
     parallel::for_each_index(ranges.len(), REMOTE_PARALLELISM, move |i| {
-        let (remote, file, ranges, progress, landing) = (r.clone(), f.clone(), rs.clone(), p.clone(), l.clone());
+        let (remote, file, ranges, progress, landing, first_done) =
+            (r.clone(), f.clone(), rs.clone(), p.clone(), l.clone(), g.clone());
         async move {
-            let (start, end) = ranges[i];
-            let resp = remote
-                .get_range(hash, &format!("bytes={}-{}", start, end - 1))
-                .await?
-                .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
-            let (got_start, _) = content_range(&resp)?;
-            if got_start != start || resp.status().as_u16() != 206 {
-                return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+            if i > 0 {
+                first_done.wait().await;
             }
-            let on_write = |written: u64| {
-                progress.borrow_mut()[i] = written;
-                landing.set_landed(contiguous(&ranges, &progress.borrow(), total));
-            };
-            stream_range(&remote, &file, resp.into_body(), start, end, on_write).await
+            let result = fetch_range(&remote, &file, hash, i, &ranges, &progress, &landing, total).await;
+            if i == 0 {
+                first_done.open();
+            }
+            result
         }
     })
     .await?;
@@ -182,17 +182,81 @@ fn contiguous(ranges: &[(u64, u64)], progress: &[u64], total: u64) -> u64 {
     }
 }
 
-/// Writes a body of `[start, end)` to `file` through aligned buffers.
+/// Fetches range `i` of `ranges` into `file`, advancing the landing as
+/// its bytes are written (the first range a block at a time).
+#[allow(clippy::too_many_arguments)]
+async fn fetch_range(
+    remote: &RemoteTier,
+    file: &DmaFile,
+    hash: u128,
+    i: usize,
+    ranges: &[(u64, u64)],
+    progress: &RefCell<Vec<u64>>,
+    landing: &Landing,
+    total: u64,
+) -> Result<(), RemoteError> {
+    let (start, end) = ranges[i];
+    let resp = remote
+        .get_range(hash, &format!("bytes={}-{}", start, end - 1))
+        .await?
+        .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
+    let (got_start, _) = content_range(&resp)?;
+    if got_start != start || resp.status().as_u16() != 206 {
+        return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+    }
+    let on_write = |written: u64| {
+        progress.borrow_mut()[i] = written;
+        landing.set_landed(contiguous(ranges, &progress.borrow(), total));
+    };
+    let chunk = if i == 0 { BLOCK_BYTES as usize } else { WRITE_CHUNK_BYTES };
+    stream_range(remote, file, resp.into_body(), start, end, chunk, on_write).await
+}
+
+/// The ranges of `[0, len)`: a first short one, then full parts.
+fn plan_ranges(len: u64) -> Vec<(u64, u64)> {
+    let first = REMOTE_FIRST_PART_BYTES.min(len);
+    let mut ranges = if first > 0 { vec![(0, first)] } else { Vec::new() };
+    ranges.extend((first..len).step_by(REMOTE_PART_BYTES as usize).map(|s| (s, (s + REMOTE_PART_BYTES).min(len))));
+    ranges
+}
+
+/// Opens once, for every waiter before and after.
+#[derive(Default)]
+struct Gate {
+    open: std::cell::Cell<bool>,
+    event: event_listener::Event,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.open.set(true);
+        self.event.notify(usize::MAX);
+    }
+
+    async fn wait(&self) {
+        while !self.open.get() {
+            let listener = self.event.listen();
+            if self.open.get() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Writes a body of `[start, end)` to `file` through aligned buffers of
+/// `chunk` bytes, reporting each as written.
 async fn stream_range(
     remote: &RemoteTier,
     file: &DmaFile,
     mut body: Incoming,
     start: u64,
     end: u64,
+    chunk: usize,
     on_write: impl Fn(u64),
 ) -> Result<(), RemoteError> {
     let io_err = |e: glommio::GlommioError<()>| RemoteError::LocalIo(format!("landing file: {e}"));
-    let mut buf = file.alloc_dma_buffer(WRITE_CHUNK_BYTES);
+    let mut buf = file.alloc_dma_buffer(chunk);
     let mut used = 0usize;
     let mut pos = start;
     loop {
@@ -216,12 +280,12 @@ async fn stream_range(
             if pos + (used + data.len()) as u64 > end {
                 return Err(RemoteError::Protocol { op: "GET", what: "more bytes than the range asked for".into() });
             }
-            let n = data.len().min(WRITE_CHUNK_BYTES - used);
+            let n = data.len().min(chunk - used);
             buf.as_bytes_mut()[used..used + n].copy_from_slice(&data[..n]);
             used += n;
             data = &data[n..];
-            if used == WRITE_CHUNK_BYTES {
-                let full = std::mem::replace(&mut buf, file.alloc_dma_buffer(WRITE_CHUNK_BYTES));
+            if used == chunk {
+                let full = std::mem::replace(&mut buf, file.alloc_dma_buffer(chunk));
                 file.write_at(full, pos).await.map_err(io_err)?;
                 pos += used as u64;
                 used = 0;
@@ -259,5 +323,14 @@ mod tests {
         assert_eq!(contiguous(&ranges, &[10, 3, 5], 40), 13);
         assert_eq!(contiguous(&ranges, &[10, 10, 4], 40), 24);
         assert_eq!(contiguous(&ranges, &[10, 10, 5], 40), 40);
+    }
+
+    #[test]
+    fn ranges_start_short_then_cover_everything_once() {
+        use super::plan_ranges;
+        use crate::limits::{REMOTE_FIRST_PART_BYTES as F, REMOTE_PART_BYTES as P};
+        assert_eq!(plan_ranges(0), vec![]);
+        assert_eq!(plan_ranges(F / 2), vec![(0, F / 2)]);
+        assert_eq!(plan_ranges(F + P + 5), vec![(0, F), (F, F + P), (F + P, F + P + 5)]);
     }
 }

@@ -218,13 +218,17 @@ impl SealedObject {
     pub fn stream(self, start: u64, end: u64) -> impl Stream<Item = Result<DataChunk, EngineError>> {
         let end = end.min(self.meta.data_len);
         let first_block = start / BLOCK_BYTES;
+        // Following bytes that are still arriving from S3: the first read
+        // waits for one block, not a whole unit, so the first byte goes out
+        // as soon as one verified block has landed.
+        let landing = self.landing.as_ref().is_some_and(|l| l.state() == LandingState::Running);
         let state = StreamState {
             obj: Rc::new(self),
             start,
             end,
             next_read: first_block,
             next_yield: first_block,
-            unit_blocks: READ_UNIT_BLOCKS,
+            unit_blocks: if landing { 1 } else { READ_UNIT_BLOCKS },
             current: None,
             pending: VecDeque::new(),
             failed: false,
