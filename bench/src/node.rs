@@ -100,6 +100,56 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyho
     Ok((status, resp[body_at..].to_vec()))
 }
 
+/// One request, timed: the status, the time to the first byte of the body
+/// (from the request's first byte sent), the bytes received in all, and the
+/// time to the last. The body is counted and dropped, so any size fits.
+pub struct Timed {
+    pub status: u16,
+    pub first_byte: Duration,
+    pub bytes: u64,
+    pub total: Duration,
+}
+
+pub fn timed_request(addr: SocketAddr, method: &str, path: &str, headers: &str, body: &[u8]) -> anyhow::Result<Timed> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(300)))?;
+    s.set_nodelay(true)?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let started = Instant::now();
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut head_buf = Vec::new();
+    let mut first_byte = None;
+    let mut bytes = 0u64;
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        if first_byte.is_none() {
+            head_buf.extend_from_slice(&buf[..n]);
+            if let Some(p) = head_buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if head_buf.len() > p + 4 {
+                    first_byte = Some(started.elapsed());
+                }
+            }
+        }
+        bytes += n as u64;
+    }
+    let total = started.elapsed();
+    let text = String::from_utf8_lossy(&head_buf[..head_buf.len().min(64)]).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
+    Ok(Timed { status, first_byte: first_byte.unwrap_or(total), bytes, total })
+}
+
 /// Deterministic incompressible bytes (xorshift), fast to make.
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
