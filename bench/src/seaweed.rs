@@ -31,6 +31,8 @@ impl Seaweed {
 
     /// Starts it in `dir` on free loopback ports and makes the bucket.
     pub fn start(dir: &Path) -> Result<Seaweed> {
+        // Fresh every run: an old bucket would answer the create with 409.
+        let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let s3: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
         let flag = |name: &str| -> Result<String> { Ok(format!("-{name}={}", free_port()?)) };
