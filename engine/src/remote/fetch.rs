@@ -107,26 +107,31 @@ async fn land_inner(
     let landing = Arc::new(Landing::new(tmp_path.to_owned(), final_path, meta, total));
 
     let ranges = plan_ranges(have_from);
-    let progress = Rc::new(RefCell::new(vec![0u64; ranges.len()]));
     if ranges.is_empty() {
         landing.set_landed(total);
     }
     on_landing(landing.clone());
 
-    let ranges = Rc::new(ranges);
-    let first_done = Rc::new(Gate::default());
-    let (r, f, rs, p, l, g) =
-        (remote.clone(), file.clone(), ranges.clone(), progress.clone(), landing.clone(), first_done.clone());
-    parallel::for_each_index(ranges.len(), REMOTE_PARALLELISM, move |i| {
-        let (remote, file, ranges, progress, landing, first_done) =
-            (r.clone(), f.clone(), rs.clone(), p.clone(), l.clone(), g.clone());
+    let fetch = Rc::new(RangeFetch {
+        remote: remote.clone(),
+        file: file.clone(),
+        hash,
+        progress: RefCell::new(vec![0u64; ranges.len()]),
+        ranges,
+        landing: landing.clone(),
+        total,
+        first_done: Gate::default(),
+    });
+    let count = fetch.ranges.len();
+    parallel::for_each_index(count, REMOTE_PARALLELISM, move |i| {
+        let fetch = fetch.clone();
         async move {
             if i > 0 {
-                first_done.wait().await;
+                fetch.first_done.wait().await;
             }
-            let result = fetch_range(&remote, &file, hash, i, &ranges, &progress, &landing, total).await;
+            let result = fetch.range(i).await;
             if i == 0 {
-                first_done.open();
+                fetch.first_done.open();
             }
             result
         }
@@ -182,34 +187,41 @@ fn contiguous(ranges: &[(u64, u64)], progress: &[u64], total: u64) -> u64 {
     }
 }
 
-/// Fetches range `i` of `ranges` into `file`, advancing the landing as
-/// its bytes are written (the first range a block at a time).
-#[allow(clippy::too_many_arguments)]
-async fn fetch_range(
-    remote: &RemoteTier,
-    file: &DmaFile,
+/// The ranged GETs of one landing and what they share.
+struct RangeFetch {
+    remote: Rc<RemoteTier>,
+    file: Rc<DmaFile>,
     hash: u128,
-    i: usize,
-    ranges: &[(u64, u64)],
-    progress: &RefCell<Vec<u64>>,
-    landing: &Landing,
+    ranges: Vec<(u64, u64)>,
+    /// Bytes written of each range.
+    progress: RefCell<Vec<u64>>,
+    landing: Arc<Landing>,
     total: u64,
-) -> Result<(), RemoteError> {
-    let (start, end) = ranges[i];
-    let resp = remote
-        .get_range(hash, &format!("bytes={}-{}", start, end - 1))
-        .await?
-        .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
-    let (got_start, _) = content_range(&resp)?;
-    if got_start != start || resp.status().as_u16() != 206 {
-        return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+    /// Opens when the first range is done (or failed).
+    first_done: Gate,
+}
+
+impl RangeFetch {
+    /// Fetches range `i` into the file, advancing the landing as its bytes
+    /// are written (the first range a block at a time).
+    async fn range(&self, i: usize) -> Result<(), RemoteError> {
+        let (start, end) = self.ranges[i];
+        let resp = self
+            .remote
+            .get_range(self.hash, &format!("bytes={}-{}", start, end - 1))
+            .await?
+            .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
+        let (got_start, _) = content_range(&resp)?;
+        if got_start != start || resp.status().as_u16() != 206 {
+            return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });
+        }
+        let on_write = |written: u64| {
+            self.progress.borrow_mut()[i] = written;
+            self.landing.set_landed(contiguous(&self.ranges, &self.progress.borrow(), self.total));
+        };
+        let chunk = if i == 0 { BLOCK_BYTES as usize } else { WRITE_CHUNK_BYTES };
+        stream_range(&self.remote, &self.file, resp.into_body(), start, end, chunk, on_write).await
     }
-    let on_write = |written: u64| {
-        progress.borrow_mut()[i] = written;
-        landing.set_landed(contiguous(ranges, &progress.borrow(), total));
-    };
-    let chunk = if i == 0 { BLOCK_BYTES as usize } else { WRITE_CHUNK_BYTES };
-    stream_range(remote, file, resp.into_body(), start, end, chunk, on_write).await
 }
 
 /// The ranges of `[0, len)`: a first short one, then full parts.

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 /// Copy buffer between the decompressor and a large file.
 const COPY_BUF_BYTES: usize = 256 << 10;
-/// Files up to this size go to the writer threads whole; larger ones are
+/// Files up to this size go to the writer thread whole; larger ones are
 /// streamed by the reading thread (memory stays bounded).
 const SMALL_FILE_BYTES: u64 = 256 << 10;
 /// Files queued for the writer: with SMALL_FILE_BYTES, at most 64 MiB.
@@ -48,9 +48,9 @@ struct Job {
     data: Vec<u8>,
 }
 
-/// What the writer shares with the reading thread.
+/// What the writer thread shares with the reading thread.
 #[derive(Default)]
-struct Writer {
+struct Shared {
     /// Jobs sent and not yet done (a hard link waits for zero).
     pending: AtomicUsize,
     first_error: Mutex<Option<ArchiveError>>,
@@ -70,16 +70,16 @@ pub struct Unpacked {
 /// empty), refusing every entry that could write or point outside it.
 pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<Unpacked, ArchiveError> {
     let dest = dest.canonicalize().map_err(|e| ArchiveError::Io { path: dest.to_owned(), source: e })?;
-    let writer_state = Writer::default();
+    let shared = Shared::default();
     let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_FILES);
     let (read, written) = std::thread::scope(|s| {
-        let writer = s.spawn(|| write_jobs(rx, &writer_state, &dest));
-        let read = read_entries(input, &dest, &tx, &writer_state);
+        let writer = s.spawn(|| write_jobs(rx, &shared, &dest));
+        let read = read_entries(input, &dest, &tx, &shared);
         drop(tx);
         (read, writer.join().expect("the writer thread panicked"))
     });
     let mut out = read?;
-    if let Some(e) = writer_state.first_error.lock().expect("not poisoned").take() {
+    if let Some(e) = shared.first_error.lock().expect("not poisoned").take() {
         return Err(e);
     }
     out.entries += written.len() as u64;
@@ -89,7 +89,7 @@ pub fn unpack_safely(input: impl Read, dest: &Path) -> Result<Unpacked, ArchiveE
 
 /// The writer thread: creates the files it is sent and returns their stat
 /// data. After the first error it only drains the queue.
-fn write_jobs(rx: crossbeam_channel::Receiver<Job>, w: &Writer, dest: &Path) -> Vec<(PathBuf, rfs::Stat)> {
+fn write_jobs(rx: crossbeam_channel::Receiver<Job>, w: &Shared, dest: &Path) -> Vec<(PathBuf, rfs::Stat)> {
     let mut stats = Vec::new();
     for job in rx {
         let failed = w.first_error.lock().expect("not poisoned").is_some();
@@ -126,8 +126,8 @@ fn write_file(dir: &OwnedFd, name: &OsStr, mode: u32, data: &mut dyn Read, buf: 
 }
 
 /// Waits until the writer has done every queued file.
-fn wait_for_writer(writer_state: &Writer) {
-    while writer_state.pending.load(Ordering::Acquire) > 0 {
+fn wait_for_writer(shared: &Shared) {
+    while shared.pending.load(Ordering::Acquire) > 0 {
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
 }
@@ -138,7 +138,7 @@ fn read_entries(
     input: impl Read,
     dest: &Path,
     tx: &crossbeam_channel::Sender<Job>,
-    writer_state: &Writer,
+    shared: &Shared,
 ) -> Result<Unpacked, ArchiveError> {
     let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
     let dec = zstd::stream::Decoder::new(input).map_err(corrupt)?;
@@ -148,6 +148,9 @@ fn read_entries(
     let mut symlinks = Vec::new();
     let mut buf = vec![0u8; COPY_BUF_BYTES];
     for entry in archive.entries().map_err(corrupt)? {
+        if shared.first_error.lock().expect("not poisoned").is_some() {
+            break; // the writer failed: its error is the answer
+        }
         let mut entry = entry.map_err(corrupt)?;
         let raw = entry.path().map_err(corrupt)?.into_owned();
         let name = raw.display().to_string();
@@ -175,7 +178,7 @@ fn read_entries(
             tar::EntryType::Regular | tar::EntryType::Continuous if entry.size() <= SMALL_FILE_BYTES => {
                 let mut data = Vec::with_capacity(entry.size() as usize);
                 entry.read_to_end(&mut data).map_err(corrupt)?;
-                writer_state.pending.fetch_add(1, Ordering::AcqRel);
+                shared.pending.fetch_add(1, Ordering::AcqRel);
                 let job = Job { dir: parent, name: file_name, rel, mode, data };
                 if tx.send(job).is_err() {
                     break; // the writer is gone; its error says why
@@ -214,7 +217,7 @@ fn read_entries(
                     symlinks.push(rel);
                 } else {
                     // The link's source may still be queued.
-                    wait_for_writer(writer_state);
+                    wait_for_writer(shared);
                     let src = inside(&resolved).expect("checked above");
                     let src_name = src.file_name().ok_or_else(|| unsafe_entry("a hard link to the target itself"))?;
                     let src_dir = tree.open_path(src.parent().unwrap_or(Path::new("")), &name)?;
@@ -230,7 +233,7 @@ fn read_entries(
     }
     // Links that each stay inside may still chain out (`a/b -> ..` then
     // `c -> a/b/..`): once the tree is whole, resolve every one.
-    wait_for_writer(writer_state);
+    wait_for_writer(shared);
     for rel in symlinks {
         if !resolves_inside(dest, &dest.join(&rel)) {
             return Err(ArchiveError::Unsafe {
