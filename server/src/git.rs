@@ -5,7 +5,8 @@
 //! bound), check its pkt-line framing, make sure every `want` is in the
 //! mirror (one fetch from the upstream if not), take an upload-pack slot
 //! (503 with Retry-After at once when the queue is full), then stream the
-//! process's stdout as the response. Pushes get 403: the cache is
+//! process's stdout as the response. A clone (wants, no haves) goes to
+//! `shared_pack.rs` instead: identical clones share one run. Pushes get 403: the cache is
 //! read-only. The client's Authorization header goes to the engine for the
 //! upstream and is never logged.
 
@@ -22,6 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 use trove_engine::repo::git::Git;
 use trove_engine::repo::{Need, RepoError, RepoKey};
+use trove_engine::stats::bump;
 use trove_engine::Shard;
 
 pub const GIT_PREFIX: &str = "/git/";
@@ -120,7 +122,7 @@ fn git_protocol<B>(req: &Request<B>) -> Option<String> {
     ok.then(|| v.to_owned())
 }
 
-fn upload_pack_cmd(protocol: Option<&str>, extra: &[&str], dir: &std::path::Path) -> Git {
+pub(crate) fn upload_pack_cmd(protocol: Option<&str>, extra: &[&str], dir: &std::path::Path) -> Git {
     let mut args = vec!["upload-pack", "--stateless-rpc"];
     args.extend_from_slice(extra);
     args.push(".");
@@ -186,14 +188,11 @@ async fn upload_pack(
         // "not our ref": fetch once from the upstream, then serve.
         mirror = shard.repo(key, auth, Need::Fetch).await.map_err(repo_error)?;
     }
-    let permit = shard.node.upload_packs.enter().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "every upload-pack slot and the queue are taken; retry after the Retry-After seconds",
-        )
-        .retry_after(RETRY_AFTER_SECS)
-    })?;
+    if trove_engine::repo::packcache::shareable(&body) {
+        return crate::shared_pack::serve(shard, key, &mirror, protocol, body).await;
+    }
+    let permit = upload_pack_slot(shard).await?;
+    bump(&shard.stats().upload_pack_runs, 1);
     let mut proc = upload_pack_cmd(protocol.as_deref(), &[], &mirror).spawn_streaming().map_err(repo_error)?;
     let mut stdin = proc.stdin.take().expect("spawned with a stdin");
     glommio::spawn_local(async move {
@@ -222,6 +221,19 @@ async fn upload_pack(
         .header(header::CACHE_CONTROL, "no-cache")
         .body(RespBody::bytes_stream(futures_lite::stream::unfold(stream, PackStream::next)))
         .expect("static response parts are valid"))
+}
+
+/// One of the node's upload-pack slots, waiting in the bounded queue; a
+/// 503 with Retry-After when the queue is full.
+pub(crate) async fn upload_pack_slot(shard: &Rc<Shard>) -> Result<trove_engine::repo::admission::Permit, ApiError> {
+    shard.node.upload_packs.enter().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "every upload-pack slot and the queue are taken; retry after the Retry-After seconds",
+        )
+        .retry_after(RETRY_AFTER_SECS)
+    })
 }
 
 /// upload-pack's stdout as a stream; the slot is held until it ends.

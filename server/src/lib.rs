@@ -19,6 +19,7 @@ pub mod limits;
 pub mod object;
 pub mod range;
 pub mod routes;
+pub mod shared_pack;
 pub mod snapshot;
 pub mod status;
 pub mod ttl;

@@ -42,6 +42,8 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "snapshot_builds": sum("snapshot_builds"),
             "bundle_builds": sum("bundle_builds"),
             "mirror_restores": sum("mirror_restores"),
+            "upload_pack_runs": sum("upload_pack_runs"),
+            "pack_cache_follows": sum("pack_cache_follows"),
         },
         "shards": shards.iter().enumerate().map(|(id, s)| {
             let mut m = serde_json::Map::new();

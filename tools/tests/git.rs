@@ -297,6 +297,66 @@ fn kill_9_during_a_clone_leaves_no_mirror_behind() {
     assert_eq!(published(&data), 1);
 }
 
+fn upload_pack_runs(node: &Node) -> u64 {
+    node.stats()["git"]["upload_pack_runs"].as_u64().expect("a number")
+}
+
+#[test]
+fn identical_clones_share_one_upload_pack_until_the_mirror_changes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    // Big enough that the followers join a run still being written.
+    std::fs::write(up.work.join("big"), bytes(5, 16 * 1024 * 1024)).expect("write");
+    let head = up.commit(1);
+    let node = node_for(dir.path(), &up, &[]);
+    let pack = node.url("/git/example.test/org/repo/git-upload-pack");
+    let clone_body = |sha: &str| {
+        let want = format!("want {sha} side-band-64k ofs-delta\n");
+        format!("{:04x}{want}00000009done\n", want.len() + 4).into_bytes()
+    };
+    assert_eq!(get(&format!("{}/info/refs?service=git-upload-pack", repo_url(&node))).status, 200);
+
+    // Six identical clone requests at once: one run, the same bytes.
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6).map(|_| s.spawn(|| http("POST", &pack, &[], clone_body(&head)))).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for r in &answers {
+        assert_eq!(r.status, 200);
+        assert!(r.body.len() > 16 << 20, "a whole pack: {} bytes", r.body.len());
+        assert!(r.body == answers[0].body, "every client gets the same response");
+    }
+    assert_eq!(upload_pack_runs(&node), 1);
+    assert_eq!(node.stats()["git"]["pack_cache_follows"], 5);
+    // Later, the same request is answered from the kept response.
+    assert!(http("POST", &pack, &[], clone_body(&head)).body == answers[0].body);
+    assert_eq!(upload_pack_runs(&node), 1);
+
+    // A fetch (it names a have) is never shared.
+    let base = git(&up.work, &["rev-list", "--max-parents=0", "HEAD"]);
+    let want = format!("want {head}\n");
+    let have = format!("have {base}\n");
+    let fetch = format!("{:04x}{want}0000{:04x}{have}0009done\n", want.len() + 4, have.len() + 4).into_bytes();
+    for _ in 0..2 {
+        assert_eq!(http("POST", &pack, &[], fetch.clone()).status, 200);
+    }
+    assert_eq!(upload_pack_runs(&node), 3);
+
+    // A new commit fetched into the mirror: kept responses are dropped.
+    let next = up.commit(1);
+    assert_eq!(http("POST", &pack, &[], clone_body(&next)).status, 200, "not our ref: one fetch, then served");
+    assert_eq!(upload_pack_runs(&node), 4);
+    let again = http("POST", &pack, &[], clone_body(&head));
+    assert_eq!(again.status, 200);
+    assert!(again.body.len() > 16 << 20, "a whole pack again");
+    assert_eq!(upload_pack_runs(&node), 5, "the mirror changed: the request runs again");
+
+    // And a stock clone through it works.
+    let c = dir.path().join("c");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), c.to_str().expect("utf8")]);
+    assert_eq!(git(&c, &["rev-parse", "HEAD"]), next);
+}
+
 #[test]
 fn past_the_upload_pack_queue_requests_get_503_at_once() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -306,13 +366,17 @@ fn past_the_upload_pack_queue_requests_get_503_at_once() {
     let node = node_for(dir.path(), &up, &["--max-upload-packs", "1", "--upload-pack-queue", "0"]);
     let url = repo_url(&node);
     assert_eq!(get(&format!("{url}/info/refs?service=git-upload-pack")).status, 200);
-    // A client that asks for the whole pack and never reads it holds the
-    // one slot: upload-pack blocks on its full stdout.
+    // A fetch (it names a have, so it runs alone) that asks for the big
+    // pack and never reads it holds the one slot: upload-pack blocks on its
+    // full stdout.
     let want = format!("want {head}\n");
     let body = format!("{:04x}{want}00000009done\n", want.len() + 4);
+    let base = git(&up.work, &["rev-list", "--max-parents=0", "HEAD"]);
+    let have = format!("have {base}\n");
+    let fetch = format!("{:04x}{want}0000{:04x}{have}0009done\n", want.len() + 4, have.len() + 4);
     let req = format!(
-        "POST /git/example.test/org/repo/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+        "POST /git/example.test/org/repo/git-upload-pack HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: {}\r\n\r\n{fetch}",
+        fetch.len()
     );
     let mut hog = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
     std::io::Write::write_all(&mut hog, req.as_bytes()).expect("send");

@@ -1,4 +1,6 @@
-//! An archive being built, and the readers that follow it.
+//! A file being written by one producer, and the readers that follow it:
+//! a snapshot being built, or a shared upload-pack response
+//! (`packcache.rs`).
 //!
 //! A snapshot is built once, on its repo's owner, by a thread that writes
 //! the tar.zst to a plain file under the owner's `tmp/` and advances a
@@ -50,9 +52,23 @@ impl Progress for Build {
 impl Build {
     /// Creates the (empty) file at `path`.
     pub fn create(commit: String, path: PathBuf) -> io::Result<Self> {
-        std::fs::File::create(&path)?;
-        let file = std::fs::File::open(&path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
         Ok(Self { commit, path, file, written: AtomicU64::new(0), state: AtomicU8::new(RUNNING) })
+    }
+
+    /// A descriptor to write the file through, valid even once the path is
+    /// unlinked.
+    pub fn writer(&self) -> io::Result<std::fs::File> {
+        self.file.try_clone()
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    pub fn failed(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FAILED
     }
 
     pub fn mark_done(&self, len: u64) {
@@ -89,9 +105,10 @@ impl Build {
                             let next = pos + b.len() as u64;
                             Some((Ok(b), (build, file, next)))
                         }
-                        Ok(_) => {
-                            Some((Err(io::Error::other("the snapshot file ended early")), (build, file, u64::MAX)))
-                        }
+                        Ok(_) => Some((
+                            Err(io::Error::other("the file being followed ended early")),
+                            (build, file, u64::MAX),
+                        )),
                         Err(e) => Some((Err(io::Error::other(e.to_string())), (build, file, u64::MAX))),
                     };
                 }
@@ -101,7 +118,10 @@ impl Build {
                         if pos == u64::MAX {
                             return None;
                         }
-                        return Some((Err(io::Error::other("the snapshot build failed")), (build, file, u64::MAX)));
+                        return Some((
+                            Err(io::Error::other("the file being followed was not finished: its writer failed")),
+                            (build, file, u64::MAX),
+                        ));
                     }
                     _ if pos == u64::MAX => return None,
                     _ => glommio::timer::sleep(FOLLOW_POLL).await,

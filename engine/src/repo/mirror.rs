@@ -56,6 +56,8 @@ pub struct RepoState {
     /// HEAD's commit after the last clone or fetch (None: not read yet).
     pub(crate) head: Option<String>,
     pub(crate) snap: crate::repo::snapshot::SnapshotState,
+    /// Responses shared by identical clone requests.
+    pub(crate) packs: crate::repo::packcache::PackTable,
 }
 
 #[derive(Clone, Copy)]
@@ -177,6 +179,8 @@ impl Shard {
         let Some(st) = repos.get_mut(&key.hash()) else { return };
         if result.is_ok() {
             st.head = head;
+            // The mirror may have changed: shared responses may be stale.
+            st.packs.clear();
         }
         let reply = match (&result, job) {
             (Ok(()), Job::Clone) => {
@@ -342,6 +346,7 @@ impl RepoState {
             retry: None,
             head: None,
             snap: Default::default(),
+            packs: Default::default(),
         }
     }
 }

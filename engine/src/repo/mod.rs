@@ -12,7 +12,8 @@
 //! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes
 //! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs`
 //! follows an archive being built; `admission.rs` bounds upload-pack
-//! processes. This module never speaks HTTP.
+//! processes; `packcache.rs` shares the response of identical clone
+//! requests. This module never speaks HTTP.
 
 pub mod admission;
 pub mod archive;
@@ -20,6 +21,7 @@ pub mod build;
 pub mod git;
 pub mod key;
 pub mod mirror;
+pub mod packcache;
 pub mod snapshot;
 pub mod unpack;
 

@@ -38,6 +38,14 @@ pub enum ShardRequest {
         stale: Option<String>,
         reply: oneshot::Sender<Result<crate::repo::snapshot::SnapshotAnswer, RepoError>>,
     },
+    /// Find (or, with `claim`, start) the shared response to clone request
+    /// `id` of a repo.
+    PackRun {
+        key: RepoKey,
+        id: u128,
+        claim: bool,
+        reply: oneshot::Sender<Result<Option<crate::repo::packcache::PackClaim>, RepoError>>,
+    },
 }
 
 /// The owner's answer to a fetch.

@@ -39,6 +39,9 @@ impl Shard {
             ShardRequest::Snapshot { key, auth, stale, reply } => {
                 let _ = reply.send(self.owner_snapshot(key, auth, stale).await);
             }
+            ShardRequest::PackRun { key, id, claim, reply } => {
+                let _ = reply.send(self.owner_pack_run(&key, id, claim));
+            }
         }
     }
 

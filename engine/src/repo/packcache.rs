@@ -1,0 +1,184 @@
+//! Responses to identical clone requests, made once.
+//!
+//! A clone asks upload-pack for its wants and says it has nothing; CI jobs
+//! cloning the same repo at once send the same bytes and would each cost a
+//! pack-objects of the whole repo. The repo's owner keys every such request
+//! by its protocol and body: the first asker claims the key and runs
+//! upload-pack into a file (a [`Build`]); every other asker, on any shard,
+//! follows that file as it grows. A finished response is kept for later
+//! identical requests until the mirror changes (every clone or fetch clears
+//! them), at most PACKS_KEPT per repo. A failed run is forgotten, so the
+//! next request runs again.
+//!
+//! Owns the per-repo table and the rule for what may be shared. It never
+//! shares a request that names haves (a fetch: its answer depends on what
+//! the client has), and never runs git itself: the HTTP face does.
+
+use crate::repo::build::Build;
+use crate::repo::key::RepoKey;
+use crate::repo::RepoError;
+use crate::shard::messages::ShardRequest;
+use crate::shard::Shard;
+use crate::stats::bump;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+
+/// Finished responses kept per repo (the newest).
+const PACKS_KEPT: usize = 4;
+
+/// One upload-pack response, being written or whole.
+pub struct PackRun {
+    pub build: Arc<Build>,
+    /// Why upload-pack failed, when it did (its last stderr line). A run
+    /// with an error is never shared again.
+    pub error: OnceLock<String>,
+}
+
+/// The owner's answer.
+pub enum PackClaim {
+    /// Run upload-pack into this run's file.
+    Claimed(Arc<PackRun>),
+    /// Another request runs (or ran) it: follow the file.
+    Follow(Arc<PackRun>),
+}
+
+/// A repo's shared responses, on its owner.
+#[derive(Default)]
+pub struct PackTable {
+    runs: Vec<(u128, Arc<PackRun>)>,
+}
+
+impl PackTable {
+    /// Forgets every response (the mirror changed). Readers keep their
+    /// descriptors; the files go.
+    pub fn clear(&mut self) {
+        for (_, run) in self.runs.drain(..) {
+            let _ = std::fs::remove_file(&run.build.path);
+        }
+    }
+
+    fn find(&mut self, id: u128) -> Option<Arc<PackRun>> {
+        self.runs.retain(|(_, r)| {
+            let keep = !r.build.failed() && r.error.get().is_none();
+            if !keep {
+                let _ = std::fs::remove_file(&r.build.path);
+            }
+            keep
+        });
+        self.runs.iter().find(|(k, _)| *k == id).map(|(_, r)| r.clone())
+    }
+
+    fn insert(&mut self, id: u128, run: Arc<PackRun>) {
+        if self.runs.len() >= PACKS_KEPT {
+            // The oldest finished one makes room; running ones stay.
+            if let Some(i) = self.runs.iter().position(|(_, r)| r.build.len_if_done().is_some()) {
+                let (_, old) = self.runs.remove(i);
+                let _ = std::fs::remove_file(&old.build.path);
+            }
+        }
+        self.runs.push((id, run));
+    }
+}
+
+/// Whether a request body (pkt-lines) may share its response: it wants
+/// something and has nothing.
+pub fn shareable(body: &[u8]) -> bool {
+    let mut wants = false;
+    let mut rest = body;
+    while rest.len() >= 4 {
+        let Some(len) = std::str::from_utf8(&rest[..4]).ok().and_then(|h| usize::from_str_radix(h, 16).ok()) else {
+            return false;
+        };
+        if len < 4 {
+            rest = &rest[4..]; // flush, delimiter, response-end
+            continue;
+        }
+        let Some(line) = rest.get(4..len) else { return false };
+        if line.starts_with(b"have ") {
+            return false;
+        }
+        wants |= line.starts_with(b"want ") || line.starts_with(b"want-ref ");
+        rest = &rest[len..];
+    }
+    wants && rest.is_empty()
+}
+
+/// The key of a request: its protocol (Git-Protocol header) and body.
+pub fn request_id(protocol: Option<&str>, body: &[u8]) -> u128 {
+    let mut bytes = protocol.unwrap_or("").as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(body);
+    xxhash_rust::xxh3::xxh3_128(&bytes)
+}
+
+impl Shard {
+    /// The shared response to request `id` of `key`, on any shard: asks the
+    /// owner. With `claim`, a request nobody runs yet is claimed for the
+    /// caller; without, `None` says there is none.
+    pub async fn pack_run(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        id: u128,
+        claim: bool,
+    ) -> Result<Option<PackClaim>, RepoError> {
+        let owner = key.owner(self.nr_shards());
+        let answer = if owner == self.id {
+            self.owner_pack_run(key, id, claim)?
+        } else {
+            let key = key.clone();
+            self.call(owner, move |reply| ShardRequest::PackRun { key, id, claim, reply })
+                .await
+                .map_err(|_| RepoError::ShardGone(owner))??
+        };
+        if let Some(PackClaim::Follow(_)) = &answer {
+            bump(&self.stats().pack_cache_follows, 1);
+        }
+        Ok(answer)
+    }
+
+    /// The owner's side of [`Shard::pack_run`].
+    pub(crate) fn owner_pack_run(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        id: u128,
+        claim: bool,
+    ) -> Result<Option<PackClaim>, RepoError> {
+        let path = self.layout().tmp_path(self.id).with_extension("pack-response");
+        self.with_repo(key, |st| {
+            if let Some(run) = st.packs.find(id) {
+                return Ok(Some(PackClaim::Follow(run)));
+            }
+            if !claim {
+                return Ok(None);
+            }
+            let build = Build::create(format!("{id:032x}"), path)
+                .map_err(|e| RepoError::Io(format!("creating a pack response file: {e}")))?;
+            let run = Arc::new(PackRun { build: Arc::new(build), error: OnceLock::new() });
+            st.packs.insert(id, run.clone());
+            Ok(Some(PackClaim::Claimed(run)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shareable;
+
+    fn pkt(s: &str) -> String {
+        format!("{:04x}{s}", s.len() + 4)
+    }
+
+    #[test]
+    fn clones_share_and_fetches_do_not() {
+        let want = pkt("want 0123456789012345678901234567890123456789 side-band-64k\n");
+        let have = pkt("have 0123456789012345678901234567890123456789\n");
+        let done = pkt("done\n");
+        assert!(shareable(format!("{want}0000{done}").as_bytes()));
+        let v2 = format!("{}{}0001{want}{done}0000", pkt("command=fetch\n"), pkt("agent=git/2.47\n"));
+        assert!(shareable(v2.as_bytes()));
+        assert!(!shareable(format!("{want}0000{have}{done}").as_bytes()), "a fetch names haves");
+        assert!(!shareable(format!("{}0000", pkt("command=ls-refs\n")).as_bytes()), "nothing wanted");
+        assert!(!shareable(b"zzzzgarbage"), "not pkt-lines");
+        assert!(!shareable(format!("{want}00").as_bytes()), "cut short");
+    }
+}
