@@ -22,6 +22,7 @@ pub mod hot;
 pub mod index;
 pub mod landing;
 pub mod lru;
+pub mod mapped;
 pub mod read;
 pub mod recover;
 pub mod write;
