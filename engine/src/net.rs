@@ -39,14 +39,11 @@ impl RawSocket for glommio::net::TcpStream {
 /// A glommio stream as a hyper connection.
 pub struct HyperIo<T> {
     inner: T,
-    /// A write through glommio went Pending: its readiness poll is armed,
-    /// and the next write must go through glommio too.
-    glommio_pending: bool,
 }
 
 impl<T> HyperIo<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, glommio_pending: false }
+        Self { inner }
     }
 
     pub fn into_inner(self) -> T {
@@ -78,67 +75,9 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     }
 }
 
-impl<T: AsyncWrite + RawSocket + Unpin> HyperIo<T> {
-    /// Writes through glommio, which waits for room on the ring. A mapped
-    /// buffer is offered one byte at a time here, so at most one byte of it
-    /// is copied; the rest goes with sendfile once there is room.
-    fn poll_glommio(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mapped = crate::store::mapped::sendfile_source(buf).is_some();
-        let buf = if mapped { &buf[..buf.len().min(1)] } else { buf };
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.glommio_pending = r.is_pending();
-        r
-    }
-
-    /// Sends `bytes`, a checked mapping of `file` at `off`, with sendfile:
-    /// the kernel takes the page-cache pages, no copy. The socket is
-    /// blocking for glommio's sake (it polls on the ring and sends with
-    /// MSG_DONTWAIT), so it is made non-blocking for this one call.
-    fn poll_sendfile(
-        &mut self,
-        cx: &mut Context<'_>,
-        sock: RawFd,
-        bytes: &[u8],
-        file: RawFd,
-        off: u64,
-    ) -> Poll<io::Result<usize>> {
-        // SAFETY: the socket belongs to `self.inner`; the file to the live
-        // mapping `bytes` lies in. Both outlive this call.
-        let (sock_fd, file_fd) = unsafe { (BorrowedFd::borrow_raw(sock), BorrowedFd::borrow_raw(file)) };
-        let sent = (|| {
-            let flags = rustix::fs::fcntl_getfl(sock_fd)?;
-            rustix::fs::fcntl_setfl(sock_fd, flags | rustix::fs::OFlags::NONBLOCK)?;
-            let mut at = off;
-            let sent = rustix::fs::sendfile(sock_fd, file_fd, Some(&mut at), bytes.len());
-            rustix::fs::fcntl_setfl(sock_fd, flags)?;
-            sent
-        })();
-        match sent {
-            Ok(n) if n > 0 => Poll::Ready(Ok(n)),
-            // Full (or, never expected, nothing sent): glommio waits for room.
-            Ok(_) | Err(rustix::io::Errno::AGAIN) => {
-                // Woken by whichever comes first: glommio's readiness poll,
-                // or the retry timer (see SENDFILE_RETRY_INTERVAL).
-                let waker = cx.waker().clone();
-                glommio::spawn_local(async move {
-                    glommio::timer::sleep(crate::limits::SENDFILE_RETRY_INTERVAL).await;
-                    waker.wake();
-                })
-                .detach();
-                self.poll_glommio(cx, bytes)
-            }
-            Err(e) => Poll::Ready(Err(e.into())),
-        }
-    }
-}
-
 impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let source = crate::store::mapped::sendfile_source(buf);
-        match (self.glommio_pending, self.inner.raw_socket(), source) {
-            (false, Some(sock), Some((file, off))) if !buf.is_empty() => self.poll_sendfile(cx, sock, buf, file, off),
-            _ => self.poll_glommio(cx, buf),
-        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -146,29 +85,20 @@ impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let bufs = &bufs[bufs.iter().take_while(|b| b.is_empty()).count()..];
-        let first = bufs.first().map(|b| &**b).unwrap_or(&[]);
-        let raw = match self.inner.raw_socket() {
-            Some(raw) if !self.glommio_pending && !first.is_empty() => raw,
-            _ => return self.poll_glommio(cx, first),
-        };
-        if let Some((file, off)) = crate::store::mapped::sendfile_source(first) {
-            return self.poll_sendfile(cx, raw, first, file, off);
-        }
-        // The buffers up to the first mapped one, in one sendmsg.
-        let plain = bufs.iter().take_while(|b| crate::store::mapped::sendfile_source(b).is_none()).count();
-        if bufs[..plain].iter().filter(|b| !b.is_empty()).count() > 1 {
+        let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
+        if let (true, Some(raw)) = (nonempty > 1, self.inner.raw_socket()) {
             // SAFETY: the fd belongs to `self.inner`, which outlives this call.
             let fd = unsafe { BorrowedFd::borrow_raw(raw) };
             let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-            match rustix::net::sendmsg(fd, &bufs[..plain], &mut Default::default(), flags) {
+            match rustix::net::sendmsg(fd, bufs, &mut Default::default(), flags) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(rustix::io::Errno::AGAIN) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
         }
         // One buffer, or the socket is full: glommio waits for readiness.
-        self.poll_glommio(cx, first)
+        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &**b).unwrap_or(&[]);
+        Pin::new(&mut self.inner).poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {

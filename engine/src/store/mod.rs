@@ -22,7 +22,6 @@ pub mod hot;
 pub mod index;
 pub mod landing;
 pub mod lru;
-pub mod mapped;
 pub mod read;
 pub mod recover;
 pub mod write;

@@ -9,21 +9,15 @@
 //! and doubles per read up to 4 MiB, so a short range stays cheap and a long
 //! stream issues the large requests the disk streams best. A stream holds at
 //! most READ_AHEAD_UNITS units in memory.
-//!
-//! A long range (at least MAPPED_MIN_BYTES) of a sealed file that is not
-//! landing goes through the page cache instead (`mapped.rs`): each unit is
-//! checked on the shard's blocking thread and sent with `sendfile`, with no
-//! copy through user space.
 
 use crate::error::EngineError;
 use crate::limits::{
-    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, MAPPED_MIN_BYTES, READ_AHEAD_UNITS, READ_UNIT_BLOCKS,
-    READ_UNIT_MAX_BLOCKS, SMALL_FILE_BYTES,
+    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, READ_UNIT_MAX_BLOCKS,
+    SMALL_FILE_BYTES,
 };
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::{FileVersion, HotObject};
 use crate::store::landing::{Landing, LandingState};
-use crate::store::mapped::{self, MappedUnit, VerifiedUnit};
 use bytes::Buf;
 use futures_lite::Stream;
 use glommio::io::{DmaFile, ReadResult};
@@ -33,13 +27,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Bytes of a sealed file: a DMA read buffer, a memory-tier copy, or a
-/// checked page-cache mapping (sent with `sendfile`).
+/// Bytes of a sealed file: a DMA read buffer, or a memory-tier copy.
 #[derive(Clone)]
 enum FileBytes {
     Dma(ReadResult),
     Heap(bytes::Bytes),
-    Mapped(Rc<MappedUnit>),
 }
 
 impl std::ops::Deref for FileBytes {
@@ -49,7 +41,6 @@ impl std::ops::Deref for FileBytes {
         match self {
             FileBytes::Dma(b) => b,
             FileBytes::Heap(b) => b,
-            FileBytes::Mapped(m) => m,
         }
     }
 }
@@ -231,10 +222,6 @@ impl SealedObject {
         // waits for one block, not a whole unit, so the first byte goes out
         // as soon as one verified block has landed.
         let landing = self.landing.as_ref().is_some_and(|l| l.state() == LandingState::Running);
-        let plain = match &self.file {
-            Some(f) if self.landing.is_none() && end.saturating_sub(start) >= MAPPED_MIN_BYTES => reopen_plain(f),
-            _ => None,
-        };
         let state = StreamState {
             obj: Rc::new(self),
             start,
@@ -245,7 +232,6 @@ impl SealedObject {
             current: None,
             pending: VecDeque::new(),
             failed: false,
-            plain,
         };
         futures_lite::stream::unfold(state, |mut st| async move {
             let item = st.next().await?;
@@ -255,7 +241,7 @@ impl SealedObject {
 }
 
 /// One read unit in flight.
-type UnitRead = glommio::Task<Result<FileBytes, EngineError>>;
+type UnitRead = glommio::Task<Result<ReadResult, EngineError>>;
 
 struct StreamState {
     obj: Rc<SealedObject>,
@@ -271,9 +257,6 @@ struct StreamState {
     /// Read units in flight, in order, with their first block and block count.
     pending: VecDeque<(u64, u64, UnitRead)>,
     failed: bool,
-    /// The same file without O_DIRECT, when this stream goes through the
-    /// page cache.
-    plain: Option<Arc<std::fs::File>>,
 }
 
 impl StreamState {
@@ -298,7 +281,7 @@ impl StreamState {
                         self.pending.pop_front().expect("read-ahead keeps the next unit queued");
                     debug_assert_eq!(first, block);
                     match task.await {
-                        Ok(b) => self.current = Some((first, blocks, b)),
+                        Ok(b) => self.current = Some((first, blocks, FileBytes::Dma(b))),
                         Err(e) => {
                             self.failed = true;
                             return Some(Err(e));
@@ -313,11 +296,7 @@ impl StreamState {
             self.failed = true;
             return Some(Err(self.corrupt(format!("block {block} is short")).await));
         }
-        let verified = match &buf {
-            FileBytes::Mapped(_) => Ok(()), // checked whole on the blocking thread
-            _ => format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]),
-        };
-        if let Err(e) = verified {
+        if let Err(e) = format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]) {
             self.failed = true;
             return Some(Err(self.corrupt(e.to_string()).await));
         }
@@ -336,23 +315,19 @@ impl StreamState {
             let pos = first * BLOCK_BYTES;
             let len = format::align_up((self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES));
             let obj = self.obj.clone();
-            let task = match &self.plain {
-                Some(plain) => {
-                    let data = (self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES) as usize;
-                    glommio::spawn_local(map_unit(obj, plain.clone(), first, data))
-                }
-                None => glommio::spawn_local(async move {
+            self.pending.push_back((
+                first,
+                blocks,
+                glommio::spawn_local(async move {
                     if let Some(landing) = &obj.landing {
                         wait_landed(landing, pos + len).await?;
                     }
                     let file = obj.file.as_ref().expect("objects not read whole keep their file open");
                     file.read_at_aligned(pos, len as usize)
                         .await
-                        .map(FileBytes::Dma)
                         .map_err(|e| EngineError::glommio("reading", &obj.path, e))
                 }),
-            };
-            self.pending.push_back((first, blocks, task));
+            ));
             self.next_read += blocks;
         }
     }
@@ -363,46 +338,6 @@ impl StreamState {
             remove_corrupt(&self.obj.path).await;
         }
         EngineError::Corrupt { path: self.obj.path.clone(), what }
-    }
-}
-
-/// The same open file without O_DIRECT, for a stream through the page
-/// cache; None (the stream stays on O_DIRECT) where that cannot be had.
-/// Opening through /proc reaches the very inode, even if it was unlinked
-/// since, and touches no disk.
-fn reopen_plain(file: &DmaFile) -> Option<Arc<std::fs::File>> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
-    std::fs::File::open(format!("/proc/self/fd/{fd}")).ok().map(Arc::new)
-}
-
-/// Maps, locks and checks one unit on the shard's blocking thread, then
-/// takes it onto this shard. The unit travels through a slot, not the
-/// blocking call's result (which glommio never drops if its waiter is
-/// gone), so a stream dropped meanwhile still unmaps it.
-async fn map_unit(
-    obj: Rc<SealedObject>,
-    plain: Arc<std::fs::File>,
-    first: u64,
-    len: usize,
-) -> Result<FileBytes, EngineError> {
-    type Slot = Arc<std::sync::Mutex<Option<Result<VerifiedUnit, mapped::MapError>>>>;
-    let slot: Slot = Arc::default();
-    let (out, sums) = (slot.clone(), obj.meta.block_sums.clone());
-    glommio::executor()
-        .spawn_blocking(move || {
-            let unit = mapped::map_verified(plain, first * BLOCK_BYTES, len, first, &sums);
-            *out.lock().expect("not poisoned") = Some(unit);
-        })
-        .await;
-    let unit = slot.lock().expect("not poisoned").take().expect("the blocking call filled the slot");
-    match unit {
-        Ok(unit) => Ok(FileBytes::Mapped(Rc::new(MappedUnit::adopt(unit)))),
-        Err(mapped::MapError::Map(e)) => Err(EngineError::io("mapping", &obj.path, e)),
-        Err(mapped::MapError::Checksum(e)) => {
-            tracing::error!(path = %obj.path.display(), what = %e, "checksum mismatch; removing object");
-            remove_corrupt(&obj.path).await;
-            Err(EngineError::Corrupt { path: obj.path.clone(), what: e.to_string() })
-        }
     }
 }
 
