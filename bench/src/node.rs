@@ -90,14 +90,15 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyho
     s.write_all(body)?;
     let mut resp = Vec::new();
     s.read_to_end(&mut resp)?;
-    let text = String::from_utf8_lossy(&resp[..resp.len().min(64)]).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
+    let status = status_of(&resp)?;
     let body_at = resp.windows(4).position(|w| w == b"\r\n\r\n").map_or(resp.len(), |p| p + 4);
     Ok((status, resp[body_at..].to_vec()))
+}
+
+/// The status code of a response that starts with `resp`.
+fn status_of(resp: &[u8]) -> anyhow::Result<u16> {
+    let text = String::from_utf8_lossy(&resp[..resp.len().min(64)]);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad response: {text}"))
 }
 
 /// One request, timed: the status, the time to the first byte of the body
@@ -141,12 +142,7 @@ pub fn timed_request(addr: SocketAddr, method: &str, path: &str, headers: &str, 
         bytes += n as u64;
     }
     let total = started.elapsed();
-    let text = String::from_utf8_lossy(&head_buf[..head_buf.len().min(64)]).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("bad response: {text}"))?;
+    let status = status_of(&head_buf)?;
     Ok(Timed { status, first_byte: first_byte.unwrap_or(total), bytes, total })
 }
 

@@ -6,9 +6,9 @@
 //! mirror (one fetch from the upstream if not), take an upload-pack slot
 //! (503 with Retry-After at once when the queue is full), then stream the
 //! process's stdout as the response. A clone (wants, no haves) goes to
-//! `shared_pack.rs` instead: identical clones share one run. Pushes get 403: the cache is
-//! read-only. The client's Authorization header goes to the engine for the
-//! upstream and is never logged.
+//! `shared_pack.rs` instead: identical clones share one run. Pushes get
+//! 403: the cache is read-only. The client's Authorization header goes to
+//! the engine for the upstream and is never logged.
 
 use crate::body::RespBody;
 use crate::error::ApiError;

@@ -105,10 +105,11 @@ pub fn shareable(body: &[u8]) -> bool {
 
 /// The key of a request: its protocol (Git-Protocol header) and body.
 pub fn request_id(protocol: Option<&str>, body: &[u8]) -> u128 {
-    let mut bytes = protocol.unwrap_or("").as_bytes().to_vec();
-    bytes.push(0);
-    bytes.extend_from_slice(body);
-    xxhash_rust::xxh3::xxh3_128(&bytes)
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(protocol.unwrap_or("").as_bytes());
+    h.update(&[0]);
+    h.update(body);
+    h.digest128()
 }
 
 impl Shard {
