@@ -104,7 +104,11 @@ impl Body for RespBody {
                         on_chunk(n);
                         Poll::Ready(Some(Ok(Frame::data(Chunk::Data(c)))))
                     }
-                    Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                    Poll::Ready(Some(Err(e))) => {
+                        // The head is sent: the client only sees the connection close.
+                        tracing::warn!(error = %e, left = *remaining, "a response body ended early");
+                        Poll::Ready(Some(Err(e)))
+                    }
                     Poll::Ready(None) => Poll::Ready(None),
                     Poll::Pending => Poll::Pending,
                 }

@@ -15,16 +15,33 @@ pub fn trove_bin() -> &'static str {
     env!("CARGO_BIN_EXE_trove")
 }
 
-/// A port that is free now, with port + 10000 free too (SeaweedFS binds
-/// its gRPC port there).
+/// A port that is free now and stays ours: with port + 10000 (SeaweedFS
+/// binds its gRPC port there), it is locked for the life of this test
+/// process, so tests running side by side never pick the same port. (A
+/// node's shards bind with SO_REUSEPORT: two nodes sharing a port would
+/// silently split each other's traffic.)
 pub fn free_port() -> u16 {
     loop {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
         let p = l.local_addr().expect("addr").port();
-        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+        if p < 55_000 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() && lock_port(p) && lock_port(p + 10_000) {
             return p;
         }
     }
+}
+
+/// Takes the machine-wide lock of `port` (an flock, released when this
+/// process exits, also when it is killed); false if another process has it.
+fn lock_port(port: u16) -> bool {
+    static HELD: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("trove-test-ports");
+    std::fs::create_dir_all(&dir).expect("port lock dir");
+    let file = std::fs::File::create(dir.join(port.to_string())).expect("port lock file");
+    if rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return false;
+    }
+    HELD.lock().expect("port locks").push(file);
+    true
 }
 
 pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -99,21 +116,38 @@ impl Node {
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.args)
-            .env("TROVE_LOG", "info")
+            .env("TROVE_LOG", "info,trove_server=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start trove serve");
         self.child = Some(child);
+        if !self.wait_ready() {
+            // Taken between our check and the node's bind (an outgoing
+            // connection's local port, say): start again on another.
+            self.port = free_port();
+            self.url = format!("http://127.0.0.1:{}", self.port);
+            self.spawn();
+        }
+    }
+
+    /// Waits until the node is ready; false if it exited because its port
+    /// was in use.
+    fn wait_ready(&mut self) -> bool {
         let url = self.url("/_readiness");
         let log_path = self.log.clone();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if get(&url).status == 200 {
-                return;
+                return true;
             }
             if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("node exited with {st} at start: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                if log.contains("already in use") {
+                    self.child = None;
+                    return false;
+                }
+                panic!("node exited with {st} at start: {log}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -179,8 +213,25 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+        if std::thread::panicking() {
+            // What the node saw is the first thing to read when a test fails.
+            let log = self.log_text();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(LOG_TAIL_LINES)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            eprintln!("---- last lines of node {} ({}) ----\n{tail}\n----", self.port, self.log.display());
+        }
     }
 }
+
+/// Lines of a node's log a failing test prints.
+const LOG_TAIL_LINES: usize = 60;
 
 /// A SeaweedFS server with its S3 gateway and one bucket.
 pub struct S3 {
@@ -400,11 +451,18 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) ->
     for (n, v) in headers {
         req = req.set(n, v);
     }
+    let started = Instant::now();
     let result = if body.is_empty() && method != "PUT" { req.call() } else { req.send_bytes(&body) };
     let resp = match result {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(ureq::Error::Transport(_)) => return Resp { status: 0, headers: vec![], body: vec![] },
+        Err(ureq::Error::Transport(t)) => {
+            // Probes of a server still starting fail here too: only slow failures are news.
+            if started.elapsed() > Duration::from_secs(1) {
+                eprintln!("{method} {url}: no response after {:?}: {t}", started.elapsed());
+            }
+            return Resp { status: 0, headers: vec![], body: vec![] };
+        }
     };
     let status = resp.status();
     let headers = resp
@@ -416,7 +474,9 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Vec<u8>) ->
         })
         .collect();
     let mut body = Vec::new();
-    let _ = resp.into_reader().read_to_end(&mut body);
+    if let Err(e) = resp.into_reader().read_to_end(&mut body) {
+        eprintln!("{method} {url}: {status}, body cut after {} bytes and {:?}: {e}", body.len(), started.elapsed());
+    }
     Resp { status, headers, body }
 }
 

@@ -196,3 +196,40 @@ fn settings_come_from_toml_and_environment() {
         Command::new(trove_bin()).args(["serve", "--config", toml.to_str().expect("utf8")]).output().expect("run");
     assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown field"), "typos in the file are reported");
 }
+
+#[test]
+fn a_second_node_on_a_taken_port_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Node::start(&dir.path().join("a"), &["--shards", "2"]);
+    assert_eq!(put(&first.object_url("ns", "k"), b"first".to_vec()).status, 201);
+    // The shards' SO_REUSEPORT would let a second node share the port and
+    // take half of the first one's connections: it must refuse instead.
+    let mut second = Command::new(trove_bin())
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", first.port), "--data-dir"])
+        .arg(dir.path().join("b"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run trove serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second node started on a port another node listens on");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    second.stderr.take().expect("piped").read_to_string(&mut err).expect("stderr");
+    assert!(!status.success());
+    assert!(err.contains("already in use"), "{err}");
+    // Every connection still reaches the first node.
+    for _ in 0..20 {
+        assert_eq!(get(&first.object_url("ns", "k")).body, b"first");
+    }
+}
