@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod index_stat;
+mod port_check;
 mod restore;
 mod serve;
 mod units;

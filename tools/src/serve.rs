@@ -8,7 +8,7 @@ use trove_server::ServerConfig;
 
 pub fn run(node: NodeConfig, server: ServerConfig) -> Result<()> {
     raise_fd_limit();
-    refuse_a_taken_address(server.listen)?;
+    crate::port_check::refuse_a_taken_address(server.listen)?;
     tracing::info!(
         listen = %server.listen,
         data_dir = %node.data_dir.display(),
@@ -42,23 +42,5 @@ fn raise_fd_limit() {
     let lim = getrlimit(Resource::Nofile);
     if let Some(max) = lim.maximum {
         let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
-    }
-}
-
-/// Fails if another process listens on `addr`. The shards bind with
-/// SO_REUSEPORT, which the kernel grants to any process of the same user:
-/// without this check a second node on the same port would start and
-/// silently take half of the first one's connections. A plain bind (no
-/// SO_REUSEPORT) fails while anyone listens there.
-fn refuse_a_taken_address(addr: std::net::SocketAddr) -> Result<()> {
-    match std::net::TcpListener::bind(addr) {
-        Ok(probe) => {
-            drop(probe);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            anyhow::bail!("{addr} is already in use by another process (another trove node?); stop it or pick a free --listen address")
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot listen on {addr}; check --listen"))),
     }
 }

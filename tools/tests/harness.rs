@@ -80,7 +80,7 @@ impl Node {
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: None,
         };
-        n.spawn();
+        n.first_spawn();
         n
     }
 
@@ -97,11 +97,19 @@ impl Node {
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: Some(cwd.to_owned()),
         };
-        n.spawn();
+        n.first_spawn();
         n
     }
 
     fn spawn(&mut self) {
+        let child = self.spawn_child();
+        self.child = Some(child);
+        if !self.wait_ready() {
+            panic!("node {} found its port taken: {}", self.port, self.log_text());
+        }
+    }
+
+    fn spawn_child(&self) -> Child {
         let log = std::fs::File::create(&self.log).expect("create node log");
         let mut cmd = Command::new(trove_bin());
         match &self.cwd {
@@ -112,23 +120,30 @@ impl Node {
                 .arg(self.data_dir.strip_prefix(cwd).expect("a relative node's data dir is under its cwd")),
             None => cmd.arg("serve").arg("--data-dir").arg(&self.data_dir),
         };
-        let child = cmd
-            .arg("--listen")
+        cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .args(&self.args)
             .env("TROVE_LOG", "info,trove_server=debug")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start trove serve");
-        self.child = Some(child);
-        if !self.wait_ready() {
-            // Taken between our check and the node's bind (an outgoing
-            // connection's local port, say): start again on another.
+            .expect("start trove serve")
+    }
+
+    /// Spawns the first time: a port taken between `free_port` and the
+    /// node's bind (an outgoing connection's local port, say) is swapped
+    /// for another. A restart keeps its port and must get it.
+    fn first_spawn(&mut self) {
+        for _ in 0..3 {
+            let child = self.spawn_child();
+            self.child = Some(child);
+            if self.wait_ready() {
+                return;
+            }
             self.port = free_port();
             self.url = format!("http://127.0.0.1:{}", self.port);
-            self.spawn();
         }
+        panic!("no free port for a node after 3 tries");
     }
 
     /// Waits until the node is ready; false if it exited because its port
