@@ -12,11 +12,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a Retry-After header (503s).
     pub retry_after: Option<u64>,
+    /// Ask for credentials (WWW-Authenticate on a 401).
+    pub authenticate: bool,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), retry_after: None, authenticate: false }
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
@@ -37,6 +39,10 @@ impl ApiError {
         let mut b = Response::builder();
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s);
+        }
+        if self.authenticate {
+            // What makes git ask its credential helper and try again.
+            b = b.header(http::header::WWW_AUTHENTICATE, "Basic realm=\"trove\"");
         }
         b.status(self.status)
             .header(http::header::CONTENT_TYPE, "application/json")

@@ -10,5 +10,6 @@ mod git;
 mod http_limits;
 mod lifecycle;
 mod object_api;
+mod private;
 mod remote;
 mod snapshot;

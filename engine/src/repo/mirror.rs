@@ -194,6 +194,11 @@ impl Shard {
                 st.checked_at = Some(Instant::now());
                 Ok(())
             }
+            (Err(e @ RepoError::Unauthorized(_)), Job::Clone) => {
+                // The asker's credentials, not the upstream, failed: the
+                // next asker (with good ones) must not wait out a backoff.
+                Err(e.clone())
+            }
             (Err(e), Job::Clone) => {
                 st.failures += 1;
                 let wait = BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
@@ -264,12 +269,16 @@ impl Shard {
             args.push("-c".into());
             args.push(format!("{k}={v}"));
         }
+        let url_for_check = url.clone();
         args.extend(["--".into(), url, tmp.to_string_lossy().into_owned()]);
         let out = Git::new(args).auth(auth).run(Vec::new(), timeout).await;
         let result = async {
             let out = out?;
             if !out.ok() {
                 return Err(upstream_error(key, "git clone --mirror", &out.stderr));
+            }
+            if crate::repo::access::mark_if_private(&url_for_check, &tmp, auth).await? {
+                tracing::info!(repo = %key, "the upstream refuses anonymous reads: the mirror is private");
             }
             index_mirror(&tmp).await?;
             publish(&tmp, path)
@@ -324,6 +333,8 @@ impl Shard {
             .borrow()
             .values()
             .filter(|s| s.ready && s.waiters.is_none() && s.used_at.elapsed() < RECENT_USE)
+            // A private repo is fetched with a client's credentials, when one asks.
+            .filter(|s| !crate::repo::access::is_private(&mirror_path(self, &s.key)))
             .map(|s| s.key.clone())
             .collect();
         for key in recent {
@@ -416,6 +427,9 @@ fn upstream_error(key: &RepoKey, what: &str, stderr: &str) -> RepoError {
     let s = stderr.to_ascii_lowercase();
     if s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains("does not exist") {
         return RepoError::UpstreamNotFound(key.canonical());
+    }
+    if s.contains("authentication failed") || s.contains("could not read username") {
+        return RepoError::Unauthorized(key.canonical());
     }
     RepoError::Git { what: what.to_owned(), stderr: stderr.trim().lines().last().unwrap_or("").to_owned() }
 }

@@ -15,6 +15,7 @@
 //! processes; `packcache.rs` shares the response of identical clone
 //! requests. This module never speaks HTTP.
 
+pub mod access;
 pub mod admission;
 pub mod archive;
 pub mod build;
@@ -96,6 +97,10 @@ pub enum RepoError {
     Backoff { key: String, cause: String, retry_in: Duration },
     #[error("local mirror I/O failed: {0}")]
     Io(String),
+    #[error(
+        "{0} is private: send credentials the upstream accepts (a git credential helper, or an Authorization header)"
+    )]
+    Unauthorized(String),
     #[error("shard {0} is shutting down or gone; retry")]
     ShardGone(u16),
     #[error("the repo {0} has no commits yet: there is nothing to snapshot")]

@@ -48,6 +48,10 @@ pub struct Pointer {
     /// The newest HEAD a node has seen, to advertise a bundle on the cold
     /// path, when no mirror is at hand to ask.
     pub head: String,
+    /// The repo's mirror is private (repo/access.rs): a cold node checks
+    /// the client's credentials before serving the snapshot.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// Counts the cold serves of a repo in flight (any shard); the mirror
@@ -73,9 +77,10 @@ pub enum SnapshotAnswer {
     /// Stored in the tiers. `head` is the mirror's HEAD when known (a bundle
     /// from `commit` to it is on offer when they differ). `cold` is held
     /// while a cold node serves it.
-    Stored { commit: String, object: ObjectKey, head: Option<String>, cold: Option<ColdServe> },
+    /// `private`: only for clients the upstream accepts (repo/access.rs).
+    Stored { commit: String, object: ObjectKey, head: Option<String>, cold: Option<ColdServe>, private: bool },
     /// Being built: follow it.
-    Building { build: Arc<Build>, head: Option<String> },
+    Building { build: Arc<Build>, head: Option<String>, private: bool },
 }
 
 /// What the owner's record of a repo holds about snapshots.
@@ -179,8 +184,10 @@ impl Shard {
             cold = Some(self.with_repo(&key, |st| ColdServe::new(&st.snap.cold_serves)));
             let me = self.clone();
             let k = key.clone();
+            // The asker's credentials: a private repo's mirror needs them.
+            let warm_auth = auth.clone();
             glommio::spawn_local(async move {
-                if let Err(e) = me.owner_repo(k.clone(), None, Need::Ready).await {
+                if let Err(e) = me.owner_repo(k.clone(), warm_auth, Need::Ready).await {
                     tracing::warn!(repo = %k, error = %e, "warming the mirror failed; the next request retries");
                 }
             })
@@ -203,6 +210,8 @@ impl Shard {
         let mut repos = self.repos.borrow_mut();
         let st = repos.get_mut(&hash).expect("the entry was made above");
         let head = mirror_head.clone().or_else(|| st.snap.pointer.as_ref().map(|p| p.head.clone()));
+        let private = crate::repo::access::is_private(&mirror_path(self, &key))
+            || st.snap.pointer.as_ref().is_some_and(|p| p.private);
         if let Some(p) = st.snap.pointer.clone() {
             if let Some(h) = &mirror_head {
                 let age = Duration::from_millis(crate::now_ms().saturating_sub(p.built_ms));
@@ -222,14 +231,15 @@ impl Shard {
                 commit: p.commit,
                 head,
                 cold,
+                private,
             });
         }
         if let Some(b) = &st.snap.building {
-            return Ok(SnapshotAnswer::Building { build: b.clone(), head });
+            return Ok(SnapshotAnswer::Building { build: b.clone(), head, private });
         }
         let commit = mirror_head.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
         let build = self.start_build(&mut st.snap, &key, commit)?;
-        Ok(SnapshotAnswer::Building { build, head })
+        Ok(SnapshotAnswer::Building { build, head, private })
     }
 
     fn start_build(
@@ -271,7 +281,12 @@ impl Shard {
         tracing::info!(repo = %key, commit = %build.commit, bytes = len, elapsed = ?started.elapsed(), "snapshot built");
         let object = snapshot_object(&key, &build.commit);
         let stored = self.put_file(&object, &build.path, true).await;
-        let pointer = Pointer { commit: build.commit.clone(), built_ms: crate::now_ms(), head: build.commit.clone() };
+        let pointer = Pointer {
+            commit: build.commit.clone(),
+            built_ms: crate::now_ms(),
+            head: build.commit.clone(),
+            private: crate::repo::access::is_private(&mirror_path(&self, &key)),
+        };
         match &stored {
             Ok(()) => self.write_pointer(&key, &pointer).await,
             Err(e) => tracing::warn!(repo = %key, error = %e, "storing the snapshot failed; it will be built again"),
@@ -386,6 +401,7 @@ impl Shard {
         base: &str,
     ) -> Result<BundleAnswer, RepoError> {
         let mirror = self.repo(key, auth.clone(), Need::Fresh).await?;
+        self.check_access(key, crate::repo::access::is_private(&mirror), auth.as_deref()).await?;
         let names = [format!("{base}^{{commit}}")];
         if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
             // Maybe newer than the mirror: fetch once before saying 404.

@@ -136,6 +136,7 @@ where
         flights: RefCell::new(HashMap::new()),
         pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),
         repos: RefCell::new(HashMap::new()),
+        access: RefCell::new(HashMap::new()),
         node: node.clone(),
     });
     shard.discover_mirrors().await;

@@ -1,0 +1,259 @@
+//! Private repos: a real `git http-backend` upstream behind a gateway that
+//! demands one bearer token. The cache must pass a client's credentials
+//! on (through the environment, never argv), never log them, and never
+//! hand the private mirror to a client the upstream would turn away.
+
+use crate::git::{git, Upstream};
+use crate::harness::*;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SECRET: &str = "tr0ve-s3cret-7f3a9c";
+
+/// What the gateway saw.
+#[derive(Default)]
+struct Seen {
+    authorized: usize,
+    refused: usize,
+    /// Command lines that held the secret while a request was in flight.
+    secret_in_argv: Vec<String>,
+}
+
+/// `git http-backend` (CGI) over HTTP/1.1, for requests that carry
+/// `Authorization: Bearer SECRET`; 401 for the rest.
+struct PrivateUpstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PrivateUpstream {
+    fn start(root: &Path) -> PrivateUpstream {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the gateway");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (s, st, root) = (stop.clone(), seen.clone(), root.to_owned());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (st, root) = (st.clone(), root.clone());
+                        std::thread::spawn(move || serve(conn, &root, &st));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        PrivateUpstream { port, stop, seen, thread: Some(thread) }
+    }
+}
+
+impl Drop for PrivateUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve(conn: TcpStream, root: &Path, seen: &Mutex<Seen>) {
+    let _ = conn.set_nonblocking(false);
+    let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.trim_end().split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let header = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = read_body(&mut reader, header("content-length"), header("transfer-encoding"));
+    // Whoever asked is running now: no command line may hold the secret.
+    let leaks = command_lines_holding(SECRET);
+    let mut conn = conn;
+    if header("authorization").as_deref() != Some(&format!("Bearer {SECRET}")) {
+        let mut s = seen.lock().expect("seen");
+        s.refused += 1;
+        s.secret_in_argv.extend(leaks);
+        drop(s);
+        let _ = conn.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"private\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    }
+    {
+        let mut s = seen.lock().expect("seen");
+        s.authorized += 1;
+        s.secret_in_argv.extend(leaks);
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cgi = Command::new("git");
+    cgi.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (h, var) in [
+        ("content-type", "CONTENT_TYPE"),
+        ("content-encoding", "HTTP_CONTENT_ENCODING"),
+        ("git-protocol", "GIT_PROTOCOL"),
+    ] {
+        if let Some(v) = header(h) {
+            cgi.env(var, v);
+        }
+    }
+    let mut child = cgi.spawn().expect("git http-backend");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let mut out = Vec::new();
+    child.stdout.take().expect("stdout").read_to_end(&mut out).expect("read CGI output");
+    let _ = feeder.join();
+    let _ = child.wait();
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, sep)) = split else { return };
+    let head = String::from_utf8_lossy(&out[..at]).into_owned();
+    let mut status = "200 OK".to_owned();
+    let mut resp = Vec::new();
+    for h in head.lines() {
+        match h.split_once(':') {
+            Some((n, v)) if n.eq_ignore_ascii_case("status") => status = v.trim().to_owned(),
+            Some(_) => resp.push(h.trim_end().to_owned()),
+            None => {}
+        }
+    }
+    let payload = &out[at + sep..];
+    let mut msg = format!("HTTP/1.1 {status}\r\n");
+    for h in resp {
+        msg.push_str(&h);
+        msg.push_str("\r\n");
+    }
+    msg.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", payload.len()));
+    let _ = conn.write_all(msg.as_bytes());
+    let _ = conn.write_all(payload);
+}
+
+fn read_body(r: &mut impl BufRead, len: Option<String>, te: Option<String>) -> Vec<u8> {
+    let mut body = Vec::new();
+    if te.is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            if r.read_line(&mut size).unwrap_or(0) == 0 {
+                break;
+            }
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2]; // data and its CRLF
+            if r.read_exact(&mut chunk).is_err() || n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else if let Some(n) = len.and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(n, 0);
+        let _ = r.read_exact(&mut body);
+    }
+    body
+}
+
+/// Every process's command line that contains `needle`.
+fn command_lines_holding(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if line.contains(needle) {
+                found.push(line);
+            }
+        }
+    }
+    found
+}
+
+/// git as a client, with `Authorization` passed through the environment
+/// (so the test's own command lines never hold it either).
+fn git_with(dir: &Path, authorization: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new("git");
+    c.current_dir(dir).args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_GLOBAL", "/dev/null");
+    if let Some(a) = authorization {
+        c.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", format!("Authorization: {a}"));
+    }
+    c.output().expect("run git")
+}
+
+fn status_with(url: &str, authorization: Option<&str>) -> u16 {
+    let headers: Vec<(&str, &str)> = authorization.map(|a| ("Authorization", a)).into_iter().collect();
+    http("GET", url, &headers, Vec::new()).status
+}
+
+#[test]
+fn a_private_repo_is_served_only_to_clients_the_upstream_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let gateway = PrivateUpstream::start(&up.root);
+    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let url = node.url("/git/private.test/org/repo");
+    let refs = format!("{url}/info/refs?service=git-upload-pack");
+    let good = format!("Bearer {SECRET}");
+
+    // Cold, no credentials: 401 with a challenge, and no backoff for others.
+    let anon = http("GET", &refs, &[], Vec::new());
+    assert_eq!(anon.status, 401, "{}", String::from_utf8_lossy(&anon.body));
+    assert!(anon.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")));
+
+    // With the token: stock git clones through the cache.
+    let clone: PathBuf = dir.path().join("clone");
+    let out = git_with(dir.path(), Some(&good), &["clone", "-q", &url, clone.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(git(&clone, &["rev-parse", "HEAD"]), head);
+
+    // The mirror is warm now, and private: only the upstream's yes counts.
+    assert_eq!(status_with(&refs, None), 401);
+    assert_eq!(status_with(&refs, Some("Bearer wrong")), 401);
+    assert_eq!(status_with(&refs, Some(&good)), 200);
+    let denied = git_with(dir.path(), None, &["clone", "-q", &url, dir.path().join("denied").to_str().expect("utf8")]);
+    assert!(!denied.status.success());
+    let snapshot = format!("{url}/snapshot.tar.zst");
+    assert_eq!(status_with(&snapshot, None), 401);
+    assert_eq!(status_with(&snapshot, Some(&good)), 200);
+    assert_eq!(status_with(&format!("{url}/snapshot.bundle?base={head}"), None), 401);
+
+    let seen = gateway.seen.lock().expect("seen");
+    assert!(seen.authorized >= 2, "the clone and the access checks reached the upstream with the token");
+    assert!(seen.refused >= 1, "the anonymous-access probe and bad tokens were refused upstream");
+    assert!(seen.secret_in_argv.is_empty(), "credentials in a command line: {:?}", seen.secret_in_argv);
+    assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
+    assert!(!node.log_text().contains("Bearer"), "an Authorization header in the node's log");
+}
