@@ -25,6 +25,16 @@ pub async fn handle(
     key: &str,
 ) -> Result<Response<RespBody>, ApiError> {
     let key = ObjectKey::from_encoded(ns, key).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))?;
+    if trove_engine::repo::snapshot::is_reserved_namespace(key.namespace()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "reserved_namespace",
+            format!(
+                "namespace {} belongs to trove's git face: use /git/{{host}}/{{repo}}/snapshot.tar.zst and snapshot.bundle, or another namespace",
+                key.namespace()
+            ),
+        ));
+    }
     match *req.method() {
         Method::GET | Method::HEAD => get(shard, &req, &key).await,
         Method::PUT => put(shard, req, &key).await,

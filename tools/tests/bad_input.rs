@@ -40,3 +40,25 @@ fn invalid_names_are_refused_and_write_nothing() {
     let siblings: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
     assert!(siblings.iter().all(|n| n == "data" || n.to_string_lossy().ends_with(".log")), "{siblings:?}");
 }
+
+#[test]
+fn the_git_face_namespaces_are_closed_to_the_object_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data, &[]);
+    // A PUT here would replace a snapshot every `trove restore` unpacks; a
+    // GET would read a private repo's snapshot past its access check.
+    for ns in ["git-snapshot", "git-bundle", "git-mirror"] {
+        let url = node.object_url(ns, "example.test:org:repo");
+        for (method, body) in [("PUT", b"poison".to_vec()), ("GET", vec![]), ("HEAD", vec![]), ("DELETE", vec![])] {
+            let r = http(method, &url, &[], body);
+            assert_eq!(r.status, 403, "{method} {ns}");
+            if method != "HEAD" {
+                assert_eq!(r.json()["code"], "reserved_namespace", "{method} {ns}");
+            }
+        }
+    }
+    assert!(object_files(&data).is_empty(), "nothing may be written");
+    // Other namespaces that merely look alike stay open.
+    assert_eq!(put(&node.object_url("git-snapshots", "k"), b"v".to_vec()).status, 201);
+}

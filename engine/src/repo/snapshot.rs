@@ -35,6 +35,13 @@ pub const SNAPSHOT_NAMESPACE: &str = "git-snapshot";
 pub const BUNDLE_NAMESPACE: &str = "git-bundle";
 pub const MIRROR_NAMESPACE: &str = "git-mirror";
 
+/// Whether `ns` holds the git face's objects, which only the git face may
+/// read or write: through the object API a client could replace a snapshot
+/// others restore, or read a private repo's without its access check.
+pub fn is_reserved_namespace(ns: &str) -> bool {
+    [SNAPSHOT_NAMESPACE, BUNDLE_NAMESPACE, MIRROR_NAMESPACE].contains(&ns)
+}
+
 /// Largest pointer object read.
 const POINTER_MAX_BYTES: u64 = 64 * 1024;
 /// Longest a mirror restore waits for the cold serves it would compete with.
