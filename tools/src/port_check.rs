@@ -6,28 +6,33 @@
 //! A probe bind cannot tell a live listener from the closing connections a
 //! crashed node leaves behind (those must not stop a restart), so this
 //! reads the kernel's socket table instead: only a socket in LISTEN state
-//! on the same port, at the same or a wildcard address, counts.
+//! on the same port, at the same or a wildcard address, counts. Such a
+//! socket may also outlive a node killed a moment ago (its io_uring ring,
+//! which holds the socket, is torn down after the process is gone), so a
+//! listener is waited for, briefly, before the start is refused.
 
 use anyhow::{bail, Context, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// TCP state LISTEN in /proc/net/tcp{,6}.
 const TCP_LISTEN: &str = "0A";
+/// How long a listener may take to go away before the start is refused.
+const RELEASE_GRACE: Duration = Duration::from_secs(5);
+const RELEASE_POLL: Duration = Duration::from_millis(50);
 
 pub fn refuse_a_taken_address(addr: SocketAddr) -> Result<()> {
-    let mut listeners = Vec::new();
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        // A kernel without IPv6 has no tcp6 table.
-        if let Ok(text) = std::fs::read_to_string(table) {
-            listeners.extend(listening(&text));
+    let deadline = Instant::now() + RELEASE_GRACE;
+    let mut said = false;
+    while let Some(held) = listener_on(addr) {
+        if Instant::now() >= deadline {
+            bail!("{addr} is already in use: another process (another trove node?) listens on {held}; stop it or pick a free --listen address");
         }
-    }
-    let clash = listeners.iter().find(|(ip, port)| {
-        *port == addr.port() && (*ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified())
-    });
-    if let Some((ip, port)) = clash {
-        let held = SocketAddr::new(*ip, *port);
-        bail!("{addr} is already in use: another process (another trove node?) listens on {held}; stop it or pick a free --listen address");
+        if !said {
+            tracing::info!(%addr, %held, grace = ?RELEASE_GRACE, "the listen address is taken; waiting for it to be released");
+            said = true;
+        }
+        std::thread::sleep(RELEASE_POLL);
     }
     // Not listened on: what remains (a bad address, no permission) the
     // bind itself reports; a quick plain bind says it before any shard starts.
@@ -37,6 +42,23 @@ pub fn refuse_a_taken_address(addr: SocketAddr) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A socket listening where `addr` would: same port, same or wildcard address.
+fn listener_on(addr: SocketAddr) -> Option<SocketAddr> {
+    let mut listeners = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        // A kernel without IPv6 has no tcp6 table.
+        if let Ok(text) = std::fs::read_to_string(table) {
+            listeners.extend(listening(&text));
+        }
+    }
+    listeners
+        .into_iter()
+        .find(|(ip, port)| {
+            *port == addr.port() && (*ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified())
+        })
+        .map(|(ip, port)| SocketAddr::new(ip, port))
 }
 
 /// The listening sockets in one /proc/net/tcp-format table.
