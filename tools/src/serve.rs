@@ -6,7 +6,11 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use trove_engine::NodeConfig;
 use trove_server::ServerConfig;
 
+/// Exit status after a panic on any thread (EX_SOFTWARE).
+const EXIT_PANIC: i32 = 70;
+
 pub fn run(node: NodeConfig, server: ServerConfig) -> Result<()> {
+    exit_on_panic();
     raise_fd_limit();
     crate::port_check::refuse_a_taken_address(server.listen)?;
     tracing::info!(
@@ -43,4 +47,17 @@ fn raise_fd_limit() {
     if let Some(max) = lim.maximum {
         let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(max), maximum: Some(max) });
     }
+}
+
+/// A panic on a shard's thread would stop that shard while the others
+/// serve on: its connections would hang and requests it owns would wait
+/// forever. Better to exit at once: clients see their connections close,
+/// a supervisor restarts the node, and startup recovers what was committed.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(%info, "a thread panicked; exiting so the node can be restarted whole");
+        std::process::exit(EXIT_PANIC);
+    }));
 }

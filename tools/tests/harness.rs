@@ -240,6 +240,12 @@ impl Drop for Node {
                 .rev()
                 .collect::<Vec<_>>()
                 .join("\n");
+            // A shard's panic, message first, however long its backtrace.
+            if let Some(at) = log.find("panicked at") {
+                let start = log[..at].rfind('\n').map_or(0, |i| i + 1);
+                let panic: String = log[start..].lines().take(8).collect::<Vec<_>>().join("\n");
+                eprintln!("---- node {} panicked ----\n{panic}\n----", self.port);
+            }
             eprintln!("---- last lines of node {} ({}) ----\n{tail}\n----", self.port, self.log.display());
         }
     }

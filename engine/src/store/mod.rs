@@ -22,6 +22,7 @@ pub mod hot;
 pub mod index;
 pub mod landing;
 pub mod lru;
+pub mod open;
 pub mod read;
 pub mod recover;
 pub mod write;

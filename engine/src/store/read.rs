@@ -18,6 +18,7 @@ use crate::limits::{
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::{FileVersion, HotObject};
 use crate::store::landing::{Landing, LandingState};
+use crate::store::open::open_dma;
 use bytes::Buf;
 use futures_lite::Stream;
 use glommio::io::{DmaFile, ReadResult};
@@ -95,17 +96,26 @@ impl SealedObject {
     /// Opens the sealed file at `path`; `Ok(None)` when there is none.
     /// A file that fails its trailer checks is removed and reported corrupt.
     pub async fn open(path: &Path) -> Result<Option<Self>, EngineError> {
-        let file = match DmaFile::open(path).await {
+        let file = match open_dma(path).await {
             Ok(f) => f,
             Err(e) => {
-                let e = std::io::Error::from(e);
                 if e.kind() == ErrorKind::NotFound {
                     return Ok(None);
                 }
                 return Err(EngineError::io("opening", path, e));
             }
         };
-        let file_len = file.file_size().await.map_err(|e| EngineError::glommio("sizing", path, e))?;
+        // fstat of the descriptor: glommio's file_size() stats the path,
+        // which may name another file by now.
+        // SAFETY: the descriptor belongs to `file`, open for this call.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file)) };
+        let file_len = match rustix::fs::fstat(fd) {
+            Ok(st) => st.st_size as u64,
+            Err(e) => {
+                let _ = file.close().await;
+                return Err(EngineError::io("sizing", path, e.into()));
+            }
+        };
         let checked = Self::read_trailer(&file, path, file_len).await;
         match checked {
             Ok((meta, Some(whole))) => {
@@ -142,12 +152,12 @@ impl SealedObject {
 
     /// Opens a file that is landing (or has just landed) from the remote tier.
     pub async fn open_landing(landing: Arc<Landing>) -> Result<Self, EngineError> {
-        let file = match DmaFile::open(&landing.tmp_path).await {
+        let file = match open_dma(&landing.tmp_path).await {
             Ok(f) => f,
             // Sealed and renamed between the reply and this open.
-            Err(_) => DmaFile::open(&landing.final_path)
-                .await
-                .map_err(|e| EngineError::glommio("opening", &landing.final_path, e))?,
+            Err(_) => {
+                open_dma(&landing.final_path).await.map_err(|e| EngineError::io("opening", &landing.final_path, e))?
+            }
         };
         Ok(Self {
             file: Some(Rc::new(file)),
