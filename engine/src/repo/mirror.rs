@@ -326,8 +326,15 @@ impl Shard {
         }
     }
 
-    /// Fetches the mirrors used recently (background, every fetch interval).
+    /// Fetches the mirrors used recently (background, every fetch interval),
+    /// and drops the shared clone responses of the others: kept until the
+    /// mirror changes, an idle repo's would otherwise hold disk for good.
     pub(crate) async fn fetch_recent_mirrors(self: &Rc<Self>) {
+        for st in self.repos.borrow_mut().values_mut() {
+            if st.waiters.is_none() && st.used_at.elapsed() >= RECENT_USE {
+                st.packs.clear();
+            }
+        }
         let recent: Vec<RepoKey> = self
             .repos
             .borrow()

@@ -7,7 +7,8 @@
 //! upload-pack into a file (a [`Build`]); every other asker, on any shard,
 //! follows that file as it grows. A finished response is kept for later
 //! identical requests until the mirror changes (every clone or fetch clears
-//! them), at most PACKS_KEPT per repo. A failed run is forgotten, so the
+//! them) or the repo goes unused (the background fetcher clears them), at
+//! most PACKS_KEPT per repo. A failed run is forgotten, so the
 //! next request runs again.
 //!
 //! Owns the per-repo table and the rule for what may be shared. It never
