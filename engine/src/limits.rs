@@ -98,6 +98,12 @@ pub const REMOTE_SIGN_TTL: Duration = Duration::from_secs(300);
 /// Longest time-to-live accepted on an object: 10 years, in seconds.
 pub const TTL_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
+/// Passed access checks of private repos a shard remembers (one entry per
+/// repo and credential) before it sweeps the expired ones: each entry is
+/// 40 bytes, and clients can drive the count with made-up credentials
+/// only as far as the upstream says yes to them.
+pub const ACCESS_CACHE_MAX: usize = 10_000;
+
 const _: () = assert!(READ_UNIT_MAX_BLOCKS >= READ_UNIT_BLOCKS && READ_UNIT_MAX_BLOCKS.is_power_of_two());
 const _: () = assert!(BLOCK_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(BLOCK_BYTES));

@@ -13,6 +13,7 @@
 //! What this module must never do: keep, log or pass in argv the header
 //! itself (only its xxh3 hash is kept; git gets it through the environment).
 
+use crate::limits::ACCESS_CACHE_MAX;
 use crate::repo::git::Git;
 use crate::repo::mirror::SHORT_GIT_TIMEOUT;
 use crate::repo::{RepoError, RepoKey};
@@ -22,8 +23,6 @@ use std::time::Instant;
 
 /// The file in a mirror that says it is private.
 const PRIVATE_MARKER: &str = "trove-private";
-/// Remembered successful checks per shard before expired ones are swept.
-const ACCESS_CACHE_MAX: usize = 10_000;
 
 /// Whether the mirror at `mirror` is of a private repo.
 pub fn is_private(mirror: &Path) -> bool {
@@ -78,6 +77,9 @@ impl Shard {
         let mut cache = self.access.borrow_mut();
         if cache.len() >= ACCESS_CACHE_MAX {
             cache.retain(|_, at| at.elapsed() < ttl);
+            if cache.len() >= ACCESS_CACHE_MAX {
+                cache.clear(); // all fresh: forgetting costs only re-checks
+            }
         }
         cache.insert(id, Instant::now());
         Ok(())
