@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use std::io::Read;
 use std::rc::Rc;
 use std::time::Duration;
-use trove_engine::repo::access;
 use trove_engine::repo::git::Git;
 use trove_engine::repo::{Need, RepoError, RepoKey};
 use trove_engine::stats::bump;
@@ -92,12 +91,6 @@ fn read_only() -> ApiError {
     )
 }
 
-/// Refuses a private repo's content to a client the upstream would refuse
-/// (repo/access.rs); public repos pass at no cost.
-pub(crate) async fn allow(shard: &Rc<Shard>, key: &RepoKey, private: bool, auth: Option<&str>) -> Result<(), ApiError> {
-    shard.check_access(key, private, auth).await.map_err(repo_error)
-}
-
 pub fn repo_error(e: RepoError) -> ApiError {
     let msg = e.to_string();
     match e {
@@ -149,8 +142,7 @@ async fn advertise(
     key: &RepoKey,
     auth: Option<String>,
 ) -> Result<Response<RespBody>, ApiError> {
-    let mirror = shard.repo(key, auth.clone(), Need::Fresh).await.map_err(repo_error)?;
-    allow(shard, key, access::is_private(&mirror), auth.as_deref()).await?;
+    let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
     let protocol = git_protocol(req);
     let v2 = protocol.as_deref().is_some_and(|p| p.split(':').any(|x| x == "version=2"));
     let out = upload_pack_cmd(protocol.as_deref(), &["--advertise-refs"], &mirror)
@@ -195,7 +187,6 @@ async fn upload_pack(
     let body = if gzip { gunzip(&body)? } else { body };
     let wants = parse_wants(&body)?;
     let mut mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
-    allow(shard, key, access::is_private(&mirror), auth.as_deref()).await?;
     if !wants.is_empty() && !all_present(&mirror, &wants).await? {
         // "not our ref": fetch once from the upstream, then serve.
         mirror = shard.repo(key, auth, Need::Fetch).await.map_err(repo_error)?;

@@ -39,7 +39,7 @@ pub async fn snapshot(
         let answer = shard.snapshot(key, auth.clone(), stale.take()).await.map_err(repo_error)?;
         match answer {
             SnapshotAnswer::Stored { commit, object, head, cold, private } => {
-                crate::git::allow(shard, key, private, auth.as_deref()).await?;
+                shard.check_access(key, private, auth.as_deref()).await.map_err(repo_error)?;
                 let mut resp = match object::get(shard, req, &object).await {
                     Err(e) if e.status == StatusCode::NOT_FOUND => {
                         tracing::warn!(repo = %key, commit = %commit, "stored snapshot not found; building again");
@@ -55,7 +55,7 @@ pub async fn snapshot(
                 return Ok(resp);
             }
             SnapshotAnswer::Building { build, head, private } => {
-                crate::git::allow(shard, key, private, auth.as_deref()).await?;
+                shard.check_access(key, private, auth.as_deref()).await.map_err(repo_error)?;
                 if req.headers().contains_key(header::IF_MATCH) {
                     return Err(ApiError::new(
                         StatusCode::PRECONDITION_FAILED,
@@ -174,7 +174,6 @@ pub async fn ensure_refs(
     let names: Vec<String> =
         want.refs.iter().cloned().chain(commits.iter().map(|c| format!("{c}^{{commit}}"))).collect();
     let mirror = shard.repo(key, auth.clone(), Need::Fresh).await.map_err(repo_error)?;
-    crate::git::allow(shard, key, trove_engine::repo::access::is_private(&mirror), auth.as_deref()).await?;
     let mut found = trove_engine::repo::mirror::resolve(&mirror, &names).await.map_err(repo_error)?;
     let mut fetched = false;
     if found.iter().any(Option::is_none) {

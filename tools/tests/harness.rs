@@ -231,15 +231,8 @@ impl Drop for Node {
         if std::thread::panicking() {
             // What the node saw is the first thing to read when a test fails.
             let log = self.log_text();
-            let tail: String = log
-                .lines()
-                .rev()
-                .take(LOG_TAIL_LINES)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
             // A shard's panic, message first, however long its backtrace.
             if let Some(at) = log.find("panicked at") {
                 let start = log[..at].rfind('\n').map_or(0, |i| i + 1);
@@ -253,6 +246,52 @@ impl Drop for Node {
 
 /// Lines of a node's log a failing test prints.
 const LOG_TAIL_LINES: usize = 60;
+
+/// A stand-in server on a free port: each connection is handed to
+/// `handle` on a thread of its own, until drop.
+pub struct TcpServer {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TcpServer {
+    pub fn start(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> TcpServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind a stand-in server");
+        // Polled, so the loop sees the stop flag.
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (s, handle) = (stop.clone(), std::sync::Arc::new(handle));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let h = handle.clone();
+                        std::thread::spawn(move || h(conn));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        TcpServer { port, stop, thread: Some(thread) }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TcpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// A SeaweedFS server with its S3 gateway and one bucket.
 pub struct S3 {

@@ -6,12 +6,10 @@
 use crate::git::{git, Upstream};
 use crate::harness::*;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const SECRET: &str = "tr0ve-s3cret-7f3a9c";
 
@@ -27,46 +25,19 @@ struct Seen {
 /// `git http-backend` (CGI) over HTTP/1.1, for requests that carry
 /// `Authorization: Bearer SECRET`; 401 for the rest.
 struct PrivateUpstream {
-    port: u16,
-    stop: Arc<AtomicBool>,
+    server: TcpServer,
     seen: Arc<Mutex<Seen>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PrivateUpstream {
     fn start(root: &Path) -> PrivateUpstream {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the gateway");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Seen::default()));
-        let (s, st, root) = (stop.clone(), seen.clone(), root.to_owned());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let (st, root) = (st.clone(), root.clone());
-                        std::thread::spawn(move || serve(conn, &root, &st));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        PrivateUpstream { port, stop, seen, thread: Some(thread) }
-    }
-}
-
-impl Drop for PrivateUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let (st, root) = (seen.clone(), root.to_owned());
+        PrivateUpstream { server: TcpServer::start(move |conn| serve(conn, &root, &st)), seen }
     }
 }
 
 fn serve(conn: TcpStream, root: &Path, seen: &Mutex<Seen>) {
-    let _ = conn.set_nonblocking(false);
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -222,7 +193,7 @@ fn a_private_repo_is_served_only_to_clients_the_upstream_accepts() {
     let up = Upstream::new(dir.path());
     let head = git(&up.work, &["rev-parse", "HEAD"]);
     let gateway = PrivateUpstream::start(&up.root);
-    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.port);
+    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.server.port);
     let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
     let url = node.url("/git/private.test/org/repo");
     let refs = format!("{url}/info/refs?service=git-upload-pack");

@@ -24,44 +24,18 @@ fn restore_from(url: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
 
 /// A server posing as a node: every request gets `archive` as the
 /// snapshot of `commit`, whole (200, so no ranges).
-struct EvilNode {
-    url: String,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl EvilNode {
-    fn start(archive: Vec<u8>, commit: String) -> EvilNode {
-        use std::io::{Read, Write};
-        let port = free_port();
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let Ok((mut conn, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                };
-                let _ = conn.set_nonblocking(false);
-                let mut head = [0u8; 4096];
-                let _ = conn.read(&mut head);
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/zstd\r\nContent-Length: {}\r\nX-Trove-Snapshot-Commit: {commit}\r\nConnection: close\r\n\r\n",
-                    archive.len()
-                );
-                let _ = conn.write_all(reply.as_bytes());
-                let _ = conn.write_all(&archive);
-            }
-        });
-        EvilNode { url: format!("http://127.0.0.1:{port}"), stop }
-    }
-}
-
-impl Drop for EvilNode {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+fn evil_node(archive: Vec<u8>, commit: String) -> TcpServer {
+    use std::io::{Read, Write};
+    TcpServer::start(move |mut conn| {
+        let mut head = [0u8; 4096];
+        let _ = conn.read(&mut head);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/zstd\r\nContent-Length: {}\r\nX-Trove-Snapshot-Commit: {commit}\r\nConnection: close\r\n\r\n",
+            archive.len()
+        );
+        let _ = conn.write_all(reply.as_bytes());
+        let _ = conn.write_all(&archive);
+    })
 }
 
 fn restore_ok(node: &Node, dir: &Path, extra: &[&str]) {
@@ -342,9 +316,9 @@ fn restore_refuses_archives_that_escape_the_target() {
     for (i, (what, entries)) in cases.into_iter().enumerate() {
         let case_dir = dir.path().join(format!("case{i}"));
         std::fs::create_dir_all(&case_dir).expect("mkdir");
-        let evil = EvilNode::start(evil_archive(&entries), format!("{:040x}", i + 1));
+        let evil = evil_node(evil_archive(&entries), format!("{:040x}", i + 1));
         let target = case_dir.join("target");
-        let out = restore_from(&evil.url, &target, &[]);
+        let out = restore_from(&evil.url(), &target, &[]);
         assert_eq!(out.status.code(), Some(6), "{what}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stderr).contains("refused"), "{what}");
         assert!(!target.exists(), "{what}: a refused archive leaves no target");

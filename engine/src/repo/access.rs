@@ -3,12 +3,15 @@
 //! A mirror cloned with a client's credentials is checked once more without
 //! them; if the upstream refuses anonymous access the mirror is private and
 //! carries a marker file (it travels with the mirror snapshot too). From
-//! then on every read of it (refs, packs, snapshots, bundles) needs
-//! credentials the upstream accepts: the client's Authorization header is
-//! tried with `git ls-remote`, and a success is remembered by this shard,
-//! as a hash of the header, for the refs TTL. So a cache never hands a
-//! private repo to someone the upstream would turn away, and revoked
-//! credentials stop working within the TTL.
+//! then on every read of it needs credentials the upstream accepts: the
+//! client's Authorization header is tried with `git ls-remote`, and a
+//! success is remembered by this shard, as a hash of the header, for the
+//! refs TTL. So a cache never hands a private repo to someone the upstream
+//! would turn away, and revoked credentials stop working within the TTL.
+//!
+//! Where it is checked: in `Shard::repo`, which every client-facing use of
+//! a mirror goes through, and for snapshots, which a cold node serves with
+//! no mirror at hand, from the flag in the snapshot pointer.
 //!
 //! What this module must never do: keep, log or pass in argv the header
 //! itself (only its xxh3 hash is kept; git gets it through the environment).

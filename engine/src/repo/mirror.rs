@@ -86,24 +86,27 @@ fn mirror_path_in(shard_dir: &Path, hash: u128) -> PathBuf {
 
 impl Shard {
     /// Makes `key`'s mirror meet `need`, on any shard: asks the owner.
-    /// Returns the mirror's path.
+    /// Returns the mirror's path, once the asker may read it: a private
+    /// repo's needs `auth` to be accepted upstream (repo/access.rs). Every
+    /// client-facing read of a mirror comes through here.
     pub async fn repo(self: &Rc<Self>, key: &RepoKey, auth: Option<String>, need: Need) -> Result<PathBuf, RepoError> {
         let path = mirror_path(self, key);
-        // A published mirror is whole: serving it needs no one's leave.
-        // (Its use reaches the owner through the Fresh check that starts
-        // every clone and fetch.)
-        if need == Need::Ready && path.exists() {
-            return Ok(path);
+        // A published mirror is whole: serving it needs no one's leave but
+        // the access check. (Its use reaches the owner through the Fresh
+        // check that starts every clone and fetch.)
+        if !(need == Need::Ready && path.exists()) {
+            let owner = key.owner(self.nr_shards());
+            let auth = auth.clone();
+            if owner == self.id {
+                self.owner_repo(key.clone(), auth, need).await?;
+            } else {
+                let key = key.clone();
+                self.call(owner, move |reply| crate::shard::messages::ShardRequest::Repo { key, auth, need, reply })
+                    .await
+                    .map_err(|_| RepoError::ShardGone(owner))??;
+            }
         }
-        let owner = key.owner(self.nr_shards());
-        if owner == self.id {
-            self.owner_repo(key.clone(), auth, need).await?;
-        } else {
-            let key = key.clone();
-            self.call(owner, move |reply| crate::shard::messages::ShardRequest::Repo { key, auth, need, reply })
-                .await
-                .map_err(|_| RepoError::ShardGone(owner))??;
-        }
+        self.check_access(key, crate::repo::access::is_private(&path), auth.as_deref()).await?;
         Ok(path)
     }
 

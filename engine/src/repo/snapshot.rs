@@ -408,7 +408,6 @@ impl Shard {
         base: &str,
     ) -> Result<BundleAnswer, RepoError> {
         let mirror = self.repo(key, auth.clone(), Need::Fresh).await?;
-        self.check_access(key, crate::repo::access::is_private(&mirror), auth.as_deref()).await?;
         let names = [format!("{base}^{{commit}}")];
         if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
             // Maybe newer than the mirror: fetch once before saying 404.

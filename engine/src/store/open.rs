@@ -10,7 +10,7 @@
 //! file, wherever it has been renamed or whether it is still linked.
 //! The `DmaFile` keeps that link as its path, which stops naming the file
 //! once the pin is closed: callers must not use glommio's path-based calls
-//! (`file_size`, `stat`) on it, and fstat its descriptor instead.
+//! (`file_size`, `stat`) on it, but [`len_of`], which fstats the descriptor.
 //!
 //! This module must never hand glommio a path that can change under it.
 
@@ -19,6 +19,13 @@ use rustix::fs::{Mode, OFlags};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+
+/// The length of an open file, from its descriptor (see the module doc).
+pub fn len_of(file: &DmaFile) -> io::Result<u64> {
+    // SAFETY: the descriptor belongs to `file`, open for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(file.as_raw_fd()) };
+    Ok(rustix::fs::fstat(fd)?.st_size as u64)
+}
 
 /// Opens `path` as a `DmaFile`; NotFound if there is no such file now.
 pub async fn open_dma(path: &Path) -> io::Result<DmaFile> {

@@ -18,7 +18,7 @@ use crate::limits::{
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::{FileVersion, HotObject};
 use crate::store::landing::{Landing, LandingState};
-use crate::store::open::open_dma;
+use crate::store::open::{len_of, open_dma};
 use bytes::Buf;
 use futures_lite::Stream;
 use glommio::io::{DmaFile, ReadResult};
@@ -105,15 +105,11 @@ impl SealedObject {
                 return Err(EngineError::io("opening", path, e));
             }
         };
-        // fstat of the descriptor: glommio's file_size() stats the path,
-        // which may name another file by now.
-        // SAFETY: the descriptor belongs to `file`, open for this call.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file)) };
-        let file_len = match rustix::fs::fstat(fd) {
-            Ok(st) => st.st_size as u64,
+        let file_len = match len_of(&file) {
+            Ok(len) => len,
             Err(e) => {
                 let _ = file.close().await;
-                return Err(EngineError::io("sizing", path, e.into()));
+                return Err(EngineError::io("sizing", path, e));
             }
         };
         let checked = Self::read_trailer(&file, path, file_len).await;
