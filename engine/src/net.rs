@@ -23,6 +23,13 @@ use std::task::{Context, Poll};
 /// bounds that cost.
 const READ_SLICE_MAX_BYTES: usize = 64 * 1024;
 
+/// Fewest bytes one read asks for. A connection's read window starts here
+/// and doubles while reads fill it (a body arriving), halving back when
+/// they come in small (request heads): zeroing a full 64 KiB before every
+/// read of a ~100-byte GET, including the read that finds nothing yet, was
+/// 2% of a shard's CPU at 36k small GETs/s.
+const READ_SLICE_MIN_BYTES: usize = 4 * 1024;
+
 /// A stream whose bytes may be written straight to its socket: a plain
 /// TCP stream says its fd; a TLS stream says None (its bytes must go
 /// through the TLS session).
@@ -39,11 +46,13 @@ impl RawSocket for glommio::net::TcpStream {
 /// A glommio stream as a hyper connection.
 pub struct HyperIo<T> {
     inner: T,
+    /// Bytes the next read asks for, READ_SLICE_MIN_BYTES..=READ_SLICE_MAX_BYTES.
+    read_window: usize,
 }
 
 impl<T> HyperIo<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner }
+        Self { inner, read_window: READ_SLICE_MIN_BYTES }
     }
 
     pub fn into_inner(self) -> T {
@@ -56,7 +65,7 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
         // SAFETY: we only write into the slice (after zeroing it) and then
         // advance by exactly the number of bytes the read initialised.
         let uninit: &mut [MaybeUninit<u8>] = unsafe { buf.as_mut() };
-        let n = uninit.len().min(READ_SLICE_MAX_BYTES);
+        let n = uninit.len().min(self.read_window);
         let slice = &mut uninit[..n];
         for b in slice.iter_mut() {
             b.write(0);
@@ -67,6 +76,13 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
             Poll::Ready(Ok(read)) => {
                 // SAFETY: `read` <= n bytes were filled by the read.
                 unsafe { buf.advance(read) };
+                self.read_window = if read == n {
+                    (self.read_window * 2).min(READ_SLICE_MAX_BYTES)
+                } else if read < n / 4 {
+                    (self.read_window / 2).max(READ_SLICE_MIN_BYTES)
+                } else {
+                    self.read_window
+                };
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
