@@ -41,6 +41,10 @@ pub enum EngineError {
     Remote(#[from] crate::remote::RemoteError),
     #[error("shard {shard} is shutting down or gone; retry on another node")]
     ShardGone { shard: u16 },
+    #[error(
+        "data dir {dir} is in use by another trove node (pid {holder}); stop it, or give this node its own --data-dir"
+    )]
+    DataDirInUse { dir: PathBuf, holder: String },
 }
 
 impl EngineError {

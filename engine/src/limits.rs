@@ -35,8 +35,9 @@ pub const WRITE_CHUNK_BYTES: usize = 1024 * 1024;
 /// Write buffers the object writer keeps in flight before it waits.
 pub const WRITE_BEHIND: usize = 4;
 
-/// Files up to this size are read whole with one I/O on open: a small warm
-/// hit costs open + statx + one read + close.
+/// Files up to this size are read whole with one I/O on open (open, fstat,
+/// one read, close) and kept by the memory tier, whose hits cost no
+/// syscall at all.
 pub const SMALL_FILE_BYTES: u64 = 64 * 1024;
 
 /// Longest namespace, in bytes.

@@ -37,8 +37,7 @@ impl Shard {
     pub async fn open_object(self: &Rc<Self>, key: &ObjectKey) -> Result<Option<(SealedObject, Tier)>, EngineError> {
         let hash = key.hash();
         let owner = key.owner(self.nr_shards());
-        let path = self.layout().object_path(owner, hash);
-        let hot = self.hot.borrow_mut().get(hash, &path);
+        let hot = self.hot.borrow_mut().get(hash, &self.node.versions);
         if let Some(hot) = hot {
             if hot.meta.namespace == key.namespace()
                 && hot.meta.key == key.key()
@@ -47,17 +46,20 @@ impl Shard {
                 self.note_touch(owner, hash);
                 bump(&self.stats().local_hits, 1);
                 bump(&self.stats().memory_hits, 1);
-                return Ok(Some((SealedObject::from_hot(path, hot), Tier::Local)));
+                return Ok(Some((SealedObject::from_hot(hot), Tier::Local)));
             }
             self.hot.borrow_mut().remove(hash);
         }
+        let path = self.layout().object_path(owner, hash);
+        // Before the open: a change after it moves the counter past this.
+        let seen = self.node.versions.current(hash);
         match SealedObject::open(&path).await {
             Ok(Some(obj)) if obj.meta.namespace == key.namespace() && obj.meta.key == key.key() => {
                 if !obj.meta.is_expired(crate::now_ms()) {
                     self.note_touch(owner, hash);
                     bump(&self.stats().local_hits, 1);
-                    if let Some((whole, version)) = obj.whole_file() {
-                        self.hot.borrow_mut().insert(hash, obj.meta.clone(), whole, version);
+                    if let Some(whole) = obj.verified_whole_file() {
+                        self.hot.borrow_mut().insert(hash, obj.meta.clone(), whole, seen);
                     }
                     return Ok(Some((obj, Tier::Local)));
                 }

@@ -62,7 +62,9 @@ impl From<EngineError> for ApiError {
             EngineError::Remote(_) => (StatusCode::BAD_GATEWAY, "remote_error"),
             EngineError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt"),
             EngineError::ShardGone { .. } => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
-            EngineError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "io_error"),
+            EngineError::Io { .. } | EngineError::DataDirInUse { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "io_error")
+            }
         };
         Self::new(status, code, e.to_string())
     }

@@ -70,12 +70,12 @@ async fn respond(
     obj: SealedObject,
     tier: Tier,
 ) -> Result<Response<RespBody>, ApiError> {
-    let meta = obj.meta.clone();
+    let meta = &obj.meta;
     let etag = meta.etag_header();
     let h = req.headers();
     if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
         if etag_matches(inm, &etag) {
-            return Ok(base(StatusCode::NOT_MODIFIED, &meta, tier).body(RespBody::Empty).expect("valid"));
+            return Ok(base(StatusCode::NOT_MODIFIED, meta, &etag, tier).body(RespBody::Empty).expect("valid"));
         }
     }
     if let Some(im) = header_str(h, header::IF_MATCH) {
@@ -102,12 +102,16 @@ async fn respond(
             return Ok(r);
         }
     };
-    let mut builder = base(status, &meta, tier).header(header::CONTENT_LENGTH, end - start);
+    let mut builder = base(status, meta, &etag, tier).header(header::CONTENT_LENGTH, end - start);
     if status == StatusCode::PARTIAL_CONTENT {
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", start, end - 1, len));
     }
     if req.method() == Method::HEAD || start == end {
         return Ok(builder.body(RespBody::Empty).expect("valid"));
+    }
+    if let Some(bytes) = obj.memory_bytes(start, end) {
+        bump(&shard.stats().local_bytes_read, bytes.len() as u64);
+        return Ok(builder.body(RespBody::full(bytes)).expect("valid"));
     }
     let mut stream = Box::pin(shard.stream_object(obj, start, end));
     // Check the first block before committing to a status.
@@ -125,10 +129,10 @@ async fn respond(
     Ok(builder.body(body).expect("valid"))
 }
 
-fn base(status: StatusCode, meta: &ObjectMeta, tier: Tier) -> http::response::Builder {
+fn base(status: StatusCode, meta: &ObjectMeta, etag: &str, tier: Tier) -> http::response::Builder {
     let mut b = Response::builder()
         .status(status)
-        .header(header::ETAG, meta.etag_header())
+        .header(header::ETAG, etag)
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header("x-trove-tier", tier.as_str());

@@ -2,7 +2,7 @@
 //! objects in bounded memory, configuration from TOML and environment.
 
 use crate::harness::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -197,16 +197,12 @@ fn settings_come_from_toml_and_environment() {
     assert!(String::from_utf8_lossy(&typo.stderr).contains("unknown field"), "typos in the file are reported");
 }
 
-#[test]
-fn a_second_node_on_a_taken_port_refuses_to_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let first = Node::start(&dir.path().join("a"), &["--shards", "2"]);
-    assert_eq!(put(&first.object_url("ns", "k"), b"first".to_vec()).status, 201);
-    // The shards' SO_REUSEPORT would let a second node share the port and
-    // take half of the first one's connections: it must refuse instead.
+/// Runs `trove serve` with `listen` and `data_dir`, which must refuse to
+/// start; returns what it printed.
+fn refused_second_node(listen: &str, data_dir: &std::path::Path) -> String {
     let mut second = Command::new(trove_bin())
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", first.port), "--data-dir"])
-        .arg(dir.path().join("b"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -220,16 +216,54 @@ fn a_second_node_on_a_taken_port_refuses_to_start() {
         if Instant::now() > deadline {
             let _ = second.kill();
             let _ = second.wait();
-            panic!("a second node started on a port another node listens on");
+            panic!("a second node started on {listen} with data dir {}", data_dir.display());
         }
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut err = String::new();
     second.stderr.take().expect("piped").read_to_string(&mut err).expect("stderr");
-    assert!(!status.success());
+    assert!(!status.success(), "{err}");
+    err
+}
+
+#[test]
+fn a_second_node_on_a_taken_port_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Node::start(&dir.path().join("a"), &["--shards", "2"]);
+    assert_eq!(put(&first.object_url("ns", "k"), b"first".to_vec()).status, 201);
+    // The shards' SO_REUSEPORT would let a second node share the port and
+    // take half of the first one's connections: it must refuse instead.
+    let err = refused_second_node(&format!("127.0.0.1:{}", first.port), &dir.path().join("b"));
     assert!(err.contains("already in use"), "{err}");
     // Every connection still reaches the first node.
     for _ in 0..20 {
         assert_eq!(get(&first.object_url("ns", "k")).body, b"first");
     }
+}
+
+#[test]
+fn a_second_node_on_a_data_dir_in_use_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let first = Node::start(&data, &["--shards", "1"]);
+    // A PUT still in flight on the first node: its body waits in tmp/,
+    // which a second node's start would wipe.
+    let mut upload = std::net::TcpStream::connect(("127.0.0.1", first.port)).expect("connect");
+    let head = "PUT /api/v1/object/ns/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
+    upload.write_all(head.as_bytes()).expect("head");
+    let body = bytes(8, 200_000);
+    upload.write_all(&body[..100_000]).expect("first half");
+    let tmp = data.join("shards/000/tmp");
+    wait_until("the upload to land in tmp/", Duration::from_secs(10), || {
+        std::fs::read_dir(&tmp).map(|mut d| d.next().is_some()).unwrap_or(false)
+    });
+
+    let err = refused_second_node(&format!("127.0.0.1:{}", free_port()), &data);
+    assert!(err.contains("in use by another trove node") && err.contains(&first.pid().to_string()), "{err}");
+
+    upload.write_all(&body[100_000..]).expect("second half");
+    let mut reply = [0u8; 12];
+    std::io::Read::read_exact(&mut upload, &mut reply).expect("reply");
+    assert_eq!(&reply, b"HTTP/1.1 201", "the first node's upload survived");
+    assert_eq!(get(&first.object_url("ns", "slow")).body, body);
 }

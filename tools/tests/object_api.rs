@@ -159,3 +159,44 @@ fn curl_keep_alive_chunked_and_expect_continue() {
     assert!(err.contains("Re-using existing connection") || err.contains("Reusing existing"), "no keep-alive: {err}");
     assert_eq!(get(&url).body, bytes(6, 3_000_000));
 }
+
+/// Any shard keeps memory copies of the small objects it served, but only
+/// the owner changes their files: a PUT, a DELETE and an eviction must each
+/// end every shard's copy at once.
+#[test]
+fn no_shard_serves_its_memory_copy_after_the_object_changed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 32 KiB of disk per shard: four 4 KiB objects (8 KiB each on disk).
+    let node = Node::start(&dir.path().join("data"), &["--shards", "2", "--local-capacity", "64KiB"]);
+    let url = node.object_url("ns", "hot");
+    // Each GET is a fresh connection; the kernel spreads them over both shards.
+    let every_get = |what: &str, ok: &dyn Fn(&Resp) -> bool| {
+        for i in 0..24 {
+            let r = get(&url);
+            assert!(ok(&r), "{what}: GET {i} answered {} with {} bytes", r.status, r.body.len());
+        }
+    };
+    let memory_hits = |shard: usize| node.stats()["shards"][shard]["memory_hits"].as_u64().expect("memory_hits");
+
+    let v1 = bytes(21, 4096);
+    assert_eq!(put(&url, v1.clone()).status, 201);
+    every_get("first version", &|r| r.status == 200 && r.body == v1);
+    assert!(memory_hits(0) > 0 && memory_hits(1) > 0, "both shards hold a copy: {}", node.stats()["shards"]);
+
+    let v2 = bytes(22, 4096);
+    assert_eq!(put(&url, v2.clone()).status, 201);
+    every_get("after a PUT", &|r| r.status == 200 && r.body == v2);
+
+    assert_eq!(http("DELETE", &url, &[], vec![]).status, 204);
+    every_get("after a DELETE", &|r| r.status == 404);
+
+    assert_eq!(put(&url, v1.clone()).status, 201);
+    every_get("put back", &|r| r.status == 200 && r.body == v1);
+    // Let the reads' recency notes reach the owner, then push it out.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..32 {
+        assert_eq!(put(&node.object_url("ns", &format!("filler-{i}")), bytes(i, 4096)).status, 201);
+    }
+    assert!(node.stats()["tiers"]["local"]["evictions"].as_u64() > Some(0));
+    every_get("after its eviction", &|r| r.status == 404);
+}

@@ -44,6 +44,10 @@ pub struct NodeShared {
     pub serving: AtomicUsize,
     /// Node-wide admission of git upload-pack processes.
     pub upload_packs: Arc<crate::repo::admission::Admission>,
+    /// Change counters of object files, for every shard's memory tier.
+    pub versions: Arc<crate::store::versions::FileVersions>,
+    /// Held for the node's life: no other node uses this data dir.
+    pub _data_dir_lock: crate::store::lock::DataDirLock,
 }
 
 impl NodeShared {

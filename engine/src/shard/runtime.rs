@@ -69,6 +69,8 @@ where
     // Absolute from here on: git runs in other directories (clone --local
     // of a mirror), and a relative --data-dir would name nothing there.
     config.data_dir = dir.canonicalize().map_err(|e| EngineError::io("resolving data dir", &dir, e))?;
+    // Before anything in the dir is touched: prepare wipes tmp/.
+    let data_dir_lock = crate::store::lock::lock_data_dir(&config.data_dir)?;
     let layout = Layout::new(config.data_dir.clone());
     recover::prepare(&layout, nr)?;
     let shared = Arc::new(NodeShared {
@@ -82,6 +84,8 @@ where
             config.repo.max_upload_packs,
             config.repo.upload_pack_queue,
         )),
+        versions: Arc::default(),
+        _data_dir_lock: data_dir_lock,
     });
     // Validate the remote config once, up front, for a clear error.
     if let Some(rc) = &config.remote {
@@ -129,7 +133,7 @@ where
     let capacity = node.config.local_capacity_bytes / node.nr_shards() as u64;
     let shard = Rc::new(Shard {
         id,
-        local: LocalTier::new(id, node.layout.clone(), capacity, index),
+        local: LocalTier::new(id, node.layout.clone(), capacity, index, node.versions.clone()),
         remote,
         hot: RefCell::new(crate::store::hot::HotCache::new(node.config.memory_cache_bytes / node.nr_shards() as u64)),
         senders,

@@ -2,49 +2,21 @@
 //!
 //! A small object (sealed file <= SMALL_FILE_BYTES) that was read and
 //! verified once is kept in memory, up to a byte budget per shard, least
-//! recently used out first. A hit is validated against the file on disk
-//! with one `statx` of its path (inode and change time): a PUT that
-//! replaced it (rename: new inode) or a DELETE/eviction (gone) is never
-//! served from here. That statx is a metadata lookup of a hot inode and
-//! does not wait on the device.
+//! recently used out first. A copy remembers the change counter of its
+//! object (versions.rs) read before its file was opened, and is served only
+//! while that counter has not moved: a PUT that replaced the object, a
+//! DELETE, an eviction or an expiry removal on the owner shard is never
+//! answered from here. A hit costs one atomic load; it never touches the
+//! filesystem.
 //!
 //! It is per shard and never shared, like everything else a shard owns;
-//! any shard caches any object it served.
+//! any shard caches any object it served. It must never hold bytes that
+//! were not checked against their block sums.
 
 use crate::store::format::ObjectMeta;
 use crate::store::lru::Lru;
+use crate::store::versions::FileVersions;
 use bytes::Bytes;
-use std::os::fd::AsFd;
-use std::path::Path;
-
-/// Identity of a file version: a rename or rewrite changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileVersion {
-    ino: u64,
-    ctime_sec: i64,
-    ctime_nsec: u32,
-}
-
-impl FileVersion {
-    pub fn of_fd(fd: impl AsFd) -> Option<FileVersion> {
-        rustix::fs::fstat(fd).ok().map(|st| FileVersion {
-            ino: st.st_ino,
-            ctime_sec: st.st_ctime,
-            ctime_nsec: st.st_ctime_nsec as u32,
-        })
-    }
-
-    pub fn of_path(path: &Path) -> Option<FileVersion> {
-        let st = rustix::fs::statx(
-            rustix::fs::CWD,
-            path,
-            rustix::fs::AtFlags::empty(),
-            rustix::fs::StatxFlags::INO | rustix::fs::StatxFlags::CTIME,
-        )
-        .ok()?;
-        Some(FileVersion { ino: st.stx_ino, ctime_sec: st.stx_ctime.tv_sec, ctime_nsec: st.stx_ctime.tv_nsec })
-    }
-}
 
 /// A cached small object: its verified trailer and the whole file, copied
 /// to the heap so the shard's registered I/O memory only ever holds reads
@@ -53,7 +25,8 @@ impl FileVersion {
 pub struct HotObject {
     pub meta: ObjectMeta,
     pub whole: Bytes,
-    version: FileVersion,
+    /// The object's change counter before its file was read.
+    seen: u64,
 }
 
 pub struct HotCache {
@@ -66,10 +39,10 @@ impl HotCache {
         Self { capacity_bytes, lru: Lru::default() }
     }
 
-    /// The cached object if the file at `path` is still the version cached.
-    pub fn get(&mut self, hash: u128, path: &Path) -> Option<HotObject> {
-        let cached_version = self.lru.get(&hash)?.version;
-        if FileVersion::of_path(path) != Some(cached_version) {
+    /// The cached object if its file has not changed since it was read.
+    pub fn get(&mut self, hash: u128, versions: &FileVersions) -> Option<HotObject> {
+        let seen = self.lru.get(&hash)?.seen;
+        if versions.current(hash) != seen {
             self.lru.remove(&hash);
             return None;
         }
@@ -77,7 +50,9 @@ impl HotCache {
         self.lru.get(&hash).cloned()
     }
 
-    pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: &[u8], version: FileVersion) {
+    /// Keeps a verified copy of the whole file, read after the object's
+    /// change counter was `seen`.
+    pub fn insert(&mut self, hash: u128, meta: ObjectMeta, whole: &[u8], seen: u64) {
         let size = whole.len() as u64;
         if size > self.capacity_bytes {
             return;
@@ -85,7 +60,7 @@ impl HotCache {
         let whole = Bytes::copy_from_slice(whole);
         self.lru.remove(&hash);
         while self.lru.weight() + size > self.capacity_bytes && self.lru.pop_lru().is_some() {}
-        self.lru.insert(hash, HotObject { meta, whole, version }, size);
+        self.lru.insert(hash, HotObject { meta, whole, seen }, size);
     }
 
     pub fn remove(&mut self, hash: u128) {

@@ -21,10 +21,12 @@ pub mod format;
 pub mod hot;
 pub mod index;
 pub mod landing;
+pub mod lock;
 pub mod lru;
 pub mod open;
 pub mod read;
 pub mod recover;
+pub mod versions;
 pub mod write;
 
 use crate::error::EngineError;
@@ -33,6 +35,8 @@ use index::Index;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use versions::FileVersions;
 
 /// Paths of the data directory. Cheap to clone; shared by all shards.
 #[derive(Debug, Clone)]
@@ -79,17 +83,19 @@ impl Layout {
     }
 }
 
-/// The owner shard's side of the local tier: its index and capacity.
+/// The owner shard's side of the local tier: its index and capacity. Every
+/// change it makes to a file is counted in `versions` once done.
 pub struct LocalTier {
     pub shard: ShardId,
     pub layout: Layout,
     pub capacity_bytes: u64,
     pub index: RefCell<Index>,
+    versions: Arc<FileVersions>,
 }
 
 impl LocalTier {
-    pub fn new(shard: ShardId, layout: Layout, capacity_bytes: u64, index: Index) -> Self {
-        Self { shard, layout, capacity_bytes, index: RefCell::new(index) }
+    pub fn new(shard: ShardId, layout: Layout, capacity_bytes: u64, index: Index, versions: Arc<FileVersions>) -> Self {
+        Self { shard, layout, capacity_bytes, index: RefCell::new(index), versions }
     }
 
     /// Publishes a synced tmp file as the object `hash`: rename over any old
@@ -104,6 +110,7 @@ impl LocalTier {
     ) -> Result<Vec<u128>, EngineError> {
         let dest = self.layout.object_path(self.shard, hash);
         glommio::io::rename(tmp, &dest).await.map_err(|e| EngineError::glommio("publishing", &dest, e))?;
+        self.versions.bump(hash);
         let dir = dest.parent().expect("object paths have a parent").to_owned();
         sync_dir(&dir).await?;
         self.index.borrow_mut().insert(hash, disk_bytes, expires_ms);
@@ -114,7 +121,9 @@ impl LocalTier {
     pub async fn remove(&self, hash: u128) -> Result<bool, EngineError> {
         let had = self.index.borrow_mut().remove(hash).is_some();
         let path = self.layout.object_path(self.shard, hash);
-        match glommio::io::remove(&path).await {
+        let removed = glommio::io::remove(&path).await;
+        self.versions.bump(hash);
+        match removed {
             Ok(()) => Ok(true),
             Err(e) => {
                 let e = std::io::Error::from(e);
@@ -144,6 +153,7 @@ impl LocalTier {
             if let Err(e) = glommio::io::remove(&path).await {
                 tracing::warn!(path = %path.display(), error = %std::io::Error::from(e), "evicting");
             }
+            self.versions.bump(hash);
             evicted.push(hash);
         }
         evicted

@@ -16,7 +16,7 @@ use crate::limits::{
     SMALL_FILE_BYTES,
 };
 use crate::store::format::{self, ObjectMeta};
-use crate::store::hot::{FileVersion, HotObject};
+use crate::store::hot::HotObject;
 use crate::store::landing::{Landing, LandingState};
 use crate::store::open::{len_of, open_dma};
 use bytes::Buf;
@@ -82,14 +82,15 @@ impl Buf for DataChunk {
 pub struct SealedObject {
     /// None when the whole file is in `whole` (read on open, or a memory hit).
     file: Option<Rc<DmaFile>>,
+    /// Empty for a memory-tier copy: it is never read from disk, and its
+    /// bytes were checked when they were cached.
     path: PathBuf,
     pub meta: ObjectMeta,
-    /// The whole file of a small object, read on open.
+    /// The whole file of a small object: read on open (`Dma`, checked as it
+    /// is streamed) or a memory-tier copy (`Heap`, checked already).
     whole: Option<FileBytes>,
     /// Set while the file is still landing from the remote tier.
     landing: Option<Arc<Landing>>,
-    /// The file's identity when it was read whole (for the memory tier).
-    version: Option<FileVersion>,
 }
 
 impl SealedObject {
@@ -116,10 +117,6 @@ impl SealedObject {
         match checked {
             Ok((meta, Some(whole))) => {
                 // Read whole: the descriptor is no longer needed.
-                // SAFETY: the descriptor belongs to `file`, open until the close below.
-                let version = FileVersion::of_fd(unsafe {
-                    std::os::fd::BorrowedFd::borrow_raw(std::os::fd::AsRawFd::as_raw_fd(&file))
-                });
                 let _ = file.close().await;
                 Ok(Some(Self {
                     file: None,
@@ -127,17 +124,11 @@ impl SealedObject {
                     meta,
                     whole: Some(FileBytes::Dma(whole)),
                     landing: None,
-                    version,
                 }))
             }
-            Ok((meta, None)) => Ok(Some(Self {
-                file: Some(Rc::new(file)),
-                path: path.to_owned(),
-                meta,
-                whole: None,
-                landing: None,
-                version: None,
-            })),
+            Ok((meta, None)) => {
+                Ok(Some(Self { file: Some(Rc::new(file)), path: path.to_owned(), meta, whole: None, landing: None }))
+            }
             Err(e) => {
                 let _ = file.close().await;
                 remove_corrupt(path).await;
@@ -161,19 +152,38 @@ impl SealedObject {
             meta: landing.meta.clone(),
             whole: None,
             landing: Some(landing),
-            version: None,
         })
     }
 
     /// An object served from the memory tier.
-    pub fn from_hot(path: PathBuf, hot: HotObject) -> Self {
-        Self { file: None, path, meta: hot.meta, whole: Some(FileBytes::Heap(hot.whole)), landing: None, version: None }
+    pub fn from_hot(hot: HotObject) -> Self {
+        Self {
+            file: None,
+            path: PathBuf::new(),
+            meta: hot.meta,
+            whole: Some(FileBytes::Heap(hot.whole)),
+            landing: None,
+        }
     }
 
-    /// The whole file and its identity, if it was read whole from disk:
-    /// what the memory tier keeps.
-    pub fn whole_file(&self) -> Option<(&[u8], FileVersion)> {
-        Some((self.whole.as_deref()?, self.version?))
+    /// The whole file, if it was read whole from disk and every block of
+    /// its data matches its sum: what the memory tier may keep.
+    pub fn verified_whole_file(&self) -> Option<&[u8]> {
+        let Some(FileBytes::Dma(all)) = &self.whole else { return None };
+        let data = all.get(..self.meta.data_len as usize)?;
+        let intact = data
+            .chunks(BLOCK_BYTES as usize)
+            .enumerate()
+            .all(|(block, bytes)| format::verify_block(&self.meta, block as u64, bytes).is_ok());
+        intact.then_some(&all[..])
+    }
+
+    /// The data bytes `[start, end)` of a memory-tier copy, without a copy:
+    /// they were checked when cached. None for anything read from disk.
+    pub fn memory_bytes(&self, start: u64, end: u64) -> Option<bytes::Bytes> {
+        let Some(FileBytes::Heap(all)) = &self.whole else { return None };
+        let end = end.min(self.meta.data_len) as usize;
+        Some(all.slice((start as usize).min(end)..end))
     }
 
     async fn read_trailer(
