@@ -134,6 +134,14 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     }
     let concurrent = started.elapsed().as_secs_f64();
     let upstream_clones = daemon.upload_packs() - before;
+    // What the node says those upload-packs were: clones, and fetches when
+    // the refs TTL lapsed while clients were still arriving.
+    let git_stats = cold.stats()?["git"].clone();
+    let (node_clones, node_fetches) = (git_stats["upstream_clones"].as_u64(), git_stats["upstream_fetches"].as_u64());
+    let node_counts = match (node_clones, node_fetches) {
+        (Some(c), Some(f)) => format!(" (node: {c} clone(s), {f} fetch(es))"),
+        _ => String::new(),
+    };
     drop(cold);
 
     // The same, with the clients' own work taken out: N concurrent raw
@@ -209,6 +217,8 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
             "clients": cfg.clients,
             "succeeded": ok,
             "upstream_upload_packs": upstream_clones,
+            "node_upstream_clones": node_clones,
+            "node_upstream_fetches": node_fetches,
             "total_seconds": concurrent,
             "one_upstream_bare_clone_seconds": up_bare,
         },
@@ -220,7 +230,7 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
          | `git clone` from the upstream (git daemon) | {up_s:.2} s | 1.00 | baseline |\n\
          | `git clone` through trove, warm | {via_s:.2} s | {:.2}x the upstream's time | at most 1.0x |\n\
          | `trove restore` | {restore_s:.2} s | {:.1}x faster than the upstream clone | at least 4x |\n\
-         | {} concurrent cold `git clone --bare` through trove | {concurrent:.2} s total | {:.2}x one bare upstream clone ({up_bare:.2} s); {ok}/{} succeeded; {upstream_clones} upstream upload-pack(s) | within 2x; all; 1 clone |\n\
+         | {} concurrent cold `git clone --bare` through trove | {concurrent:.2} s total | {:.2}x one bare upstream clone ({up_bare:.2} s); {ok}/{} succeeded; {upstream_clones} upstream upload-pack(s){node_counts} | within 2x; all; 1 clone |\n\
          | the same as raw upload-pack requests (packs dropped, no client index-pack) | {raw:.2} s total | {:.2}x one bare upstream clone; {raw_ok}/{} succeeded; {raw_upstream} upstream upload-pack(s) | within 2x; all; 1 clone |\n\
          {cold_md}\n\
          First clone through a cold node: {:.2} s. First snapshot build: {:.2} s.\n",

@@ -54,6 +54,13 @@ impl BenchNode {
         Ok(BenchNode { child: None, addr })
     }
 
+    /// The node's `/api/v1/stats` as JSON.
+    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = request(self.addr, "GET", "/api/v1/stats", &[])?;
+        anyhow::ensure!(status == 200, "GET /api/v1/stats: {status}");
+        Ok(serde_json::from_slice(&body)?)
+    }
+
     pub fn put(&self, path: &str, body: &[u8]) -> anyhow::Result<()> {
         let (status, resp) = request(self.addr, "PUT", path, body)?;
         anyhow::ensure!(status == 201, "PUT {path}: {status} {}", String::from_utf8_lossy(&resp));

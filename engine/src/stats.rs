@@ -43,6 +43,8 @@ counters! {
     snapshot_builds: "working-tree snapshots built (tar.zst)",
     bundle_builds: "git bundles built",
     mirror_restores: "mirrors restored from a mirror snapshot instead of cloned",
+    upstream_clones: "mirrors cloned from their upstream",
+    upstream_fetches: "git fetches from upstreams (stale refs, missing wants, restored mirrors)",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",
 }

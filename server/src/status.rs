@@ -42,6 +42,8 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "snapshot_builds": sum("snapshot_builds"),
             "bundle_builds": sum("bundle_builds"),
             "mirror_restores": sum("mirror_restores"),
+            "upstream_clones": sum("upstream_clones"),
+            "upstream_fetches": sum("upstream_fetches"),
             "upload_pack_runs": sum("upload_pack_runs"),
             "pack_cache_follows": sum("pack_cache_follows"),
         },

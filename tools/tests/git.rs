@@ -331,6 +331,16 @@ fn identical_clones_share_one_upload_pack_until_the_mirror_changes() {
     // Later, the same request is answered from the kept response.
     assert!(http("POST", &pack, &[], clone_body(&head)).body == answers[0].body);
     assert_eq!(upload_pack_runs(&node), 1);
+    // A fetch from the upstream that brings nothing keeps them.
+    let upstream_fetches = || node.stats()["git"]["upstream_fetches"].as_u64().expect("a number");
+    let fetches = upstream_fetches();
+    let missing = r#"{"commits": ["1111111111111111111111111111111111111111"]}"#;
+    let r = http("POST", &format!("{}/ensure-refs", repo_url(&node)), &[], missing.as_bytes().to_vec());
+    assert_eq!(r.json()["fetched"], true);
+    assert_eq!(upstream_fetches(), fetches + 1);
+    assert!(http("POST", &pack, &[], clone_body(&head)).body == answers[0].body);
+    assert_eq!(upload_pack_runs(&node), 1, "nothing changed: still the kept response");
+    assert_eq!(node.stats()["git"]["upstream_clones"], 1);
 
     // A fetch (it names a have) is never shared.
     let base = git(&up.work, &["rev-list", "--max-parents=0", "HEAD"]);

@@ -14,6 +14,7 @@
 use crate::repo::git::Git;
 use crate::repo::{Need, RepoError, RepoKey};
 use crate::shard::Shard;
+use crate::stats::bump;
 use crate::ShardId;
 use futures_channel::oneshot;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,8 @@ pub struct RepoState {
     retry: Option<(Instant, String)>,
     /// HEAD's commit after the last clone or fetch (None: not read yet).
     pub(crate) head: Option<String>,
+    /// A hash of every ref after the last clone or fetch (None: not read).
+    refs: Option<u64>,
     pub(crate) snap: crate::repo::snapshot::SnapshotState,
     /// Responses shared by identical clone requests.
     pub(crate) packs: crate::repo::packcache::PackTable,
@@ -171,19 +174,28 @@ impl Shard {
         let path = mirror_path(&self, &key);
         let result = match job {
             Job::Clone => self.make_mirror(&key, auth.as_deref(), &path).await,
-            Job::Fetch => fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await,
+            Job::Fetch => {
+                bump(&self.stats().upstream_fetches, 1);
+                fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await
+            }
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
-        let head = match result {
-            Ok(()) => head_of(&path).await.ok().flatten(),
-            Err(_) => None,
+        let (head, refs) = match result {
+            Ok(()) => (head_of(&path).await.ok().flatten(), refs_fingerprint(&path).await.ok()),
+            Err(_) => (None, None),
         };
         let mut repos = self.repos.borrow_mut();
         let Some(st) = repos.get_mut(&key.hash()) else { return };
         if result.is_ok() {
+            // Responses shared by identical requests stay valid while the
+            // refs do: a freshness fetch that brought nothing (the common
+            // case, every refs TTL) must not make the next clone run
+            // upload-pack again.
+            if refs.is_none() || refs != st.refs || head != st.head {
+                st.packs.clear();
+            }
             st.head = head;
-            // The mirror may have changed: shared responses may be stale.
-            st.packs.clear();
+            st.refs = refs;
         }
         let reply = match (&result, job) {
             (Ok(()), Job::Clone) => {
@@ -242,6 +254,7 @@ impl Shard {
                 if !out.ok() {
                     return Err(RepoError::Git { what: "git remote set-url".into(), stderr: out.stderr });
                 }
+                bump(&self.stats().upstream_fetches, 1);
                 fetch_mirror(key, auth, &tmp, self.config().repo.clone_timeout).await?;
                 index_mirror(&tmp).await?;
                 publish(&tmp, path)?;
@@ -267,6 +280,7 @@ impl Shard {
         let tmp = self.layout().tmp_path(self.id);
         let started = Instant::now();
         tracing::info!(repo = %key, "cloning mirror");
+        bump(&self.stats().upstream_clones, 1);
         let mut args: Vec<String> = vec!["clone".into(), "--mirror".into(), "--quiet".into()];
         for (k, v) in SERVING_CONFIG.iter().copied().chain([("trove.key", key.canonical().as_str())]) {
             args.push("-c".into());
@@ -366,6 +380,7 @@ impl RepoState {
             failures: 0,
             retry: None,
             head: None,
+            refs: None,
             snap: Default::default(),
             packs: Default::default(),
         }
@@ -404,6 +419,18 @@ pub async fn resolve(dir: &Path, names: &[String]) -> Result<Vec<Option<String>>
         return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: "short output".into() });
     }
     Ok(found)
+}
+
+/// A hash of every ref of `dir` and what it points to.
+async fn refs_fingerprint(dir: &Path) -> Result<u64, RepoError> {
+    let out = Git::new(["for-each-ref", "--format=%(objectname) %(refname)"])
+        .dir(dir)
+        .run(Vec::new(), SHORT_GIT_TIMEOUT)
+        .await?;
+    if !out.ok() {
+        return Err(RepoError::Git { what: "git for-each-ref".into(), stderr: out.stderr });
+    }
+    Ok(xxhash_rust::xxh3::xxh3_64(&out.stdout))
 }
 
 /// The commit HEAD names in `dir`; None for a repo with no commits.
