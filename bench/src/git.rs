@@ -107,6 +107,9 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
         );
     }
     let (up_s, via_s, restore_s) = (median(&up), median(&via), median(&restore));
+    // Gone before the phases that count the upstream's upload-packs: its
+    // background fetch (every --fetch-interval, 60 s) would be counted too.
+    drop(node);
 
     // N concurrent clones of a repo the node has never seen. Bare, so the
     // phase measures serving, not N checkouts competing for one disk; the
@@ -155,7 +158,6 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     let (raw, raw_ok) = concurrent_raw_fetches(serve.addr, &route, &head, cfg.clients, pack_bytes / 2)?;
     let raw_upstream = daemon.upload_packs() - before;
     drop(serve);
-    drop(node);
     let _ = std::fs::remove_dir_all(&scratch);
 
     // A failure here costs only this row, not the figures above.
