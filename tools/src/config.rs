@@ -72,6 +72,9 @@ pub struct ServeArgs {
     /// Rebuild a repo's snapshot.tar.zst when its HEAD moved and the snapshot is older than this (never when HEAD did not move). [default: 1h]
     #[arg(long, env = "TROVE_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<String>,
+    /// Repack a mirror whose fetches brought new objects at most this often, so it serves as fast as a fresh clone (geometric repack, multi-pack-index and bitmap rewritten). [default: 10m]
+    #[arg(long, env = "TROVE_UPKEEP_INTERVAL")]
+    pub upkeep_interval: Option<String>,
     /// Most git upload-pack processes at once on the node. [default: 2 x shards]
     #[arg(long, env = "TROVE_MAX_UPLOAD_PACKS")]
     pub max_upload_packs: Option<usize>,
@@ -109,6 +112,7 @@ struct FileConfig {
     fetch_interval: Option<String>,
     refs_ttl: Option<String>,
     snapshot_interval: Option<String>,
+    upkeep_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
 }
@@ -179,6 +183,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.snapshot_interval.or(file.snapshot_interval) {
         node.repo.snapshot_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-interval")?;
+    }
+    if let Some(s) = args.upkeep_interval.or(file.upkeep_interval) {
+        node.repo.upkeep_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--upkeep-interval")?;
     }
     if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
         if n == 0 {

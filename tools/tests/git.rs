@@ -404,3 +404,60 @@ fn past_the_upload_pack_queue_requests_get_503_at_once() {
         git_out(dir.path(), &["clone", "-q", &url, c.to_str().expect("utf8")]).status.success()
     });
 }
+
+/// Small fetches leave loose objects and packs outside the mirror's bitmap;
+/// the owner repacks a mirror that fetches changed, in the background, and
+/// leaves one that nothing changed alone.
+#[test]
+fn a_changed_mirror_is_repacked_for_serving_and_an_unchanged_one_is_left_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &["--fetch-interval", "1s", "--upkeep-interval", "1s"]);
+    let upkeeps = || node.stats()["git"]["mirror_upkeeps"].as_u64().expect("a number");
+    let first = dir.path().join("first");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), first.to_str().expect("utf8")]);
+    std::thread::sleep(Duration::from_millis(2500)); // two background fetches that bring nothing
+    assert_eq!(upkeeps(), 0, "a mirror no fetch changed is not repacked");
+
+    // Three small fetches (three objects each: loose, not packed).
+    let mut head = String::new();
+    for _ in 0..3 {
+        head = up.commit(1);
+        let body = format!(r#"{{"commits": ["{head}"]}}"#);
+        let r = http("POST", &format!("{}/ensure-refs", repo_url(&node)), &[], body.into_bytes());
+        assert_eq!(r.json()["missing"], 0, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let mirrors: Vec<PathBuf> = std::fs::read_dir(dir.path().join("data/shards"))
+        .expect("shards")
+        .flatten()
+        .flat_map(|s| std::fs::read_dir(s.path().join("mirrors")).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    let [mirror] = &mirrors[..] else { panic!("one mirror: {mirrors:?}") };
+    let packs_dir = mirror.join("objects/pack");
+    let count = |ext: &str| {
+        std::fs::read_dir(&packs_dir)
+            .expect("pack dir")
+            .flatten()
+            .filter(|e| e.path().extension() == Some(ext.as_ref()))
+            .count()
+    };
+    wait_until(
+        "the mirror to be repacked: no loose objects, one bitmap over its packs",
+        Duration::from_secs(30),
+        || {
+            let loose = git(mirror, &["count-objects", "-v"]);
+            upkeeps() >= 1 && loose.lines().any(|l| l == "count: 0") && count("bitmap") == 1 && count("pack") <= 2
+        },
+    );
+    git(mirror, &["fsck", "--no-progress"]);
+    git(mirror, &["multi-pack-index", "verify", "--no-progress"]);
+    let settled = upkeeps();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(upkeeps(), settled, "nothing changed since: no more upkeep");
+
+    // Served from the repacked mirror.
+    let second = dir.path().join("second");
+    git(dir.path(), &["clone", "-q", &repo_url(&node), second.to_str().expect("utf8")]);
+    assert_eq!(git(&second, &["rev-parse", "HEAD"]), head);
+}

@@ -45,7 +45,7 @@ const SERVING_CONFIG: &[(&str, &str)] = &[
 
 /// The owner's record of one repo.
 pub struct RepoState {
-    key: RepoKey,
+    pub(crate) key: RepoKey,
     pub(crate) ready: bool,
     /// Set while a job runs: those waiting on it.
     waiters: Option<Vec<oneshot::Sender<Result<(), RepoError>>>>,
@@ -58,6 +58,14 @@ pub struct RepoState {
     pub(crate) head: Option<String>,
     /// A hash of every ref after the last clone or fetch (None: not read).
     refs: Option<u64>,
+    /// A fetch moved a ref since the mirror was last packed for serving.
+    pub(crate) changed_since_upkeep: bool,
+    /// When the mirror was last packed for serving (clone, restore or
+    /// upkeep); None for a mirror found at startup.
+    pub(crate) upkept_at: Option<Instant>,
+    /// Held by work that needs the mirror's files to hold still: its
+    /// repack (upkeep.rs) and the tar of its mirror snapshot.
+    pub(crate) housekeeping: Rc<glommio::sync::Semaphore>,
     pub(crate) snap: crate::repo::snapshot::SnapshotState,
     /// Responses shared by identical clone requests.
     pub(crate) packs: crate::repo::packcache::PackTable,
@@ -193,12 +201,16 @@ impl Shard {
             // upload-pack again.
             if refs.is_none() || refs != st.refs || head != st.head {
                 st.packs.clear();
+                st.changed_since_upkeep = true;
             }
             st.head = head;
             st.refs = refs;
         }
         let reply = match (&result, job) {
             (Ok(()), Job::Clone) => {
+                // Cloned or restored, then indexed: packed for serving.
+                st.changed_since_upkeep = false;
+                st.upkept_at = Some(Instant::now());
                 st.ready = true;
                 st.failures = 0;
                 st.retry = None;
@@ -381,6 +393,9 @@ impl RepoState {
             retry: None,
             head: None,
             refs: None,
+            changed_since_upkeep: false,
+            upkept_at: None,
+            housekeeping: Rc::new(glommio::sync::Semaphore::new(1)),
             snap: Default::default(),
             packs: Default::default(),
         }

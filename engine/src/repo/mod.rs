@@ -25,6 +25,7 @@ pub mod mirror;
 pub mod packcache;
 pub mod snapshot;
 pub mod unpack;
+pub mod upkeep;
 
 pub use key::{RepoKey, Upstreams};
 
@@ -59,6 +60,9 @@ pub struct RepoConfig {
     /// A snapshot is rebuilt when HEAD moved and it is older than this.
     /// Default 1h.
     pub snapshot_interval: Duration,
+    /// A mirror that fetches changed is repacked (upkeep.rs) at most this
+    /// often. Default 10m.
+    pub upkeep_interval: Duration,
 }
 
 impl RepoConfig {
@@ -71,6 +75,7 @@ impl RepoConfig {
             upload_pack_queue: 64,
             clone_timeout: Duration::from_secs(3600),
             snapshot_interval: Duration::from_secs(3600),
+            upkeep_interval: Duration::from_secs(600),
         }
     }
 }

@@ -346,10 +346,14 @@ impl Shard {
         let mirror = mirror_path(self, key);
         let out = self.layout().tmp_path(self.id).with_extension("tar.zst");
         let o = out.clone();
+        // A repack deletes the packs it rolls up: not while they are archived.
+        let housekeeping = self.with_repo(key, |st| st.housekeeping.clone());
+        let permit = housekeeping.acquire_permit(1).await;
         let made = off_shard("trove-mirror-snap", move || {
             archive::make_mirror_snapshot(&mirror, &o, zstd_workers(), &archive::NoProgress)
         })
         .await;
+        drop(permit);
         let result = match made {
             Ok(Ok(_)) => self.put_file(&mirror_object(key), &out, false).await.map_err(|e| e.to_string()),
             Ok(Err(e)) => Err(e.to_string()),

@@ -171,11 +171,13 @@ where
     Ok(())
 }
 
-/// Fetches this shard's recently used mirrors every `--fetch-interval`.
+/// Fetches this shard's recently used mirrors every `--fetch-interval`,
+/// then repacks those that fetches changed (at most every `--upkeep-interval`).
 async fn background_fetches(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(shard.config().repo.fetch_interval).await;
         shard.fetch_recent_mirrors().await;
+        shard.upkeep_mirrors().await;
     }
 }
 
