@@ -56,6 +56,9 @@ pub struct RestoreArgs {
     /// Ranged GETs in flight at once.
     #[arg(long, default_value_t = 4)]
     pub parallel: usize,
+    /// Threads creating the small files. On a fresh ext4 here 2 restored 1.15x faster than 1; on ext4 without a journal right after mass deletes, up to 2x slower (they contend for inodes).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub writers: u16,
     /// Never draw a progress bar (it is drawn only on a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
@@ -87,7 +90,13 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     let staging = prepare_target(&args.dir)?;
     let result = (|| {
         let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
-        let snap = download_and_unpack(&format!("{base}/snapshot.tar.zst"), &staging, args.parallel.max(1), &progress)?;
+        let snap = download_and_unpack(
+            &format!("{base}/snapshot.tar.zst"),
+            &staging,
+            args.parallel.max(1),
+            usize::from(args.writers),
+            &progress,
+        )?;
         progress.finish();
         if !args.no_refresh {
             // As a checkout does: the index learns the stat data of the
@@ -174,7 +183,13 @@ fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<ureq:
 /// What a range download reports when the ETag it is pinned to is gone.
 const SNAPSHOT_CHANGED: &str = "the snapshot changed during the download (412)";
 
-fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Arc<Progress>) -> Result<Snapshot> {
+fn download_and_unpack(
+    url: &str,
+    staging: &Path,
+    parallel: usize,
+    writers: usize,
+    progress: &Arc<Progress>,
+) -> Result<Snapshot> {
     // A snapshot replaced mid-download (412) is started over, once.
     for attempt in 0..2 {
         let agent = agent();
@@ -199,7 +214,7 @@ fn download_and_unpack(url: &str, staging: &Path, parallel: usize, progress: &Ar
         let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
         let ticker = progress.tick_in_background();
-        let unpacked = trove_engine::repo::unpack::unpack_safely(tap, staging);
+        let unpacked = trove_engine::repo::unpack::unpack_safely(tap, staging, writers);
         ticker.stop();
         let e = match unpacked {
             Ok(u) => {

@@ -236,7 +236,7 @@ fn ensure_refs_fetches_what_is_missing_and_restore_checks_out_refs_and_commits()
     assert_eq!(git(&t, &["rev-parse", "HEAD"]), c3);
     assert_eq!(git(&t, &["status", "--porcelain"]), "");
     let t = dir.path().join("at-ref");
-    restore_ok(&node, &t, &["--ref", "topic"]);
+    restore_ok(&node, &t, &["--ref", "topic", "--writers", "2"]);
     assert_eq!(git(&t, &["rev-parse", "HEAD"]), c2);
     let out = restore(&node, &dir.path().join("no-such"), &["--commit", &"2".repeat(40)]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));

@@ -383,7 +383,7 @@ impl Shard {
         let (mut tx, rx) = futures_channel::mpsc::channel::<bytes::Bytes>(8);
         let d = dir.to_owned();
         let unpack = off_shard("trove-mirror-restore", move || {
-            super::unpack::unpack_safely(archive::ChannelReader::new(rx), &d)
+            super::unpack::unpack_safely(archive::ChannelReader::new(rx), &d, 1)
         });
         let feed = async {
             let mut stream = std::pin::pin!(self.stream_object(obj, 0, len));
