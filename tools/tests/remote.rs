@@ -77,6 +77,12 @@ fn s3_outage_keeps_local_hits_and_recovers_by_itself() {
     drop(writer);
     let reader = node_with(&s3, &dir.path().join("b"), &["--s3-timeout", "2s"]);
     assert_eq!(get(&reader.object_url("ns", "warm")).status, 200);
+    // The client is served as the bytes land; the local copy is committed
+    // after (fdatasync, then the owner publishes it). Until then a GET
+    // follows the landing and says "remote".
+    wait_until("the local copy to be committed", Duration::from_secs(10), || {
+        reader.stats()["tiers"]["local"]["objects"] == 1
+    });
 
     s3.stop();
     let started = Instant::now();
