@@ -53,7 +53,11 @@ fn puts_land_in_both_tiers_and_cold_reads_fetch_every_byte_once() {
     assert_eq!(remote["hits"], 1);
     eprintln!("32 cold clients of 40 MiB in {:?}", started.elapsed());
 
-    // Now local on the reader.
+    // Now local on the reader, once the landed copy is verified and
+    // committed (the clients did not wait for that).
+    wait_until("the local copy to be committed", Duration::from_secs(30), || {
+        reader.stats()["tiers"]["local"]["objects"] == 1
+    });
     let again = get(&reader.object_url("ns", "big"));
     assert_eq!(again.header("x-trove-tier"), Some("local"));
     let sm = get(&reader.object_url("ns", "small"));
