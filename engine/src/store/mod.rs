@@ -3,6 +3,7 @@
 //! On-disk layout (all paths below the data dir):
 //!
 //! ```text
+//! trove.lock                   held (flock) by the one node using the dir (lock.rs)
 //! shards/NNN/objects/HH/HASH   sealed objects owned by shard NNN
 //! shards/NNN/tmp/*             files being written by shard NNN; wiped on start
 //! ```
@@ -14,8 +15,10 @@
 //!
 //! Division of labour: any shard writes a new object into its own `tmp/`
 //! and reads any sealed file directly; only the owner shard publishes
-//! (rename + directory fsync), removes, evicts and keeps the index. This
-//! module must never let a reader see a file that is not whole and synced.
+//! (rename + directory fsync), removes, evicts and keeps the index, and
+//! counts each such change in versions.rs for every shard's memory tier.
+//! This module must never let a reader see a file that is not whole and
+//! synced.
 
 pub mod format;
 pub mod hot;
