@@ -56,7 +56,8 @@ pub struct RepoState {
     retry: Option<(Instant, String)>,
     /// HEAD's commit after the last clone or fetch (None: not read yet).
     pub(crate) head: Option<String>,
-    /// A hash of every ref after the last clone or fetch (None: not read).
+    /// A hash of HEAD and every ref after the last clone or fetch (None:
+    /// not read).
     refs: Option<u64>,
     /// A fetch moved a ref since the mirror was last packed for serving.
     pub(crate) changed_since_upkeep: bool,
@@ -189,7 +190,7 @@ impl Shard {
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
         let (head, refs) = match result {
-            Ok(()) => (head_of(&path).await.ok().flatten(), refs_fingerprint(&path).await.ok()),
+            Ok(()) => refs_state(&path).await.map_or((None, None), |(h, r)| (h, Some(r))),
             Err(_) => (None, None),
         };
         let mut repos = self.repos.borrow_mut();
@@ -199,9 +200,9 @@ impl Shard {
             // refs do: a freshness fetch that brought nothing (the common
             // case, every refs TTL) must not make the next clone run
             // upload-pack again.
-            if refs.is_none() || refs != st.refs || head != st.head {
+            if refs.is_none() || refs != st.refs {
                 st.packs.clear();
-                st.changed_since_upkeep = true;
+                st.changed_since_upkeep |= matches!(job, Job::Fetch);
             }
             st.head = head;
             st.refs = refs;
@@ -209,7 +210,6 @@ impl Shard {
         let reply = match (&result, job) {
             (Ok(()), Job::Clone) => {
                 // Cloned or restored, then indexed: packed for serving.
-                st.changed_since_upkeep = false;
                 st.upkept_at = Some(Instant::now());
                 st.ready = true;
                 st.failures = 0;
@@ -436,16 +436,17 @@ pub async fn resolve(dir: &Path, names: &[String]) -> Result<Vec<Option<String>>
     Ok(found)
 }
 
-/// A hash of every ref of `dir` and what it points to.
-async fn refs_fingerprint(dir: &Path) -> Result<u64, RepoError> {
-    let out = Git::new(["for-each-ref", "--format=%(objectname) %(refname)"])
-        .dir(dir)
-        .run(Vec::new(), SHORT_GIT_TIMEOUT)
-        .await?;
-    if !out.ok() {
-        return Err(RepoError::Git { what: "git for-each-ref".into(), stderr: out.stderr });
+/// What HEAD points to in `dir` (None for a repo with no commits) and a
+/// hash of HEAD and every ref with what it points to, in one process.
+async fn refs_state(dir: &Path) -> Result<(Option<String>, u64), RepoError> {
+    let out = Git::new(["show-ref", "--head"]).dir(dir).run(Vec::new(), SHORT_GIT_TIMEOUT).await?;
+    // Exit 1: no refs at all (an empty repo), which is a state too.
+    if !out.ok() && out.status.code() != Some(1) {
+        return Err(RepoError::Git { what: "git show-ref".into(), stderr: out.stderr });
     }
-    Ok(xxhash_rust::xxh3::xxh3_64(&out.stdout))
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = text.lines().find_map(|l| l.strip_suffix(" HEAD")).map(str::to_owned);
+    Ok((head, xxhash_rust::xxh3::xxh3_64(&out.stdout)))
 }
 
 /// The commit HEAD names in `dir`; None for a repo with no commits.
