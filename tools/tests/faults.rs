@@ -100,9 +100,8 @@ fn kill_9_during_concurrent_puts_loses_nothing_acknowledged() {
     }
     let files = object_files(&data).len() as u64;
     assert_eq!(node.stats()["tiers"]["local"]["objects"].as_u64(), Some(files), "index matches the files");
-    for shard in ["000", "001"] {
-        let tmp = data.join("shards").join(shard).join("tmp");
-        assert!(std::fs::read_dir(&tmp).expect("tmp").next().is_none(), "tmp/ wiped at restart");
+    for shard in [0, 1] {
+        assert_eq!(tmp_files(&data, shard), 0, "tmp/ wiped at restart");
     }
 }
 
@@ -156,17 +155,9 @@ fn a_client_gone_mid_upload_leaves_no_partial_object() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let node = Node::start(&data, &["--shards", "1"]);
-    {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
-        let head = "PUT /api/v1/object/ns/cut HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
-        s.write_all(head.as_bytes()).expect("head");
-        s.write_all(&bytes(5, 3_000_000)).expect("part of the body");
-        // Dropped here: the connection closes with 7 MB unsent.
-    }
-    let tmp = data.join("shards/000/tmp");
-    wait_until("the partial upload to be removed", Duration::from_secs(10), || {
-        std::fs::read_dir(&tmp).map(|mut d| d.next().is_none()).unwrap_or(false)
-    });
+    // Dropped at once: the connection closes with 7 MB unsent.
+    drop(partial_put(node.port, "cut", 10_000_000, &bytes(5, 3_000_000)));
+    wait_until("the partial upload to be removed", Duration::from_secs(10), || tmp_files(&data, 0) == 0);
     assert_eq!(get(&node.object_url("ns", "cut")).status, 404);
     assert!(object_files(&data).is_empty());
 }

@@ -568,6 +568,22 @@ pub fn raw(port: u16, request: &[u8], timeout: Duration) -> Vec<u8> {
     out
 }
 
+/// Starts `PUT /api/v1/object/ns/{key}` announcing `len` bytes on a raw
+/// connection and sends only `part` of the body: the rest is the caller's,
+/// or never comes when the stream is dropped.
+pub fn partial_put(port: u16, key: &str, len: usize, part: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let head = format!("PUT /api/v1/object/ns/{key} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("head");
+    s.write_all(part).expect("part of the body");
+    s
+}
+
+/// The files in shard `shard`'s tmp/ under a data dir (uploads in flight).
+pub fn tmp_files(data_dir: &Path, shard: u16) -> usize {
+    std::fs::read_dir(data_dir.join(format!("shards/{shard:03}/tmp"))).expect("the shard's tmp/").count()
+}
+
 /// Every sealed object file under a data dir.
 pub fn object_files(data_dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -248,15 +248,9 @@ fn a_second_node_on_a_data_dir_in_use_refuses_to_start() {
     let first = Node::start(&data, &["--shards", "1"]);
     // A PUT still in flight on the first node: its body waits in tmp/,
     // which a second node's start would wipe.
-    let mut upload = std::net::TcpStream::connect(("127.0.0.1", first.port)).expect("connect");
-    let head = "PUT /api/v1/object/ns/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
-    upload.write_all(head.as_bytes()).expect("head");
     let body = bytes(8, 200_000);
-    upload.write_all(&body[..100_000]).expect("first half");
-    let tmp = data.join("shards/000/tmp");
-    wait_until("the upload to land in tmp/", Duration::from_secs(10), || {
-        std::fs::read_dir(&tmp).map(|mut d| d.next().is_some()).unwrap_or(false)
-    });
+    let mut upload = partial_put(first.port, "slow", body.len(), &body[..100_000]);
+    wait_until("the upload to land in tmp/", Duration::from_secs(10), || tmp_files(&data, 0) > 0);
 
     let err = refused_second_node(&format!("127.0.0.1:{}", free_port()), &data);
     assert!(err.contains("in use by another trove node") && err.contains(&first.pid().to_string()), "{err}");
