@@ -41,13 +41,14 @@ impl HotCache {
 
     /// The cached object if its file has not changed since it was read.
     pub fn get(&mut self, hash: u128, versions: &FileVersions) -> Option<HotObject> {
-        let seen = self.lru.get(&hash)?.seen;
-        if versions.current(hash) != seen {
+        let hot = self.lru.get(&hash)?;
+        if versions.current(hash) != hot.seen {
             self.lru.remove(&hash);
             return None;
         }
+        let hot = hot.clone();
         self.lru.touch(&hash);
-        self.lru.get(&hash).cloned()
+        Some(hot)
     }
 
     /// Keeps a verified copy of the whole file, read after the object's
