@@ -41,6 +41,11 @@ pub struct GitArgs {
     /// Where results (JSON, markdown) are written.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Do not drop the page cache before each timed step (it is dropped
+    /// when running as root, after a `sync`, so no step inherits the state
+    /// the one before it left; see the README).
+    #[arg(long)]
+    keep_page_cache: bool,
 }
 
 #[derive(Args)]
@@ -106,6 +111,7 @@ pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
                 clients: a.clients.max(1),
                 work_dir: a.work_dir,
                 out: a.out,
+                keep_page_cache: a.keep_page_cache,
             })?;
             Ok(())
         }

@@ -40,6 +40,8 @@ pub struct GitBench {
     pub clients: usize,
     pub work_dir: PathBuf,
     pub out: PathBuf,
+    /// Time steps with the page cache as the step before left it.
+    pub keep_page_cache: bool,
 }
 
 const HOST: &str = "bench.test";
@@ -86,7 +88,8 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     std::fs::create_dir_all(&scratch)?;
 
     // Warm up: the mirror (a cold clone) and the snapshot (built, stored).
-    let cold_clone = timed_clone(&trove_url, &scratch.join("cold"))?;
+    let steps = Steps::new(cfg.keep_page_cache);
+    let cold_clone = steps.clone(&trove_url, &scratch.join("cold"), &[])?;
     let snap_path = format!("/git/{HOST}/{name}/snapshot.tar.zst");
     let snap_started = Instant::now();
     let (status, snap) = request(node.addr, "GET", &snap_path, &[])?;
@@ -96,9 +99,9 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
 
     let (mut up, mut via, mut restore) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..cfg.rounds {
-        up.push(timed_clone(&upstream_url, &scratch.join(format!("up{round}")))?);
-        via.push(timed_clone(&trove_url, &scratch.join(format!("via{round}")))?);
-        restore.push(timed_restore(
+        up.push(steps.clone(&upstream_url, &scratch.join(format!("up{round}")), &[])?);
+        via.push(steps.clone(&trove_url, &scratch.join(format!("via{round}")), &[])?);
+        restore.push(steps.restore(
             &cfg.trove,
             &node.url(),
             &format!("{HOST}/{name}"),
@@ -117,10 +120,10 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     // N concurrent clones of a repo the node has never seen. Bare, so the
     // phase measures serving, not N checkouts competing for one disk; the
     // baseline is one bare clone from the upstream.
-    let up_bare = timed_clone_args(&upstream_url, &scratch.join("up-bare"), &["--bare"])?.as_secs_f64();
+    let up_bare = steps.clone(&upstream_url, &scratch.join("up-bare"), &["--bare"])?.as_secs_f64();
     let cold = fresh_node("node-cold")?;
     let cold_url = format!("{}/git/{HOST}/{name}", cold.url());
-    settle_disk()?;
+    steps.settle()?;
     let before = daemon.upload_packs();
     let started = Instant::now();
     let children: Vec<Child> = (0..cfg.clients)
@@ -192,6 +195,7 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
         "bench": "git",
         "repo": { "name": name, "files": files, "pack_bytes": pack_bytes, "snapshot_bytes": snap.len() },
         "rounds": cfg.rounds,
+        "page_cache_dropped_before_each_step": steps.drop_caches,
         "seconds": {
             "upstream_clone_median": up_s,
             "trove_clone_warm_median": via_s,
@@ -231,7 +235,7 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     });
     let md = format!(
         "# trove bench git\n\nRepo `{name}`: {files} files at HEAD, {:.0} MB of packs; snapshot {:.0} MB. \
-         Medians of {} alternating rounds, same machine, same run.\n\n\
+         Medians of {} alternating rounds, same machine, same run. {}\n\n\
          | What | Time | Ratio | Target |\n|---|---|---|---|\n\
          | `git clone` from the upstream (git daemon) | {up_s:.2} s | 1.00 | baseline |\n\
          | `git clone` through trove, warm | {via_s:.2} s | {:.2}x the upstream's time | at most 1.0x |\n\
@@ -243,6 +247,7 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
         pack_bytes as f64 / 1e6,
         snap.len() as f64 / 1e6,
         cfg.rounds,
+        steps.describe(),
         via_s / up_s,
         up_s / restore_s,
         cfg.clients,
@@ -312,36 +317,75 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn timed_clone(url: &str, dst: &Path) -> Result<Duration> {
-    timed_clone_args(url, dst, &[])
+/// How every timed step starts. A `sync` always: a clone leaves ~280 MB and
+/// 50k files dirty, and the next step must not pay for their writeback.
+/// Then, as root and unless `--keep-page-cache`, the page cache is dropped
+/// too. On this VM a `trove restore` right after a `git clone` spent twice
+/// the kernel time of one after another restore (3.6 s against 1.8 s),
+/// zeroing and copying into fresh page cache pages (the kernel's memset in
+/// `ext4_block_write_begin`: 16% of samples against 0.7%); after a drop it
+/// did not, also 15 s later. So what a step costs depended on which step
+/// ran before it; with the cache dropped, every clone and restore starts
+/// from the same state (and reads its source, the upstream's pack or the
+/// node's snapshot, from the disk).
+#[derive(Clone, Copy)]
+struct Steps {
+    drop_caches: bool,
 }
 
-/// Writes back what earlier steps left dirty, so a timed step does not pay
-/// for the one before it (a clone leaves ~280 MB and 50k files behind).
-fn settle_disk() -> Result<()> {
-    anyhow::ensure!(Command::new("sync").status()?.success(), "sync failed");
-    Ok(())
+impl Steps {
+    /// Drops the page cache only if asked and allowed (root); says so when not allowed.
+    fn new(keep_page_cache: bool) -> Self {
+        if keep_page_cache {
+            return Self { drop_caches: false };
+        }
+        let allowed = std::fs::write(DROP_CACHES, "3").is_ok();
+        if !allowed {
+            eprintln!(
+                "cannot write {DROP_CACHES} (not root?): timed steps start from a synced, not a dropped, page cache"
+            );
+        }
+        Self { drop_caches: allowed }
+    }
+
+    fn describe(self) -> &'static str {
+        if self.drop_caches {
+            "Every timed step starts after a `sync` and a dropped page cache."
+        } else {
+            "Every timed step starts after a `sync` (page cache kept)."
+        }
+    }
+
+    fn settle(self) -> Result<()> {
+        anyhow::ensure!(Command::new("sync").status()?.success(), "sync failed");
+        if self.drop_caches {
+            std::fs::write(DROP_CACHES, "3").with_context(|| format!("writing {DROP_CACHES}"))?;
+        }
+        Ok(())
+    }
+
+    fn clone(self, url: &str, dst: &Path, extra: &[&str]) -> Result<Duration> {
+        self.settle()?;
+        let started = Instant::now();
+        let mut args = vec!["clone", "-q"];
+        args.extend_from_slice(extra);
+        let d = dst.to_string_lossy();
+        args.extend([url, &*d]);
+        git(Path::new("/"), &args)?;
+        Ok(started.elapsed())
+    }
+
+    fn restore(self, trove: &Path, node: &str, repo: &str, dst: &Path) -> Result<Duration> {
+        self.settle()?;
+        let started = Instant::now();
+        let out = Command::new(trove).args(["restore", repo]).arg(dst).args(["--url", node, "--quiet"]).output()?;
+        let t = started.elapsed();
+        anyhow::ensure!(out.status.success(), "trove restore failed: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(t)
+    }
 }
 
-fn timed_clone_args(url: &str, dst: &Path, extra: &[&str]) -> Result<Duration> {
-    settle_disk()?;
-    let started = Instant::now();
-    let mut args = vec!["clone", "-q"];
-    args.extend_from_slice(extra);
-    let d = dst.to_string_lossy();
-    args.extend([url, &*d]);
-    git(Path::new("/"), &args)?;
-    Ok(started.elapsed())
-}
-
-fn timed_restore(trove: &Path, node: &str, repo: &str, dst: &Path) -> Result<Duration> {
-    settle_disk()?;
-    let started = Instant::now();
-    let out = Command::new(trove).args(["restore", repo]).arg(dst).args(["--url", node, "--quiet"]).output()?;
-    let t = started.elapsed();
-    anyhow::ensure!(out.status.success(), "trove restore failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(t)
-}
+const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 
 /// Files at HEAD and bytes of pack files.
 fn repo_size(bare: &Path) -> Result<(usize, u64)> {
