@@ -50,11 +50,9 @@ impl Shard {
             }
             self.hot.borrow_mut().remove(hash);
         }
-        let path = self.layout().object_path(owner, hash);
-        // Before the open: a change after it moves the counter past this.
-        let seen = self.node.versions.current(hash);
-        match SealedObject::open(&path).await {
+        match self.open_local(key).await {
             Ok(Some(obj)) if obj.meta.namespace == key.namespace() && obj.meta.key == key.key() => {
+                let seen = obj.seen.expect("set for local files");
                 if !obj.meta.is_expired(crate::now_ms()) {
                     self.note_touch(owner, hash);
                     bump(&self.stats().local_hits, 1);
@@ -64,13 +62,9 @@ impl Shard {
                     return Ok(Some((obj, Tier::Local)));
                 }
                 bump(&self.stats().expirations, 1);
-                self.report_gone(owner, hash);
+                self.report_gone(owner, hash, seen);
             }
-            Ok(_) => {}
-            Err(EngineError::Corrupt { .. }) => {
-                bump(&self.stats().checksum_failures, 1);
-                self.report_gone(owner, hash);
-            }
+            Ok(_) | Err(EngineError::Corrupt { .. }) => {}
             Err(e) => return Err(e),
         }
         bump(&self.stats().local_misses, 1);
@@ -84,7 +78,7 @@ impl Shard {
             self.call(owner, move |reply| ShardRequest::Fetch { key, reply }).await?
         };
         match reply {
-            FetchReply::Local => match SealedObject::open(&path).await? {
+            FetchReply::Local => match self.open_local(key).await? {
                 Some(obj) if !obj.meta.is_expired(crate::now_ms()) => Ok(Some((obj, Tier::Remote))),
                 _ => Ok(None),
             },
@@ -92,6 +86,37 @@ impl Shard {
             FetchReply::Landing(l) => Ok(Some((SealedObject::open_landing(l).await?, Tier::Remote))),
             FetchReply::NotFound => Ok(None),
             FetchReply::Failed(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the local file of `key`, remembering the change counter read
+    /// before the open. A file that fails its trailer checks is counted and
+    /// dropped by its owner before this returns.
+    async fn open_local(self: &Rc<Self>, key: &ObjectKey) -> Result<Option<SealedObject>, EngineError> {
+        let (hash, owner) = (key.hash(), key.owner(self.nr_shards()));
+        // Before the open: a change after it moves the counter past this.
+        let seen = self.node.versions.current(hash);
+        match SealedObject::open(&self.layout().object_path(owner, hash)).await {
+            Ok(obj) => Ok(obj.map(|mut o| {
+                o.seen = Some(seen);
+                o
+            })),
+            Err(e @ EngineError::Corrupt { .. }) => {
+                bump(&self.stats().checksum_failures, 1);
+                self.drop_found(owner, hash, seen).await;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Has the owner drop the local file `obj` was read from, found corrupt,
+    /// unless it was replaced since; returns when done. For the caller that
+    /// looks again (a remote copy, or a newer file), so it does not find the
+    /// same bad file. Nothing for a memory copy or a landing.
+    pub async fn drop_corrupt(self: &Rc<Self>, key: &ObjectKey, seen: Option<u64>) {
+        if let Some(seen) = seen {
+            self.drop_found(key.owner(self.nr_shards()), key.hash(), seen).await;
         }
     }
 
@@ -106,13 +131,13 @@ impl Shard {
     ) -> impl futures_lite::Stream<Item = Result<DataChunk, EngineError>> {
         let hash = crate::key::name_hash(&obj.meta.namespace, &obj.meta.key);
         let owner = crate::key::owner(hash, self.nr_shards());
-        let local_file = !obj.is_landing();
+        let seen = obj.seen;
         let me = self.clone();
         futures_lite::StreamExt::map(obj.stream(start, end), move |item| {
             if let Err(EngineError::Corrupt { .. }) = &item {
                 bump(&me.stats().checksum_failures, 1);
-                if local_file {
-                    me.report_gone(owner, hash);
+                if let Some(seen) = seen {
+                    me.report_gone(owner, hash, seen);
                 }
             }
             item

@@ -2,7 +2,7 @@
 
 use crate::harness::*;
 use std::collections::HashMap;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,16 +105,6 @@ fn kill_9_during_concurrent_puts_loses_nothing_acknowledged() {
     }
 }
 
-fn flip_byte(path: &std::path::Path, at: u64) {
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open object file");
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at)).expect("seek");
-    std::io::Read::read_exact(&mut f, &mut b).expect("read");
-    f.seek(SeekFrom::Start(at)).expect("seek");
-    f.write_all(&[b[0] ^ 0x01]).expect("write");
-    f.sync_all().expect("sync");
-}
-
 #[test]
 fn a_flipped_byte_is_never_served() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -128,7 +118,7 @@ fn a_flipped_byte_is_never_served() {
     flip_byte(&file, 1000);
     let r = get(&node.object_url("ns", "first"));
     assert_eq!(r.status, 404, "corrupt and no remote copy: a miss");
-    assert!(!file.exists(), "the corrupt file is removed");
+    wait_until("the owner to remove the corrupt file", Duration::from_secs(10), || !file.exists());
     assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 1);
 
     // In a later block: the stream stops before the bad block.
@@ -139,6 +129,7 @@ fn a_flipped_byte_is_never_served() {
     assert!(!out.status.success(), "curl must see a cut transfer");
     assert!(out.stdout.len() <= 524_288, "{} bytes sent, past the bad block", out.stdout.len());
     assert_eq!(&out.stdout[..], &body[..out.stdout.len()], "only good bytes were sent");
+    wait_until("the owner to remove the corrupt file", Duration::from_secs(10), || !file.exists());
     assert_eq!(get(&node.object_url("ns", "later")).status, 404);
 
     // In the trailer: refused at open.
@@ -148,6 +139,49 @@ fn a_flipped_byte_is_never_served() {
     flip_byte(&file, len - 4096 + 70);
     assert_eq!(get(&node.object_url("ns", "trailer")).status, 404);
     assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 3);
+}
+
+/// A reader that finds its file corrupt must not take down a newer version
+/// published over it while it was reading: only the owner removes files,
+/// and only the one the reader opened.
+#[test]
+fn a_corrupt_file_found_after_it_was_replaced_takes_the_new_version_with_it_never() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let node = Node::start(&data, &["--shards", "1"]);
+    let (old_len, bad_at) = (48 << 20, 44 << 20);
+    put(&node.object_url("ns", "k"), bytes(31, old_len));
+    let file = object_files(&data).pop().expect("one file");
+    flip_byte(&file, bad_at);
+
+    // A slow reader: it takes the head and a little data, then stops
+    // reading, so the node is held in the send buffers far before the bad
+    // block, with the old file open.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+    write!(slow, "GET /api/v1/object/ns/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut first = vec![0u8; 64 << 10];
+    slow.read_exact(&mut first).expect("the first bytes");
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first[..40]));
+
+    // The object is replaced meanwhile.
+    let new = bytes(32, 100_000);
+    assert_eq!(put(&node.object_url("ns", "k"), new.clone()).status, 201);
+
+    // The reader goes on, reaches the bad block and is cut off.
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    let head = first.windows(4).position(|w| w == b"\r\n\r\n").expect("a whole head") + 4;
+    let sent = (first.len() + rest.len() - head) as u64;
+    assert!(sent <= bad_at, "{sent} bytes sent, past the bad block");
+    wait_until("the node to count the bad block", Duration::from_secs(10), || {
+        node.stats()["tiers"]["local"]["checksum_failures"] == 1
+    });
+
+    // The new version is still there, whole.
+    let r = get(&node.object_url("ns", "k"));
+    assert_eq!((r.status, r.body == new), (200, true), "the new version was taken down");
+    assert_eq!(object_files(&data).len(), 1);
 }
 
 #[test]

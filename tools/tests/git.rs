@@ -459,10 +459,7 @@ fn a_changed_mirror_is_repacked_for_serving_and_an_unchanged_one_is_left_alone()
         Duration::from_secs(30),
         || {
             let loose = git(mirror, &["count-objects", "-v"]);
-            upkeeps() >= 1
-                && loose.lines().any(|l| l == "count: 0")
-                && count("bitmap") == 1
-                && all_packs_in_midx()
+            upkeeps() >= 1 && loose.lines().any(|l| l == "count: 0") && count("bitmap") == 1 && all_packs_in_midx()
         },
     );
     git(mirror, &["fsck", "--no-progress"]);

@@ -600,3 +600,14 @@ pub fn object_files(data_dir: &Path) -> Vec<PathBuf> {
 pub fn curl(args: &[&str]) -> std::process::Output {
     Command::new("curl").args(args).output().expect("run curl")
 }
+
+/// Flips one bit of the byte at `at` in the file at `path`, as a bad disk would.
+pub fn flip_byte(path: &std::path::Path, at: u64) {
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).expect("open object file");
+    let mut b = [0u8; 1];
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at)).expect("seek");
+    std::io::Read::read_exact(&mut f, &mut b).expect("read");
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(at)).expect("seek");
+    std::io::Write::write_all(&mut f, &[b[0] ^ 0x01]).expect("write");
+    f.sync_all().expect("sync");
+}

@@ -71,6 +71,33 @@ fn puts_land_in_both_tiers_and_cold_reads_fetch_every_byte_once() {
     assert_eq!(get(&third.object_url("ns", "small")).status, 404);
 }
 
+/// A local copy found corrupt is dropped by its owner before the second
+/// look, so the same request is answered from S3.
+#[test]
+fn a_corrupt_local_copy_is_answered_from_s3() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("a");
+    let node = node_with(&s3, &data, &["--shards", "2"]);
+    // Several objects, so that some are read on their owner's shard and
+    // some on the other one.
+    for i in 0..6u64 {
+        let (key, body) = (format!("k{i}"), bytes(40 + i, 1_000_000));
+        let before = object_files(&data);
+        assert_eq!(put(&node.object_url("ns", &key), body.clone()).status, 201);
+        let file = object_files(&data).into_iter().find(|f| !before.contains(f)).expect("a new file");
+        flip_byte(&file, 1000);
+        let r = get(&node.object_url("ns", &key));
+        assert_eq!((r.status, r.body == body), (200, true), "{key}: the S3 copy, whole");
+        assert_eq!(r.header("x-trove-tier"), Some("remote"), "{key}");
+        assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], i + 1);
+        // The S3 copy lands locally again; done before the next file is picked.
+        wait_until("the landed copy to be committed", Duration::from_secs(30), || {
+            node.stats()["tiers"]["local"]["objects"] == i + 1
+        });
+    }
+}
+
 #[test]
 fn s3_outage_keeps_local_hits_and_recovers_by_itself() {
     let mut s3 = S3::start();

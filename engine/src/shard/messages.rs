@@ -21,8 +21,10 @@ pub enum ShardRequest {
     },
     /// Remove the object; replies whether there was one.
     Remove { hash: u128, reply: oneshot::Sender<Result<bool, EngineError>> },
-    /// Drop an object a reader found corrupt or expired. No reply.
-    Drop { hash: u128 },
+    /// Drop an object a reader found corrupt or expired, if its change
+    /// counter still is `seen` (the file was not replaced since). Replies
+    /// when done.
+    Drop { hash: u128, seen: u64, reply: oneshot::Sender<()> },
     /// These objects were read (recency for eviction). No reply.
     Touch { hashes: Vec<u128> },
     /// Local miss: find the object in the remote tier, once for all askers.

@@ -137,17 +137,21 @@ impl Shard {
         }
     }
 
-    /// Tells the owner to drop `hash` (found corrupt or expired), without
-    /// waiting for it.
-    pub(crate) fn report_gone(self: &Rc<Self>, owner: ShardId, hash: u128) {
+    /// Tells the owner to drop `hash` (found corrupt or expired in the file
+    /// opened when its change counter was `seen`), without waiting for it.
+    pub(crate) fn report_gone(self: &Rc<Self>, owner: ShardId, hash: u128, seen: u64) {
+        let me = self.clone();
+        glommio::spawn_local(async move { me.drop_found(owner, hash, seen).await }).detach();
+    }
+
+    /// Has the owner drop `hash`, found corrupt or expired in the file
+    /// opened when its change counter was `seen`, and waits until it has:
+    /// a second look then finds the remote copy, or a newer file.
+    pub(crate) async fn drop_found(self: &Rc<Self>, owner: ShardId, hash: u128, seen: u64) {
         if owner == self.id {
-            let me = self.clone();
-            glommio::spawn_local(async move {
-                let _ = me.owner_remove(hash).await;
-            })
-            .detach();
+            self.owner_drop(hash, seen).await;
         } else {
-            let _ = self.senders.try_send_to(usize::from(owner), ShardRequest::Drop { hash });
+            let _ = self.call(owner, move |reply| ShardRequest::Drop { hash, seen, reply }).await;
         }
     }
 

@@ -22,8 +22,9 @@ impl Shard {
             ShardRequest::Remove { hash, reply } => {
                 let _ = reply.send(self.owner_remove(hash).await);
             }
-            ShardRequest::Drop { hash } => {
-                let _ = self.owner_remove(hash).await;
+            ShardRequest::Drop { hash, seen, reply } => {
+                self.owner_drop(hash, seen).await;
+                let _ = reply.send(());
             }
             ShardRequest::Touch { hashes } => {
                 for h in hashes {
@@ -50,6 +51,17 @@ impl Shard {
         let removed = self.local.remove(hash).await;
         self.refresh_local_gauges();
         removed
+    }
+
+    /// Removes `hash`, found corrupt or expired by a reader, unless its file
+    /// changed since the reader opened it: a newer version published over
+    /// it meanwhile must not be taken down with it. (A publish bumps the
+    /// counter before its rename too, so one in flight counts as a change;
+    /// a file left by a false alarm is reported again by its next reader.)
+    pub(crate) async fn owner_drop(&self, hash: u128, seen: u64) {
+        if self.node.versions.current(hash) == seen {
+            let _ = self.owner_remove(hash).await;
+        }
     }
 
     pub(crate) async fn owner_commit(

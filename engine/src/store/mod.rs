@@ -112,6 +112,9 @@ impl LocalTier {
         expires_ms: u64,
     ) -> Result<Vec<u128>, EngineError> {
         let dest = self.layout.object_path(self.shard, hash);
+        // Before the rename too: a reader's report that the old file is
+        // corrupt, handled while the rename is in flight, must see a change.
+        self.versions.bump(hash);
         glommio::io::rename(tmp, &dest).await.map_err(|e| EngineError::glommio("publishing", &dest, e))?;
         self.versions.bump(hash);
         let dir = dest.parent().expect("object paths have a parent").to_owned();

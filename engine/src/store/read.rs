@@ -3,8 +3,11 @@
 //! Any shard may read any sealed file: this is what lets a warm hit be
 //! served by the shard that holds the connection, with no cross-core hop.
 //! Every block is checked against its CRC32C before a byte of it is
-//! handed out; a mismatch ends the stream with [`EngineError::Corrupt`] and
-//! the file is removed, so corrupt bytes are never served. Reads go through
+//! handed out; a mismatch ends the stream with [`EngineError::Corrupt`], so
+//! corrupt bytes are never served. This module never changes a file: the
+//! caller reports a corrupt one to its owner shard, which removes it only
+//! if it is still the file that was read (a newer version may have been
+//! published over it meanwhile). Reads go through
 //! io_uring with O_DIRECT, READ_AHEAD_UNITS at a time; a unit starts at 1 MiB
 //! and doubles per read up to 4 MiB, so a short range stays cheap and a long
 //! stream issues the large requests the disk streams best. A stream holds at
@@ -91,11 +94,16 @@ pub struct SealedObject {
     whole: Option<FileBytes>,
     /// Set while the file is still landing from the remote tier.
     landing: Option<Arc<Landing>>,
+    /// For a local file: the object's change counter, read before the file
+    /// was opened (store/versions.rs). Its owner drops a file found corrupt
+    /// or expired only while the counter still says this.
+    pub(crate) seen: Option<u64>,
 }
 
 impl SealedObject {
     /// Opens the sealed file at `path`; `Ok(None)` when there is none.
-    /// A file that fails its trailer checks is removed and reported corrupt.
+    /// A file that fails its trailer checks is reported corrupt (and left
+    /// where it is).
     pub async fn open(path: &Path) -> Result<Option<Self>, EngineError> {
         let file = match open_dma(path).await {
             Ok(f) => f,
@@ -124,14 +132,19 @@ impl SealedObject {
                     meta,
                     whole: Some(FileBytes::Dma(whole)),
                     landing: None,
+                    seen: None,
                 }))
             }
-            Ok((meta, None)) => {
-                Ok(Some(Self { file: Some(Rc::new(file)), path: path.to_owned(), meta, whole: None, landing: None }))
-            }
+            Ok((meta, None)) => Ok(Some(Self {
+                file: Some(Rc::new(file)),
+                path: path.to_owned(),
+                meta,
+                whole: None,
+                landing: None,
+                seen: None,
+            })),
             Err(e) => {
                 let _ = file.close().await;
-                remove_corrupt(path).await;
                 Err(e)
             }
         }
@@ -152,6 +165,7 @@ impl SealedObject {
             meta: landing.meta.clone(),
             whole: None,
             landing: Some(landing),
+            seen: None,
         })
     }
 
@@ -163,6 +177,7 @@ impl SealedObject {
             meta: hot.meta,
             whole: Some(FileBytes::Heap(hot.whole)),
             landing: None,
+            seen: None,
         }
     }
 
@@ -222,6 +237,12 @@ impl SealedObject {
         };
         let meta = format::decode_trailer(&trailer, file_len).map_err(|e| corrupt(e.to_string()))?;
         Ok((meta, None))
+    }
+
+    /// The change counter read before this local file was opened; None for
+    /// a memory copy or a landing. See [`crate::Shard::drop_corrupt`].
+    pub fn seen(&self) -> Option<u64> {
+        self.seen
     }
 
     /// True while this reads a file still landing from the remote tier.
@@ -310,11 +331,11 @@ impl StreamState {
         };
         if buf.len() < at + block_len as usize {
             self.failed = true;
-            return Some(Err(self.corrupt(format!("block {block} is short")).await));
+            return Some(Err(self.corrupt(format!("block {block} is short"))));
         }
         if let Err(e) = format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]) {
             self.failed = true;
-            return Some(Err(self.corrupt(e.to_string()).await));
+            return Some(Err(self.corrupt(e.to_string())));
         }
         self.next_yield += 1;
         let from = self.start.max(block_start) - block_start;
@@ -348,11 +369,8 @@ impl StreamState {
         }
     }
 
-    async fn corrupt(&self, what: String) -> EngineError {
-        tracing::error!(path = %self.obj.path.display(), %what, "checksum mismatch; removing object");
-        if self.obj.landing.is_none() {
-            remove_corrupt(&self.obj.path).await;
-        }
+    fn corrupt(&self, what: String) -> EngineError {
+        tracing::error!(path = %self.obj.path.display(), %what, "checksum mismatch; the object is dropped");
         EngineError::Corrupt { path: self.obj.path.clone(), what }
     }
 }
@@ -374,14 +392,6 @@ async fn wait_landed(landing: &Landing, need: u64) -> Result<(), EngineError> {
                 })
             }
             LandingState::Running => glommio::timer::sleep(LANDING_POLL_INTERVAL).await,
-        }
-    }
-}
-
-async fn remove_corrupt(path: &Path) {
-    if let Err(e) = glommio::io::remove(path).await {
-        if std::io::Error::from(e).kind() != ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), "could not remove corrupt object");
         }
     }
 }

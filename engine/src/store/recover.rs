@@ -58,6 +58,7 @@ pub async fn rebuild_index(layout: &Layout, shard: ShardId, now_ms: u64) -> Resu
             Ok(None) => continue,
             Err(e) => {
                 tracing::warn!(shard, error = %e, "dropping unreadable object at recovery");
+                let _ = std::fs::remove_file(&path);
                 continue;
             }
         };

@@ -14,8 +14,15 @@
 //! data dir is locked to one node (lock.rs), and a file changed behind the
 //! node's back is caught by its checksums when read from disk, not here.
 //!
+//! The owner also uses them to tell whether a file a reader found corrupt
+//! or expired is still the one there: it removes it only if the counter the
+//! reader saw before its open has not moved. A publish therefore bumps
+//! before its rename as well as after (the bump after is the one the memory
+//! tier relies on).
+//!
 //! This module must never let a counter move before the change it stands
-//! for is visible in the filesystem, nor ever move backwards.
+//! for is visible in the filesystem without moving again after it, nor ever
+//! move backwards.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -43,7 +50,8 @@ impl FileVersions {
         self.slot(hash).load(Ordering::SeqCst)
     }
 
-    /// Records a change to `hash`'s file; call once the change is done.
+    /// Records a change to `hash`'s file; call once the change is done (and,
+    /// for a publish, also before it starts).
     pub fn bump(&self, hash: u128) {
         self.slot(hash).fetch_add(1, Ordering::SeqCst);
     }
