@@ -62,7 +62,7 @@ impl Shard {
                     return Ok(Some((obj, Tier::Local)));
                 }
                 bump(&self.stats().expirations, 1);
-                self.report_gone(owner, hash, seen);
+                self.drop_found(owner, hash, seen).await;
             }
             Ok(_) | Err(EngineError::Corrupt { .. }) => {}
             Err(e) => return Err(e),
@@ -110,19 +110,10 @@ impl Shard {
         }
     }
 
-    /// Has the owner drop the local file `obj` was read from, found corrupt,
-    /// unless it was replaced since; returns when done. For the caller that
-    /// looks again (a remote copy, or a newer file), so it does not find the
-    /// same bad file. Nothing for a memory copy or a landing.
-    pub async fn drop_corrupt(self: &Rc<Self>, key: &ObjectKey, seen: Option<u64>) {
-        if let Some(seen) = seen {
-            self.drop_found(key.owner(self.nr_shards()), key.hash(), seen).await;
-        }
-    }
-
     /// The verified data of an open object, `[start, end)`. A block that
-    /// fails its checksum ends the stream; the object is counted and
-    /// dropped from its owner's index (the reader already removed the file).
+    /// fails its checksum ends the stream; the object is counted, and its
+    /// owner drops the file before the error is yielded, so whoever looks
+    /// again finds the remote copy or a newer file, not the same bad one.
     pub fn stream_object(
         self: &Rc<Self>,
         obj: SealedObject,
@@ -133,14 +124,17 @@ impl Shard {
         let owner = crate::key::owner(hash, self.nr_shards());
         let seen = obj.seen;
         let me = self.clone();
-        futures_lite::StreamExt::map(obj.stream(start, end), move |item| {
-            if let Err(EngineError::Corrupt { .. }) = &item {
-                bump(&me.stats().checksum_failures, 1);
-                if let Some(seen) = seen {
-                    me.report_gone(owner, hash, seen);
+        futures_lite::StreamExt::then(obj.stream(start, end), move |item| {
+            let me = me.clone();
+            async move {
+                if let Err(EngineError::Corrupt { .. }) = &item {
+                    bump(&me.stats().checksum_failures, 1);
+                    if let Some(seen) = seen {
+                        me.drop_found(owner, hash, seen).await;
+                    }
                 }
+                item
             }
-            item
         })
     }
 

@@ -50,15 +50,14 @@ pub async fn handle(
 /// Answers a GET or HEAD of `key` (also for the git face's stored
 /// snapshots and bundles).
 pub async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
-    // A corrupt first block has the file dropped; the second look finds
-    // the remote copy or nothing.
+    // A corrupt first block has its file dropped before the error comes
+    // back (stream_object); the second look finds the remote copy or nothing.
     for _attempt in 0..2 {
         let Some((obj, tier)) = shard.open_object(key).await? else {
             return Err(ApiError::not_found(format!("no object {}/{}", key.namespace(), key.key())));
         };
-        let seen = obj.seen();
         match respond(shard, req, obj, tier).await {
-            Err(ApiError { code: "corrupt", .. }) => shard.drop_corrupt(key, seen).await,
+            Err(ApiError { code: "corrupt", .. }) => continue,
             other => return other,
         }
     }

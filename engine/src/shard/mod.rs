@@ -137,13 +137,6 @@ impl Shard {
         }
     }
 
-    /// Tells the owner to drop `hash` (found corrupt or expired in the file
-    /// opened when its change counter was `seen`), without waiting for it.
-    pub(crate) fn report_gone(self: &Rc<Self>, owner: ShardId, hash: u128, seen: u64) {
-        let me = self.clone();
-        glommio::spawn_local(async move { me.drop_found(owner, hash, seen).await }).detach();
-    }
-
     /// Has the owner drop `hash`, found corrupt or expired in the file
     /// opened when its change counter was `seen`, and waits until it has:
     /// a second look then finds the remote copy, or a newer file.

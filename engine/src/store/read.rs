@@ -239,12 +239,6 @@ impl SealedObject {
         Ok((meta, None))
     }
 
-    /// The change counter read before this local file was opened; None for
-    /// a memory copy or a landing. See [`crate::Shard::drop_corrupt`].
-    pub fn seen(&self) -> Option<u64> {
-        self.seen
-    }
-
     /// True while this reads a file still landing from the remote tier.
     pub fn is_landing(&self) -> bool {
         self.landing.is_some()
