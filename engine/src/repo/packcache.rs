@@ -6,8 +6,8 @@
 //! by its protocol and body: the first asker claims the key and runs
 //! upload-pack into a file (a [`Build`]); every other asker, on any shard,
 //! follows that file as it grows. A finished response is kept for later
-//! identical requests until the mirror changes (every clone or fetch clears
-//! them) or the repo goes unused (the background fetcher clears them), at
+//! identical requests until the mirror changes (a clone, or a fetch that
+//! moves a ref, clears them) or the repo goes unused (the background fetcher clears them), at
 //! most PACKS_KEPT per repo. A failed run is forgotten, so the
 //! next request runs again.
 //!
