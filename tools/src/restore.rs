@@ -13,6 +13,12 @@
 //! 3. The bundle the node advertises (`X-Trove-Bundle-Url`) is applied as
 //!    a fast-forward; with `--ref` or `--commit`, `ensure-refs` makes the
 //!    node fetch what is missing and git fetches it from the node.
+//!
+//! The node is not trusted to run code here: of the archive's `.git` only
+//! refs, objects, HEAD and the index are unpacked (never hooks, never its
+//! config); restore writes the config a clone would, with the origin URL
+//! read from the archive's config and checked; and every git step runs
+//! with hooks, fsmonitor and filter drivers off.
 
 use crate::client::{exit, failure, ClientFailure};
 use anyhow::{Context, Result};
@@ -23,6 +29,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+use trove_engine::repo::unpack::unpack_safely;
+use trove_engine::repo::untrusted;
 
 /// Exit codes of `trove restore`, beyond the client's own (3 not found,
 /// 5 node unreachable, 1 node error).
@@ -98,6 +106,13 @@ pub fn run(args: RestoreArgs) -> Result<()> {
             &progress,
         )?;
         progress.finish();
+        write_git_config(&staging, &snap.git_config, &repo)?;
+        // Filter drivers off for every git step below: the tree's
+        // .gitattributes are the node's to write (info/ attributes win).
+        let attributes = staging.join(".git/info/attributes");
+        std::fs::create_dir_all(staging.join(".git/info"))
+            .and_then(|()| std::fs::write(&attributes, "* -filter\n"))
+            .map_err(|e| fail(codes::TARGET, format!("writing {}: {e}", attributes.display())))?;
         if !args.no_refresh {
             // As a checkout does: the index learns the stat data of the
             // files just written, so git compares stat data, not contents
@@ -123,6 +138,8 @@ pub fn run(args: RestoreArgs) -> Result<()> {
             }
             git(&staging, &["checkout", "-q", "--detach", c])?;
         }
+        std::fs::remove_file(&attributes)
+            .map_err(|e| fail(codes::TARGET, format!("removing {}: {e}", attributes.display())))?;
         std::fs::rename(&staging, &args.dir)
             .map_err(|e| fail(codes::TARGET, format!("moving the tree into {}: {e}", args.dir.display())))?;
         let head = git(&args.dir, &["rev-parse", "HEAD"]).unwrap_or_else(|_| snap.commit.clone());
@@ -165,6 +182,8 @@ struct Snapshot {
     bundle_url: Option<String>,
     /// Stat data of every file unpacked, for the index.
     stats: Vec<(PathBuf, rustix::fs::Stat)>,
+    /// The archive's `.git/config`, never written: read for its origin.
+    git_config: Vec<u8>,
 }
 
 fn agent() -> ureq::Agent {
@@ -196,8 +215,14 @@ fn download_and_unpack(
         let first_range = format!("bytes=0-{}", RANGE_BYTES - 1);
         let resp = get(&agent, url, &[("Range", &first_range)])?;
         let commit = resp.header("x-trove-snapshot-commit").unwrap_or("").to_owned();
-        let mut snap =
-            Snapshot { commit, bundle_url: resp.header("x-trove-bundle-url").map(str::to_owned), stats: Vec::new() };
+        let bundle_url = match resp.header("x-trove-bundle-url") {
+            Some(u) if node_path(u) => Some(u.to_owned()),
+            Some(u) => {
+                return Err(fail(exit::SERVER_ERROR, format!("the node sent a bundle URL that is not a path: {u:?}")))
+            }
+            None => None,
+        };
+        let mut snap = Snapshot { commit, bundle_url, stats: Vec::new(), git_config: Vec::new() };
         let reader: Box<dyn Read + Send> = if resp.status() == 206 {
             let total = resp
                 .header("content-range")
@@ -214,11 +239,13 @@ fn download_and_unpack(
         let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
         let ticker = progress.tick_in_background();
-        let unpacked = trove_engine::repo::unpack::unpack_safely(tap, staging, writers);
+        let unpacked = unpack_safely(tap, staging, writers, untrusted::worktree_entry);
         ticker.stop();
         let e = match unpacked {
             Ok(u) => {
                 snap.stats = u.stats;
+                let config = u.captured.into_iter().find(|(p, _)| p == Path::new(".git/config"));
+                snap.git_config = config.map(|(_, c)| c).unwrap_or_default();
                 return Ok(snap);
             }
             Err(e) => e,
@@ -409,6 +436,48 @@ impl Drop for Ranges {
     }
 }
 
+/// Whether `url` is a path on the node (what `X-Trove-Bundle-Url` must
+/// be), not a URL that would send restore to another host.
+fn node_path(url: &str) -> bool {
+    url.starts_with('/')
+        && !url.starts_with("//")
+        && url.bytes().all(|b| b.is_ascii_graphic() && b != b'\\' && b != b'@')
+}
+
+/// Writes `.git/config` as `git clone` would: origin (from the archive's
+/// config when it is a plain URL, else the upstream the repo name implies),
+/// its fetch refspec, and HEAD's branch tracking it.
+fn write_git_config(staging: &Path, archived: &[u8], repo: &str) -> Result<()> {
+    let format = untrusted::object_format(archived)
+        .ok_or_else(|| fail(codes::UNSAFE_ARCHIVE, "refused archive: its .git names an unknown object format"))?;
+    let origin = match untrusted::config_value(archived, "remote.origin.url") {
+        Some(u) if untrusted::safe_remote_url(&u) => u,
+        Some(u) => {
+            eprintln!("warning: ignoring the snapshot's origin URL {u:?}; origin is https://{repo}");
+            format!("https://{repo}")
+        }
+        None => format!("https://{repo}"),
+    };
+    let mut config = untrusted::ConfigFile::repository(false, format);
+    config.set("remote.origin.url", &origin).set("remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*");
+    let head = std::fs::read_to_string(staging.join(".git/HEAD")).unwrap_or_default();
+    if let Some(branch) = head.trim().strip_prefix("ref: refs/heads/").filter(|b| plain_branch(b)) {
+        config.set(&format!("branch.{branch}.remote"), "origin");
+        config.set(&format!("branch.{branch}.merge"), &format!("refs/heads/{branch}"));
+    }
+    let path = staging.join(".git/config");
+    config.write(&path).map_err(|e| fail(codes::TARGET, format!("writing {}: {e}", path.display())))
+}
+
+/// A branch name that can go into a config section name as it is.
+fn plain_branch(b: &str) -> bool {
+    !b.is_empty()
+        && !b.starts_with('-')
+        && !b.contains("..")
+        && b.len() <= 255
+        && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"._/-".contains(&c))
+}
+
 /// Fetches the advertised bundle and fast-forwards the tree to it.
 fn apply_bundle(url: &str, repo: &Path) -> Result<()> {
     let resp = get(&agent(), url, &[])?;
@@ -450,9 +519,12 @@ fn ensure(base: &str, body: serde_json::Value) -> Result<()> {
 
 /// Runs git in `dir`; its stderr goes into the error.
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(dir);
+    for (k, v) in untrusted::NO_CODE_CONFIG {
+        cmd.arg("-c").arg(format!("{k}={v}"));
+    }
+    let out = cmd
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
         .output()

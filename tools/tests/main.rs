@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod git;
+mod hostile;
 mod http_limits;
 mod lifecycle;
 mod object_api;

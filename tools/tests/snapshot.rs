@@ -101,6 +101,7 @@ fn one_build_serves_concurrent_requests_and_restore_makes_a_clean_tree() {
     untar(&whole.body, &plain);
     assert_eq!(std::fs::read_link(plain.join("link")).expect("a symlink"), PathBuf::from("f1"));
     assert_eq!(git(&plain, &["status", "--porcelain"]), "");
+    assert!(!plain.join(".git/hooks").exists(), "snapshots are built without hooks");
     assert_eq!(git(&plain, &["remote", "get-url", "origin"]), format!("file://{}", up.root.join("org/repo").display()));
 
     // trove restore: same tree, the index holds the files' stat data (git
@@ -311,6 +312,15 @@ fn restore_refuses_archives_that_escape_the_target() {
             ],
         ),
         ("hard link out", vec![Evil { name: "h", kind: tar::EntryType::Link, link: Some("../../outside/x") }]),
+        (
+            // `d/e/s -> ../x` stays inside; a hard link to it at the top is
+            // the same symlink one directory up, pointing out.
+            "a hard link to an in-tree symlink",
+            vec![
+                Evil { name: "d/e/s", kind: tar::EntryType::Symlink, link: Some("../../x") },
+                Evil { name: "h", kind: tar::EntryType::Link, link: Some("d/e/s") },
+            ],
+        ),
         ("device", vec![Evil { name: "dev", kind: tar::EntryType::Char, link: None }]),
     ];
     for (i, (what, entries)) in cases.into_iter().enumerate() {

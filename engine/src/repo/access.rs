@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// The file in a mirror that says it is private.
-const PRIVATE_MARKER: &str = "trove-private";
+pub(crate) const PRIVATE_MARKER: &str = "trove-private";
 
 /// Whether the mirror at `mirror` is of a private repo.
 pub fn is_private(mirror: &Path) -> bool {

@@ -101,7 +101,8 @@ pub fn make_tree_snapshot(job: &TreeSnapshotJob, progress: &dyn Progress) -> Res
     let _ = std::fs::remove_dir_all(&job.work);
     let work = &job.work;
     let mut clone = git(&job.mirror);
-    clone.args(["clone", "--quiet", "--no-checkout", "--local"]).arg(&job.mirror).arg(work);
+    // No template: the snapshot's .git gets no hooks, not even samples.
+    clone.args(["clone", "--quiet", "--no-checkout", "--local", "--template="]).arg(&job.mirror).arg(work);
     run(clone, "git clone --local")?;
     let result = (|| {
         let mut c = git(work);
@@ -138,11 +139,29 @@ pub fn make_tree_snapshot(job: &TreeSnapshotJob, progress: &dyn Progress) -> Res
         tar.follow_symlinks(false);
         copy_git_archive(work, commit, &mut tar)?;
         std::fs::remove_file(&attrs).map_err(io_at(&attrs))?;
-        tar.append_dir_all(".git", work.join(".git")).map_err(io_at(work))?;
+        append_git_dir(&mut tar, &work.join(".git"))?;
         finish(tar, &job.out)
     })();
     let _ = std::fs::remove_dir_all(work);
     result
+}
+
+/// Appends the snapshot's `.git`, without hooks (restore would drop them;
+/// they are not sent at all).
+fn append_git_dir<W: Write>(tar: &mut tar::Builder<W>, git_dir: &Path) -> Result<(), ArchiveError> {
+    tar.append_dir(".git", git_dir).map_err(io_at(git_dir))?;
+    for entry in std::fs::read_dir(git_dir).map_err(io_at(git_dir))? {
+        let entry = entry.map_err(io_at(git_dir))?;
+        let name = entry.file_name();
+        if name == "hooks" {
+            continue;
+        }
+        let (path, inside) = (entry.path(), Path::new(".git").join(&name));
+        let r =
+            if path.is_dir() { tar.append_dir_all(&inside, &path) } else { tar.append_path_with_name(&path, &inside) };
+        r.map_err(io_at(&path))?;
+    }
+    Ok(())
 }
 
 /// Appends the files of `commit` (as `git archive` writes them) to `tar`.

@@ -83,6 +83,11 @@ impl Git {
         if let Some(d) = &self.dir {
             c.arg("-C").arg(d);
         }
+        // A mirror may have come from S3, which is hostile input: whatever
+        // its files say, no hook or fsmonitor runs.
+        for (k, v) in crate::repo::untrusted::NO_CODE_CONFIG {
+            c.arg("-c").arg(format!("{k}={v}"));
+        }
         c.args(&self.args);
         // Never prompt for credentials on a server; never read the
         // operator's global config into a cache's behaviour.

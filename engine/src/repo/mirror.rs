@@ -43,6 +43,18 @@ const SERVING_CONFIG: &[(&str, &str)] = &[
     ("repack.writeBitmaps", "true"),
 ];
 
+/// The config of a mirror of `key` cloned from `url`, as `clone --mirror`
+/// with the serving config writes it.
+fn mirror_config(key: &RepoKey, url: &str, object_format: &str) -> crate::repo::untrusted::ConfigFile {
+    let mut c = crate::repo::untrusted::ConfigFile::repository(true, object_format);
+    c.set("remote.origin.url", url).set("remote.origin.fetch", "+refs/*:refs/*").set("remote.origin.mirror", "true");
+    for (k, v) in SERVING_CONFIG {
+        c.set(k, v);
+    }
+    c.set("trove.key", &key.canonical());
+    c
+}
+
 /// The owner's record of one repo.
 pub struct RepoState {
     pub(crate) key: RepoKey,
@@ -255,22 +267,21 @@ impl Shard {
             let tmp = self.layout().tmp_path(self.id);
             let started = Instant::now();
             let restored = async {
-                if !self.restore_mirror(key, &tmp).await? {
+                let Some(object_format) = self.restore_mirror(key, &tmp).await? else {
                     return Ok(false);
-                }
+                };
+                // The snapshot's own config never survives the restore: the
+                // mirror gets the one a clone here would have.
                 let url = self.config().repo.upstreams.url(key)?;
-                let out = Git::new(["remote", "set-url", "origin", url.as_str()])
-                    .dir(&tmp)
-                    .run(Vec::new(), SHORT_GIT_TIMEOUT)
-                    .await?;
-                if !out.ok() {
-                    return Err(RepoError::Git { what: "git remote set-url".into(), stderr: out.stderr });
-                }
+                let config = tmp.join("config");
+                mirror_config(key, &url, object_format)
+                    .write(&config)
+                    .map_err(|e| RepoError::Io(format!("writing {}: {e}", config.display())))?;
                 bump(&self.stats().upstream_fetches, 1);
                 fetch_mirror(key, auth, &tmp, self.config().repo.clone_timeout).await?;
                 index_mirror(&tmp).await?;
                 publish(&tmp, path)?;
-                Ok(true)
+                Ok::<bool, RepoError>(true)
             }
             .await;
             match restored {

@@ -25,6 +25,7 @@ pub mod mirror;
 pub mod packcache;
 pub mod snapshot;
 pub mod unpack;
+pub mod untrusted;
 pub mod upkeep;
 
 pub use key::{RepoKey, Upstreams};

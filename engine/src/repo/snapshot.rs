@@ -367,23 +367,30 @@ impl Shard {
     }
 
     /// Restores `key`'s mirror into `dir` from the mirror snapshot in the
-    /// tiers. `Ok(false)` when there is none. Waits first for the repo's cold
-    /// serves, so the restore does not compete with them for the disk.
-    pub(crate) async fn restore_mirror(self: &Rc<Self>, key: &RepoKey, dir: &Path) -> Result<bool, RepoError> {
+    /// tiers, keeping only the repo's data (`untrusted::mirror_entry`): the
+    /// caller writes its config. Returns the object format the snapshot's
+    /// config named, or None when there is no snapshot. Waits first for the
+    /// repo's cold serves, so the restore does not compete with them for the
+    /// disk.
+    pub(crate) async fn restore_mirror(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        dir: &Path,
+    ) -> Result<Option<&'static str>, RepoError> {
         let cold = self.with_repo(key, |st| st.snap.cold_serves.clone());
         let waited = Instant::now();
         while cold.load(Ordering::Acquire) > 0 && waited.elapsed() < COLD_SERVE_WAIT_MAX {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
         let found = self.open_object(&mirror_object(key)).await.map_err(|e| RepoError::Io(e.to_string()))?;
-        let Some((obj, _)) = found else { return Ok(false) };
+        let Some((obj, _)) = found else { return Ok(None) };
         let len = obj.meta.data_len;
         std::fs::create_dir_all(dir).map_err(|e| RepoError::Io(format!("creating {}: {e}", dir.display())))?;
         // The shard streams the bytes; a thread unpacks them.
         let (mut tx, rx) = futures_channel::mpsc::channel::<bytes::Bytes>(8);
         let d = dir.to_owned();
         let unpack = off_shard("trove-mirror-restore", move || {
-            super::unpack::unpack_safely(archive::ChannelReader::new(rx), &d, 1)
+            super::unpack::unpack_safely(archive::ChannelReader::new(rx), &d, 1, super::untrusted::mirror_entry)
         });
         let feed = async {
             let mut stream = std::pin::pin!(self.stream_object(obj, 0, len));
@@ -399,9 +406,12 @@ impl Shard {
         };
         let (fed, unpacked) = futures_lite::future::zip(feed, unpack).await;
         fed?;
-        unpacked?.map_err(|e| RepoError::Io(format!("unpacking the mirror snapshot: {e}")))?;
+        let unpacked = unpacked?.map_err(|e| RepoError::Io(format!("unpacking the mirror snapshot: {e}")))?;
+        let config = unpacked.captured.iter().find(|(p, _)| p == Path::new("config")).map(|(_, c)| c.as_slice());
+        let format = super::untrusted::object_format(config.unwrap_or_default())
+            .ok_or_else(|| RepoError::Io("the mirror snapshot names an unknown object format".into()))?;
         bump(&self.stats().mirror_restores, 1);
-        Ok(true)
+        Ok(Some(format))
     }
 
     /// A bundle of HEAD ^`base` from `key`'s mirror, stored in the tiers.

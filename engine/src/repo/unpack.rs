@@ -6,7 +6,13 @@
 //! absolute or climb with `..` are refused before anything is touched, and
 //! so are links whose target leaves the tree, device files and fifos. Once
 //! the tree is whole, every symlink is resolved once more, so link chains
-//! that lead out are refused too.
+//! that lead out are refused too. A hard link may only name a regular file
+//! already unpacked: a hard link to a symlink would re-create that symlink
+//! in another directory, where its relative target resolves elsewhere.
+//!
+//! The caller's [`Filter`] decides, by path, what else is kept: which parts
+//! of a `.git` survive (`untrusted.rs`), and which small files (a config)
+//! are captured into memory for the caller to read instead of written.
 //!
 //! A file costs one `openat` (created with its mode), its writes, one
 //! `fstat` (the stat data a git index needs) and a `close`; the directories
@@ -56,6 +62,27 @@ struct Job {
     data: Vec<u8>,
 }
 
+/// What to do with one archive entry, by its path inside the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Not written; the unpack goes on.
+    Skip,
+    /// A regular file of at most `untrusted::CONFIG_MAX_BYTES`, handed to
+    /// the caller in [`Unpacked::captured`] and not written.
+    Capture,
+    /// The whole archive is refused, for this reason.
+    Refuse(&'static str),
+}
+
+/// Decides each entry's fate from its path (relative, `..` folded) and kind.
+pub type Filter = fn(&Path, tar::EntryType) -> Verdict;
+
+/// Keeps every entry (what is unsafe is refused all the same).
+pub fn keep_all(_: &Path, _: tar::EntryType) -> Verdict {
+    Verdict::Keep
+}
+
 /// What the writer thread shares with the reading thread.
 #[derive(Default)]
 struct Shared {
@@ -72,12 +99,15 @@ pub struct Unpacked {
     /// The stat data of every regular file and symlink, by path relative to
     /// the target, as the kernel reported it right after creation.
     pub stats: Vec<(PathBuf, rfs::Stat)>,
+    /// The entries the filter captured, with their bytes.
+    pub captured: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// Unpacks a tar.zst stream into `dest` (which must exist and should be
-/// empty), refusing every entry that could write or point outside it.
-/// `writers` threads create the small files (at least one).
-pub fn unpack_safely(input: impl Read, dest: &Path, writers: usize) -> Result<Unpacked, ArchiveError> {
+/// empty), refusing every entry that could write or point outside it and
+/// applying `filter` to the rest. `writers` threads create the small files
+/// (at least one).
+pub fn unpack_safely(input: impl Read, dest: &Path, writers: usize, filter: Filter) -> Result<Unpacked, ArchiveError> {
     let dest = dest.canonicalize().map_err(|e| ArchiveError::Io { path: dest.to_owned(), source: e })?;
     let shared = Shared::default();
     let writers = writers.max(1);
@@ -91,7 +121,7 @@ pub fn unpack_safely(input: impl Read, dest: &Path, writers: usize) -> Result<Un
             handles.push(s.spawn(move || write_jobs(rx, shared, dest)));
         }
         let mut queue = Writers::new(txs, &shared);
-        let read = read_entries(input, &dest, &mut queue, &shared);
+        let read = read_entries(input, &dest, &mut queue, &shared, filter);
         drop(queue);
         let written: Vec<_> = handles.into_iter().map(|h| h.join().expect("a writer thread panicked")).collect();
         (read, written)
@@ -211,6 +241,7 @@ fn read_entries(
     dest: &Path,
     writers: &mut Writers,
     shared: &Shared,
+    filter: Filter,
 ) -> Result<Unpacked, ArchiveError> {
     let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
     let dec = zstd::stream::Decoder::new(input).map_err(corrupt)?;
@@ -240,6 +271,21 @@ fn read_entries(
             }
             return Err(unsafe_entry("it names the target itself"));
         };
+        match filter(&rel, kind) {
+            Verdict::Keep => {}
+            Verdict::Skip => continue,
+            Verdict::Refuse(why) => return Err(unsafe_entry(why)),
+            Verdict::Capture => {
+                let max = super::untrusted::CONFIG_MAX_BYTES;
+                if kind.is_file() && entry.size() <= max {
+                    let mut data = Vec::with_capacity(entry.size() as usize);
+                    entry.read_to_end(&mut data).map_err(corrupt)?;
+                    out.captured.push((rel, data));
+                    continue;
+                }
+                return Err(unsafe_entry("a config that is not a small regular file"));
+            }
+        }
         let parent = tree.dir(rel.parent().unwrap_or(Path::new("")), &name)?;
         let io_err = |e: io::Error| ArchiveError::Io { path: dest.join(&rel), source: e };
         match kind {
@@ -292,6 +338,11 @@ fn read_entries(
                     let src = inside(&resolved).expect("checked above");
                     let src_name = src.file_name().ok_or_else(|| unsafe_entry("a hard link to the target itself"))?;
                     let src_dir = tree.open_path(src.parent().unwrap_or(Path::new("")), &name)?;
+                    let src_stat = rfs::statat(&src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(|_| unsafe_entry("a hard link to nothing unpacked before it"))?;
+                    if rfs::FileType::from_raw_mode(src_stat.st_mode) != rfs::FileType::RegularFile {
+                        return Err(unsafe_entry("a hard link to a link or a directory"));
+                    }
                     replacing(&parent, &file_name, |p| {
                         rfs::linkat(&src_dir, src_name, p, &file_name, AtFlags::empty())
                     })
@@ -499,7 +550,7 @@ mod tests {
         let archive = zstd::encode_all(&tar.into_inner().expect("tar")[..], 1).expect("zstd");
         for writers in [1, 3] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let out = unpack_safely(&archive[..], dir.path(), writers).expect("unpack");
+            let out = unpack_safely(&archive[..], dir.path(), writers, keep_all).expect("unpack");
             let regular = 1500 + 1500usize.div_ceil(7);
             assert_eq!(out.stats.len(), regular, "stat data for every regular file written ({writers} writers)");
             for (path, data) in &expect {
