@@ -24,7 +24,7 @@ use std::time::Duration;
 use trove_engine::repo::git::Git;
 use trove_engine::repo::{Need, RepoError, RepoKey};
 use trove_engine::stats::bump;
-use trove_engine::Shard;
+use trove_engine::{Secret, Shard};
 
 pub const GIT_PREFIX: &str = "/git/";
 
@@ -45,7 +45,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>, rest: &str) -> Re
     let key = RepoKey::parse(host, repo).map_err(repo_error)?;
     // Refuse hosts not served before anything else.
     shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
-    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(Secret::new);
     match (req.method(), action) {
         (&Method::GET, "info/refs") => {
             let service = query_param(req.uri().query().unwrap_or(""), "service");
@@ -140,7 +140,7 @@ async fn advertise(
     shard: &Rc<Shard>,
     req: &Request<Incoming>,
     key: &RepoKey,
-    auth: Option<String>,
+    auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
     let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
     let protocol = git_protocol(req);
@@ -169,7 +169,7 @@ async fn upload_pack(
     shard: &Rc<Shard>,
     req: Request<Incoming>,
     key: &RepoKey,
-    auth: Option<String>,
+    auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
     let protocol = git_protocol(&req);
     let gzip = match req.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?")) {

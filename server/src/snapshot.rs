@@ -18,6 +18,7 @@ use serde::Deserialize;
 use std::rc::Rc;
 use trove_engine::repo::snapshot::{parse_sha, BundleAnswer, SnapshotAnswer};
 use trove_engine::repo::{Need, RepoKey};
+use trove_engine::Secret;
 use trove_engine::Shard;
 
 pub const SNAPSHOT_TYPE: &str = "application/zstd";
@@ -31,7 +32,7 @@ pub async fn snapshot(
     shard: &Rc<Shard>,
     req: &Request<Incoming>,
     key: &RepoKey,
-    auth: Option<String>,
+    auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
     let mut stale = None;
     // Twice at most: a stored snapshot found missing is built again.
@@ -39,7 +40,7 @@ pub async fn snapshot(
         let answer = shard.snapshot(key, auth.clone(), stale.take()).await.map_err(repo_error)?;
         match answer {
             SnapshotAnswer::Stored { commit, object, head, cold, private } => {
-                shard.check_access(key, private, auth.as_deref()).await.map_err(repo_error)?;
+                shard.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
                 let mut resp = match object::get(shard, req, &object).await {
                     Err(e) if e.status == StatusCode::NOT_FOUND => {
                         tracing::warn!(repo = %key, commit = %commit, "stored snapshot not found; building again");
@@ -55,7 +56,7 @@ pub async fn snapshot(
                 return Ok(resp);
             }
             SnapshotAnswer::Building { build, head, private } => {
-                shard.check_access(key, private, auth.as_deref()).await.map_err(repo_error)?;
+                shard.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
                 if req.headers().contains_key(header::IF_MATCH) {
                     return Err(ApiError::new(
                         StatusCode::PRECONDITION_FAILED,
@@ -105,7 +106,7 @@ pub async fn bundle(
     shard: &Rc<Shard>,
     req: &Request<Incoming>,
     key: &RepoKey,
-    auth: Option<String>,
+    auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
     let raw = crate::git::query_param(req.uri().query().unwrap_or(""), "base")
         .ok_or_else(|| ApiError::bad_request("invalid_sha", "snapshot.bundle needs ?base=<commit sha>"))?;
@@ -140,7 +141,7 @@ pub async fn ensure_refs(
     shard: &Rc<Shard>,
     req: Request<Incoming>,
     key: &RepoKey,
-    auth: Option<String>,
+    auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
     let body = http_body_util::Limited::new(req.into_body(), ENSURE_REFS_BODY_MAX_BYTES)
         .collect()

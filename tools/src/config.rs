@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 use std::path::PathBuf;
-use trove_engine::{NodeConfig, RemoteConfig};
+use trove_engine::{NodeConfig, RemoteConfig, Secret};
 use trove_server::ServerConfig;
 
 #[derive(Debug, Args, Default)]
@@ -105,8 +105,8 @@ struct FileConfig {
     s3_prefix: Option<String>,
     s3_timeout: Option<String>,
     s3_ca_file: Option<PathBuf>,
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
+    s3_access_key_id: Option<Secret>,
+    s3_secret_access_key: Option<Secret>,
     spin_before_park: Option<String>,
     upstream: Option<Vec<String>>,
     fetch_interval: Option<String>,
@@ -216,9 +216,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
                 rc.response_timeout = parse_duration(&t).map_err(anyhow::Error::msg).context("--s3-timeout")?;
             }
             // Credentials: the standard AWS variables win over the file.
-            rc.access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().or(file.s3_access_key_id).unwrap_or_default();
-            rc.secret_access_key =
-                std::env::var("AWS_SECRET_ACCESS_KEY").ok().or(file.s3_secret_access_key).unwrap_or_default();
+            let env = |name| std::env::var(name).ok().map(Secret::new);
+            rc.access_key_id = env("AWS_ACCESS_KEY_ID").or(file.s3_access_key_id).unwrap_or_default();
+            rc.secret_access_key = env("AWS_SECRET_ACCESS_KEY").or(file.s3_secret_access_key).unwrap_or_default();
             Some(rc)
         }
     };
@@ -235,4 +235,28 @@ fn resolve_listen(l: &str) -> Result<std::net::SocketAddr> {
         addr.set_port(probe.local_addr()?.port());
     }
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secret_is_printed_with_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trove.toml");
+        let toml = "s3_endpoint = \"http://127.0.0.1:1\"\ns3_bucket = \"b\"\n\
+                    s3_access_key_id = \"AKIDSECRETID\"\ns3_secret_access_key = \"wJalrXUtnFEMIK7MDENGbPxRfiCY\"\n";
+        std::fs::write(&path, toml).expect("write config");
+        let file: FileConfig = toml::from_str(toml).expect("parse");
+        let printed_file = format!("{file:?}");
+        let (node, server) = resolve(ServeArgs { config: Some(path), ..Default::default() }).expect("resolve");
+        let remote = node.remote.as_ref().expect("a remote tier");
+        // AWS_* in the environment win over the file; either way a key is set.
+        assert!(!remote.secret_access_key.is_empty());
+        let printed = format!("{node:?} {server:?} {printed_file}");
+        for secret in ["AKIDSECRETID", "wJalrXUtnFEMIK7MDENGbPxRfiCY", remote.secret_access_key.expose()] {
+            assert!(!printed.contains(secret), "a secret was printed: {printed}");
+        }
+    }
 }

@@ -149,7 +149,19 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
-    result
+    result.map_err(|e| redact_userinfo(e, &args.url))
+}
+
+/// `e` with the `user:token` of `url` (if it has one) hidden wherever the
+/// message repeats it: git and the HTTP client both quote the URL.
+fn redact_userinfo(e: anyhow::Error, url: &str) -> anyhow::Error {
+    let authority = url.split_once("://").map_or(url, |(_, rest)| rest).split('/').next().unwrap_or("");
+    let Some((userinfo, _)) = authority.rsplit_once('@').filter(|(u, _)| !u.is_empty()) else { return e };
+    let hide = |m: &str| m.replace(userinfo, "***");
+    match e.downcast::<ClientFailure>() {
+        Ok(f) => ClientFailure { code: f.code, message: hide(&f.message) }.into(),
+        Err(e) => anyhow::anyhow!(hide(&format!("{e:#}"))),
+    }
 }
 
 fn short(s: &str) -> &str {
@@ -608,6 +620,17 @@ impl Ticker {
 #[cfg(test)]
 mod tests {
     use super::repo_path;
+
+    #[test]
+    fn a_token_in_the_node_url_never_reaches_an_error() {
+        let url = "http://ci:s3cr3t-t0ken@127.0.0.1:9/x";
+        let e = super::fail(5, format!("downloading {url} failed: connection refused (ci:s3cr3t-t0ken)"));
+        let shown = format!("{:#}", super::redact_userinfo(e, url));
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("http://***@127.0.0.1:9/x"), "{shown}");
+        let plain = super::redact_userinfo(anyhow::anyhow!("at http://127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(format!("{plain:#}"), "at http://127.0.0.1:9");
+    }
 
     #[test]
     fn repo_urls_and_paths_are_accepted() {

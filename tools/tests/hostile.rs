@@ -182,3 +182,15 @@ fn restore_runs_no_code_that_came_in_the_archive() {
     }
     assert_eq!(git(&bundled, &["status", "--porcelain"]), "", "the restored tree is clean");
 }
+
+#[test]
+fn restore_never_prints_the_token_in_its_node_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let closed = free_port();
+    let url = format!("http://ci:s3cr3t-t0ken@127.0.0.1:{closed}");
+    let out = restore(&url, &dir.path().join("t"), &[]);
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "the error names the node: {stderr}");
+    assert!(!stderr.contains("s3cr3t-t0ken"), "the token was printed: {stderr}");
+}

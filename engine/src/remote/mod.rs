@@ -18,6 +18,7 @@ pub mod upload;
 
 use crate::key::hash_hex;
 use crate::limits::{REMOTE_CONNECT_TIMEOUT, REMOTE_RESPONSE_TIMEOUT, REMOTE_SIGN_TTL};
+use crate::secret::Secret;
 use crate::stats::ShardStats;
 use ::http::Method;
 use bytes::Bytes;
@@ -36,8 +37,8 @@ pub struct RemoteConfig {
     pub bucket: String,
     /// Region used in signatures; default `us-east-1`.
     pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
+    pub access_key_id: Secret,
+    pub secret_access_key: Secret,
     /// Key prefix inside the bucket; default `trove/`.
     pub prefix: String,
     pub connect_timeout: Duration,
@@ -52,8 +53,8 @@ impl RemoteConfig {
             endpoint,
             bucket,
             region: "us-east-1".into(),
-            access_key_id: String::new(),
-            secret_access_key: String::new(),
+            access_key_id: Secret::default(),
+            secret_access_key: Secret::default(),
             prefix: "trove/".into(),
             connect_timeout: REMOTE_CONNECT_TIMEOUT,
             response_timeout: REMOTE_RESPONSE_TIMEOUT,
@@ -103,7 +104,7 @@ impl RemoteTier {
         let bucket = Bucket::new(cfg.endpoint.clone(), UrlStyle::Path, cfg.bucket.clone(), cfg.region.clone())
             .map_err(|e| RemoteError::Config(format!("endpoint or bucket: {e}")))?;
         let credentials = (!cfg.access_key_id.is_empty())
-            .then(|| Credentials::new(cfg.access_key_id.clone(), cfg.secret_access_key.clone()));
+            .then(|| Credentials::new(cfg.access_key_id.expose(), cfg.secret_access_key.expose()));
         Ok(Self {
             bucket,
             credentials,

@@ -12,6 +12,7 @@
 //! and is never logged. This module must never block the shard thread.
 
 use crate::repo::RepoError;
+use crate::secret::Secret;
 use futures_channel::oneshot;
 use std::ffi::OsString;
 use std::io::Read;
@@ -66,12 +67,12 @@ impl Git {
 
     /// Passes `authorization` to the upstream as an HTTP header, through the
     /// environment (never argv).
-    pub fn auth(self, authorization: Option<&str>) -> Self {
+    pub fn auth(self, authorization: Option<&Secret>) -> Self {
         match authorization {
             Some(a) => self
                 .env("GIT_CONFIG_COUNT", "1")
                 .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env("GIT_CONFIG_VALUE_0", &format!("Authorization: {a}")),
+                .env("GIT_CONFIG_VALUE_0", &format!("Authorization: {}", a.expose())),
             None => self,
         }
     }

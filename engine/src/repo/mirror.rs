@@ -13,6 +13,7 @@
 
 use crate::repo::git::Git;
 use crate::repo::{Need, RepoError, RepoKey};
+use crate::secret::Secret;
 use crate::shard::Shard;
 use crate::stats::bump;
 use crate::ShardId;
@@ -113,7 +114,7 @@ impl Shard {
     /// Returns the mirror's path, once the asker may read it: a private
     /// repo's needs `auth` to be accepted upstream (repo/access.rs). Every
     /// client-facing read of a mirror comes through here.
-    pub async fn repo(self: &Rc<Self>, key: &RepoKey, auth: Option<String>, need: Need) -> Result<PathBuf, RepoError> {
+    pub async fn repo(self: &Rc<Self>, key: &RepoKey, auth: Option<Secret>, need: Need) -> Result<PathBuf, RepoError> {
         let path = mirror_path(self, key);
         // A published mirror is whole: serving it needs no one's leave but
         // the access check. (Its use reaches the owner through the Fresh
@@ -130,7 +131,7 @@ impl Shard {
                     .map_err(|_| RepoError::ShardGone(owner))??;
             }
         }
-        self.check_access(key, crate::repo::access::is_private(&path), auth.as_deref()).await?;
+        self.check_access(key, crate::repo::access::is_private(&path), auth.as_ref()).await?;
         Ok(path)
     }
 
@@ -146,7 +147,7 @@ impl Shard {
     pub(crate) async fn owner_repo(
         self: &Rc<Self>,
         key: RepoKey,
-        auth: Option<String>,
+        auth: Option<Secret>,
         need: Need,
     ) -> Result<(), RepoError> {
         let ttl = self.config().repo.refs_ttl;
@@ -191,13 +192,13 @@ impl Shard {
         rx.await.map_err(|_| RepoError::ShardGone(self.id))?
     }
 
-    async fn run_repo_job(self: Rc<Self>, key: RepoKey, auth: Option<String>, job: Job, need: Need) {
+    async fn run_repo_job(self: Rc<Self>, key: RepoKey, auth: Option<Secret>, job: Job, need: Need) {
         let path = mirror_path(&self, &key);
         let result = match job {
-            Job::Clone => self.make_mirror(&key, auth.as_deref(), &path).await,
+            Job::Clone => self.make_mirror(&key, auth.as_ref(), &path).await,
             Job::Fetch => {
                 bump(&self.stats().upstream_fetches, 1);
-                fetch_mirror(&key, auth.as_deref(), &path, self.config().repo.clone_timeout).await
+                fetch_mirror(&key, auth.as_ref(), &path, self.config().repo.clone_timeout).await
             }
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
@@ -262,7 +263,7 @@ impl Shard {
 
     /// Makes the mirror: from the mirror snapshot in the tiers plus a
     /// fetch when there is one (a new node of a fleet), else by cloning.
-    async fn make_mirror(self: &Rc<Self>, key: &RepoKey, auth: Option<&str>, path: &Path) -> Result<(), RepoError> {
+    async fn make_mirror(self: &Rc<Self>, key: &RepoKey, auth: Option<&Secret>, path: &Path) -> Result<(), RepoError> {
         if self.remote.is_some() {
             let tmp = self.layout().tmp_path(self.id);
             let started = Instant::now();
@@ -297,7 +298,7 @@ impl Shard {
         self.clone_mirror(key, auth, path).await
     }
 
-    async fn clone_mirror(&self, key: &RepoKey, auth: Option<&str>, path: &Path) -> Result<(), RepoError> {
+    async fn clone_mirror(&self, key: &RepoKey, auth: Option<&Secret>, path: &Path) -> Result<(), RepoError> {
         let url = self.config().repo.upstreams.url(key)?;
         let timeout = self.config().repo.clone_timeout;
         let tmp = self.layout().tmp_path(self.id);
@@ -413,7 +414,7 @@ impl RepoState {
     }
 }
 
-async fn fetch_mirror(key: &RepoKey, auth: Option<&str>, path: &Path, timeout: Duration) -> Result<(), RepoError> {
+async fn fetch_mirror(key: &RepoKey, auth: Option<&Secret>, path: &Path, timeout: Duration) -> Result<(), RepoError> {
     let out = Git::new(["fetch", "--prune", "--quiet", "origin"]).dir(path).auth(auth).run(Vec::new(), timeout).await?;
     if !out.ok() {
         return Err(upstream_error(key, "git fetch", &out.stderr));

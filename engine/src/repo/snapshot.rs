@@ -20,6 +20,7 @@ use crate::repo::build::Build;
 use crate::repo::git::Git;
 use crate::repo::mirror::{head_of, mirror_path, SHORT_GIT_TIMEOUT};
 use crate::repo::{off_shard, Need, RepoError, RepoKey};
+use crate::secret::Secret;
 use crate::shard::messages::ShardRequest;
 use crate::shard::Shard;
 use crate::stats::bump;
@@ -141,7 +142,7 @@ impl Shard {
     pub async fn snapshot(
         self: &Rc<Self>,
         key: &RepoKey,
-        auth: Option<String>,
+        auth: Option<Secret>,
         stale: Option<String>,
     ) -> Result<SnapshotAnswer, RepoError> {
         let owner = key.owner(self.nr_shards());
@@ -158,7 +159,7 @@ impl Shard {
     pub(crate) async fn owner_snapshot(
         self: &Rc<Self>,
         key: RepoKey,
-        auth: Option<String>,
+        auth: Option<Secret>,
         stale: Option<String>,
     ) -> Result<SnapshotAnswer, RepoError> {
         let hash = key.hash();
@@ -418,7 +419,7 @@ impl Shard {
     pub async fn bundle(
         self: &Rc<Self>,
         key: &RepoKey,
-        auth: Option<String>,
+        auth: Option<Secret>,
         base: &str,
     ) -> Result<BundleAnswer, RepoError> {
         let mirror = self.repo(key, auth.clone(), Need::Fresh).await?;

@@ -4,6 +4,7 @@
 use crate::key::ObjectKey;
 use crate::remote::RemoteError;
 use crate::repo::{Need, RepoError, RepoKey};
+use crate::secret::Secret;
 use crate::store::landing::Landing;
 use crate::EngineError;
 use futures_channel::oneshot;
@@ -31,12 +32,12 @@ pub enum ShardRequest {
     Fetch { key: ObjectKey, reply: oneshot::Sender<FetchReply> },
     /// Make a repo's mirror meet `need` (clone, check, fetch), once for all
     /// askers. `auth` is the client's Authorization header, for the upstream.
-    Repo { key: RepoKey, auth: Option<String>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },
+    Repo { key: RepoKey, auth: Option<Secret>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },
     /// Say where a repo's snapshot is (stored, or building), starting a
     /// build when there is none. `stale`: a stored snapshot found missing.
     Snapshot {
         key: RepoKey,
-        auth: Option<String>,
+        auth: Option<Secret>,
         stale: Option<String>,
         reply: oneshot::Sender<Result<crate::repo::snapshot::SnapshotAnswer, RepoError>>,
     },

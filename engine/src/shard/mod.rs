@@ -90,9 +90,9 @@ pub struct Shard {
     pending_touches: RefCell<Vec<Vec<u128>>>,
     /// The repos this shard owns, by `RepoKey::hash`.
     pub(crate) repos: RefCell<HashMap<u128, crate::repo::mirror::RepoState>>,
-    /// Private repos' access checks that passed: (repo hash, xxh3 of the
-    /// Authorization header) to when (see repo/access.rs).
-    pub(crate) access: RefCell<HashMap<(u128, u64), std::time::Instant>>,
+    /// Private repos' access checks that passed: (repo hash, keyed tag of
+    /// the Authorization header) to when (see repo/access.rs).
+    pub(crate) access: RefCell<HashMap<(u128, u128), std::time::Instant>>,
 }
 
 impl Shard {
