@@ -105,14 +105,19 @@ async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpSt
         return;
     }
     let node = shard.node.clone();
-    let service = service_fn(move |req| {
-        let shard = shard.clone();
+    let peer = stream.peer_addr().ok().map(|a| crate::auth::Peer(a.ip()));
+    let route_cfg = cfg.clone();
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        let (shard, cfg) = (shard.clone(), route_cfg.clone());
+        if let Some(p) = peer {
+            req.extensions_mut().insert(p);
+        }
         Box::pin(async move {
             bump(&shard.stats().requests, 1);
             // The access log is for debugging: off, it costs no allocation.
             let logged = tracing::enabled!(tracing::Level::DEBUG)
                 .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
-            let mut resp = routes::route(&shard, req).await;
+            let mut resp = routes::route(&shard, &cfg, req).await;
             if let Some((started, method, path)) = logged {
                 // Paths carry no secrets (credentials travel in headers only).
                 let head_us = started.elapsed().as_micros() as u64;

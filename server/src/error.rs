@@ -12,13 +12,14 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a Retry-After header (503s).
     pub retry_after: Option<u64>,
-    /// Ask for credentials (WWW-Authenticate on a 401).
-    pub authenticate: bool,
+    /// The challenge of a 401 (`WWW-Authenticate`): Basic makes git ask its
+    /// credential helper; Bearer is the object API's.
+    pub authenticate: Option<&'static str>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, authenticate: false }
+        Self { status, code, message: message.into(), retry_after: None, authenticate: None }
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
@@ -40,9 +41,8 @@ impl ApiError {
         if let Some(s) = self.retry_after {
             b = b.header(http::header::RETRY_AFTER, s);
         }
-        if self.authenticate {
-            // What makes git ask its credential helper and try again.
-            b = b.header(http::header::WWW_AUTHENTICATE, "Basic realm=\"trove\"");
+        if let Some(challenge) = self.authenticate {
+            b = b.header(http::header::WWW_AUTHENTICATE, challenge);
         }
         b.status(self.status)
             .header(http::header::CONTENT_TYPE, "application/json")

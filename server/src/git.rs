@@ -103,9 +103,10 @@ pub fn repo_error(e: RepoError) -> ApiError {
         RepoError::Backoff { .. } | RepoError::Git { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
         }
-        RepoError::Unauthorized(_) => {
-            ApiError { authenticate: true, ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg) }
-        }
+        RepoError::Unauthorized(_) => ApiError {
+            authenticate: Some("Basic realm=\"trove\""),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+        },
         RepoError::ShardGone(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
         RepoError::BadUpstream(_) | RepoError::Spawn(..) | RepoError::Io(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)

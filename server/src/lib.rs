@@ -9,8 +9,10 @@
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
 //! `git.rs` git smart HTTP from the mirrors; `snapshot.rs` snapshots,
 //! bundles and ensure-refs; `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
-//! `error.rs` API errors; `limits.rs` the face's limits.
+//! `error.rs` API errors; `limits.rs` the face's limits; `auth.rs` who may
+//! use the object API.
 
+pub mod auth;
 pub mod body;
 pub mod conn;
 pub mod error;
@@ -36,11 +38,18 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Close a connection that sends nothing for this long. Default 60 s.
     pub idle_timeout: Duration,
+    /// Who may write (and with `--api-read-auth`, read) `/api/*`. Default:
+    /// writes from loopback only, reads open.
+    pub api: auth::ApiPolicy,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), idle_timeout: limits::IDLE_TIMEOUT }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            idle_timeout: limits::IDLE_TIMEOUT,
+            api: auth::ApiPolicy::default(),
+        }
     }
 }
 

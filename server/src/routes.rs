@@ -1,10 +1,12 @@
 //! Request routing: path and method to handler. Unknown paths get 404
 //! JSON; paths are matched on their raw (percent-encoded) form and decoded
-//! only by the handler that owns them.
+//! only by the handler that owns them. `/api/*` passes the access rule
+//! (`auth.rs`) first.
 
+use crate::auth::Peer;
 use crate::body::RespBody;
 use crate::error::ApiError;
-use crate::{git, object, status};
+use crate::{git, object, status, ServerConfig};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::rc::Rc;
@@ -12,8 +14,15 @@ use trove_engine::Shard;
 
 const OBJECT_PREFIX: &str = "/api/v1/object/";
 
-pub async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> Response<RespBody> {
+pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>) -> Response<RespBody> {
     let path = req.uri().path().to_owned();
+    if path.starts_with("/api/") {
+        let write = !matches!(*req.method(), Method::GET | Method::HEAD);
+        let peer = req.extensions().get::<Peer>().map(|p| p.0);
+        if let Err(e) = cfg.api.check(peer, req.headers(), write) {
+            return e.into_response();
+        }
+    }
     let result = match (req.method(), path.as_str()) {
         (_, p) if p.starts_with(OBJECT_PREFIX) => {
             let rest = &p[OBJECT_PREFIX.len()..];

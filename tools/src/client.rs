@@ -66,6 +66,17 @@ fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout_connect(std::time::Duration::from_secs(5)).build()
 }
 
+/// A request to `url`, carrying `TROVE_API_TOKEN` as a bearer token when
+/// it is set (a node admits writes from other hosts with one). The token
+/// comes from the environment, never argv, where `ps` would show it.
+fn request(method: &str, url: &str) -> ureq::Request {
+    let req = agent().request(method, url);
+    match std::env::var("TROVE_API_TOKEN") {
+        Ok(t) if !t.is_empty() => req.set("Authorization", &format!("Bearer {t}")),
+        _ => req,
+    }
+}
+
 /// Turns a ureq error into a message with the server's own words.
 pub(crate) fn failure(e: ureq::Error, what: &str) -> anyhow::Error {
     match e {
@@ -91,7 +102,7 @@ pub(crate) fn failure(e: ureq::Error, what: &str) -> anyhow::Error {
 }
 
 pub fn put(t: &Target, file: Option<PathBuf>, ttl: Option<String>) -> Result<()> {
-    let mut req = agent().put(&t.object_url());
+    let mut req = request("PUT", &t.object_url());
     if let Some(ttl) = &ttl {
         req = req.set("Time-To-Live", ttl);
     }
@@ -109,7 +120,7 @@ pub fn put(t: &Target, file: Option<PathBuf>, ttl: Option<String>) -> Result<()>
 }
 
 pub fn get(t: &Target, file: Option<PathBuf>) -> Result<()> {
-    let resp = agent().get(&t.object_url()).call().map_err(|e| failure(e, "get"))?;
+    let resp = request("GET", &t.object_url()).call().map_err(|e| failure(e, "get"))?;
     let mut reader = resp.into_reader();
     match file.as_deref().filter(|p| p.as_os_str() != "-") {
         Some(p) => {
@@ -130,7 +141,7 @@ pub fn get(t: &Target, file: Option<PathBuf>) -> Result<()> {
 }
 
 pub fn stat(t: &Target) -> Result<()> {
-    let resp = agent().head(&t.object_url()).call().map_err(|e| failure(e, "stat"))?;
+    let resp = request("HEAD", &t.object_url()).call().map_err(|e| failure(e, "stat"))?;
     let h = |n: &str| resp.header(n).unwrap_or("").to_owned();
     let out = serde_json::json!({
         "size": h("content-length").parse::<u64>().unwrap_or(0),
@@ -145,6 +156,6 @@ pub fn stat(t: &Target) -> Result<()> {
 }
 
 pub fn delete(t: &Target) -> Result<()> {
-    agent().delete(&t.object_url()).call().map_err(|e| failure(e, "delete"))?;
+    request("DELETE", &t.object_url()).call().map_err(|e| failure(e, "delete"))?;
     Ok(())
 }

@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// Spin this long before an idle shard parks (faster cross-core wakes, more CPU). [default: 0ms]
     #[arg(long, env = "TROVE_SPIN_BEFORE_PARK")]
     pub spin_before_park: Option<String>,
+    /// File of bearer tokens (one a line, # comments) that may write objects from any address: clients send `Authorization: Bearer TOKEN`. Repeatable. Without it, and without --api-allow, object PUT and DELETE are taken from loopback only.
+    #[arg(long = "api-token-file", value_name = "FILE", env = "TROVE_API_TOKEN_FILE", value_delimiter = ',')]
+    pub api_token_files: Vec<PathBuf>,
+    /// Networks whose clients may write objects without a token, e.g. 10.0.0.0/8 or 192.168.1.7/32. Repeatable. Loopback always may.
+    #[arg(long = "api-allow", value_name = "CIDR", env = "TROVE_API_ALLOW", value_delimiter = ',')]
+    pub api_allow: Vec<String>,
+    /// Put reads of /api/* (GET, HEAD, stats) under the same rule as writes. [default: reads are open]
+    #[arg(long, env = "TROVE_API_READ_AUTH")]
+    pub api_read_auth: bool,
 }
 
 /// The TOML file: the same settings, plus S3 credentials.
@@ -115,6 +124,9 @@ struct FileConfig {
     upkeep_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
+    api_token_file: Option<Vec<PathBuf>>,
+    api_allow: Option<Vec<String>>,
+    api_read_auth: Option<bool>,
 }
 
 pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
@@ -196,6 +208,30 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     if let Some(n) = args.upload_pack_queue.or(file.upload_pack_queue) {
         node.repo.upload_pack_queue = n;
     }
+    let token_files =
+        if args.api_token_files.is_empty() { file.api_token_file.unwrap_or_default() } else { args.api_token_files };
+    let mut tokens = Vec::new();
+    for path in token_files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("--api-token-file {}: cannot read it", path.display()))?;
+        let read = trove_server::auth::read_token_file(&text)
+            .map_err(|e| anyhow::anyhow!("--api-token-file {}: {e}", path.display()))?;
+        tokens.extend(read);
+    }
+    let allow_list = if args.api_allow.is_empty() { file.api_allow.unwrap_or_default() } else { args.api_allow };
+    let mut allow = Vec::new();
+    for cidr in allow_list {
+        let net: ipnet::IpNet = match cidr.parse() {
+            Ok(n) => n,
+            // A bare address admits that one host.
+            Err(_) => cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from).map_err(|_| {
+                anyhow::anyhow!("--api-allow {cidr:?} is not a network like 10.0.0.0/8 or an address like 10.1.2.3")
+            })?,
+        };
+        allow.push(net);
+    }
+    let read_auth = args.api_read_auth || file.api_read_auth.unwrap_or(false);
+    server.api = trove_server::auth::ApiPolicy::new(&tokens, allow, read_auth);
     let endpoint = args.s3_endpoint.or(file.s3_endpoint);
     let bucket = args.s3_bucket.or(file.s3_bucket);
     node.remote = match (endpoint, bucket) {

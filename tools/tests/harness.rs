@@ -65,11 +65,19 @@ pub struct Node {
     args: Vec<String>,
     /// Where the node runs, when its `--data-dir` is given relative to it.
     cwd: Option<PathBuf>,
+    /// The address it listens on (the port is `port`); clients of the
+    /// harness always use 127.0.0.1.
+    host: &'static str,
 }
 
 impl Node {
     /// Starts `trove serve` on a free port with `args` and waits until ready.
     pub fn start(data_dir: &Path, args: &[&str]) -> Node {
+        Node::start_on("127.0.0.1", data_dir, args)
+    }
+
+    /// Starts a node listening on `host` (`0.0.0.0` for every address).
+    pub fn start_on(host: &'static str, data_dir: &Path, args: &[&str]) -> Node {
         let port = free_port();
         let mut n = Node {
             child: None,
@@ -79,6 +87,7 @@ impl Node {
             log: data_dir.with_extension(format!("{port}.log")),
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: None,
+            host,
         };
         n.first_spawn();
         n
@@ -96,6 +105,7 @@ impl Node {
             log: cwd.join(format!("{rel}.{port}.log")),
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: Some(cwd.to_owned()),
+            host: "127.0.0.1",
         };
         n.first_spawn();
         n
@@ -121,7 +131,7 @@ impl Node {
             None => cmd.arg("serve").arg("--data-dir").arg(&self.data_dir),
         };
         cmd.arg("--listen")
-            .arg(format!("127.0.0.1:{}", self.port))
+            .arg(format!("{}:{}", self.host, self.port))
             .args(&self.args)
             .env("TROVE_LOG", "info,trove_server=debug")
             .stdout(Stdio::null())
@@ -290,6 +300,62 @@ impl Drop for TcpServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A network namespace joined to this one by a veth pair: a client host
+/// whose address is not loopback (`client_ip`), reaching this host at
+/// `host_ip`. Both are in 10.251.0.0/16, on links made here and removed on
+/// drop; no traffic leaves the machine.
+pub struct NetNs {
+    pub name: String,
+    veth: String,
+    pub host_ip: String,
+    pub client_ip: String,
+}
+
+impl NetNs {
+    pub fn new() -> NetNs {
+        let i = std::process::id() % 16384;
+        let (name, veth) = (format!("trove-test-{i}"), format!("tvh{i}"));
+        let subnet = |host: u32| format!("10.251.{}.{}", i / 64, (i % 64) * 4 + host);
+        let ns = NetNs { name, veth, host_ip: subnet(1), client_ip: subnet(2) };
+        let peer = format!("tvc{i}");
+        ns.clean();
+        run("ip", &["netns", "add", &ns.name]);
+        run("ip", &["link", "add", &ns.veth, "type", "veth", "peer", "name", &peer]);
+        run("ip", &["link", "set", &peer, "netns", &ns.name]);
+        run("ip", &["addr", "add", &format!("{}/30", ns.host_ip), "dev", &ns.veth]);
+        run("ip", &["link", "set", &ns.veth, "up"]);
+        let client_net = format!("{}/30", ns.client_ip);
+        for cmd in [
+            &["addr", "add", &client_net, "dev", &peer][..],
+            &["link", "set", &peer, "up"],
+            &["link", "set", "lo", "up"],
+        ] {
+            let mut args = vec!["netns", "exec", ns.name.as_str(), "ip"];
+            args.extend_from_slice(cmd);
+            run("ip", &args);
+        }
+        ns
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    fn clean(&self) {
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        self.clean();
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod api_auth;
 mod bad_input;
 mod cli;
 mod faults;
