@@ -8,7 +8,8 @@
 //! Files: `conn.rs` accept loop and connections; `routes.rs` dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
 //! `git.rs` git smart HTTP from the mirrors; `snapshot.rs` snapshots,
-//! bundles and ensure-refs; `body.rs` the response body; `range.rs`, `ttl.rs` header parsing;
+//! bundles and ensure-refs; `body.rs` the response body; `range.rs`,
+//! `precondition.rs`, `ttl.rs` header parsing;
 //! `error.rs` API errors; `limits.rs` the face's limits; `auth.rs` who may
 //! use the object API.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod git;
 pub mod limits;
 pub mod object;
+pub mod precondition;
 pub mod range;
 pub mod routes;
 pub mod shared_pack;

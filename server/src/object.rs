@@ -3,10 +3,12 @@
 //! GET answers from the engine's verified stream; the first block is read
 //! and checked before the status line is sent, so a corrupt small object
 //! is never answered 200 (it is removed and looked up again). Range,
-//! If-None-Match (304) and If-Match (412) follow RFC 9110.
+//! If-Range, If-None-Match (304) and If-Match (412) follow RFC 9110
+//! (`precondition.rs`; a conditional header that cannot be parsed is 400).
 
 use crate::body::RespBody;
 use crate::error::ApiError;
+use crate::precondition::{self, etag_list};
 use crate::range::{self, RangeAnswer};
 use crate::ttl;
 use futures_lite::StreamExt;
@@ -73,22 +75,21 @@ async fn respond(
     let meta = &obj.meta;
     let etag = meta.etag_header();
     let h = req.headers();
-    if let Some(inm) = header_str(h, header::IF_NONE_MATCH) {
-        if etag_matches(inm, &etag) {
-            return Ok(base(StatusCode::NOT_MODIFIED, meta, &etag, tier).body(RespBody::Empty).expect("valid"));
-        }
+    let (im, inm) = (etag_list(h, header::IF_MATCH)?, etag_list(h, header::IF_NONE_MATCH)?);
+    if im.as_ref().is_some_and(|l| !l.matches_strong(&etag)) {
+        return Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            format!("If-Match does not match the current ETag {etag}"),
+        ));
     }
-    if let Some(im) = header_str(h, header::IF_MATCH) {
-        if !etag_matches(im, &etag) {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                format!("If-Match does not match the current ETag {etag}"),
-            ));
-        }
+    if inm.as_ref().is_some_and(|l| l.matches_weak(&etag)) {
+        return Ok(base(StatusCode::NOT_MODIFIED, meta, &etag, tier).body(RespBody::Empty).expect("valid"));
     }
     let len = meta.data_len;
-    let (status, start, end) = match range::answer(header_str(h, header::RANGE), len) {
+    // A Range under an If-Range that does not hold is ignored (RFC 9110 13.1.5).
+    let range = if precondition::if_range_holds(h, &etag)? { header_str(h, header::RANGE) } else { None };
+    let (status, start, end) = match range::answer(range, len) {
         RangeAnswer::Whole => (StatusCode::OK, 0, len),
         RangeAnswer::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
         RangeAnswer::Unsatisfiable => {
@@ -188,15 +189,15 @@ async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Resu
 
 /// If-Match / If-None-Match on PUT and DELETE, against the current object.
 async fn check_write_preconditions(shard: &Rc<Shard>, h: &HeaderMap, key: &ObjectKey) -> Result<(), ApiError> {
-    let (im, inm) = (header_str(h, header::IF_MATCH), header_str(h, header::IF_NONE_MATCH));
+    let (im, inm) = (etag_list(h, header::IF_MATCH)?, etag_list(h, header::IF_NONE_MATCH)?);
     if im.is_none() && inm.is_none() {
         return Ok(());
     }
     let current = shard.open_object(key).await?.map(|(o, _)| o.meta.etag_header());
-    let failed = match (im, inm, &current) {
-        (Some(im), _, Some(etag)) if !etag_matches(im, etag) => true,
+    let failed = match (&im, &inm, &current) {
+        (Some(im), _, Some(etag)) if !im.matches_strong(etag) => true,
         (Some(_), _, None) => true,
-        (_, Some(inm), Some(etag)) if etag_matches(inm, etag) => true,
+        (_, Some(inm), Some(etag)) if inm.matches_weak(etag) => true,
         _ => false,
     };
     if failed {
@@ -220,23 +221,4 @@ async fn delete(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> 
 
 fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether an If-Match / If-None-Match list names `etag` (or is `*`).
-/// Weak validators compare equal to strong ones for GET (RFC 9110 13.1.2).
-fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == "*" || t == etag)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::etag_matches;
-
-    #[test]
-    fn etag_lists() {
-        assert!(etag_matches("\"a\"", "\"a\""));
-        assert!(etag_matches("\"b\", W/\"a\"", "\"a\""));
-        assert!(etag_matches("*", "\"a\""));
-        assert!(!etag_matches("\"b\"", "\"a\""));
-    }
 }

@@ -7,7 +7,7 @@ use crate::auth::Peer;
 use crate::body::RespBody;
 use crate::error::ApiError;
 use crate::{git, object, status, ServerConfig};
-use http::{Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::rc::Rc;
 use trove_engine::Shard;
@@ -15,6 +15,9 @@ use trove_engine::Shard;
 const OBJECT_PREFIX: &str = "/api/v1/object/";
 
 pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>) -> Response<RespBody> {
+    if let Err(e) = framing(&req) {
+        return e.into_response();
+    }
     let path = req.uri().path().to_owned();
     if path.starts_with("/api/") {
         let write = !matches!(*req.method(), Method::GET | Method::HEAD);
@@ -45,4 +48,25 @@ pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>
         _ => Err(ApiError::not_found(format!("no route {path}; see the README for the API"))),
     };
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// What RFC 9112 asks of every request that hyper lets through: HTTP/1.1
+/// names its Host (3.2), and the only transfer coding understood here is
+/// chunked alone; anything else (`gzip, chunked`) would be stored still
+/// encoded, so it is 501 (6.1).
+fn framing(req: &Request<Incoming>) -> Result<(), ApiError> {
+    if req.version() == Version::HTTP_11 && !req.headers().contains_key(header::HOST) {
+        return Err(ApiError::bad_request("missing_host", "an HTTP/1.1 request must carry a Host header"));
+    }
+    let codings: Vec<&str> =
+        req.headers().get_all(header::TRANSFER_ENCODING).iter().map(|v| v.to_str().unwrap_or("?")).collect();
+    let chunked_alone = matches!(codings[..], [c] if c.trim().eq_ignore_ascii_case("chunked"));
+    if !codings.is_empty() && !chunked_alone {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_coding",
+            format!("Transfer-Encoding {:?} is not supported: send the body plain or chunked, and say Content-Encoding for compression", codings.join(", ")),
+        ));
+    }
+    Ok(())
 }

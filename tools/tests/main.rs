@@ -10,6 +10,7 @@ mod faults;
 mod git;
 mod hostile;
 mod http_limits;
+mod http_semantics;
 mod lifecycle;
 mod object_api;
 mod private;
