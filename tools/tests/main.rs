@@ -15,4 +15,5 @@ mod lifecycle;
 mod object_api;
 mod private;
 mod remote;
+mod s3_poison;
 mod snapshot;

@@ -338,7 +338,7 @@ fn restore_refuses_archives_that_escape_the_target() {
     }
 }
 
-fn s3_node(s3: &S3, dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
+pub(crate) fn s3_node(s3: &S3, dir: &Path, up: &Upstream, extra: &[&str]) -> Node {
     std::fs::create_dir_all(dir).expect("mkdir");
     let mut args = s3.flags();
     args.extend(extra.iter().map(|s| s.to_string()));

@@ -166,6 +166,9 @@ fn content_range(resp: &::http::Response<Incoming>) -> Result<(u64, u64), Remote
     let (start, _) = span.split_once('-').ok_or_else(|| bad("Content-Range span"))?;
     let start = start.parse().map_err(|_| bad("Content-Range start"))?;
     let total = total.parse().map_err(|_| bad("Content-Range total"))?;
+    if start > total {
+        return Err(bad("Content-Range start past its total"));
+    }
     Ok((start, total))
 }
 

@@ -62,6 +62,18 @@ pub struct Pointer {
     pub private: bool,
 }
 
+impl Pointer {
+    /// A pointer read from the tiers is hostile input (any node, or anyone
+    /// with the bucket's keys, may have written it): its ids go into
+    /// object names and response headers, so both must be full object ids.
+    /// None when they are not.
+    fn checked(self) -> Option<Pointer> {
+        let commit = parse_sha(&self.commit)?;
+        let head = parse_sha(&self.head)?;
+        Some(Pointer { commit, head, ..self })
+    }
+}
+
 /// Counts the cold serves of a repo in flight (any shard); the mirror
 /// restore waits for them.
 #[derive(Debug)]
@@ -320,8 +332,12 @@ impl Shard {
 
     async fn read_pointer(self: &Rc<Self>, key: &RepoKey) -> Option<Pointer> {
         match self.read_bytes(&pointer_object(key), POINTER_MAX_BYTES).await {
-            Ok(Some(b)) => match serde_json::from_slice(&b) {
-                Ok(p) => Some(p),
+            Ok(Some(b)) => match serde_json::from_slice::<Pointer>(&b).map(Pointer::checked) {
+                Ok(Some(p)) => Some(p),
+                Ok(None) => {
+                    tracing::warn!(repo = %key, "the snapshot pointer names no valid commit; ignoring it (building from the mirror)");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(repo = %key, error = %e, "unreadable snapshot pointer; ignoring it");
                     None
