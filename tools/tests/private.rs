@@ -22,8 +22,18 @@ struct Seen {
     secret_in_argv: Vec<String>,
 }
 
+/// Whom the gateway serves without the token.
+#[derive(Clone, Copy)]
+enum Anonymous {
+    /// Nobody: 401 (a private repo).
+    Refused,
+    /// Everybody, after 503 to the first `n` anonymous requests (a public
+    /// repo behind a flaky front).
+    ServedAfterFailing(usize),
+}
+
 /// `git http-backend` (CGI) over HTTP/1.1, for requests that carry
-/// `Authorization: Bearer SECRET`; 401 for the rest.
+/// `Authorization: Bearer SECRET`, and for the rest as `Anonymous` says.
 struct PrivateUpstream {
     server: TcpServer,
     seen: Arc<Mutex<Seen>>,
@@ -31,13 +41,28 @@ struct PrivateUpstream {
 
 impl PrivateUpstream {
     fn start(root: &Path) -> PrivateUpstream {
+        PrivateUpstream::start_with(root, Anonymous::Refused)
+    }
+
+    fn start_with(root: &Path, anonymous: Anonymous) -> PrivateUpstream {
         let seen = Arc::new(Mutex::new(Seen::default()));
+        let failures_left = Arc::new(std::sync::atomic::AtomicUsize::new(match anonymous {
+            Anonymous::Refused => 0,
+            Anonymous::ServedAfterFailing(n) => n,
+        }));
         let (st, root) = (seen.clone(), root.to_owned());
-        PrivateUpstream { server: TcpServer::start(move |conn| serve(conn, &root, &st)), seen }
+        let server = TcpServer::start(move |conn| serve(conn, &root, &st, anonymous, &failures_left));
+        PrivateUpstream { server, seen }
     }
 }
 
-fn serve(conn: TcpStream, root: &Path, seen: &Mutex<Seen>) {
+fn serve(
+    conn: TcpStream,
+    root: &Path,
+    seen: &Mutex<Seen>,
+    anonymous: Anonymous,
+    failures_left: &std::sync::atomic::AtomicUsize,
+) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
@@ -60,7 +85,18 @@ fn serve(conn: TcpStream, root: &Path, seen: &Mutex<Seen>) {
     // Whoever asked is running now: no command line may hold the secret.
     let leaks = command_lines_holding(SECRET);
     let mut conn = conn;
-    if header("authorization").as_deref() != Some(&format!("Bearer {SECRET}")) {
+    let authorized = header("authorization").as_deref() == Some(&format!("Bearer {SECRET}"));
+    let fail = |n: &usize| (*n > 0).then(|| n - 1);
+    if !authorized && matches!(anonymous, Anonymous::ServedAfterFailing(_)) {
+        if failures_left
+            .fetch_update(std::sync::atomic::Ordering::AcqRel, std::sync::atomic::Ordering::Acquire, |n| fail(&n))
+            .is_ok()
+        {
+            let _ =
+                conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            return;
+        }
+    } else if !authorized {
         let mut s = seen.lock().expect("seen");
         s.refused += 1;
         s.secret_in_argv.extend(leaks);
@@ -227,4 +263,32 @@ fn a_private_repo_is_served_only_to_clients_the_upstream_accepts() {
     assert!(seen.secret_in_argv.is_empty(), "credentials in a command line: {:?}", seen.secret_in_argv);
     assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
     assert!(!node.log_text().contains("Bearer"), "an Authorization header in the node's log");
+}
+
+#[test]
+fn one_failed_probe_does_not_make_a_public_repo_private_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    // Public, but the first anonymous request (the node's probe) gets 503.
+    let gateway = PrivateUpstream::start_with(&up.root, Anonymous::ServedAfterFailing(1));
+    let upstream = format!("flaky.test=http://127.0.0.1:{}", gateway.server.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "1s"]);
+    let url = node.url("/git/flaky.test/org/repo");
+    let refs = format!("{url}/info/refs?service=git-upload-pack");
+
+    // A client with a token makes the mirror: the probe without it fails.
+    let good = format!("Bearer {SECRET}");
+    let clone = dir.path().join("clone");
+    let out = git_with(dir.path(), Some(&good), &["clone", "-q", &url, clone.to_str().expect("utf8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Until a probe decides, it is served as private (fail closed); then
+    // the next probe finds it public, and anonymous clients are served.
+    wait_until("the mirror is found public", std::time::Duration::from_secs(20), || status_with(&refs, None) == 200);
+    assert!(node.log_text().contains("anonymous-access probe failed"), "{}", node.log_text());
+    let anon = dir.path().join("anon");
+    let out = git_with(dir.path(), None, &["clone", "-q", &url, anon.to_str().expect("utf8")]);
+    assert!(out.status.success(), "an anonymous clone: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(git(&anon, &["rev-parse", "HEAD"]), head);
 }

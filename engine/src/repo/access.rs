@@ -2,7 +2,10 @@
 //!
 //! A mirror cloned with a client's credentials is checked once more without
 //! them; if the upstream refuses anonymous access the mirror is private and
-//! carries a marker file (it travels with the mirror snapshot too). From
+//! carries a marker file (it travels with the mirror snapshot too). A probe
+//! that fails for another reason (a timeout, a 5xx) proves nothing: the
+//! mirror is then served as private, fail closed, and probed again after
+//! the refs TTL until the upstream answers either way. From
 //! then on every read of it needs credentials the upstream accepts: the
 //! client's Authorization header is tried with `git ls-remote`, and a
 //! success is remembered by this shard, as a hash of the header, for the
@@ -28,30 +31,69 @@ use crate::secret::Secret;
 use crate::shard::Shard;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// The file in a mirror that says it is private.
 pub(crate) const PRIVATE_MARKER: &str = "trove-private";
 
-/// Whether the mirror at `mirror` is of a private repo.
+/// What the marker holds when the upstream definitely refused anonymous
+/// reads.
+const REFUSED: &str = "cloned with credentials the upstream requires\n";
+/// What it holds when the anonymous probe failed for another reason (a
+/// timeout, a 5xx, DNS): served as private until a probe decides.
+const UNCONFIRMED: &str = "unconfirmed: the anonymous probe failed, not refused; probed again\n";
+
+/// Whether the mirror at `mirror` is of a private repo (or not yet known
+/// to be public).
 pub fn is_private(mirror: &Path) -> bool {
     mirror.join(PRIVATE_MARKER).exists()
 }
 
+/// What the upstream said to an anonymous `ls-remote`.
+enum Probe {
+    Public,
+    Refused,
+    /// Neither: try again later.
+    Unknown(String),
+}
+
+/// Whether git's stderr says the upstream refused the credentials (or
+/// their absence), as opposed to failing for another reason.
+fn refused(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    ["authentication", "401", "403", "could not read", "not found", "denied"].iter().any(|r| s.contains(r))
+}
+
+async fn probe_anonymous(url: &str) -> Probe {
+    match Git::new(["ls-remote", "--quiet", "--", url, "HEAD"]).run(Vec::new(), SHORT_GIT_TIMEOUT).await {
+        Ok(o) if o.ok() => Probe::Public,
+        Ok(o) if refused(&o.stderr) => Probe::Refused,
+        Ok(o) => Probe::Unknown(o.stderr.trim().lines().last().unwrap_or("").to_owned()),
+        Err(e) => Probe::Unknown(e.to_string()),
+    }
+}
+
+fn write_marker(dir: &Path, text: &str) -> Result<(), RepoError> {
+    let marker = dir.join(PRIVATE_MARKER);
+    std::fs::write(&marker, text).map_err(|e| RepoError::Io(format!("writing {}: {e}", marker.display())))
+}
+
 /// After a clone into `dir` made with `auth`: marks the mirror private if
-/// the upstream refuses anonymous access. Any failure counts as refusal.
+/// the upstream refuses anonymous access. Only a definite refusal marks it
+/// for good; any other failure of the probe marks it unconfirmed, which is
+/// served as private (fail closed) and probed again (`reprobe_if_due`).
 pub(crate) async fn mark_if_private(url: &str, dir: &Path, auth: Option<&Secret>) -> Result<bool, RepoError> {
     if auth.is_none() {
         return Ok(false); // cloned anonymously: public
     }
-    let anonymous = Git::new(["ls-remote", "--quiet", "--", url, "HEAD"]).run(Vec::new(), SHORT_GIT_TIMEOUT).await;
-    if anonymous.is_ok_and(|o| o.ok()) {
-        return Ok(false);
+    match probe_anonymous(url).await {
+        Probe::Public => Ok(false),
+        Probe::Refused => write_marker(dir, REFUSED).map(|()| true),
+        Probe::Unknown(why) => {
+            tracing::warn!(error = %why, "the anonymous-access probe failed; serving the mirror as private until a probe succeeds");
+            write_marker(dir, UNCONFIRMED).map(|()| true)
+        }
     }
-    let marker = dir.join(PRIVATE_MARKER);
-    std::fs::write(&marker, "cloned with credentials the upstream requires\n")
-        .map_err(|e| RepoError::Io(format!("writing {}: {e}", marker.display())))?;
-    Ok(true)
 }
 
 /// The access cache's tag of an Authorization header: its HMAC-SHA256
@@ -67,6 +109,43 @@ pub(crate) fn header_tag(auth: &Secret) -> u128 {
 }
 
 impl Shard {
+    /// A mirror marked unconfirmed whose marker is older than the refs TTL
+    /// gets another anonymous probe, in the background (the request at hand
+    /// is served as private): public removes the marker, a refusal makes
+    /// it final. The marker's mtime is the time of the last probe.
+    pub(crate) fn reprobe_if_due(&self, key: &RepoKey, mirror: &Path) {
+        let marker = mirror.join(PRIVATE_MARKER);
+        let Ok(text) = std::fs::read_to_string(&marker) else { return };
+        let age = std::fs::metadata(&marker).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if text != UNCONFIRMED || age.is_none_or(|a| a < self.config().repo.refs_ttl) {
+            return;
+        }
+        // Claim this round: no other request starts a probe meanwhile.
+        let touched =
+            std::fs::File::options().write(true).open(&marker).and_then(|f| f.set_modified(SystemTime::now()));
+        let Ok(url) = self.config().repo.upstreams.url(key) else { return };
+        if touched.is_err() {
+            return;
+        }
+        let (key, dir) = (key.clone(), mirror.to_owned());
+        glommio::spawn_local(async move {
+            match probe_anonymous(&url).await {
+                Probe::Public => {
+                    if std::fs::remove_file(dir.join(PRIVATE_MARKER)).is_ok() {
+                        tracing::info!(repo = %key, "the upstream serves anonymous reads after all: the mirror is public");
+                    }
+                }
+                Probe::Refused => {
+                    if write_marker(&dir, REFUSED).is_ok() {
+                        tracing::info!(repo = %key, "the upstream refuses anonymous reads: the mirror is private");
+                    }
+                }
+                Probe::Unknown(why) => tracing::warn!(repo = %key, error = %why, "the anonymous-access probe failed again"),
+            }
+        })
+        .detach();
+    }
+
     /// Lets the request through if `key` is public, or if the upstream
     /// accepts `auth` for it.
     pub async fn check_access(&self, key: &RepoKey, private: bool, auth: Option<&Secret>) -> Result<(), RepoError> {
@@ -85,9 +164,7 @@ impl Shard {
             .run(Vec::new(), SHORT_GIT_TIMEOUT)
             .await?;
         if !out.ok() {
-            let s = out.stderr.to_ascii_lowercase();
-            let refused = ["authentication", "401", "403", "could not read", "not found", "denied"];
-            if refused.iter().any(|r| s.contains(r)) {
+            if refused(&out.stderr) {
                 return Err(RepoError::Unauthorized(key.canonical()));
             }
             return Err(RepoError::Git {

@@ -131,7 +131,11 @@ impl Shard {
                     .map_err(|_| RepoError::ShardGone(owner))??;
             }
         }
-        self.check_access(key, crate::repo::access::is_private(&path), auth.as_ref()).await?;
+        let private = crate::repo::access::is_private(&path);
+        if private {
+            self.reprobe_if_due(key, &path);
+        }
+        self.check_access(key, private, auth.as_ref()).await?;
         Ok(path)
     }
 
