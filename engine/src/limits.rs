@@ -105,6 +105,11 @@ pub const TTL_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 /// only as far as the upstream says yes to them.
 pub const ACCESS_CACHE_MAX: usize = 10_000;
 
+/// Most (repo, name) misses one shard remembers (repo/misses.rs): about
+/// 100 bytes each; clients drive the count with made-up commit ids, so past
+/// it the expired go and then all.
+pub const MISS_CACHE_MAX: usize = 8_192;
+
 const _: () = assert!(READ_UNIT_MAX_BLOCKS >= READ_UNIT_BLOCKS && READ_UNIT_MAX_BLOCKS.is_power_of_two());
 const _: () = assert!(BLOCK_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!((WRITE_CHUNK_BYTES as u64).is_multiple_of(BLOCK_BYTES));

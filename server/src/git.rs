@@ -187,11 +187,10 @@ async fn upload_pack(
     let body = read_body(req.into_body()).await?;
     let body = if gzip { gunzip(&body)? } else { body };
     let wants = parse_wants(&body)?;
-    let mut mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
-    if !wants.is_empty() && !all_present(&mirror, &wants).await? {
-        // "not our ref": fetch once from the upstream, then serve.
-        mirror = shard.repo(key, auth, Need::Fetch).await.map_err(repo_error)?;
-    }
+    let mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
+    // "not our ref": fetch once from the upstream (not again for the same
+    // wants within the refs TTL), then serve.
+    shard.resolve_fetching(key, auth, &mirror, &wants).await.map_err(repo_error)?;
     if trove_engine::repo::packcache::shareable(&body) {
         return crate::shared_pack::serve(shard, key, &mirror, protocol, body).await;
     }
@@ -348,11 +347,6 @@ fn parse_wants(body: &[u8]) -> Result<Vec<String>, ApiError> {
 }
 
 /// True when the mirror has every object in `wants`.
-async fn all_present(mirror: &std::path::Path, wants: &[String]) -> Result<bool, ApiError> {
-    let found = trove_engine::repo::mirror::resolve(mirror, wants).await.map_err(repo_error)?;
-    Ok(found.iter().all(Option::is_some))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

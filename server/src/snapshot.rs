@@ -175,13 +175,8 @@ pub async fn ensure_refs(
     let names: Vec<String> =
         want.refs.iter().cloned().chain(commits.iter().map(|c| format!("{c}^{{commit}}"))).collect();
     let mirror = shard.repo(key, auth.clone(), Need::Fresh).await.map_err(repo_error)?;
-    let mut found = trove_engine::repo::mirror::resolve(&mirror, &names).await.map_err(repo_error)?;
-    let mut fetched = false;
-    if found.iter().any(Option::is_none) {
-        shard.repo(key, auth, Need::Fetch).await.map_err(repo_error)?;
-        found = trove_engine::repo::mirror::resolve(&mirror, &names).await.map_err(repo_error)?;
-        fetched = true;
-    }
+    let resolved = shard.resolve_fetching(key, auth, &mirror, &names).await.map_err(repo_error)?;
+    let (found, fetched) = (resolved.ids, resolved.fetched);
     let (ref_ids, commit_ids) = found.split_at(want.refs.len());
     let refs: serde_json::Map<String, serde_json::Value> =
         want.refs.iter().zip(ref_ids).map(|(r, id)| (r.clone(), serde_json::json!(id))).collect();

@@ -17,3 +17,4 @@ mod private;
 mod remote;
 mod s3_poison;
 mod snapshot;
+mod upstream_load;

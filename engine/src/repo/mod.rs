@@ -22,6 +22,7 @@ pub mod build;
 pub mod git;
 pub mod key;
 pub mod mirror;
+pub mod misses;
 pub mod packcache;
 pub mod snapshot;
 pub mod unpack;

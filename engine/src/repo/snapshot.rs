@@ -439,13 +439,10 @@ impl Shard {
         base: &str,
     ) -> Result<BundleAnswer, RepoError> {
         let mirror = self.repo(key, auth.clone(), Need::Fresh).await?;
+        // Maybe newer than the mirror: fetch once before saying 404.
         let names = [format!("{base}^{{commit}}")];
-        if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
-            // Maybe newer than the mirror: fetch once before saying 404.
-            self.repo(key, auth, Need::Fetch).await?;
-            if crate::repo::mirror::resolve(&mirror, &names).await?[0].is_none() {
-                return Err(RepoError::UnknownCommit(base.to_owned()));
-            }
+        if self.resolve_fetching(key, auth, &mirror, &names).await?.ids[0].is_none() {
+            return Err(RepoError::UnknownCommit(base.to_owned()));
         }
         let head = head_of(&mirror).await?.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
         if head == base {

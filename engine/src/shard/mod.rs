@@ -93,6 +93,8 @@ pub struct Shard {
     /// Private repos' access checks that passed: (repo hash, keyed tag of
     /// the Authorization header) to when (see repo/access.rs).
     pub(crate) access: RefCell<HashMap<(u128, u128), std::time::Instant>>,
+    /// Names the mirrors lacked after a fetch (see repo/misses.rs).
+    pub(crate) misses: crate::repo::misses::MissCache,
 }
 
 impl Shard {

@@ -141,6 +141,7 @@ where
         pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),
         repos: RefCell::new(HashMap::new()),
         access: RefCell::new(HashMap::new()),
+        misses: Default::default(),
         node: node.clone(),
     });
     shard.discover_mirrors().await;

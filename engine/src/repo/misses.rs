@@ -1,0 +1,107 @@
+//! Names a mirror lacked after a fetch, remembered for the refs TTL, so a
+//! client repeating a request for an unknown commit costs the upstream one
+//! fetch per TTL, not one per request.
+//!
+//! [`MissCache`] is per shard (the shard that got the request checks it,
+//! with no hop): a node fetches at most once per shard per TTL for one
+//! name. It is bounded ([`MISS_CACHE_MAX`]): past the bound the expired
+//! entries go, and if all are fresh the cache starts over, which costs
+//! only fetches. [`Shard::resolve_fetching`] is the one way the faces ask
+//! "resolve these, fetching once if needed".
+
+use crate::limits::MISS_CACHE_MAX;
+use crate::repo::{Need, RepoError, RepoKey};
+use crate::secret::Secret;
+use crate::shard::Shard;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// (repo hash, name) to when a fetch last failed to bring it.
+#[derive(Default)]
+pub struct MissCache {
+    seen: RefCell<HashMap<(u128, String), Instant>>,
+}
+
+impl MissCache {
+    /// Whether every one of `names` was missed within `ttl`.
+    fn all_recent(&self, repo: u128, names: &[&String], ttl: Duration) -> bool {
+        let seen = self.seen.borrow();
+        !names.is_empty() && names.iter().all(|n| seen.get(&(repo, (*n).clone())).is_some_and(|at| at.elapsed() < ttl))
+    }
+
+    fn remember(&self, repo: u128, names: &[&String], ttl: Duration) {
+        let mut seen = self.seen.borrow_mut();
+        if seen.len() + names.len() > MISS_CACHE_MAX {
+            seen.retain(|_, at| at.elapsed() < ttl);
+            if seen.len() + names.len() > MISS_CACHE_MAX {
+                seen.clear();
+            }
+        }
+        let now = Instant::now();
+        for n in names.iter().take(MISS_CACHE_MAX) {
+            seen.insert((repo, (*n).clone()), now);
+        }
+    }
+}
+
+/// What [`Shard::resolve_fetching`] found.
+pub struct Resolved {
+    /// Each name's object id, in order; None where the mirror lacks it.
+    pub ids: Vec<Option<String>>,
+    /// Whether the upstream was fetched from for it.
+    pub fetched: bool,
+}
+
+impl Shard {
+    /// Resolves `names` (refs or object expressions) in `key`'s mirror at
+    /// `mirror`; when some are missing, fetches once from the upstream and
+    /// resolves again, unless every missing name was already missed on this
+    /// shard within the refs TTL.
+    pub async fn resolve_fetching(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        auth: Option<Secret>,
+        mirror: &Path,
+        names: &[String],
+    ) -> Result<Resolved, RepoError> {
+        let ids = crate::repo::mirror::resolve(mirror, names).await?;
+        let missing = |ids: &[Option<String>]| -> Vec<&String> {
+            names.iter().zip(ids).filter(|(_, id)| id.is_none()).map(|(n, _)| n).collect()
+        };
+        let (ttl, repo) = (self.config().repo.refs_ttl, key.hash());
+        let lacking = missing(&ids);
+        if lacking.is_empty() || self.misses.all_recent(repo, &lacking, ttl) {
+            return Ok(Resolved { ids, fetched: false });
+        }
+        self.repo(key, auth, Need::Fetch).await?;
+        let ids = crate::repo::mirror::resolve(mirror, names).await?;
+        self.misses.remember(repo, &missing(&ids), ttl);
+        Ok(Resolved { ids, fetched: true })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misses_expire_and_stay_bounded() {
+        let c = MissCache::default();
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let ttl = Duration::from_secs(60);
+        assert!(!c.all_recent(1, &[&a], ttl));
+        c.remember(1, &[&a], ttl);
+        assert!(c.all_recent(1, &[&a], ttl));
+        assert!(!c.all_recent(1, &[&a, &b], ttl), "one name never missed: fetch");
+        assert!(!c.all_recent(2, &[&a], ttl), "per repo");
+        assert!(!c.all_recent(1, &[&a], Duration::ZERO), "expired");
+        let many: Vec<String> = (0..MISS_CACHE_MAX + 10).map(|i| i.to_string()).collect();
+        for n in &many {
+            c.remember(3, &[n], ttl);
+        }
+        assert!(c.seen.borrow().len() <= MISS_CACHE_MAX);
+    }
+}
