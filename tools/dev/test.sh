@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 tools/dev/setup.sh
+# SeaweedFS may live in the repo's venv (setup.sh): tests find it on PATH.
+export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== rustfmt"
 cargo fmt --all --check

@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod index_stat;
+mod log;
 mod port_check;
 mod restore;
 mod serve;
@@ -100,9 +101,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    log::init(&cli.log);
     match run(cli.command) {
         Ok(()) => {}
         Err(e) => {

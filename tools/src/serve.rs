@@ -24,6 +24,17 @@ pub fn run(node: NodeConfig, server: ServerConfig) -> Result<()> {
     let handle = trove_engine::start(node, move |shard| trove_server::serve(shard, server.clone()))
         .context("starting the node")?;
     let shared = handle.shared.clone();
+    let started = handle.shared.clone();
+    std::thread::Builder::new()
+        .name("trove-started".into())
+        .spawn(move || {
+            // Every shard has opened its first file once the node is ready.
+            while !started.is_ready() && !started.is_stopping() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            crate::log::say_iopoll_once();
+        })
+        .context("starting the start-up notice thread")?;
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
     std::thread::Builder::new()
         .name("trove-signals".into())

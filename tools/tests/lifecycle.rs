@@ -261,3 +261,16 @@ fn a_second_node_on_a_data_dir_in_use_refuses_to_start() {
     assert_eq!(&reply, b"HTTP/1.1 201", "the first node's upload survived");
     assert_eq!(get(&first.object_url("ns", "slow")).body, body);
 }
+
+#[test]
+fn a_clean_start_logs_no_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Ready means every shard has opened its first file, which is when
+    // glommio probes the disk for IOPOLL. The failed probe (virtual disks)
+    // is harmless: said once at INFO, never as an ERROR a user would read
+    // as broken.
+    let node = Node::start(&dir.path().join("data"), &[]);
+    let log = node.log_text();
+    assert!(!log.contains("ERROR"), "a clean start logged an error: {log}");
+    assert!(log.matches("polled I/O (IOPOLL)").count() <= 1, "{log}");
+}

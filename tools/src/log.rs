@@ -1,0 +1,77 @@
+//! Logging for the binary: `tracing` to stderr, filtered by `RUST_LOG`, else
+//! `--log` / `TROVE_LOG`, with one known-harmless message of glommio's
+//! taken out.
+//!
+//! glommio probes every device for io_uring polled I/O (IOPOLL) when a
+//! shard first opens a file on it, and on a device without it (virtio and
+//! most virtual disks) it logs the failed probe at ERROR, once per shard.
+//! Nothing is wrong: it falls back to interrupt-driven I/O. A user reads
+//! ERROR as broken, so [`IopollNotice`] drops exactly that message and
+//! `trove serve` says once, at INFO, what it meant ([`say_iopoll_once`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Set when glommio's failed iopoll probe was dropped.
+static IOPOLL_PROBE_FAILED: AtomicBool = AtomicBool::new(false);
+/// Set once the INFO line is out.
+static IOPOLL_SAID: AtomicBool = AtomicBool::new(false);
+
+/// The words of glommio's message (glommio 0.9 `reactor.rs`).
+const IOPOLL_PROBE_MESSAGE: &str = "probing iopoll support";
+
+/// Drops glommio's failed-iopoll-probe event and remembers it was seen.
+struct IopollNotice;
+
+struct MessageHas<'a>(&'a str, bool);
+
+impl Visit for MessageHas<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" && format!("{value:?}").contains(self.0) {
+            self.1 = true;
+        }
+    }
+}
+
+impl<S> Filter<S> for IopollNotice {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &Context<'_, S>) -> bool {
+        true
+    }
+
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: &Context<'_, S>) -> bool {
+        // glommio logs through the `log` crate: bridged events carry the
+        // target `log` (the original is in the `log.target` field).
+        if !matches!(event.metadata().target(), "log" | "glommio::reactor") {
+            return true;
+        }
+        let mut found = MessageHas(IOPOLL_PROBE_MESSAGE, false);
+        event.record(&mut found);
+        if found.1 {
+            IOPOLL_PROBE_FAILED.store(true, Ordering::Release);
+        }
+        !found.1
+    }
+}
+
+/// Installs the subscriber: `RUST_LOG` if set, else `default_filter`.
+pub fn init(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let fmt =
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).with_filter(IopollNotice);
+    tracing_subscriber::registry().with(fmt).init();
+}
+
+/// Says once, at INFO, what glommio's dropped probe message meant, if it
+/// was dropped.
+pub fn say_iopoll_once() {
+    if IOPOLL_PROBE_FAILED.load(Ordering::Acquire) && !IOPOLL_SAID.swap(true, Ordering::AcqRel) {
+        tracing::info!(
+            "this disk does not support io_uring polled I/O (IOPOLL), as most virtual disks do not; \
+             trove uses interrupt-driven io_uring I/O instead, which is normal"
+        );
+    }
+}
