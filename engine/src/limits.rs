@@ -118,3 +118,14 @@ const _: () = assert!(REMOTE_FIRST_PART_BYTES.is_multiple_of(BLOCK_BYTES));
 const _: () = assert!(REMOTE_TAIL_BYTES.is_multiple_of(ALIGN_BYTES));
 const _: () = assert!(REMOTE_PART_BYTES >= 5 * 1024 * 1024);
 const _: () = assert!(SMALL_FILE_BYTES.is_multiple_of(ALIGN_BYTES));
+
+/// An upstream job (clone, fetch, ls-remote) that reads fewer bytes than
+/// this within `--upstream-timeout` is killed (repo/reaper.rs): 1 KiB
+/// keeps a slow real link alive and ends a one-byte-a-second trickle.
+pub const UPSTREAM_LOW_SPEED_BYTES: u64 = 1024;
+/// Default of `--upstream-timeout`: how long an upstream job may go
+/// without progress, connecting included.
+pub const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest a request for a warm mirror waits on its refs-TTL fetch before
+/// it is served the mirror as it is (the fetch goes on).
+pub const FRESH_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);

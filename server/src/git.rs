@@ -99,7 +99,9 @@ pub fn repo_error(e: RepoError) -> ApiError {
         RepoError::UpstreamNotFound(_) | RepoError::NoCommits(_) | RepoError::UnknownCommit(_) => {
             ApiError::not_found(msg)
         }
-        RepoError::Timeout(..) => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg),
+        RepoError::Timeout(..) | RepoError::Stalled(..) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
+        }
         RepoError::Backoff { .. } | RepoError::Git { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
         }

@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Repack a mirror whose fetches brought new objects at most this often, so it serves as fast as a fresh clone (geometric repack, multi-pack-index and bitmap rewritten). [default: 10m]
     #[arg(long, env = "TROVE_UPKEEP_INTERVAL")]
     pub upkeep_interval: Option<String>,
+    /// Longest a clone, fetch or ls-remote against an upstream may go without progress (connecting included) before it is killed and its requests get 504, e.g. 10s. [default: 30s]
+    #[arg(long, env = "TROVE_UPSTREAM_TIMEOUT")]
+    pub upstream_timeout: Option<String>,
     /// Most git upload-pack processes at once on the node. [default: 2 x shards]
     #[arg(long, env = "TROVE_MAX_UPLOAD_PACKS")]
     pub max_upload_packs: Option<usize>,
@@ -124,6 +127,7 @@ struct FileConfig {
     upkeep_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
+    upstream_timeout: Option<String>,
     api_token_file: Option<Vec<PathBuf>>,
     api_allow: Option<Vec<String>>,
     api_read_auth: Option<bool>,
@@ -198,6 +202,12 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.upkeep_interval.or(file.upkeep_interval) {
         node.repo.upkeep_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--upkeep-interval")?;
+    }
+    if let Some(s) = args.upstream_timeout.or(file.upstream_timeout) {
+        node.repo.upstream_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--upstream-timeout")?;
+        if node.repo.upstream_timeout < std::time::Duration::from_secs(1) {
+            bail!("--upstream-timeout must be at least 1s (git's low-speed limit counts whole seconds)");
+        }
     }
     if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
         if n == 0 {

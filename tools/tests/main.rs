@@ -17,4 +17,5 @@ mod private;
 mod remote;
 mod s3_poison;
 mod snapshot;
+mod upstream_faults;
 mod upstream_load;

@@ -31,7 +31,7 @@ use crate::secret::Secret;
 use crate::shard::Shard;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The file in a mirror that says it is private.
 pub(crate) const PRIVATE_MARKER: &str = "trove-private";
@@ -64,8 +64,9 @@ fn refused(stderr: &str) -> bool {
     ["authentication", "401", "403", "could not read", "not found", "denied"].iter().any(|r| s.contains(r))
 }
 
-async fn probe_anonymous(url: &str) -> Probe {
-    match Git::new(["ls-remote", "--quiet", "--", url, "HEAD"]).run(Vec::new(), SHORT_GIT_TIMEOUT).await {
+async fn probe_anonymous(url: &str, no_progress: Duration) -> Probe {
+    let ls = Git::new(["ls-remote", "--quiet", "--", url, "HEAD"]).upstream(no_progress);
+    match ls.run(Vec::new(), SHORT_GIT_TIMEOUT).await {
         Ok(o) if o.ok() => Probe::Public,
         Ok(o) if refused(&o.stderr) => Probe::Refused,
         Ok(o) => Probe::Unknown(o.stderr.trim().lines().last().unwrap_or("").to_owned()),
@@ -82,11 +83,16 @@ fn write_marker(dir: &Path, text: &str) -> Result<(), RepoError> {
 /// the upstream refuses anonymous access. Only a definite refusal marks it
 /// for good; any other failure of the probe marks it unconfirmed, which is
 /// served as private (fail closed) and probed again (`reprobe_if_due`).
-pub(crate) async fn mark_if_private(url: &str, dir: &Path, auth: Option<&Secret>) -> Result<bool, RepoError> {
+pub(crate) async fn mark_if_private(
+    url: &str,
+    dir: &Path,
+    auth: Option<&Secret>,
+    no_progress: Duration,
+) -> Result<bool, RepoError> {
     if auth.is_none() {
         return Ok(false); // cloned anonymously: public
     }
-    match probe_anonymous(url).await {
+    match probe_anonymous(url, no_progress).await {
         Probe::Public => Ok(false),
         Probe::Refused => write_marker(dir, REFUSED).map(|()| true),
         Probe::Unknown(why) => {
@@ -127,9 +133,9 @@ impl Shard {
         if touched.is_err() {
             return;
         }
-        let (key, dir) = (key.clone(), mirror.to_owned());
+        let (key, dir, no_progress) = (key.clone(), mirror.to_owned(), self.config().repo.upstream_timeout);
         glommio::spawn_local(async move {
-            match probe_anonymous(&url).await {
+            match probe_anonymous(&url, no_progress).await {
                 Probe::Public => {
                     if std::fs::remove_file(dir.join(PRIVATE_MARKER)).is_ok() {
                         tracing::info!(repo = %key, "the upstream serves anonymous reads after all: the mirror is public");
@@ -161,6 +167,7 @@ impl Shard {
         let url = self.config().repo.upstreams.url(key)?;
         let out = Git::new(["ls-remote", "--quiet", "--", url.as_str(), "HEAD"])
             .auth(Some(auth))
+            .upstream(self.config().repo.upstream_timeout)
             .run(Vec::new(), SHORT_GIT_TIMEOUT)
             .await?;
         if !out.ok() {

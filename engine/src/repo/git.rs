@@ -7,22 +7,30 @@
 //! thread per connection; only its exit status and stderr are collected by a
 //! thread.
 //!
+//! Every command runs in a process group of its own with the node's marker
+//! (reaper.rs); an upstream job also under a no-progress watchdog.
+//!
 //! Secrets: a client's Authorization header reaches git through
 //! `GIT_CONFIG_*` environment variables (`http.extraHeader`), never argv,
 //! and is never logged. This module must never block the shard thread.
 
-use crate::repo::RepoError;
+use crate::repo::{reaper, RepoError};
 use crate::secret::Secret;
 use futures_channel::oneshot;
 use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most stderr kept from a git command, for error messages.
 const STDERR_MAX_BYTES: usize = 64 * 1024;
+/// How often an upstream job's watchdog samples its progress.
+const WATCHDOG_TICK: Duration = Duration::from_millis(250);
 
 /// A git invocation: arguments, working directory, extra environment.
 #[derive(Clone)]
@@ -30,6 +38,9 @@ pub struct Git {
     args: Vec<OsString>,
     dir: Option<PathBuf>,
     env: Vec<(String, String)>,
+    /// An upstream job: killed when it makes no progress for this long
+    /// (reaper.rs).
+    upstream: Option<Duration>,
 }
 
 /// What a finished command left.
@@ -51,7 +62,7 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        Self { args: args.into_iter().map(Into::into).collect(), dir: None, env: Vec::new() }
+        Self { args: args.into_iter().map(Into::into).collect(), dir: None, env: Vec::new(), upstream: None }
     }
 
     /// Runs in `dir` (`git -C dir`).
@@ -62,6 +73,14 @@ impl Git {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_owned(), v.to_owned()));
+        self
+    }
+
+    /// Marks this as a job that talks to an upstream: it is killed when it
+    /// makes no progress for `no_progress` (connecting included), and at
+    /// node stop.
+    pub fn upstream(mut self, no_progress: Duration) -> Self {
+        self.upstream = Some(no_progress);
         self
     }
 
@@ -89,7 +108,34 @@ impl Git {
         for (k, v) in crate::repo::untrusted::NO_CODE_CONFIG {
             c.arg("-c").arg(format!("{k}={v}"));
         }
+        if let Some(window) = self.upstream {
+            // curl's own low-speed abort for http(s), beside the watchdog.
+            c.arg("-c").arg(format!("http.lowSpeedLimit={}", crate::limits::UPSTREAM_LOW_SPEED_BYTES));
+            c.arg("-c").arg(format!("http.lowSpeedTime={}", window.as_secs().max(1)));
+            c.env(reaper::JOB_ENV, "upstream");
+        }
         c.args(&self.args);
+        // Its own process group, so a kill reaches git's helpers too; and
+        // the node's marker, which every descendant inherits (reaper.rs).
+        c.process_group(0);
+        if let Some(m) = reaper::marker() {
+            c.env(reaper::NODE_ENV, m);
+        }
+        // Only stdio crosses into git: a client connection a shard holds
+        // without CLOEXEC would otherwise stay open in every git forked
+        // meanwhile, and outlive the node in an orphan (seen: after kill -9,
+        // clients hung 60 s on connections nobody served). CLOEXEC rather
+        // than close, so std's exec-error pipe still reports a failed exec.
+        // SAFETY: close_range is a plain syscall, async-signal-safe, and
+        // touches no memory.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         // Never prompt for credentials on a server; never read the
         // operator's global config into a cache's behaviour.
         c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("GIT_CONFIG_NOSYSTEM", "1");
@@ -129,6 +175,24 @@ impl Git {
             }
         };
         let input = child.stdin.take();
+        let pgid = child.id() as i32;
+        let done = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
+        if let Some(window) = self.upstream {
+            let (done, stalled) = (done.clone(), stalled.clone());
+            let watch = move || {
+                let mut dog = reaper::Watchdog::new(pgid, window);
+                while !done.load(Ordering::Acquire) {
+                    std::thread::sleep(WATCHDOG_TICK);
+                    if !done.load(Ordering::Acquire) && dog.stalled() {
+                        stalled.store(true, Ordering::Release);
+                        dog.kill();
+                        return;
+                    }
+                }
+            };
+            std::thread::Builder::new().name("trove-git-watch".into()).spawn(watch).map_err(spawn_err)?;
+        }
         let (tx, rx) = oneshot::channel();
         std::thread::Builder::new()
             .name("trove-git".into())
@@ -140,6 +204,7 @@ impl Git {
                     }
                 });
                 let out = child.wait_with_output();
+                done.store(true, Ordering::Release);
                 let _ = feeder.join();
                 let _ = tx.send(out);
             })
@@ -152,11 +217,17 @@ impl Git {
         .await;
         let Some(finished) = finished else {
             let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
+            if let Some(p) = rustix::process::Pid::from_raw(pgid) {
+                let _ = rustix::process::kill_process_group(p, rustix::process::Signal::KILL);
+            }
             let _ = rx.await;
             return Err(RepoError::Timeout(what, timeout));
         };
         let died = || RepoError::Git { what: what.clone(), stderr: "the git thread died".into() };
         let out = finished.map_err(|_| died())?.map_err(spawn_err)?;
+        if stalled.load(Ordering::Acquire) {
+            return Err(RepoError::Stalled(what, self.upstream.unwrap_or_default()));
+        }
         Ok(GitOutput {
             status: out.status,
             stdout: out.stdout,

@@ -139,6 +139,11 @@ impl Shard {
         Ok(path)
     }
 
+    /// (whole-run timeout, no-progress timeout) of an upstream fetch.
+    fn upstream_deadlines(&self) -> (Duration, Duration) {
+        (self.config().repo.clone_timeout, self.config().repo.upstream_timeout)
+    }
+
     /// Runs `f` on `key`'s record (owner only), making it if needed.
     pub(crate) fn with_repo<T>(&self, key: &RepoKey, f: impl FnOnce(&mut RepoState) -> T) -> T {
         let path = mirror_path(self, key);
@@ -156,11 +161,14 @@ impl Shard {
     ) -> Result<(), RepoError> {
         let ttl = self.config().repo.refs_ttl;
         let (tx, rx) = oneshot::channel();
+        let mut serve_stale = false;
         let step = self.with_repo(&key, |st| {
             st.used_at = Instant::now();
             if st.ready && need == Need::Ready {
                 return Ok(Step::Done);
             }
+            // A warm mirror whose refs check is slow is served as it is.
+            serve_stale = st.ready && need == Need::Fresh;
             if let Some(w) = st.waiters.as_mut() {
                 w.push(tx);
                 return Ok(Step::Join);
@@ -190,8 +198,23 @@ impl Shard {
             Step::Join => {}
             Step::Start(job) => {
                 let me = self.clone();
-                glommio::spawn_local(async move { me.run_repo_job(key, auth, job, need).await }).detach();
+                let k = key.clone();
+                glommio::spawn_local(async move { me.run_repo_job(k, auth, job, need).await }).detach();
             }
+        }
+        if serve_stale {
+            let waited = futures_lite::future::or(async { Some(rx.await) }, async {
+                glommio::timer::sleep(crate::limits::FRESH_WAIT_MAX).await;
+                None
+            })
+            .await;
+            return match waited {
+                Some(r) => r.map_err(|_| RepoError::ShardGone(self.id))?,
+                None => {
+                    tracing::info!(repo = %key, "the upstream is slow to answer the refs check; serving the mirror as it is");
+                    Ok(())
+                }
+            };
         }
         rx.await.map_err(|_| RepoError::ShardGone(self.id))?
     }
@@ -202,8 +225,13 @@ impl Shard {
             Job::Clone => self.make_mirror(&key, auth.as_ref(), &path).await,
             Job::Fetch => {
                 bump(&self.stats().upstream_fetches, 1);
-                fetch_mirror(&key, auth.as_ref(), &path, self.config().repo.clone_timeout).await
+                fetch_mirror(&key, auth.as_ref(), &path, self.upstream_deadlines()).await
             }
+        };
+        // A job ended by the node's stop (reaper.rs) says so, not what git said.
+        let result = match result {
+            Err(_) if self.node.is_stopping() => Err(RepoError::ShardGone(self.id)),
+            r => r,
         };
         let stale_ok = matches!(job, Job::Fetch) && need != Need::Fetch;
         let (head, refs) = match result {
@@ -283,7 +311,7 @@ impl Shard {
                     .write(&config)
                     .map_err(|e| RepoError::Io(format!("writing {}: {e}", config.display())))?;
                 bump(&self.stats().upstream_fetches, 1);
-                fetch_mirror(key, auth, &tmp, self.config().repo.clone_timeout).await?;
+                fetch_mirror(key, auth, &tmp, self.upstream_deadlines()).await?;
                 index_mirror(&tmp).await?;
                 publish(&tmp, path)?;
                 Ok::<bool, RepoError>(true)
@@ -316,13 +344,14 @@ impl Shard {
         }
         let url_for_check = url.clone();
         args.extend(["--".into(), url, tmp.to_string_lossy().into_owned()]);
-        let out = Git::new(args).auth(auth).run(Vec::new(), timeout).await;
+        let no_progress = self.config().repo.upstream_timeout;
+        let out = Git::new(args).auth(auth).upstream(no_progress).run(Vec::new(), timeout).await;
         let result = async {
             let out = out?;
             if !out.ok() {
-                return Err(upstream_error(key, "git clone --mirror", &out.stderr));
+                return Err(upstream_error(key, "git clone --mirror", &out.stderr, no_progress));
             }
-            if crate::repo::access::mark_if_private(&url_for_check, &tmp, auth).await? {
+            if crate::repo::access::mark_if_private(&url_for_check, &tmp, auth, no_progress).await? {
                 tracing::info!(repo = %key, "the upstream refuses anonymous reads: the mirror is private");
             }
             index_mirror(&tmp).await?;
@@ -418,10 +447,20 @@ impl RepoState {
     }
 }
 
-async fn fetch_mirror(key: &RepoKey, auth: Option<&Secret>, path: &Path, timeout: Duration) -> Result<(), RepoError> {
-    let out = Git::new(["fetch", "--prune", "--quiet", "origin"]).dir(path).auth(auth).run(Vec::new(), timeout).await?;
+async fn fetch_mirror(
+    key: &RepoKey,
+    auth: Option<&Secret>,
+    path: &Path,
+    (timeout, no_progress): (Duration, Duration),
+) -> Result<(), RepoError> {
+    let out = Git::new(["fetch", "--prune", "--quiet", "origin"])
+        .dir(path)
+        .auth(auth)
+        .upstream(no_progress)
+        .run(Vec::new(), timeout)
+        .await?;
     if !out.ok() {
-        return Err(upstream_error(key, "git fetch", &out.stderr));
+        return Err(upstream_error(key, "git fetch", &out.stderr, no_progress));
     }
     Ok(())
 }
@@ -492,8 +531,13 @@ fn publish(from: &Path, to: &Path) -> Result<(), RepoError> {
     std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io)
 }
 
-fn upstream_error(key: &RepoKey, what: &str, stderr: &str) -> RepoError {
+fn upstream_error(key: &RepoKey, what: &str, stderr: &str, no_progress: Duration) -> RepoError {
     let s = stderr.to_ascii_lowercase();
+    // curl's low-speed abort (http.lowSpeedTime) and connect timeouts: the
+    // same no-progress bound the watchdog keeps, hit first.
+    if s.contains("operation too slow") || s.contains("timed out") {
+        return RepoError::Stalled(what.to_owned(), no_progress);
+    }
     if s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains("does not exist") {
         return RepoError::UpstreamNotFound(key.canonical());
     }

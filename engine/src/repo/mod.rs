@@ -24,6 +24,7 @@ pub mod key;
 pub mod mirror;
 pub mod misses;
 pub mod packcache;
+pub mod reaper;
 pub mod snapshot;
 pub mod unpack;
 pub mod untrusted;
@@ -59,6 +60,10 @@ pub struct RepoConfig {
     pub upload_pack_queue: usize,
     /// Longest a clone or fetch may run before it is killed. Default 1h.
     pub clone_timeout: Duration,
+    /// Longest an upstream job (clone, fetch, ls-remote) may go without
+    /// progress, connecting included, before it is killed and its requests
+    /// get 504. Default 30s.
+    pub upstream_timeout: Duration,
     /// A snapshot is rebuilt when HEAD moved and it is older than this.
     /// Default 1h.
     pub snapshot_interval: Duration,
@@ -76,6 +81,7 @@ impl RepoConfig {
             max_upload_packs: 2 * shards.max(1),
             upload_pack_queue: 64,
             clone_timeout: Duration::from_secs(3600),
+            upstream_timeout: crate::limits::UPSTREAM_TIMEOUT,
             snapshot_interval: Duration::from_secs(3600),
             upkeep_interval: Duration::from_secs(600),
         }
@@ -100,6 +106,8 @@ pub enum RepoError {
     Spawn(String, String),
     #[error("{0} ran over {1:?} and was killed")]
     Timeout(String, Duration),
+    #[error("{0} made no progress for {1:?} and was killed: the upstream is not answering (see --upstream-timeout)")]
+    Stalled(String, Duration),
     #[error("the last clone of {key} failed ({cause}); retrying in {retry_in:?}")]
     Backoff { key: String, cause: String, retry_in: Duration },
     #[error("local mirror I/O failed: {0}")]

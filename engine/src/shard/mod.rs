@@ -57,6 +57,9 @@ impl NodeShared {
 
     pub fn request_stop(&self) {
         self.stopping.store(true, Ordering::Release);
+        // What waits on an upstream would hold the drain until its own
+        // deadline: end it now, so its requests are answered.
+        crate::repo::reaper::kill_upstream_jobs();
     }
 
     /// True once every shard's face is accepting.

@@ -50,6 +50,11 @@ impl NodeHandle {
                 first = r;
             }
         }
+        // Drained: what git still runs (a background fetch, an upkeep) has
+        // nobody left to serve.
+        if let Some(m) = crate::repo::reaper::marker() {
+            crate::repo::reaper::sweep(m);
+        }
         first
     }
 }
@@ -71,6 +76,13 @@ where
     config.data_dir = dir.canonicalize().map_err(|e| EngineError::io("resolving data dir", &dir, e))?;
     // Before anything in the dir is touched: prepare wipes tmp/.
     let data_dir_lock = crate::store::lock::lock_data_dir(&config.data_dir)?;
+    // Holding the lock, every git process marked with this data dir is an
+    // orphan of a node killed before it could end them.
+    crate::repo::reaper::set_marker(&config.data_dir);
+    let orphans = crate::repo::reaper::sweep(&config.data_dir.to_string_lossy());
+    if orphans > 0 {
+        tracing::warn!(orphans, "killed git processes a previous node on this data dir left running");
+    }
     let layout = Layout::new(config.data_dir.clone());
     recover::prepare(&layout, nr)?;
     let shared = Arc::new(NodeShared {
