@@ -129,3 +129,13 @@ pub const UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// Longest a request for a warm mirror waits on its refs-TTL fetch before
 /// it is served the mirror as it is (the fetch goes on).
 pub const FRESH_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long a clone that the upstream answered "no such repo" is
+/// remembered: requests for the name get 404 from the node meanwhile, so a
+/// client looping over made-up names costs the upstream one call per name
+/// per this long.
+pub const UPSTREAM_NOT_FOUND_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Repo records one shard keeps before it drops those that never became
+/// Ready and whose retry time has passed (each is a few hundred bytes; a
+/// client naming random repos drives the count).
+pub const REPO_STATES_MAX: usize = 10_000;

@@ -48,6 +48,8 @@ counters! {
     mirror_upkeeps: "mirrors repacked for serving after fetches changed them",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",
+    repo_states: "repos this shard keeps a record of (mirrors, jobs, recent failures)",
+    upstream_jobs_refused: "clones and fetches refused because every upstream job slot and the queue were taken",
 }
 
 pub fn bump(c: &AtomicU64, by: u64) {

@@ -110,6 +110,7 @@ pub fn repo_error(e: RepoError) -> ApiError {
             ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
         },
         RepoError::ShardGone(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
+        RepoError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5),
         RepoError::BadUpstream(_) | RepoError::Spawn(..) | RepoError::Io(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
         }

@@ -47,6 +47,8 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "mirror_upkeeps": sum("mirror_upkeeps"),
             "upload_pack_runs": sum("upload_pack_runs"),
             "pack_cache_follows": sum("pack_cache_follows"),
+            "repo_states": sum("repo_states"),
+            "upstream_jobs_refused": sum("upstream_jobs_refused"),
         },
         "shards": shards.iter().enumerate().map(|(id, s)| {
             let mut m = serde_json::Map::new();
@@ -65,7 +67,8 @@ pub fn metrics(node: &NodeShared) -> Response<RespBody> {
     let shards: Vec<_> = node.stats.iter().map(|s| s.snapshot()).collect();
     if let Some(first) = shards.first() {
         for (i, (name, doc, _)) in first.iter().enumerate() {
-            let kind = if matches!(*name, "local_objects" | "local_used_bytes") { "gauge" } else { "counter" };
+            let kind =
+                if matches!(*name, "local_objects" | "local_used_bytes" | "repo_states") { "gauge" } else { "counter" };
             let metric = if kind == "counter" { format!("trove_{name}_total") } else { format!("trove_{name}") };
             let _ = writeln!(out, "# HELP {metric} {doc}\n# TYPE {metric} {kind}");
             for (id, s) in shards.iter().enumerate() {

@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Longest a clone, fetch or ls-remote against an upstream may go without progress (connecting included) before it is killed and its requests get 504, e.g. 10s. [default: 30s]
     #[arg(long, env = "TROVE_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<String>,
+    /// Most clones and fetches against upstreams at once on the node; past it and --upstream-job-queue, requests get 503 with Retry-After. [default: 4 x shards]
+    #[arg(long, env = "TROVE_MAX_UPSTREAM_JOBS")]
+    pub max_upstream_jobs: Option<usize>,
+    /// Clones and fetches that may wait for an upstream job slot. [default: 64]
+    #[arg(long, env = "TROVE_UPSTREAM_JOB_QUEUE")]
+    pub upstream_job_queue: Option<usize>,
     /// Most git upload-pack processes at once on the node. [default: 2 x shards]
     #[arg(long, env = "TROVE_MAX_UPLOAD_PACKS")]
     pub max_upload_packs: Option<usize>,
@@ -128,6 +134,8 @@ struct FileConfig {
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
     upstream_timeout: Option<String>,
+    max_upstream_jobs: Option<usize>,
+    upstream_job_queue: Option<usize>,
     api_token_file: Option<Vec<PathBuf>>,
     api_allow: Option<Vec<String>>,
     api_read_auth: Option<bool>,
@@ -208,6 +216,15 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
         if node.repo.upstream_timeout < std::time::Duration::from_secs(1) {
             bail!("--upstream-timeout must be at least 1s (git's low-speed limit counts whole seconds)");
         }
+    }
+    if let Some(n) = args.max_upstream_jobs.or(file.max_upstream_jobs) {
+        if n == 0 {
+            bail!("--max-upstream-jobs must be at least 1");
+        }
+        node.repo.max_upstream_jobs = n;
+    }
+    if let Some(n) = args.upstream_job_queue.or(file.upstream_job_queue) {
+        node.repo.upstream_job_queue = n;
     }
     if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
         if n == 0 {

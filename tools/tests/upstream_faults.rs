@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Accepts and holds every connection, never writing a byte.
-fn black_hole() -> TcpServer {
+pub(crate) fn black_hole() -> TcpServer {
     TcpServer::start(|mut conn| {
         let mut buf = [0u8; 4096];
         while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
@@ -57,7 +57,7 @@ fn switchable_proxy(port: u16, silent: Arc<AtomicBool>) -> TcpServer {
 }
 
 /// The pids of processes the node at `data_dir` marked as its own.
-fn node_children(data_dir: &Path) -> Vec<u32> {
+pub(crate) fn node_children(data_dir: &Path) -> Vec<u32> {
     let marker = format!("TROVE_NODE={}", data_dir.canonicalize().expect("data dir").display());
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -77,7 +77,7 @@ fn timed_get(url: &str) -> (Resp, Duration) {
     (r, started.elapsed())
 }
 
-fn refs_url(node: &Node, host: &str, repo: &str) -> String {
+pub(crate) fn refs_url(node: &Node, host: &str, repo: &str) -> String {
     node.url(&format!("/git/{host}/{repo}/info/refs?service=git-upload-pack"))
 }
 

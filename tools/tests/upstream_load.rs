@@ -47,3 +47,91 @@ fn an_unknown_commit_costs_one_upstream_fetch_per_refs_ttl() {
     );
     assert_eq!((r.json()["missing"].as_u64(), r.json()["fetched"].as_bool()), (Some(0), Some(false)));
 }
+
+fn git_stat(node: &Node, name: &str) -> u64 {
+    node.stats()["git"][name].as_u64().expect("a number")
+}
+
+#[test]
+fn made_up_repo_names_cost_one_upstream_call_each_per_ttl_and_bounded_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let names: Vec<String> = (0..200).map(|i| format!("org/nope-{i}")).collect();
+    let ask = |names: &[String]| -> Vec<u16> {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = names
+                .chunks(names.len().div_ceil(16))
+                .map(|chunk| {
+                    s.spawn(|| {
+                        chunk
+                            .iter()
+                            .map(|n| get(&crate::upstream_faults::refs_url(&node, "example.test", n)).status)
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().flat_map(|h| h.join().expect("thread")).collect()
+        })
+    };
+    let first = ask(&names);
+    assert!(first.iter().all(|s| *s == 404), "every made-up name is a 404: {first:?}");
+    assert_eq!(git_stat(&node, "upstream_clones"), 200, "one upstream call per name");
+    let again = ask(&names);
+    assert!(again.iter().all(|s| *s == 404), "{again:?}");
+    assert_eq!(git_stat(&node, "upstream_clones"), 200, "a remembered not-found costs the upstream nothing");
+    assert!(git_stat(&node, "repo_states") <= 200, "one record per name at most");
+}
+
+#[test]
+fn upstream_jobs_past_the_cap_and_queue_get_503_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hole = crate::upstream_faults::black_hole();
+    let upstream = format!("hole.test=http://127.0.0.1:{}", hole.port);
+    let node = Node::start(
+        &dir.path().join("data"),
+        &["--upstream", &upstream, "--max-upstream-jobs", "2", "--upstream-job-queue", "2", "--upstream-timeout", "3s"],
+    );
+    let clones_running = || {
+        crate::upstream_faults::node_children(&node.data_dir)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--mirror"))
+            })
+            .count()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (answers, most) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                most = most.max(clones_running());
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            most
+        });
+        let hs: Vec<_> = (0..8)
+            .map(|i| {
+                let url = crate::upstream_faults::refs_url(&node, "hole.test", &format!("org/r{i}"));
+                s.spawn(move || {
+                    let started = std::time::Instant::now();
+                    let r = get(&url);
+                    (r.status, r.header("retry-after").map(str::to_owned), started.elapsed())
+                })
+            })
+            .collect();
+        let answers: Vec<_> = hs.into_iter().map(|h| h.join().expect("thread")).collect();
+        done.store(true, std::sync::atomic::Ordering::Release);
+        (answers, watcher.join().expect("watcher"))
+    });
+    let refused: Vec<_> = answers.iter().filter(|(s, _, _)| *s == 503).collect();
+    assert_eq!(refused.len(), 4, "2 run, 2 wait, the rest are refused: {answers:?}");
+    for (_, retry_after, took) in &refused {
+        assert!(retry_after.is_some(), "a 503 says when to retry");
+        assert!(*took < std::time::Duration::from_secs(2), "refused at once, not after a wait ({took:?})");
+    }
+    assert!(answers.iter().all(|(s, _, _)| *s == 503 || *s == 504), "{answers:?}");
+    assert!(most <= 2, "at most 2 clones ran at once, saw {most}");
+    assert_eq!(git_stat(&node, "upstream_jobs_refused"), 4);
+}

@@ -66,7 +66,7 @@ pub struct RepoState {
     used_at: Instant,
     failures: u32,
     /// After a failed clone: not before then, and why.
-    retry: Option<(Instant, String)>,
+    retry: Option<(Instant, RepoError)>,
     /// HEAD's commit after the last clone or fetch (None: not read yet).
     pub(crate) head: Option<String>,
     /// A hash of HEAD and every ref after the last clone or fetch (None:
@@ -148,8 +148,13 @@ impl Shard {
     pub(crate) fn with_repo<T>(&self, key: &RepoKey, f: impl FnOnce(&mut RepoState) -> T) -> T {
         let path = mirror_path(self, key);
         let mut repos = self.repos.borrow_mut();
+        if repos.len() >= crate::limits::REPO_STATES_MAX && !repos.contains_key(&key.hash()) {
+            drop_dead_records(&mut repos);
+        }
         let st = repos.entry(key.hash()).or_insert_with(|| RepoState::new(key.clone(), path.exists()));
-        f(st)
+        let out = f(st);
+        self.stats().repo_states.store(repos.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        out
     }
 
     /// The owner's side of [`Shard::repo`].
@@ -177,9 +182,14 @@ impl Shard {
                 if let Some((at, cause)) = &st.retry {
                     let now = Instant::now();
                     if *at > now {
+                        // The upstream said it has no such repo: that is the
+                        // answer until the record expires.
+                        if let RepoError::UpstreamNotFound(_) = cause {
+                            return Err(cause.clone());
+                        }
                         return Err(RepoError::Backoff {
                             key: key.canonical(),
-                            cause: cause.clone(),
+                            cause: cause.to_string(),
                             retry_in: *at - now,
                         });
                     }
@@ -221,12 +231,18 @@ impl Shard {
 
     async fn run_repo_job(self: Rc<Self>, key: RepoKey, auth: Option<Secret>, job: Job, need: Need) {
         let path = mirror_path(&self, &key);
-        let result = match job {
-            Job::Clone => self.make_mirror(&key, auth.as_ref(), &path).await,
-            Job::Fetch => {
-                bump(&self.stats().upstream_fetches, 1);
-                fetch_mirror(&key, auth.as_ref(), &path, self.upstream_deadlines()).await
+        let result = match self.node.upstream_jobs.enter().await {
+            Err(_) => {
+                bump(&self.stats().upstream_jobs_refused, 1);
+                Err(RepoError::Busy)
             }
+            Ok(_permit) => match job {
+                Job::Clone => self.make_mirror(&key, auth.as_ref(), &path).await,
+                Job::Fetch => {
+                    bump(&self.stats().upstream_fetches, 1);
+                    fetch_mirror(&key, auth.as_ref(), &path, self.upstream_deadlines()).await
+                }
+            },
         };
         // A job ended by the node's stop (reaper.rs) says so, not what git said.
         let result = match result {
@@ -271,10 +287,17 @@ impl Shard {
                 // next asker (with good ones) must not wait out a backoff.
                 Err(e.clone())
             }
+            (Err(e @ (RepoError::Busy | RepoError::ShardGone(_))), Job::Clone) => {
+                // The node, not the upstream, said no: no backoff.
+                Err(e.clone())
+            }
             (Err(e), Job::Clone) => {
                 st.failures += 1;
-                let wait = BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
-                st.retry = Some((Instant::now() + wait, e.to_string()));
+                let mut wait = BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
+                if let RepoError::UpstreamNotFound(_) = e {
+                    wait = wait.max(crate::limits::UPSTREAM_NOT_FOUND_TTL);
+                }
+                st.retry = Some((Instant::now() + wait, e.clone()));
                 tracing::warn!(repo = %key, error = %e, retry_in = ?wait, "clone failed; the repo is Empty again");
                 Err(e.clone())
             }
@@ -404,6 +427,11 @@ impl Shard {
     /// and drops the shared clone responses of the others: kept until the
     /// mirror changes, an idle repo's would otherwise hold disk for good.
     pub(crate) async fn fetch_recent_mirrors(self: &Rc<Self>) {
+        {
+            let mut repos = self.repos.borrow_mut();
+            drop_dead_records(&mut repos);
+            self.stats().repo_states.store(repos.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         for st in self.repos.borrow_mut().values_mut() {
             if st.waiters.is_none() && st.used_at.elapsed() >= RECENT_USE {
                 st.packs.clear();
@@ -424,6 +452,14 @@ impl Shard {
             }
         }
     }
+}
+
+/// Drops the records of repos that never became Ready, have no job
+/// running and whose retry time (backoff, or a remembered not-found) has
+/// passed: what a client naming made-up repos leaves behind.
+fn drop_dead_records(repos: &mut std::collections::HashMap<u128, RepoState>) {
+    let now = Instant::now();
+    repos.retain(|_, st| st.ready || st.waiters.is_some() || st.retry.as_ref().is_some_and(|(at, _)| *at > now));
 }
 
 impl RepoState {

@@ -58,6 +58,11 @@ pub struct RepoConfig {
     pub max_upload_packs: usize,
     /// Requests that may wait for an upload-pack slot; past it, 503.
     pub upload_pack_queue: usize,
+    /// Most upstream jobs (clones and fetches) at once on the node.
+    /// Default 4 x shards.
+    pub max_upstream_jobs: usize,
+    /// Upstream jobs that may wait for a slot; past it, 503. Default 64.
+    pub upstream_job_queue: usize,
     /// Longest a clone or fetch may run before it is killed. Default 1h.
     pub clone_timeout: Duration,
     /// Longest an upstream job (clone, fetch, ls-remote) may go without
@@ -80,6 +85,8 @@ impl RepoConfig {
             refs_ttl: Duration::from_secs(10),
             max_upload_packs: 2 * shards.max(1),
             upload_pack_queue: 64,
+            max_upstream_jobs: 4 * shards.max(1),
+            upstream_job_queue: 64,
             clone_timeout: Duration::from_secs(3600),
             upstream_timeout: crate::limits::UPSTREAM_TIMEOUT,
             snapshot_interval: Duration::from_secs(3600),
@@ -118,6 +125,8 @@ pub enum RepoError {
     Unauthorized(String),
     #[error("shard {0} is shutting down or gone; retry")]
     ShardGone(u16),
+    #[error("every upstream job slot and the queue are taken (--max-upstream-jobs); retry shortly")]
+    Busy,
     #[error("the repo {0} has no commits yet: there is nothing to snapshot")]
     NoCommits(String),
     #[error("commit {0} is not in the mirror (nor upstream after a fetch)")]

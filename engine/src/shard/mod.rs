@@ -44,6 +44,8 @@ pub struct NodeShared {
     pub serving: AtomicUsize,
     /// Node-wide admission of git upload-pack processes.
     pub upload_packs: Arc<crate::repo::admission::Admission>,
+    /// Clones and fetches against upstreams, node-wide.
+    pub upstream_jobs: Arc<crate::repo::admission::Admission>,
     /// Change counters of object files, for every shard's memory tier.
     pub versions: Arc<crate::store::versions::FileVersions>,
     /// Held for the node's life: no other node uses this data dir.

@@ -96,6 +96,10 @@ where
             config.repo.max_upload_packs,
             config.repo.upload_pack_queue,
         )),
+        upstream_jobs: Arc::new(crate::repo::admission::Admission::new(
+            config.repo.max_upstream_jobs,
+            config.repo.upstream_job_queue,
+        )),
         versions: Arc::default(),
         _data_dir_lock: data_dir_lock,
     });
