@@ -48,6 +48,7 @@ counters! {
     mirror_upkeeps: "mirrors repacked for serving after fetches changed them",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",
+    slow_clients_closed: "connections closed for a request head or body slower than --head-timeout allows",
     repo_states: "repos this shard keeps a record of (mirrors, jobs, recent failures)",
     upstream_jobs_refused: "clones and fetches refused because every upstream job slot and the queue were taken",
 }

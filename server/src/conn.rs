@@ -11,8 +11,10 @@
 //! returns when they are all gone, or after DRAIN_TIMEOUT.
 
 use crate::body::RespBody;
+use crate::deadline::{Clocked, ConnClock, ConnTable, Finishing};
 use crate::limits::{
-    DRAIN_TIMEOUT, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, STOP_POLL_INTERVAL,
+    DEADLINE_TICK, DRAIN_TIMEOUT, FD_RESERVE, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD,
+    MAX_HEADER_BYTES, OVERFLOW_CONNECTIONS_PER_SHARD, STOP_POLL_INTERVAL,
 };
 use crate::routes;
 use crate::ServerConfig;
@@ -58,6 +60,9 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
     shard.node.serving.fetch_add(1, Ordering::AcqRel);
     tracing::info!(shard = shard.id, listen = %cfg.listen, "serving");
     let connections = Rc::new(Cell::new(0usize));
+    let table = Rc::new(ConnTable::default());
+    let cap = connection_cap(&cfg, shard.node.nr_shards());
+    tracing::debug!(shard = shard.id, cap, "connection cap");
     // Woken once at stop: every connection then shuts down gracefully.
     let stop = Rc::new(Event::new());
     loop {
@@ -71,14 +76,24 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
-                if connections.get() >= MAX_CONNECTIONS_PER_SHARD {
-                    continue; // dropped: closed at once
-                }
+                // Full: the connection that waited longest for a request
+                // makes room; if every one is in a request, a few more may
+                // still ask for health, and past that new ones are closed.
+                let place = if connections.get() >= cap && !table.shed_idlest() {
+                    match table.take_overflow(OVERFLOW_CONNECTIONS_PER_SHARD) {
+                        Some(p) => Some(p),
+                        None => continue, // dropped: closed at once
+                    }
+                } else {
+                    None
+                };
+                let clock = ConnClock::new(place.is_some());
+                table.add(&clock);
                 let live = Live::new(&connections);
                 let (shard, cfg, stop) = (shard.clone(), cfg.clone(), stop.clone());
                 glommio::spawn_local(async move {
-                    serve_connection(shard, cfg, stream, stop).await;
-                    drop(live);
+                    serve_connection(shard, cfg, stream, stop, clock).await;
+                    drop((live, place));
                 })
                 .detach();
             }
@@ -97,22 +112,40 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
     tracing::info!(shard = shard.id, left = connections.get(), "drained");
 }
 
-type ServiceFuture = Pin<Box<dyn Future<Output = Result<http::Response<RespBody>, std::convert::Infallible>>>>;
+type ServiceFuture =
+    Pin<Box<dyn Future<Output = Result<http::Response<Finishing<RespBody>>, std::convert::Infallible>>>>;
 
-async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpStream, stop: Rc<Event>) {
+async fn serve_connection(
+    shard: Rc<Shard>,
+    cfg: Rc<ServerConfig>,
+    stream: TcpStream,
+    stop: Rc<Event>,
+    clock: Rc<ConnClock>,
+) {
     let _ = stream.set_nodelay(true);
     if stream.set_read_timeout(Some(cfg.idle_timeout)).is_err() {
         return;
     }
-    let node = shard.node.clone();
+    let (node, shard_id) = (shard.node.clone(), shard.id);
     let peer = stream.peer_addr().ok().map(|a| crate::auth::Peer(a.ip()));
     let route_cfg = cfg.clone();
+    let service_clock = clock.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        let (shard, cfg) = (shard.clone(), route_cfg.clone());
+        let (shard, cfg, clock) = (shard.clone(), route_cfg.clone(), service_clock.clone());
+        clock.request_started();
         if let Some(p) = peer {
             req.extensions_mut().insert(p);
         }
         Box::pin(async move {
+            if clock.overflow && !matches!(req.uri().path(), "/_liveness" | "/_readiness") {
+                let busy = crate::error::ApiError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "the node is at its connection limit with every connection in a request; retry",
+                )
+                .retry_after(1);
+                return Ok(busy.into_response().map(|b| Finishing::new(b, clock)));
+            }
             bump(&shard.stats().requests, 1);
             // The access log is for debugging: off, it costs no allocation.
             let logged = tracing::enabled!(tracing::Level::DEBUG)
@@ -124,7 +157,7 @@ async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpSt
                 tracing::debug!(shard = shard.id, %method, %path, status = resp.status().as_u16(), head_us, "request");
             }
             resp.headers_mut().insert("x-trove-shard", http::HeaderValue::from(shard.id));
-            Ok(resp)
+            Ok(resp.map(|b| Finishing::new(b, clock)))
         }) as ServiceFuture
     });
     let mut conn = hyper::server::conn::http1::Builder::new()
@@ -133,31 +166,68 @@ async fn serve_connection(shard: Rc<Shard>, cfg: Rc<ServerConfig>, stream: TcpSt
         // that read would trip the idle timeout on long downloads.
         .half_close(true)
         .keep_alive(true)
-        .serve_connection(HyperIo::new(stream), service);
+        .serve_connection(HyperIo::new(Clocked::new(stream, clock.clone())), service);
     let stopped = stop.listen();
     let finished = if node.is_stopping() {
-        None
+        Ending::Stop
     } else {
-        futures_lite::future::or(async { Some(poll_fn(|cx| conn.poll_without_shutdown(cx)).await) }, async {
+        let served = async { Ending::Served(poll_fn(|cx| conn.poll_without_shutdown(cx)).await) };
+        let stop = async {
             stopped.await;
-            None
-        })
-        .await
+            Ending::Stop
+        };
+        let deadline = async {
+            loop {
+                glommio::timer::sleep(DEADLINE_TICK).await;
+                if let Some(why) = clock.expired(cfg.head_timeout) {
+                    return Ending::Expired(why);
+                }
+            }
+        };
+        let shed = async {
+            clock.shed().await;
+            Ending::Shed
+        };
+        futures_lite::future::or(served, futures_lite::future::or(stop, futures_lite::future::or(deadline, shed))).await
     };
     let result = match finished {
-        Some(r) => r,
-        None => {
+        Ending::Served(r) => r,
+        Ending::Expired(why) => {
+            tracing::debug!(shard = shard_id, ?why, "closing a connection that missed its deadline");
+            bump(&node.stats[usize::from(shard_id)].slow_clients_closed, 1);
+            return;
+        }
+        Ending::Shed => return,
+        Ending::Stop => {
             // Finish the response in flight, then close; idle: close now.
             Pin::new(&mut conn).graceful_shutdown();
             poll_fn(|cx| conn.poll_without_shutdown(cx)).await
         }
     };
     match result {
-        Ok(()) if !node.is_stopping() => linger(conn.into_parts().io.into_inner()).await,
+        Ok(()) if !node.is_stopping() => linger(conn.into_parts().io.into_inner().into_inner()).await,
         Ok(()) => {}
         Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
     }
 }
+/// How a connection's task ended.
+enum Ending {
+    Served(Result<(), hyper::Error>),
+    Stop,
+    Expired(crate::deadline::Expired),
+    Shed,
+}
+
+/// This shard's share of the node's connection cap: `--max-connections`,
+/// else the open-file limit less the descriptors kept in reserve.
+fn connection_cap(cfg: &ServerConfig, shards: usize) -> usize {
+    let total = cfg.max_connections.unwrap_or_else(|| {
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+        nofile.saturating_sub(FD_RESERVE).max(64) as usize
+    });
+    (total / shards.max(1)).clamp(1, MAX_CONNECTIONS_PER_SHARD)
+}
+
 /// See `limits::LINGER_TIME`.
 async fn linger(stream: TcpStream) {
     use futures_lite::AsyncReadExt;

@@ -5,7 +5,9 @@
 //! errors to statuses and JSON. It must never touch files or S3 itself:
 //! everything about objects goes through `trove_engine::Shard`.
 //!
-//! Files: `conn.rs` accept loop and connections; `routes.rs` dispatch;
+//! Files: `conn.rs` accept loop and connections; `deadline.rs` what slow
+//! clients may hold (head and body deadlines, the connection cap);
+//! `routes.rs` dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
 //! `git.rs` git smart HTTP from the mirrors; `snapshot.rs` snapshots,
 //! bundles and ensure-refs; `body.rs` the response body; `range.rs`,
@@ -16,6 +18,7 @@
 pub mod auth;
 pub mod body;
 pub mod conn;
+pub mod deadline;
 pub mod error;
 pub mod git;
 pub mod limits;
@@ -43,6 +46,11 @@ pub struct ServerConfig {
     /// Who may write (and with `--api-read-auth`, read) `/api/*`. Default:
     /// writes from loopback only, reads open.
     pub api: auth::ApiPolicy,
+    /// A request head must arrive whole within this. Default 10 s.
+    pub head_timeout: Duration,
+    /// Most client connections node-wide; None: the open-file limit less
+    /// `limits::FD_RESERVE`.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +59,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             idle_timeout: limits::IDLE_TIMEOUT,
             api: auth::ApiPolicy::default(),
+            head_timeout: limits::HEAD_TIMEOUT,
+            max_connections: None,
         }
     }
 }

@@ -36,3 +36,19 @@ pub const UPLOAD_PACK_BODY_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Bytes read from upload-pack's stdout per response chunk.
 pub const UPLOAD_PACK_READ_BYTES: usize = 256 * 1024;
+
+/// Default of `--head-timeout`: a request head must arrive whole within
+/// this, from the accept or the first byte of the next request.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// While a request body is awaited, each `--head-timeout` window must bring
+/// at least this many bytes per second of it (a one-byte-a-second body is
+/// cut after a window or two).
+pub const BODY_MIN_BYTES_PER_SEC: u64 = 1024;
+/// How often a connection checks its deadlines.
+pub const DEADLINE_TICK: Duration = Duration::from_millis(250);
+/// Descriptors kept out of the connection cap for the node's own files,
+/// mirrors, git processes and S3 connections.
+pub const FD_RESERVE: u64 = 2048;
+/// Connections a full shard (nothing idle to shed) still takes for health
+/// checks only, each closed after one answer.
+pub const OVERFLOW_CONNECTIONS_PER_SHARD: usize = 16;

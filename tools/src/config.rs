@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Largest object a PUT may store; larger get 413. [default: 64GiB]
     #[arg(long, env = "TROVE_MAX_OBJECT_SIZE")]
     pub max_object_size: Option<String>,
+    /// A request head must arrive whole within this (from the connect, or the first byte of the next request), and a request body must bring at least 1 KiB/s over each such window; slower clients are disconnected. [default: 10s]
+    #[arg(long, env = "TROVE_HEAD_TIMEOUT")]
+    pub head_timeout: Option<String>,
+    /// Most client connections node-wide; when full, the one idle longest makes room for a new one. [default: the open-file limit less 2048]
+    #[arg(long, env = "TROVE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Close connections idle this long, e.g. 30s. [default: 60s]
     #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
@@ -117,6 +123,8 @@ struct FileConfig {
     io_memory: Option<String>,
     max_object_size: Option<String>,
     idle_timeout: Option<String>,
+    head_timeout: Option<String>,
+    max_connections: Option<usize>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_region: Option<String>,
@@ -184,6 +192,18 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
         if server.idle_timeout.is_zero() {
             bail!("--idle-timeout must be more than zero");
         }
+    }
+    if let Some(s) = args.head_timeout.or(file.head_timeout) {
+        server.head_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--head-timeout")?;
+        if server.head_timeout < std::time::Duration::from_secs(1) {
+            bail!("--head-timeout must be at least 1s");
+        }
+    }
+    if let Some(n) = args.max_connections.or(file.max_connections) {
+        if n == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        server.max_connections = Some(n);
     }
     if let Some(s) = args.spin_before_park.or(file.spin_before_park) {
         node.spin_before_park = parse_duration(&s).map_err(anyhow::Error::msg).context("--spin-before-park")?;

@@ -16,6 +16,7 @@ mod object_api;
 mod private;
 mod remote;
 mod s3_poison;
+mod slow_clients;
 mod snapshot;
 mod upstream_faults;
 mod upstream_load;
