@@ -14,7 +14,6 @@ use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use rustls_pki_types::ServerName;
-use std::net::ToSocketAddrs;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +26,8 @@ pub struct ClientOptions {
     pub response: Duration,
     /// Set for https:// endpoints.
     pub tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
+    /// The endpoint's name, resolved off the shard.
+    pub resolver: crate::remote::resolve::Resolver,
 }
 
 /// A connection to the store: plain TCP or TLS over it.
@@ -87,11 +88,7 @@ pub async fn send(
 ) -> Result<Response<Incoming>, RemoteError> {
     let host = url.host_str().ok_or_else(|| RemoteError::Config("the S3 endpoint has no host".into()))?;
     let port = url.port_or_known_default().unwrap_or(80);
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: e.to_string() })?
-        .next()
-        .ok_or_else(|| RemoteError::Connect { endpoint: format!("{host}:{port}"), reason: "no address".into() })?;
+    let addr = timeouts.resolver.resolve(host, port, timeouts.connect).await?;
     let stream = glommio::net::TcpStream::connect_timeout(addr, timeouts.connect).await.map_err(|e| {
         RemoteError::Connect { endpoint: addr.to_string(), reason: std::io::Error::from(e).to_string() }
     })?;

@@ -13,6 +13,7 @@
 pub mod fetch;
 pub mod http;
 pub mod parallel;
+pub mod resolve;
 pub mod tls;
 pub mod upload;
 
@@ -109,7 +110,12 @@ impl RemoteTier {
             bucket,
             credentials,
             prefix: cfg.prefix.clone(),
-            timeouts: http::ClientOptions { connect: cfg.connect_timeout, response: cfg.response_timeout, tls },
+            timeouts: http::ClientOptions {
+                connect: cfg.connect_timeout,
+                response: cfg.response_timeout,
+                tls,
+                resolver: Default::default(),
+            },
             stats,
         })
     }
