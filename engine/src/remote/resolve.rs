@@ -25,10 +25,13 @@ fn system_lookup(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     (host, port).to_socket_addrs().map(Iterator::collect)
 }
 
+/// (host, port) to its addresses and when they were looked up.
+type Cache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+
 /// Host name to addresses, looked up off the shard and cached.
 pub struct Resolver {
     lookup: Lookup,
-    cache: RefCell<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    cache: RefCell<Cache>,
 }
 
 impl Default for Resolver {
