@@ -59,6 +59,10 @@ pub const TOUCH_BUFFER_MAX: usize = 65_536;
 /// How often an owner sweeps its index for expired objects.
 pub const EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often an owner writes the access times of the objects it touched
+/// (store/recency.rs): a crash loses at most this much recency.
+pub const RECENCY_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How often a reader following an object that is still landing from the
 /// remote tier looks for new bytes.
 pub const LANDING_POLL_INTERVAL: Duration = Duration::from_micros(250);

@@ -12,7 +12,7 @@ use super::messages::ShardRequest;
 use super::{NodeShared, Shard};
 use crate::config::NodeConfig;
 use crate::key::ShardId;
-use crate::limits::{CROSS_SHARD_CHANNEL_DEPTH, EXPIRY_SWEEP_INTERVAL, TOUCH_FLUSH_INTERVAL};
+use crate::limits::{CROSS_SHARD_CHANNEL_DEPTH, EXPIRY_SWEEP_INTERVAL, RECENCY_FLUSH_INTERVAL, TOUCH_FLUSH_INTERVAL};
 use crate::remote::RemoteTier;
 use crate::stats::{bump, ShardStats};
 use crate::store::{recover, Layout, LocalTier};
@@ -201,7 +201,7 @@ async fn background_fetches(shard: Rc<Shard>) {
 /// Periodic work of a shard: flush recency notes to their owners, and
 /// remove this shard's expired objects.
 async fn background_jobs(shard: Rc<Shard>) {
-    let mut since_sweep = Duration::ZERO;
+    let (mut since_sweep, mut since_recency) = (Duration::ZERO, Duration::ZERO);
     loop {
         glommio::timer::sleep(TOUCH_FLUSH_INTERVAL).await;
         let batches: Vec<Vec<u128>> = shard.pending_touches.borrow_mut().iter_mut().map(std::mem::take).collect();
@@ -212,6 +212,11 @@ async fn background_jobs(shard: Rc<Shard>) {
             }
         }
         since_sweep += TOUCH_FLUSH_INTERVAL;
+        since_recency += TOUCH_FLUSH_INTERVAL;
+        if since_recency >= RECENCY_FLUSH_INTERVAL {
+            since_recency = Duration::ZERO;
+            shard.local.recency.flush(&shard.local.layout, shard.id).await;
+        }
         if since_sweep >= EXPIRY_SWEEP_INTERVAL {
             since_sweep = Duration::ZERO;
             let expired = shard.local.index.borrow().expired(crate::now_ms());

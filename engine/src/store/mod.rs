@@ -18,7 +18,8 @@
 //! (rename + directory fsync), removes, evicts and keeps the index, and
 //! counts each such change in versions.rs for every shard's memory tier.
 //! This module must never let a reader see a file that is not whole and
-//! synced.
+//! synced. Access recency reaches the disk as each file's atime
+//! (recency.rs), so eviction order survives a restart.
 
 pub mod format;
 pub mod hot;
@@ -28,6 +29,7 @@ pub mod lock;
 pub mod lru;
 pub mod open;
 pub mod read;
+pub mod recency;
 pub mod recover;
 pub mod versions;
 pub mod write;
@@ -94,11 +96,13 @@ pub struct LocalTier {
     pub capacity_bytes: u64,
     pub index: RefCell<Index>,
     versions: Arc<FileVersions>,
+    /// Touches to write to disk now and then (recency.rs).
+    pub recency: recency::RecencyLog,
 }
 
 impl LocalTier {
     pub fn new(shard: ShardId, layout: Layout, capacity_bytes: u64, index: Index, versions: Arc<FileVersions>) -> Self {
-        Self { shard, layout, capacity_bytes, index: RefCell::new(index), versions }
+        Self { shard, layout, capacity_bytes, index: RefCell::new(index), versions, recency: Default::default() }
     }
 
     /// Publishes a synced tmp file as the object `hash`: rename over any old
@@ -167,6 +171,7 @@ impl LocalTier {
 
     pub fn touch(&self, hash: u128) {
         self.index.borrow_mut().touch(hash);
+        self.recency.note(hash);
     }
 }
 

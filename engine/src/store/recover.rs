@@ -52,7 +52,14 @@ pub fn prepare(layout: &Layout, nr_shards: usize) -> Result<(), EngineError> {
 pub async fn rebuild_index(layout: &Layout, shard: ShardId, now_ms: u64) -> Result<Index, EngineError> {
     let mut found: Vec<(SystemTime, u128, u64, u64)> = Vec::new();
     for (hash, path) in object_files(&layout.objects_dir(shard))? {
-        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        // Last use: the later of the write (mtime) and the last read the
+        // owner wrote down (atime, recency.rs).
+        let used = std::fs::metadata(&path)
+            .map(|m| {
+                let at = |t: std::io::Result<SystemTime>| t.unwrap_or(SystemTime::UNIX_EPOCH);
+                at(m.modified()).max(at(m.accessed()))
+            })
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let obj = match SealedObject::open(&path).await {
             Ok(Some(o)) => o,
             Ok(None) => continue,
@@ -67,7 +74,7 @@ pub async fn rebuild_index(layout: &Layout, shard: ShardId, now_ms: u64) -> Resu
             let _ = std::fs::remove_file(&path);
             continue;
         }
-        found.push((mtime, hash, meta.file_len(), meta.expires_ms));
+        found.push((used, hash, meta.file_len(), meta.expires_ms));
     }
     found.sort_by_key(|f| f.0);
     let mut index = Index::default();
