@@ -11,8 +11,10 @@
 //! the engine for the upstream and is never logged.
 
 use crate::body::RespBody;
+use crate::budget::Reservation;
 use crate::error::ApiError;
 use crate::limits::{UPLOAD_PACK_BODY_MAX_BYTES, UPLOAD_PACK_READ_BYTES};
+use crate::ServerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use http::{header, Method, Request, Response, StatusCode};
@@ -35,7 +37,12 @@ const RETRY_AFTER_SECS: u64 = 5;
 const ADVERTISE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Serves everything under `/git/`.
-pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>, rest: &str) -> Result<Response<RespBody>, ApiError> {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    cfg: &ServerConfig,
+    req: Request<Incoming>,
+    rest: &str,
+) -> Result<Response<RespBody>, ApiError> {
     let (host, tail) = rest.split_once('/').ok_or_else(|| bad_path(rest))?;
     let (repo, action) = split_action(tail).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -59,7 +66,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request<Incoming>, rest: &str) -> Re
                 )),
             }
         }
-        (&Method::POST, "git-upload-pack") => upload_pack(shard, req, &key, auth).await,
+        (&Method::POST, "git-upload-pack") => upload_pack(shard, cfg, req, &key, auth).await,
         (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
         (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
         (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
@@ -149,10 +156,13 @@ async fn advertise(
     let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
     let protocol = git_protocol(req);
     let v2 = protocol.as_deref().is_some_and(|p| p.split(':').any(|x| x == "version=2"));
+    // An advertisement is an upload-pack run too: it takes a slot.
+    let permit = upload_pack_slot(shard).await?;
     let out = upload_pack_cmd(protocol.as_deref(), &["--advertise-refs"], &mirror)
         .run(Vec::new(), ADVERTISE_TIMEOUT)
         .await
         .map_err(repo_error)?;
+    drop(permit);
     if !out.ok() {
         return Err(repo_error(RepoError::Git { what: "git upload-pack --advertise-refs".into(), stderr: out.stderr }));
     }
@@ -171,6 +181,7 @@ async fn advertise(
 
 async fn upload_pack(
     shard: &Rc<Shard>,
+    cfg: &ServerConfig,
     req: Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -187,15 +198,23 @@ async fn upload_pack(
             ))
         }
     };
-    let body = read_body(req.into_body()).await?;
-    let body = if gzip { gunzip(&body)? } else { body };
+    // Held as long as the body is (moved along with it into a shared run).
+    let mut reservation = cfg.body_budget.reservation();
+    let body = read_body(req.into_body(), &mut reservation).await?;
+    let body = if gzip {
+        let inflated = gunzip(&body)?;
+        reservation.grow(inflated.len() as u64)?;
+        inflated
+    } else {
+        body
+    };
     let wants = parse_wants(&body)?;
     let mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
     // "not our ref": fetch once from the upstream (not again for the same
     // wants within the refs TTL), then serve.
     shard.resolve_fetching(key, auth, &mirror, &wants).await.map_err(repo_error)?;
     if trove_engine::repo::packcache::shareable(&body) {
-        return crate::shared_pack::serve(shard, key, &mirror, protocol, body).await;
+        return crate::shared_pack::serve(shard, key, &mirror, protocol, (body, reservation)).await;
     }
     let permit = upload_pack_slot(shard).await?;
     bump(&shard.stats().upload_pack_runs, 1);
@@ -205,6 +224,7 @@ async fn upload_pack(
         // upload-pack may stop reading early (an error): ignore EPIPE.
         let _ = stdin.write_all(&body).await;
         let _ = stdin.close().await;
+        drop((body, reservation));
     })
     .detach();
     // Wait for the first bytes: a process that fails before answering
@@ -280,7 +300,9 @@ impl PackStream {
     }
 }
 
-async fn read_body(body: Incoming) -> Result<Vec<u8>, ApiError> {
+/// Reads the whole body, each frame's bytes taken from the node's body
+/// budget (`reservation`) before they are kept.
+async fn read_body(mut body: Incoming, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -288,12 +310,19 @@ async fn read_body(body: Incoming) -> Result<Vec<u8>, ApiError> {
             format!("an upload-pack request is limited to {UPLOAD_PACK_BODY_MAX_BYTES} bytes"),
         )
     };
-    let limited = http_body_util::Limited::new(body, UPLOAD_PACK_BODY_MAX_BYTES);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes().to_vec()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request("bad_body", format!("reading the request body failed: {e}"))),
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request("bad_body", format!("reading the request body failed: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > UPLOAD_PACK_BODY_MAX_BYTES {
+                return Err(too_large());
+            }
+            reservation.grow(data.len() as u64)?;
+            out.extend_from_slice(data);
+        }
     }
+    Ok(out)
 }
 
 fn gunzip(data: &[u8]) -> Result<Vec<u8>, ApiError> {

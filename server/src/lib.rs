@@ -7,7 +7,8 @@
 //!
 //! Files: `conn.rs` accept loop and connections; `deadline.rs` what slow
 //! clients may hold (head and body deadlines, the connection cap);
-//! `routes.rs` dispatch;
+//! `budget.rs` the node-wide budget of buffered request bodies; `routes.rs`
+//! dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
 //! `git.rs` git smart HTTP from the mirrors; `snapshot.rs` snapshots,
 //! bundles and ensure-refs; `body.rs` the response body; `range.rs`,
@@ -17,6 +18,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod budget;
 pub mod conn;
 pub mod deadline;
 pub mod error;
@@ -51,6 +53,9 @@ pub struct ServerConfig {
     /// Most client connections node-wide; None: the open-file limit less
     /// `limits::FD_RESERVE`.
     pub max_connections: Option<usize>,
+    /// Request-body bytes all shards may hold in memory at once (one budget,
+    /// shared: every shard's copy of this config points at it).
+    pub body_budget: std::sync::Arc<budget::BodyBudget>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +66,7 @@ impl Default for ServerConfig {
             api: auth::ApiPolicy::default(),
             head_timeout: limits::HEAD_TIMEOUT,
             max_connections: None,
+            body_budget: budget::BodyBudget::new(limits::BUFFERED_BODY_BUDGET_BYTES),
         }
     }
 }

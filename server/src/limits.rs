@@ -52,3 +52,8 @@ pub const FD_RESERVE: u64 = 2048;
 /// Connections a full shard (nothing idle to shed) still takes for health
 /// checks only, each closed after one answer.
 pub const OVERFLOW_CONNECTIONS_PER_SHARD: usize = 16;
+
+/// Request-body bytes (upload-pack requests, read whole, and their
+/// inflated form) all shards together may hold; past it, 503. Eight
+/// largest bodies, inflated.
+pub const BUFFERED_BODY_BUDGET_BYTES: u64 = 8 * 2 * UPLOAD_PACK_BODY_MAX_BYTES as u64;

@@ -36,7 +36,7 @@ pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>
         }
         (_, p) if p.starts_with(git::GIT_PREFIX) => {
             let rest = p[git::GIT_PREFIX.len()..].to_owned();
-            git::handle(shard, req, &rest).await
+            git::handle(shard, cfg, req, &rest).await
         }
         (&Method::GET, "/api/v1/stats") => Ok(status::stats_json(&shard.node)),
         (&Method::GET, "/metrics") => Ok(status::metrics(&shard.node)),

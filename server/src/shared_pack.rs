@@ -39,26 +39,35 @@ pub async fn serve(
     key: &RepoKey,
     mirror: &Path,
     protocol: Option<String>,
-    body: Vec<u8>,
+    (body, reservation): (Vec<u8>, crate::budget::Reservation),
 ) -> Result<Response<RespBody>, ApiError> {
     let id = request_id(protocol.as_deref(), &body);
+    let held = (body, reservation);
     let run = match shard.pack_run(key, id, false).await.map_err(repo_error)? {
-        Some(PackClaim::Follow(run) | PackClaim::Claimed(run)) => run,
+        Some(PackClaim::Follow(run) | PackClaim::Claimed(run)) => {
+            // A follower needs its body no more: give its memory back.
+            drop(held);
+            run
+        }
         None => {
             // Nobody runs it: take a slot first, so a claimed run always
             // has one, then claim (unless another request just did).
             let permit = upload_pack_slot(shard).await?;
             match shard.pack_run(key, id, true).await.map_err(repo_error)? {
                 Some(PackClaim::Claimed(run)) => {
+                    let (body, reservation) = held;
                     let task = pump(shard.clone(), run.clone(), protocol, mirror.to_owned(), body);
                     glommio::spawn_local(async move {
                         task.await;
-                        drop(permit);
+                        drop((permit, reservation));
                     })
                     .detach();
                     run
                 }
-                Some(PackClaim::Follow(run)) => run,
+                Some(PackClaim::Follow(run)) => {
+                    drop(held);
+                    run
+                }
                 None => {
                     return Err(ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Most client connections node-wide; when full, the one idle longest makes room for a new one. [default: the open-file limit less 2048]
     #[arg(long, env = "TROVE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Request bodies (git upload-pack requests, read whole) all connections together may hold in memory, e.g. 512M; past it, 503 with Retry-After. [default: 1G]
+    #[arg(long, env = "TROVE_BODY_MEMORY")]
+    pub body_memory: Option<String>,
     /// Close connections idle this long, e.g. 30s. [default: 60s]
     #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
@@ -125,6 +128,7 @@ struct FileConfig {
     idle_timeout: Option<String>,
     head_timeout: Option<String>,
     max_connections: Option<usize>,
+    body_memory: Option<String>,
     s3_endpoint: Option<String>,
     s3_bucket: Option<String>,
     s3_region: Option<String>,
@@ -198,6 +202,13 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
         if server.head_timeout < std::time::Duration::from_secs(1) {
             bail!("--head-timeout must be at least 1s");
         }
+    }
+    if let Some(s) = args.body_memory.or(file.body_memory) {
+        let bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--body-memory")?;
+        if bytes < 1 << 20 {
+            bail!("--body-memory must be at least 1M");
+        }
+        server.body_budget = trove_server::budget::BodyBudget::new(bytes);
     }
     if let Some(n) = args.max_connections.or(file.max_connections) {
         if n == 0 {

@@ -89,3 +89,41 @@ fn raise_fd_limit() {
     let lim = getrlimit(Resource::Nofile);
     let _ = setrlimit(Resource::Nofile, Rlimit { current: lim.maximum, maximum: lim.maximum });
 }
+
+/// The node's peak resident memory so far (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM").trim().trim_end_matches(" kB");
+    kb.trim().parse::<u64>().expect("a number") * 1024
+}
+
+#[test]
+fn buffered_upload_pack_bodies_are_bounded_node_wide() {
+    use crate::git::{node_for, repo_url, Upstream};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &["--body-memory", "64M"]);
+    let base = repo_url(&node);
+    assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
+    let before = peak_rss(node.pid());
+    // Ten 30 MB bodies at once: read whole before their wants are parsed,
+    // they would take 300 MB together.
+    let body = vec![b'x'; 30 << 20];
+    let url = format!("{base}/git-upload-pack");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    http("POST", &url, &[("Content-Type", "application/x-git-upload-pack-request")], body.clone())
+                        .status
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(statuses.contains(&503), "past the budget, 503: {statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 503 || *s == 400 || *s == 0), "{statuses:?}");
+    let grew = peak_rss(node.pid()).saturating_sub(before);
+    assert!(grew < 150 << 20, "the node's peak memory grew by {} MB for a 64 MB budget", grew >> 20);
+    assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200, "and it serves on");
+}
