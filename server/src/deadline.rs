@@ -219,12 +219,18 @@ impl<B: http_body::Body + Unpin> http_body::Body for Finishing<B> {
 pub struct ConnTable {
     conns: RefCell<Vec<Weak<ConnClock>>>,
     overflow: Cell<usize>,
+    /// Closed connections are swept out once the table reaches this length
+    /// (then twice what is live), so an accept costs O(1) amortized.
+    sweep_at: Cell<usize>,
 }
 
 impl ConnTable {
     pub fn add(&self, c: &Rc<ConnClock>) {
         let mut conns = self.conns.borrow_mut();
-        conns.retain(|w| w.strong_count() > 0);
+        if conns.len() >= self.sweep_at.get() {
+            conns.retain(|w| w.strong_count() > 0);
+            self.sweep_at.set((2 * conns.len()).max(1024));
+        }
         conns.push(Rc::downgrade(c));
     }
 

@@ -7,11 +7,11 @@
 
 use crate::git::git;
 use crate::harness::*;
+use crate::snapshot::restore_from;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Reads one request: its path and body.
 fn read_request(conn: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -101,16 +101,6 @@ fn hostile_archive(dir: &Path, work: &Path, commit: &str, markers: &Path) -> Vec
     zstd::encode_all(&tar.into_inner().expect("tar")[..], 3).expect("zstd")
 }
 
-fn restore(url: &str, target: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(trove_bin())
-        .args(["restore", "example.test/org/repo"])
-        .arg(target)
-        .args(["--url", url])
-        .args(extra)
-        .output()
-        .expect("run trove restore")
-}
-
 fn markers_left(markers: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(markers)
         .expect("ls")
@@ -151,14 +141,14 @@ fn restore_runs_no_code_that_came_in_the_archive() {
 
     // --commit of an older commit the snapshot has: a checkout.
     let checkout = dir.path().join("checkout");
-    let out = restore(&at_c2.url(), &checkout, &["--commit", &c1]);
+    let out = restore_from(&at_c2.url(), &checkout, &["--commit", &c1]);
     assert!(out.status.success(), "restore --commit: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(git(&checkout, &["rev-parse", "HEAD"]), c1);
     assert_eq!(std::fs::read_to_string(checkout.join("a.txt")).expect("read"), "one\n");
 
     // The bundle path: a fetch and a fast-forward merge.
     let bundled = dir.path().join("bundled");
-    let out = restore(&at_c1.url(), &bundled, &[]);
+    let out = restore_from(&at_c1.url(), &bundled, &[]);
     assert!(out.status.success(), "restore with a bundle: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(git(&bundled, &["rev-parse", "HEAD"]), c2);
     assert_eq!(std::fs::read_to_string(bundled.join("b.txt")).expect("read"), "new\n");
@@ -166,7 +156,7 @@ fn restore_runs_no_code_that_came_in_the_archive() {
     // An unknown commit: ensure-refs, then a fetch from the "node" that the
     // archive's insteadOf would turn into ssh. It fails; nothing runs.
     let unknown = dir.path().join("unknown");
-    let out = restore(&at_c2.url(), &unknown, &["--commit", &"5".repeat(40)]);
+    let out = restore_from(&at_c2.url(), &unknown, &["--commit", &"5".repeat(40)]);
     assert_eq!(out.status.code(), Some(7), "a failed fetch is a git failure: {}", String::from_utf8_lossy(&out.stderr));
 
     assert_eq!(markers_left(&markers), Vec::<String>::new(), "code from the archive ran");
@@ -188,7 +178,7 @@ fn restore_never_prints_the_token_in_its_node_url() {
     let dir = tempfile::tempdir().expect("tempdir");
     let closed = free_port();
     let url = format!("http://ci:s3cr3t-t0ken@127.0.0.1:{closed}");
-    let out = restore(&url, &dir.path().join("t"), &[]);
+    let out = restore_from(&url, &dir.path().join("t"), &[]);
     assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "the error names the node: {stderr}");

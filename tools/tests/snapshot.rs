@@ -12,7 +12,7 @@ fn restore(node: &Node, dir: &Path, extra: &[&str]) -> std::process::Output {
     restore_from(&node.url, dir, extra)
 }
 
-fn restore_from(url: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn restore_from(url: &str, dir: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(trove_bin())
         .args(["restore", "example.test/org/repo"])
         .arg(dir)
