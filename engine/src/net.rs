@@ -129,3 +129,17 @@ impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
+
+/// Marks `fd` close-on-exec. glommio 0.9 accepts a connection that is
+/// already waiting with a plain `accept()` (its `yolo_accept` fast path),
+/// without SOCK_CLOEXEC: such a client socket was inherited by every git
+/// the node forked meanwhile, and an orphaned git kept the connection open
+/// after the node died. Call it on every accepted socket.
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the caller owns `fd` (an accepted socket it holds) for the
+    // whole call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let flags = rustix::io::fcntl_getfd(fd)?;
+    rustix::io::fcntl_setfd(fd, flags | rustix::io::FdFlags::CLOEXEC)?;
+    Ok(())
+}

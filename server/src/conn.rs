@@ -76,6 +76,12 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
         match accepted {
             None => break,
             Some(Ok(stream)) => {
+                // At once, before any other task of this shard can fork a
+                // git: no child may inherit a client socket (net.rs).
+                if let Err(e) = trove_engine::net::set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
+                    tracing::warn!(shard = shard.id, error = %e, "could not mark a connection close-on-exec; closing it");
+                    continue;
+                }
                 // Full: the connection that waited longest for a request
                 // makes room; if every one is in a request, a few more may
                 // still ask for health, and past that new ones are closed.

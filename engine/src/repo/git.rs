@@ -121,21 +121,6 @@ impl Git {
         if let Some(m) = reaper::marker() {
             c.env(reaper::NODE_ENV, m);
         }
-        // Only stdio crosses into git: a client connection a shard holds
-        // without CLOEXEC would otherwise stay open in every git forked
-        // meanwhile, and outlive the node in an orphan (seen: after kill -9,
-        // clients hung 60 s on connections nobody served). CLOEXEC rather
-        // than close, so std's exec-error pipe still reports a failed exec.
-        // SAFETY: close_range is a plain syscall, async-signal-safe, and
-        // touches no memory.
-        unsafe {
-            c.pre_exec(|| {
-                if libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         // Never prompt for credentials on a server; never read the
         // operator's global config into a cache's behaviour.
         c.env("GIT_TERMINAL_PROMPT", "0").env("GIT_ASKPASS", "true").env("GIT_CONFIG_NOSYSTEM", "1");
