@@ -61,7 +61,11 @@ enum Probe {
 /// their absence), as opposed to failing for another reason.
 fn refused(stderr: &str) -> bool {
     let s = stderr.to_ascii_lowercase();
-    ["authentication", "401", "403", "could not read", "not found", "denied"].iter().any(|r| s.contains(r))
+    // Status codes only as git words them: stderr quotes the URL, and a
+    // bare "401" matched a port like 34012 (a 503 taken for a refusal).
+    let said =
+        ["authentication", "returned error: 401", "returned error: 403", "could not read", "not found", "denied"];
+    said.iter().any(|r| s.contains(r))
 }
 
 async fn probe_anonymous(url: &str, no_progress: Duration) -> Probe {
@@ -195,6 +199,20 @@ impl Shard {
 mod tests {
     use super::header_tag;
     use crate::secret::Secret;
+
+    #[test]
+    fn only_a_refusal_counts_as_one_whatever_the_url_holds() {
+        use super::refused;
+        let at = |port: u16, code: u16| {
+            format!(
+                "fatal: unable to access 'http://127.0.0.1:{port}/org/repo/': The requested URL returned error: {code}"
+            )
+        };
+        assert!(!refused(&at(34012, 503)), "a port holding 401 is not a 401");
+        assert!(!refused(&at(40399, 502)), "nor one holding 403");
+        assert!(refused(&at(8080, 401)) && refused(&at(8080, 403)));
+        assert!(refused("fatal: could not read Username for 'https://h': terminal prompts disabled"));
+    }
 
     #[test]
     fn header_tags_are_keyed_and_stable_within_the_process() {
