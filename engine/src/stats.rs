@@ -45,6 +45,7 @@ counters! {
     mirror_restores: "mirrors restored from a mirror snapshot instead of cloned",
     upstream_clones: "mirrors cloned from their upstream",
     upstream_fetches: "git fetches from upstreams (stale refs, missing wants, restored mirrors)",
+    passthrough_requests: "pushes and Git LFS requests passed through to upstreams",
     mirror_upkeeps: "mirrors repacked for serving after fetches changed them",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",

@@ -6,14 +6,15 @@
 //! mirror (one fetch from the upstream if not), take an upload-pack slot
 //! (503 with Retry-After at once when the queue is full), then stream the
 //! process's stdout as the response. A clone (wants, no haves) goes to
-//! `shared_pack.rs` instead: identical clones share one run. Pushes get
-//! 403: the cache is read-only. The client's Authorization header goes to
+//! `shared_pack.rs` instead: identical clones share one run. Pushes and
+//! Git LFS go to the upstream (`passthrough.rs`). The client's Authorization header goes to
 //! the engine for the upstream and is never logged.
 
 use crate::body::RespBody;
 use crate::budget::Reservation;
 use crate::error::ApiError;
 use crate::limits::{UPLOAD_PACK_BODY_MAX_BYTES, UPLOAD_PACK_READ_BYTES};
+use crate::passthrough::Kind;
 use crate::ServerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -44,9 +45,15 @@ pub async fn handle(
     rest: &str,
 ) -> Result<Response<RespBody>, ApiError> {
     let (host, tail) = rest.split_once('/').ok_or_else(|| bad_path(rest))?;
+    if let Some((repo, lfs)) = tail.split_once("/info/lfs/") {
+        // Git LFS talks to `{remote}.git/info/lfs/...`: the upstream's.
+        let key = RepoKey::parse(host, repo).map_err(repo_error)?;
+        let suffix = format!(".git/info/lfs/{lfs}");
+        return crate::passthrough::pass(shard, req, &key, Kind::Lfs, &suffix).await;
+    }
     let (repo, action) = split_action(tail).ok_or_else(|| {
         ApiError::not_found(format!(
-            "no git route /git/{rest}; served: info/refs, git-upload-pack, snapshot.tar.zst, snapshot.bundle, ensure-refs"
+            "no git route /git/{rest}; served: info/refs, git-upload-pack, git-receive-pack, info/lfs/..., snapshot.tar.zst, snapshot.bundle, ensure-refs"
         ))
     })?;
     let key = RepoKey::parse(host, repo).map_err(repo_error)?;
@@ -58,7 +65,7 @@ pub async fn handle(
             let service = query_param(req.uri().query().unwrap_or(""), "service");
             match service.as_deref() {
                 Some("git-upload-pack") => advertise(shard, &req, &key, auth).await,
-                Some("git-receive-pack") => Err(read_only()),
+                Some("git-receive-pack") => crate::passthrough::pass(shard, req, &key, Kind::Push, "/info/refs").await,
                 _ => Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "dumb_http_unsupported",
@@ -70,11 +77,13 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
         (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
         (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
-        (_, "git-receive-pack") => Err(read_only()),
+        (&Method::POST, "git-receive-pack") => {
+            crate::passthrough::pass(shard, req, &key, Kind::Push, "/git-receive-pack").await
+        }
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
-            "info/refs, snapshot.tar.zst and snapshot.bundle take GET; git-upload-pack and ensure-refs take POST",
+            "info/refs, snapshot.tar.zst and snapshot.bundle take GET; git-upload-pack, git-receive-pack and ensure-refs take POST",
         )),
     }
 }
@@ -88,14 +97,6 @@ fn split_action(tail: &str) -> Option<(&str, &str)> {
 
 fn bad_path(rest: &str) -> ApiError {
     ApiError::bad_request("invalid_repo", format!("/git/{rest}: the path must be /git/{{host}}/{{repo}}/..."))
-}
-
-fn read_only() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "read_only",
-        "trove is a read-only cache: push to the upstream directly (git remote set-url --push origin <upstream>)",
-    )
 }
 
 pub fn repo_error(e: RepoError) -> ApiError {

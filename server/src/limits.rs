@@ -59,3 +59,12 @@ pub const OVERFLOW_CONNECTIONS_PER_SHARD: usize = 16;
 /// inflated form) all shards together may hold; past it, 503. Eight
 /// largest bodies, inflated.
 pub const BUFFERED_BODY_BUDGET_BYTES: u64 = 8 * 2 * UPLOAD_PACK_BODY_MAX_BYTES as u64;
+
+/// Longest a push or Git LFS request passed through to the upstream may
+/// run, in all (the no-progress deadline, `--upstream-timeout`, catches a
+/// silent upstream long before): as long as a clone may.
+pub const PASSTHROUGH_MAX: Duration = Duration::from_secs(3600);
+
+/// The CA bundle git trusts on Debian and its kin; the pass-through trusts
+/// it too (plus the webpki roots), so that it reaches what a clone reaches.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";

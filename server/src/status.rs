@@ -44,6 +44,7 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "mirror_restores": sum("mirror_restores"),
             "upstream_clones": sum("upstream_clones"),
             "upstream_fetches": sum("upstream_fetches"),
+            "passthrough_requests": sum("passthrough_requests"),
             "mirror_upkeeps": sum("mirror_upkeeps"),
             "upload_pack_runs": sum("upload_pack_runs"),
             "pack_cache_follows": sum("pack_cache_follows"),

@@ -122,16 +122,18 @@ fn stock_git_clones_fetches_and_is_refused_a_push() {
     git(&full, &["fetch", "-q", "origin", &new]);
     assert_eq!(git(&full, &["cat-file", "-t", &new]), "commit");
 
-    // Pushes are refused: the cache is read-only.
+    // Pushes are passed through to http(s) upstreams only (private.rs);
+    // a file:// upstream gets a 501 that says what to do.
     std::fs::write(full.join("x"), "x").expect("write");
     git(&full, &["add", "x"]);
     git(&full, &["commit", "-qm", "x"]);
     let push = git_out(&full, &["push", "origin", "HEAD:main"]);
     assert!(!push.status.success());
-    assert!(String::from_utf8_lossy(&push.stderr).contains("403"), "{}", String::from_utf8_lossy(&push.stderr));
+    assert!(String::from_utf8_lossy(&push.stderr).contains("501"), "{}", String::from_utf8_lossy(&push.stderr));
     let r = get(&format!("{url}/info/refs?service=git-receive-pack"));
-    assert_eq!(r.status, 403);
-    assert_eq!(r.json()["code"], "read_only");
+    assert_eq!(r.status, 501);
+    assert_eq!(r.json()["code"], "push_unsupported");
+    assert!(r.json()["error"].as_str().is_some_and(|m| m.contains("push to the upstream directly")));
 }
 
 #[test]

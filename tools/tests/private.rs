@@ -112,6 +112,22 @@ fn serve(
         s.secret_in_argv.extend(leaks);
     }
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    if path.contains("/info/lfs/") {
+        // A Git LFS server's part: say what reached it.
+        let echo = serde_json::json!({
+            "method": method, "path": path, "body": String::from_utf8_lossy(&body),
+            "accept": header("accept"), "cookie": header("cookie"),
+        })
+        .to_string();
+        let _ = conn.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.git-lfs+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{echo}",
+                echo.len()
+            )
+            .as_bytes(),
+        );
+        return;
+    }
     let mut cgi = Command::new("git");
     cgi.arg("http-backend")
         .env("GIT_PROJECT_ROOT", root)
@@ -121,6 +137,8 @@ fn serve(
         .env("QUERY_STRING", query)
         .env("CONTENT_LENGTH", body.len().to_string())
         .env("REMOTE_ADDR", "127.0.0.1")
+        // An authenticated user: http-backend takes pushes from one.
+        .env("REMOTE_USER", "trove-test")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -291,4 +309,97 @@ fn one_failed_probe_does_not_make_a_public_repo_private_for_good() {
     let out = git_with(dir.path(), None, &["clone", "-q", &url, anon.to_str().expect("utf8")]);
     assert!(out.status.success(), "an anonymous clone: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(git(&anon, &["rev-parse", "HEAD"]), head);
+}
+
+/// git as a client of `https://private.test/...`, sent to the node by the
+/// `insteadOf` recipe, with `Authorization` through the environment.
+fn git_via_recipe(dir: &Path, node: &Node, authorization: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut config = vec![
+        (format!("url.{}.insteadOf", node.url("/git/private.test/")), "https://private.test/".to_owned()),
+        ("user.email".to_owned(), "t@trove.test".to_owned()),
+        ("user.name".to_owned(), "trove test".to_owned()),
+    ];
+    if let Some(a) = authorization {
+        config.push(("http.extraHeader".to_owned(), format!("Authorization: {a}")));
+    }
+    let mut c = Command::new("git");
+    c.current_dir(dir).args(args).env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_GLOBAL", "/dev/null");
+    c.env("GIT_CONFIG_COUNT", config.len().to_string());
+    for (i, (k, v)) in config.iter().enumerate() {
+        c.env(format!("GIT_CONFIG_KEY_{i}"), k).env(format!("GIT_CONFIG_VALUE_{i}"), v);
+    }
+    c.output().expect("run git")
+}
+
+#[test]
+fn a_push_through_the_recipe_reaches_the_upstream_and_the_mirror_follows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let gateway = PrivateUpstream::start(&up.root);
+    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.server.port);
+    // Refs stay good for an hour: only the fetch after the push can show it.
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream, "--refs-ttl", "1h"]);
+    let good = format!("Bearer {SECRET}");
+    let clone = dir.path().join("clone");
+    let out = git_via_recipe(
+        dir.path(),
+        &node,
+        Some(&good),
+        &["clone", "-q", "https://private.test/org/repo", clone.to_str().expect("utf8")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    std::fs::write(clone.join("pushed"), "through the cache").expect("write");
+    git(&clone, &["add", "pushed"]);
+    git(&clone, &["-c", "user.email=t@trove.test", "-c", "user.name=t", "commit", "-qm", "pushed"]);
+    let new = git(&clone, &["rev-parse", "HEAD"]);
+
+    // Without credentials the upstream's 401 comes back and nothing lands.
+    let anon = git_via_recipe(&clone, &node, None, &["push", "origin", "HEAD:main"]);
+    assert!(!anon.status.success());
+    assert_ne!(git(&up.bare(), &["rev-parse", "main"]), new);
+
+    // With them, the push lands upstream.
+    let push = git_via_recipe(&clone, &node, Some(&good), &["push", "origin", "HEAD:main"]);
+    assert!(push.status.success(), "{}", String::from_utf8_lossy(&push.stderr));
+    assert_eq!(git(&up.bare(), &["rev-parse", "main"]), new);
+
+    // And the mirror has it at once, within the hour-long refs TTL.
+    let ls = git_via_recipe(&clone, &node, Some(&good), &["ls-remote", "origin", "refs/heads/main"]);
+    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(String::from_utf8_lossy(&ls.stdout).starts_with(&new), "{}", String::from_utf8_lossy(&ls.stdout));
+    let again = dir.path().join("again");
+    let out = git_via_recipe(
+        dir.path(),
+        &node,
+        Some(&good),
+        &["clone", "-q", "https://private.test/org/repo", again.to_str().expect("utf8")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(again.join("pushed")).expect("pushed file"), "through the cache");
+
+    // Git LFS's batch API goes to `{repo}.git/info/lfs/...` upstream, with
+    // the client's credentials, and the upstream's answer comes back.
+    let batch = r#"{"operation":"upload","objects":[{"oid":"ab","size":1}]}"#;
+    let lfs_url = node.url("/git/private.test/org/repo.git/info/lfs/objects/batch");
+    let lfs_headers = [
+        ("Authorization", good.as_str()),
+        ("Accept", "application/vnd.git-lfs+json"),
+        ("Content-Type", "application/vnd.git-lfs+json"),
+        ("Cookie", "session=not-for-the-upstream"),
+    ];
+    let r = http("POST", &lfs_url, &lfs_headers, batch.as_bytes().to_vec());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/vnd.git-lfs+json"));
+    let echo = r.json();
+    assert_eq!(echo["path"], "/org/repo.git/info/lfs/objects/batch");
+    assert_eq!((echo["method"].as_str(), echo["body"].as_str()), (Some("POST"), Some(batch)));
+    assert_eq!(echo["accept"], "application/vnd.git-lfs+json");
+    assert!(echo["cookie"].is_null(), "only the headers the upstream needs are passed on");
+    let r = http("POST", &lfs_url, &lfs_headers[1..], batch.as_bytes().to_vec());
+    assert_eq!(r.status, 401, "the upstream's refusal is the answer");
+
+    assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
+    // Two pushes (the anonymous one ended at its advertisement) and two LFS.
+    assert!(node.stats()["git"]["passthrough_requests"].as_u64() >= Some(5), "{}", node.stats());
 }

@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 client on the shard's own executor, for S3 requests.
+//! A minimal HTTP/1.1 client on the shard's own executor, for S3 requests
+//! and for the pushes the server passes through to git upstreams.
 //!
 //! One connection per request (keeps failure handling simple and is cheap
 //! on loopback and in-datacenter), hyper's client state machine over
@@ -28,6 +29,8 @@ pub struct ClientOptions {
     pub tls: Option<Arc<futures_rustls::rustls::ClientConfig>>,
     /// The endpoint's name, resolved off the shard.
     pub resolver: crate::remote::resolve::Resolver,
+    /// What to do when the TLS handshake fails (which flag adds a CA).
+    pub ca_hint: &'static str,
 }
 
 /// A connection to the store: plain TCP or TLS over it.
@@ -86,7 +89,26 @@ pub async fn send(
     body: Bytes,
     timeouts: &ClientOptions,
 ) -> Result<Response<Incoming>, RemoteError> {
-    let host = url.host_str().ok_or_else(|| RemoteError::Config("the S3 endpoint has no host".into()))?;
+    let len = body.len();
+    let headers: Vec<(&str, String)> = headers.iter().cloned().chain([("content-length", len.to_string())]).collect();
+    send_body(op, method, url, &headers, Full::new(body), timeouts).await
+}
+
+/// [`send`] with a body of any kind, streamed as it comes (sent with its
+/// exact length when it knows it, else chunked).
+pub async fn send_body<B>(
+    op: &'static str,
+    method: Method,
+    url: &Url,
+    headers: &[(&str, String)],
+    body: B,
+    timeouts: &ClientOptions,
+) -> Result<Response<Incoming>, RemoteError>
+where
+    B: hyper::body::Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let host = url.host_str().ok_or_else(|| RemoteError::Config(format!("the URL of {op} has no host")))?;
     let port = url.port_or_known_default().unwrap_or(80);
     let addr = timeouts.resolver.resolve(host, port, timeouts.connect).await?;
     let stream = glommio::net::TcpStream::connect_timeout(addr, timeouts.connect).await.map_err(|e| {
@@ -97,12 +119,12 @@ pub async fn send(
         None => Conn::Plain(stream),
         Some(config) => {
             let name = ServerName::try_from(host.to_owned())
-                .map_err(|e| RemoteError::Config(format!("S3 host {host:?} is not a TLS server name: {e}")))?;
+                .map_err(|e| RemoteError::Config(format!("{host:?} is not a TLS server name: {e}")))?;
             let connector = futures_rustls::TlsConnector::from(config.clone());
             let handshake = async {
                 connector.connect(name, stream).await.map_err(|e| RemoteError::Connect {
                     endpoint: addr.to_string(),
-                    reason: format!("TLS handshake: {e}; for a private CA pass --s3-ca-file"),
+                    reason: format!("TLS handshake: {e}; {}", timeouts.ca_hint),
                 })
             };
             let tls = futures_lite::future::or(handshake, async {
@@ -113,7 +135,7 @@ pub async fn send(
             Conn::Tls(Box::new(tls))
         }
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(HyperIo::new(conn))
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, B>(HyperIo::new(conn))
         .await
         .map_err(|e| RemoteError::Http { op, reason: e.to_string() })?;
     glommio::spawn_local(async move {
@@ -133,11 +155,7 @@ pub async fn send(
     for (name, value) in headers {
         req = req.header(*name, value.as_str());
     }
-    let len = body.len();
-    let req = req
-        .header(http::header::CONTENT_LENGTH, len)
-        .body(Full::new(body))
-        .map_err(|e| RemoteError::Protocol { op, what: e.to_string() })?;
+    let req = req.body(body).map_err(|e| RemoteError::Protocol { op, what: e.to_string() })?;
     let response = futures_lite::future::or(
         async { sender.send_request(req).await.map_err(|e| RemoteError::Http { op, reason: e.to_string() }) },
         async {

@@ -115,6 +115,7 @@ impl RemoteTier {
                 response: cfg.response_timeout,
                 tls,
                 resolver: Default::default(),
+                ca_hint: "for a private CA pass --s3-ca-file",
             },
             stats,
         })

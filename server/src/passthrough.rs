@@ -1,0 +1,327 @@
+//! What a cache cannot answer itself, passed through to the repo's
+//! upstream: pushes (`git-receive-pack`, its `info/refs` and its POST) and
+//! the Git LFS API (`{repo}.git/info/lfs/...`), so that the `insteadOf`
+//! recipe, which sends every URL of a host to the node, keeps `git push`
+//! and `git lfs push` working.
+//!
+//! Both ways are streamed: the client's body goes to the upstream as it
+//! arrives and the upstream's answer comes back as it arrives; nothing is
+//! buffered whole. The client's `Authorization` goes to the upstream and
+//! nowhere else (never logged). Each direction has the upstream's
+//! no-progress deadline (`--upstream-timeout`): a silent upstream gets the
+//! client a 504, or a cut stream, never a hang. After a push the upstream
+//! accepted, the mirror fetches before the answer ends, so a fetch through
+//! the node right after `git push` sees what was pushed.
+//!
+//! Only http(s) upstreams can be passed through; any other gets 501 with
+//! what to do. This module never touches a mirror except through
+//! `Shard::repo`.
+
+use crate::body::RespBody;
+use crate::error::ApiError;
+use bytes::Bytes;
+use http::{header, HeaderName, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use trove_engine::remote::http::{send_body, ClientOptions};
+use trove_engine::repo::{Need, RepoKey};
+use trove_engine::{RemoteError, Shard};
+
+/// Request headers the upstream sees. Hop-by-hop ones, `Host` and
+/// everything else stay behind.
+static REQUEST_HEADERS: [HeaderName; 7] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::ACCEPT,
+    header::ACCEPT_ENCODING,
+    header::USER_AGENT,
+    HeaderName::from_static("git-protocol"),
+];
+
+/// Response headers the client sees.
+static RESPONSE_HEADERS: [HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+    header::WWW_AUTHENTICATE,
+    header::EXPIRES,
+    HeaderName::from_static("lfs-authenticate"),
+];
+
+/// Longest the mirror's fetch after a push may hold the push's answer.
+const FETCH_AFTER_PUSH_WAIT: Duration = Duration::from_secs(10);
+
+/// What is passed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `info/refs?service=git-receive-pack` or `POST git-receive-pack`.
+    Push,
+    /// `info/lfs/...`.
+    Lfs,
+}
+
+/// Passes `req` for `key` through to `upstream/{key's path}{suffix}`.
+pub async fn pass(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    key: &RepoKey,
+    kind: Kind,
+    suffix: &str,
+) -> Result<Response<RespBody>, ApiError> {
+    let base = shard.config().repo.upstreams.url(key).map_err(crate::git::repo_error)?;
+    let target = upstream_url(&base, suffix, req.uri().query())?;
+    let deadline = shard.config().repo.upstream_timeout;
+    let headers: Vec<(&str, String)> = REQUEST_HEADERS
+        .iter()
+        .filter_map(|n| Some((n.as_str(), req.headers().get(n)?.to_str().ok()?.to_owned())))
+        .collect();
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(trove_engine::Secret::new);
+    let is_push_post = kind == Kind::Push && req.method() == Method::POST;
+    let method = req.method().clone();
+    let progress = Rc::new(Cell::new(Instant::now()));
+    let body = Progressed { inner: req.into_body(), progress: progress.clone() };
+    let client = client(target.scheme(), deadline)?;
+    let op = match kind {
+        Kind::Push => "push pass-through",
+        Kind::Lfs => "Git LFS pass-through",
+    };
+    let sent = futures_lite::future::or(
+        async { send_body(op, method, &target, &headers, body, &client).await.map_err(|e| upstream_error(kind, e)) },
+        stalled(&progress, deadline, kind),
+    )
+    .await?;
+    trove_engine::stats::bump(&shard.stats().passthrough_requests, 1);
+    let (parts, body) = sent.into_parts();
+    let mut resp = Response::builder().status(parts.status);
+    for name in &RESPONSE_HEADERS {
+        for v in parts.headers.get_all(name) {
+            resp = resp.header(name, v);
+        }
+    }
+    let after = (is_push_post && parts.status.is_success()).then(|| FetchAfterPush {
+        shard: shard.clone(),
+        key: key.clone(),
+        auth,
+    });
+    let stream = UpstreamStream { body, deadline, after };
+    let body = RespBody::bytes_stream(futures_lite::stream::unfold(stream, UpstreamStream::next));
+    // A Content-Length from upstream is the body's: keep it (an empty LFS
+    // reply must not turn into a chunked one).
+    Ok(resp.body(body).expect("headers copied from a valid response are valid"))
+}
+
+/// `base` (`https://host/org/repo`) joined with what the client asked for.
+fn upstream_url(base: &str, suffix: &str, query: Option<&str>) -> Result<url::Url, ApiError> {
+    let mut s = format!("{base}{suffix}");
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    let url = url::Url::parse(&s).map_err(|e| ApiError::bad_request("invalid_repo", format!("{e}")))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "push_unsupported",
+            format!(
+                "this host's upstream is {other}://, which the node cannot pass pushes or LFS to; push to the upstream directly (git remote set-url --push origin <upstream>)"
+            ),
+        )),
+    }
+}
+
+thread_local! {
+    /// One client per shard thread: its resolver cache is the shard's.
+    static CLIENTS: std::cell::RefCell<[Option<Rc<ClientOptions>>; 2]> = const { std::cell::RefCell::new([None, None]) };
+}
+
+/// The shard's upstream client for `scheme`: connect within the
+/// upstream deadline; the answer's head may take as long as a clone may
+/// (the no-progress watchdog, not this, catches a silent upstream).
+fn client(scheme: &str, connect: Duration) -> Result<Rc<ClientOptions>, ApiError> {
+    let tls = scheme == "https";
+    CLIENTS.with(|c| {
+        if let Some(c) = &c.borrow()[usize::from(tls)] {
+            return Ok(c.clone());
+        }
+        let config = if tls {
+            // What git trusts on this machine, as a clone of the same URL would.
+            let system = std::path::Path::new(crate::limits::SYSTEM_CA_BUNDLE);
+            let ca = system.exists().then_some(system);
+            Some(trove_engine::remote::tls::client_config(ca).map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "tls_setup", format!("TLS to the upstream: {e}"))
+            })?)
+        } else {
+            None
+        };
+        let made = Rc::new(ClientOptions {
+            connect,
+            response: crate::limits::PASSTHROUGH_MAX,
+            tls: config,
+            resolver: Default::default(),
+            ca_hint: "the upstream's certificate is not trusted by this machine's CA bundle",
+        });
+        c.borrow_mut()[usize::from(tls)] = Some(made.clone());
+        Ok(made)
+    })
+}
+
+/// Resolves when nothing moved for `deadline`: neither a byte of the
+/// client's body went up nor the upstream's answer came.
+async fn stalled(progress: &Cell<Instant>, deadline: Duration, kind: Kind) -> Result<Response<Incoming>, ApiError> {
+    loop {
+        let idle = progress.get().elapsed();
+        if idle >= deadline {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                format!(
+                    "the upstream made no progress on the {kind:?} request for {deadline:?} (see --upstream-timeout)"
+                ),
+            ));
+        }
+        glommio::timer::sleep(deadline - idle).await;
+    }
+}
+
+fn upstream_error(kind: Kind, e: RemoteError) -> ApiError {
+    let what = match kind {
+        Kind::Push => "the push",
+        Kind::Lfs => "the Git LFS request",
+    };
+    match e {
+        RemoteError::Timeout { after, .. } => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            format!("the upstream did not answer {what} within {after:?}"),
+        ),
+        RemoteError::Connect { endpoint, reason } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            format!("cannot reach the upstream at {endpoint} for {what}: {reason}"),
+        ),
+        other => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_failed",
+            format!("passing {what} to the upstream failed: {}", strip_s3(&other.to_string())),
+        ),
+    }
+}
+
+/// The shared client's errors speak of S3; here the other end is a git host.
+fn strip_s3(s: &str) -> String {
+    s.replace("S3 ", "")
+}
+
+/// The client's request body, noting when each frame went by.
+struct Progressed {
+    inner: Incoming,
+    progress: Rc<Cell<Instant>>,
+}
+
+impl Body for Progressed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            self.progress.set(Instant::now());
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The mirror's fetch owed once an accepted push's answer has been read.
+struct FetchAfterPush {
+    shard: Rc<Shard>,
+    key: RepoKey,
+    auth: Option<trove_engine::Secret>,
+}
+
+impl FetchAfterPush {
+    async fn run(self) {
+        // Only a mirror the node already keeps follows; a push does not
+        // start a clone.
+        if !trove_engine::repo::mirror::mirror_path(&self.shard, &self.key).exists() {
+            return;
+        }
+        let fetch = self.shard.repo(&self.key, self.auth, Need::Fetch);
+        let waited = futures_lite::future::or(async { Some(fetch.await) }, async {
+            glommio::timer::sleep(FETCH_AFTER_PUSH_WAIT).await;
+            None
+        })
+        .await;
+        match waited {
+            Some(Ok(_)) => tracing::info!(repo = %self.key, "mirror fetched after a push passed through"),
+            Some(Err(e)) => tracing::warn!(repo = %self.key, error = %e, "mirror fetch after a push failed"),
+            None => tracing::warn!(repo = %self.key, "mirror fetch after a push is slow; not waiting for it"),
+        }
+    }
+}
+
+/// The upstream's answer, a frame at a time, each within the deadline.
+struct UpstreamStream {
+    body: Incoming,
+    deadline: Duration,
+    after: Option<FetchAfterPush>,
+}
+
+impl UpstreamStream {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        loop {
+            let frame = futures_lite::future::or(async { Some(self.body.frame().await) }, async {
+                glommio::timer::sleep(self.deadline).await;
+                None
+            })
+            .await;
+            match frame {
+                None => {
+                    let e = std::io::Error::other(format!("the upstream went silent for {:?}", self.deadline));
+                    self.after = None;
+                    return Some((Err(e), self));
+                }
+                Some(None) => {
+                    if let Some(after) = self.after.take() {
+                        after.run().await;
+                    }
+                    return None;
+                }
+                Some(Some(Err(e))) => {
+                    self.after = None;
+                    return Some((Err(std::io::Error::other(e.to_string())), self));
+                }
+                Some(Some(Ok(frame))) => {
+                    // hyper stops polling a body once its Content-Length is
+                    // sent: the fetch runs before the last bytes go out.
+                    if self.body.is_end_stream() {
+                        if let Some(after) = self.after.take() {
+                            after.run().await;
+                        }
+                    }
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Some((Ok(data), self));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
