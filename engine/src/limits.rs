@@ -143,3 +143,15 @@ pub const UPSTREAM_NOT_FOUND_TTL: std::time::Duration = std::time::Duration::fro
 /// Ready and whose retry time has passed (each is a few hundred bytes; a
 /// client naming random repos drives the count).
 pub const REPO_STATES_MAX: usize = 10_000;
+
+/// Default of `--snapshot-lease`: a fleet build lease not renewed for this
+/// long is taken over. The builder renews it every third of it.
+pub const SNAPSHOT_LEASE: Duration = Duration::from_secs(120);
+/// How often a node waiting on another's build looks in S3 for the result
+/// (two small requests each time).
+pub const SNAPSHOT_LEASE_POLL: Duration = Duration::from_millis(500);
+/// Largest lease object read.
+pub const SNAPSHOT_LEASE_MAX_BYTES: usize = 4096;
+/// Lease generations tried before a node builds regardless (each one is
+/// a builder that died or gave up).
+pub const SNAPSHOT_LEASE_GENERATIONS: u32 = 64;

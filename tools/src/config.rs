@@ -81,6 +81,9 @@ pub struct ServeArgs {
     /// Rebuild a repo's snapshot.tar.zst when its HEAD moved and the snapshot is older than this (never when HEAD did not move). [default: 1h]
     #[arg(long, env = "TROVE_SNAPSHOT_INTERVAL")]
     pub snapshot_interval: Option<String>,
+    /// With S3 shared by a fleet, a node claims each snapshot build with a lease in S3; the others wait for its result. A lease not renewed for this long (its node died) lets another node build. [default: 2m]
+    #[arg(long, env = "TROVE_SNAPSHOT_LEASE")]
+    pub snapshot_lease: Option<String>,
     /// Repack a mirror whose fetches brought new objects at most this often, so it serves as fast as a fresh clone (geometric repack, multi-pack-index and bitmap rewritten). [default: 10m]
     #[arg(long, env = "TROVE_UPKEEP_INTERVAL")]
     pub upkeep_interval: Option<String>,
@@ -142,6 +145,7 @@ struct FileConfig {
     fetch_interval: Option<String>,
     refs_ttl: Option<String>,
     snapshot_interval: Option<String>,
+    snapshot_lease: Option<String>,
     upkeep_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
@@ -238,6 +242,12 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.snapshot_interval.or(file.snapshot_interval) {
         node.repo.snapshot_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-interval")?;
+    }
+    if let Some(s) = args.snapshot_lease.or(file.snapshot_lease) {
+        node.repo.snapshot_lease = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-lease")?;
+        if node.repo.snapshot_lease < std::time::Duration::from_secs(1) {
+            bail!("--snapshot-lease must be at least 1s");
+        }
     }
     if let Some(s) = args.upkeep_interval.or(file.upkeep_interval) {
         node.repo.upkeep_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--upkeep-interval")?;

@@ -7,6 +7,7 @@ mod api_auth;
 mod bad_input;
 mod cli;
 mod faults;
+mod fleet;
 mod git;
 mod hostile;
 mod http_limits;

@@ -6,6 +6,7 @@
 //! runs inside a shard. An object in S3 is byte for byte the sealed local
 //! file (store/format.rs), stored under `{prefix}objects/HH/HASH`; a fetch
 //! lands a file that is already sealed, checked against the same sums.
+//! Leases (repo/lease.rs) are small raw objects under `{prefix}leases/`.
 //!
 //! What this module must never do: log a URL (presigned URLs carry the
 //! access key id and signature) or a secret.
@@ -126,6 +127,74 @@ impl RemoteTier {
         format!("{}objects/{}/{}", self.prefix, &hex[..2], hex)
     }
 
+    /// `{prefix}leases/HASH`: the small raw objects by which nodes claim
+    /// work for the fleet (repo/lease.rs). Never a sealed object.
+    pub fn lease_name(&self, hash: u128) -> String {
+        format!("{}leases/{}", self.prefix, hash_hex(hash))
+    }
+
+    /// Whether S3 has the object `hash` (uploaded whole: a multipart upload
+    /// shows only once complete).
+    pub async fn exists(&self, hash: u128) -> Result<bool, RemoteError> {
+        match self.get_range(hash, "bytes=0-0").await? {
+            Some(resp) => {
+                drop(resp);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Creates the raw object `name` only if there is none (`If-None-Match:
+    /// *`): true when this request made it, false when one was there.
+    pub async fn create_raw(&self, name: &str, body: Bytes) -> Result<bool, RemoteError> {
+        const OP: &str = "conditional PUT";
+        let url = self.bucket.put_object(self.credentials.as_ref(), name).sign(REMOTE_SIGN_TTL);
+        self.stats.remote_put_requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.send(OP, Method::PUT, &url, &[("if-none-match", "*".to_owned())], body).await?;
+        match resp.status().as_u16() {
+            // 409: a conditional write raced another one in flight (AWS).
+            412 | 409 => Ok(false),
+            _ => self.expect_ok(OP, resp).await.map(|_| true),
+        }
+    }
+
+    /// Overwrites the raw object `name`.
+    pub async fn put_raw(&self, name: &str, body: Bytes) -> Result<(), RemoteError> {
+        const OP: &str = "PUT";
+        let url = self.bucket.put_object(self.credentials.as_ref(), name).sign(REMOTE_SIGN_TTL);
+        self.stats.remote_put_requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.send(OP, Method::PUT, &url, &[], body).await?;
+        self.expect_ok(OP, resp).await.map(|_| ())
+    }
+
+    /// The raw object `name`, if there is one; refused past `max` bytes.
+    pub async fn get_raw(&self, name: &str, max: usize) -> Result<Option<Bytes>, RemoteError> {
+        const OP: &str = "GET";
+        let url = self.bucket.get_object(self.credentials.as_ref(), name).sign(REMOTE_SIGN_TTL);
+        self.stats.remote_get_requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self.send(OP, Method::GET, &url, &[], Bytes::new()).await?;
+        match resp.status().as_u16() {
+            200 => http::read_small(OP, resp.into_body(), max, self.timeouts.response)
+                .await
+                .map(Some)
+                .map_err(|e| self.fail(e)),
+            404 => Ok(None),
+            _ => Err(self.fail(http::status_error(OP, resp, self.timeouts.response).await)),
+        }
+    }
+
+    /// Deletes the raw object `name` (gone already is fine).
+    pub async fn delete_raw(&self, name: &str) -> Result<(), RemoteError> {
+        const OP: &str = "DELETE";
+        let url = self.bucket.delete_object(self.credentials.as_ref(), name).sign(REMOTE_SIGN_TTL);
+        let resp = self.send(OP, Method::DELETE, &url, &[], Bytes::new()).await?;
+        if resp.status().as_u16() == 404 {
+            return Ok(());
+        }
+        self.expect_ok(OP, resp).await.map(|_| ())
+    }
+
     pub fn stats(&self) -> &ShardStats {
         &self.stats
     }
@@ -162,14 +231,7 @@ impl RemoteTier {
     }
 
     pub async fn delete(&self, hash: u128) -> Result<(), RemoteError> {
-        const OP: &str = "DELETE";
-        let name = self.object_name(hash);
-        let url = self.bucket.delete_object(self.credentials.as_ref(), &name).sign(REMOTE_SIGN_TTL);
-        let resp = self.send(OP, Method::DELETE, &url, &[], Bytes::new()).await?;
-        if resp.status().as_u16() == 404 {
-            return Ok(());
-        }
-        self.expect_ok(OP, resp).await.map(|_| ())
+        self.delete_raw(&self.object_name(hash)).await
     }
 
     async fn send(

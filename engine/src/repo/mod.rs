@@ -9,7 +9,8 @@
 //!
 //! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
 //! the shard thread; `mirror.rs` is what an owner does with mirrors;
-//! `snapshot.rs` snapshots, bundles and cold starts; `archive.rs` makes
+//! `snapshot.rs` snapshots, bundles and cold starts; `lease.rs` one build
+//! per snapshot for the whole fleet; `archive.rs` makes
 //! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs`
 //! follows an archive being built; `admission.rs` bounds upload-pack
 //! processes; `packcache.rs` shares the response of identical clone
@@ -21,6 +22,7 @@ pub mod archive;
 pub mod build;
 pub mod git;
 pub mod key;
+pub mod lease;
 pub mod mirror;
 pub mod misses;
 pub mod packcache;
@@ -72,6 +74,9 @@ pub struct RepoConfig {
     /// A snapshot is rebuilt when HEAD moved and it is older than this.
     /// Default 1h.
     pub snapshot_interval: Duration,
+    /// How long a fleet build lease (lease.rs) holds without renewal.
+    /// Default 2m.
+    pub snapshot_lease: Duration,
     /// A mirror that fetches changed is repacked (upkeep.rs) at most this
     /// often. Default 10m.
     pub upkeep_interval: Duration,
@@ -90,6 +95,7 @@ impl RepoConfig {
             clone_timeout: Duration::from_secs(3600),
             upstream_timeout: crate::limits::UPSTREAM_TIMEOUT,
             snapshot_interval: Duration::from_secs(3600),
+            snapshot_lease: crate::limits::SNAPSHOT_LEASE,
             upkeep_interval: Duration::from_secs(600),
         }
     }

@@ -18,6 +18,7 @@ use crate::key::ObjectKey;
 use crate::repo::archive::{self, TreeSnapshotJob};
 use crate::repo::build::Build;
 use crate::repo::git::Git;
+use crate::repo::lease::{FleetStep, Lease};
 use crate::repo::mirror::{head_of, mirror_path, SHORT_GIT_TIMEOUT};
 use crate::repo::{off_shard, Need, RepoError, RepoKey};
 use crate::secret::Secret;
@@ -40,7 +41,7 @@ pub const MIRROR_NAMESPACE: &str = "git-mirror";
 /// read or write: through the object API a client could replace a snapshot
 /// others restore, or read a private repo's without its access check.
 pub fn is_reserved_namespace(ns: &str) -> bool {
-    [SNAPSHOT_NAMESPACE, BUNDLE_NAMESPACE, MIRROR_NAMESPACE].contains(&ns)
+    [SNAPSHOT_NAMESPACE, BUNDLE_NAMESPACE, MIRROR_NAMESPACE, crate::repo::lease::LEASE_NAMESPACE].contains(&ns)
 }
 
 /// Largest pointer object read.
@@ -109,11 +110,13 @@ pub struct SnapshotState {
     pointer: Option<Pointer>,
     pointer_loaded: bool,
     building: Option<Arc<Build>>,
+    /// Requests waiting while the fleet decides who builds (lease.rs).
+    deciding: Option<Vec<futures_channel::oneshot::Sender<()>>>,
     cold_serves: Arc<AtomicUsize>,
 }
 
 /// The object-key form of a repo name (keys hold no `/`).
-fn object_name(key: &RepoKey) -> String {
+pub(crate) fn object_name(key: &RepoKey) -> String {
     key.canonical().replace('/', ":")
 }
 
@@ -174,6 +177,18 @@ impl Shard {
         auth: Option<Secret>,
         stale: Option<String>,
     ) -> Result<SnapshotAnswer, RepoError> {
+        self.owner_snapshot_after(key, auth, stale, false).await
+    }
+
+    /// [`Shard::owner_snapshot`]; `decided`: once more, after the fleet's
+    /// decision, which must have left a snapshot or a build.
+    async fn owner_snapshot_after(
+        self: &Rc<Self>,
+        key: RepoKey,
+        auth: Option<Secret>,
+        stale: Option<String>,
+        decided: bool,
+    ) -> Result<SnapshotAnswer, RepoError> {
         let hash = key.hash();
         let (loaded, ready) = self.with_repo(&key, |st| {
             if let (Some(s), Some(p)) = (&stale, &st.snap.pointer) {
@@ -198,7 +213,7 @@ impl Shard {
         // the mirror's restore waits for it.
         let mut cold = None;
         if ready {
-            self.owner_repo(key.clone(), auth, Need::Fresh).await?;
+            self.owner_repo(key.clone(), auth.clone(), Need::Fresh).await?;
         } else if has_snapshot {
             // Cold: serve what the tiers have at once; warm the mirror behind.
             cold = Some(self.with_repo(&key, |st| ColdServe::new(&st.snap.cold_serves)));
@@ -213,7 +228,7 @@ impl Shard {
             })
             .detach();
         } else {
-            self.owner_repo(key.clone(), auth, Need::Ready).await?;
+            self.owner_repo(key.clone(), auth.clone(), Need::Ready).await?;
         }
         // HEAD as of the last clone or fetch; read from disk only when not
         // known yet (a mirror found at startup).
@@ -227,74 +242,157 @@ impl Shard {
                 h
             }
         };
-        let mut repos = self.repos.borrow_mut();
-        let st = repos.get_mut(&hash).expect("the entry was made above");
-        let head = mirror_head.clone().or_else(|| st.snap.pointer.as_ref().map(|p| p.head.clone()));
-        let private = crate::repo::access::is_private(&mirror_path(self, &key))
-            || st.snap.pointer.as_ref().is_some_and(|p| p.private);
-        if let Some(p) = st.snap.pointer.clone() {
-            if let Some(h) = &mirror_head {
-                let age = Duration::from_millis(crate::now_ms().saturating_sub(p.built_ms));
-                if *h != p.commit && st.snap.building.is_none() && age >= self.config().repo.snapshot_interval {
-                    tracing::info!(repo = %key, from = %p.commit, to = %h, "HEAD moved: rebuilding the snapshot");
-                    self.start_build(&mut st.snap, &key, h.clone())?;
-                } else if *h != p.head {
-                    // Tell the fleet (and a future cold node) where HEAD is.
-                    let updated = Pointer { head: h.clone(), ..p.clone() };
-                    st.snap.pointer = Some(updated.clone());
-                    let (me, k) = (self.clone(), key.clone());
-                    glommio::spawn_local(async move { me.write_pointer(&k, &updated).await }).detach();
+        // glommio runs a spawned task at once: nothing is spawned while the
+        // repos are borrowed.
+        let mut decide = None;
+        let next = 'b: {
+            let mut repos = self.repos.borrow_mut();
+            let st = repos.get_mut(&hash).expect("the entry was made above");
+            let head = mirror_head.clone().or_else(|| st.snap.pointer.as_ref().map(|p| p.head.clone()));
+            let private = crate::repo::access::is_private(&mirror_path(self, &key))
+                || st.snap.pointer.as_ref().is_some_and(|p| p.private);
+            if let Some(p) = st.snap.pointer.clone() {
+                if let Some(h) = &mirror_head {
+                    let age = Duration::from_millis(crate::now_ms().saturating_sub(p.built_ms));
+                    let idle = st.snap.building.is_none() && st.snap.deciding.is_none();
+                    if *h != p.commit && idle && age >= self.config().repo.snapshot_interval {
+                        tracing::info!(repo = %key, from = %p.commit, to = %h, "HEAD moved: rebuilding the snapshot");
+                        st.snap.deciding = Some(Vec::new());
+                        decide = Some(h.clone());
+                    } else if *h != p.head {
+                        // Tell the fleet (and a future cold node) where HEAD is.
+                        let updated = Pointer { head: h.clone(), ..p.clone() };
+                        st.snap.pointer = Some(updated.clone());
+                        let (me, k) = (self.clone(), key.clone());
+                        glommio::spawn_local(async move { me.write_pointer(&k, &updated).await }).detach();
+                    }
+                }
+                break 'b Ok(SnapshotAnswer::Stored {
+                    object: snapshot_object(&key, &p.commit),
+                    commit: p.commit,
+                    head,
+                    cold,
+                    private,
+                });
+            }
+            if let Some(b) = &st.snap.building {
+                break 'b Ok(SnapshotAnswer::Building { build: b.clone(), head, private });
+            }
+            if decided {
+                return Err(RepoError::Io("the snapshot build could not start; see the node's log".into()));
+            }
+            let commit = mirror_head.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
+            // Who builds is the fleet's decision (lease.rs), made once per
+            // repo here and waited for by every request meanwhile.
+            let (tx, rx) = futures_channel::oneshot::channel();
+            match st.snap.deciding.as_mut() {
+                Some(w) => w.push(tx),
+                None => {
+                    st.snap.deciding = Some(vec![tx]);
+                    decide = Some(commit);
                 }
             }
-            return Ok(SnapshotAnswer::Stored {
-                object: snapshot_object(&key, &p.commit),
-                commit: p.commit,
-                head,
-                cold,
-                private,
-            });
+            Err(rx)
+        };
+        if let Some(commit) = decide {
+            glommio::spawn_local(self.clone().decide_build(key.clone(), commit)).detach();
         }
-        if let Some(b) = &st.snap.building {
-            return Ok(SnapshotAnswer::Building { build: b.clone(), head, private });
+        match next {
+            Ok(answer) => return Ok(answer),
+            Err(rx) => {
+                let _ = rx.await;
+            }
         }
-        let commit = mirror_head.ok_or_else(|| RepoError::NoCommits(key.canonical()))?;
-        let build = self.start_build(&mut st.snap, &key, commit)?;
-        Ok(SnapshotAnswer::Building { build, head, private })
+        Box::pin(self.owner_snapshot_after(key, auth, None, true)).await
     }
 
-    fn start_build(
-        self: &Rc<Self>,
-        snap: &mut SnapshotState,
-        key: &RepoKey,
-        commit: String,
-    ) -> Result<Arc<Build>, RepoError> {
-        let path = self.layout().tmp_path(self.id).with_extension("tar.zst");
-        let build =
-            Arc::new(Build::create(commit, path).map_err(|e| RepoError::Io(format!("creating a snapshot file: {e}")))?);
-        snap.building = Some(build.clone());
-        glommio::spawn_local(self.clone().run_build(key.clone(), build.clone())).detach();
-        Ok(build)
+    /// Builds `commit`'s snapshot here, or takes the one another node of
+    /// the fleet built, then wakes the requests that waited.
+    async fn decide_build(self: Rc<Self>, key: RepoKey, commit: String) {
+        let step = self.fleet_build(&key, &commit).await;
+        let private = crate::repo::access::is_private(&mirror_path(&self, &key));
+        let (waiters, started) = self.with_repo(&key, |st| {
+            let started = match step {
+                FleetStep::Landed => {
+                    st.snap.pointer =
+                        Some(Pointer { commit: commit.clone(), built_ms: crate::now_ms(), head: commit, private });
+                    None
+                }
+                FleetStep::Build(lease) if st.snap.building.is_none() => {
+                    match new_build(self.layout(), self.id, commit) {
+                        Ok(build) => {
+                            st.snap.building = Some(build.clone());
+                            Some((build, lease))
+                        }
+                        Err(e) => {
+                            tracing::warn!(repo = %key, error = %e, "could not start the snapshot build");
+                            None
+                        }
+                    }
+                }
+                FleetStep::Build(_) => None,
+            };
+            (st.snap.deciding.take().unwrap_or_default(), started)
+        });
+        if let Some((build, lease)) = started {
+            glommio::spawn_local(self.clone().run_build(key.clone(), build, lease)).detach();
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
     }
 
-    async fn run_build(self: Rc<Self>, key: RepoKey, build: Arc<Build>) {
+    async fn run_build(self: Rc<Self>, key: RepoKey, build: Arc<Build>, lease: Option<Lease>) {
+        let built = async { self.build_and_store(&key, &build).await };
+        let stored = match &lease {
+            // The lease is renewed for as long as the build runs.
+            Some(l) => {
+                futures_lite::future::or(built, async {
+                    l.keep().await;
+                    false
+                })
+                .await
+            }
+            None => built.await,
+        };
+        if let Some(l) = lease {
+            l.release().await;
+        }
+        if stored && self.remote.is_some() {
+            self.upload_mirror_snapshot(&key).await;
+        }
+    }
+
+    /// Builds and stores the snapshot; true when it is stored.
+    async fn build_and_store(self: &Rc<Self>, key: &RepoKey, build: &Arc<Build>) -> bool {
+        let key = key.clone();
         let started = Instant::now();
         let job = match self.config().repo.upstreams.url(&key) {
             Ok(origin_url) => TreeSnapshotJob {
-                mirror: mirror_path(&self, &key),
+                mirror: mirror_path(self, &key),
                 work: self.layout().tmp_path(self.id),
                 out: build.path.clone(),
                 origin_url,
                 commit: build.commit.clone(),
                 zstd_workers: zstd_workers(),
             },
-            Err(e) => return self.build_failed(&key, &build, e.to_string()),
+            Err(e) => {
+                self.build_failed(&key, build, e.to_string());
+                return false;
+            }
         };
         let b = build.clone();
         let made = off_shard("trove-snapshot", move || archive::make_tree_snapshot(&job, &*b)).await;
         let len = match made {
             Ok(Ok(len)) => len,
-            Ok(Err(e)) => return self.build_failed(&key, &build, e.to_string()),
-            Err(e) => return self.build_failed(&key, &build, e.to_string()),
+            Ok(Err(e)) => {
+                self.build_failed(&key, build, e.to_string());
+                return false;
+            }
+            Err(e) => {
+                self.build_failed(&key, build, e.to_string());
+                return false;
+            }
         };
         build.mark_done(len);
         bump(&self.stats().snapshot_builds, 1);
@@ -305,7 +403,7 @@ impl Shard {
             commit: build.commit.clone(),
             built_ms: crate::now_ms(),
             head: build.commit.clone(),
-            private: crate::repo::access::is_private(&mirror_path(&self, &key)),
+            private: crate::repo::access::is_private(&mirror_path(self, &key)),
         };
         match &stored {
             Ok(()) => self.write_pointer(&key, &pointer).await,
@@ -318,9 +416,7 @@ impl Shard {
             }
         });
         let _ = std::fs::remove_file(&build.path);
-        if self.remote.is_some() {
-            self.upload_mirror_snapshot(&key).await;
-        }
+        stored.is_ok()
     }
 
     fn build_failed(&self, key: &RepoKey, build: &Build, why: String) {
@@ -483,4 +579,10 @@ impl Shard {
 /// client is waiting on it).
 fn zstd_workers() -> u32 {
     std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+}
+
+/// A snapshot file to build `commit` into, in the shard's tmp dir.
+fn new_build(layout: &crate::store::Layout, shard: crate::ShardId, commit: String) -> Result<Arc<Build>, RepoError> {
+    let path = layout.tmp_path(shard).with_extension("tar.zst");
+    Build::create(commit, path).map(Arc::new).map_err(|e| RepoError::Io(format!("creating a snapshot file: {e}")))
 }
