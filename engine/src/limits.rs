@@ -155,3 +155,6 @@ pub const SNAPSHOT_LEASE_MAX_BYTES: usize = 4096;
 /// Lease generations tried before a node builds regardless (each one is
 /// a builder that died or gave up).
 pub const SNAPSHOT_LEASE_GENERATIONS: u32 = 64;
+
+/// Default of `--mirror-capacity`: disk the bare mirrors may use, node-wide.
+pub const MIRROR_CAPACITY_BYTES: u64 = 64 << 30;

@@ -47,6 +47,8 @@ counters! {
     upstream_fetches: "git fetches from upstreams (stale refs, missing wants, restored mirrors)",
     passthrough_requests: "pushes and Git LFS requests passed through to upstreams",
     mirror_upkeeps: "mirrors repacked for serving after fetches changed them",
+    mirror_evictions: "mirrors evicted, least recently used first, to stay within --mirror-capacity",
+    mirror_bytes: "disk the mirrors this shard owns used at the last count",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",
     slow_clients_closed: "connections closed for a request head or body slower than --head-timeout allows",

@@ -46,6 +46,8 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "upstream_fetches": sum("upstream_fetches"),
             "passthrough_requests": sum("passthrough_requests"),
             "mirror_upkeeps": sum("mirror_upkeeps"),
+            "mirror_evictions": sum("mirror_evictions"),
+            "mirror_bytes": sum("mirror_bytes"),
             "upload_pack_runs": sum("upload_pack_runs"),
             "pack_cache_follows": sum("pack_cache_follows"),
             "repo_states": sum("repo_states"),

@@ -84,6 +84,9 @@ pub struct ServeArgs {
     /// With S3 shared by a fleet, a node claims each snapshot build with a lease in S3; the others wait for its result. A lease not renewed for this long (its node died) lets another node build. [default: 2m]
     #[arg(long, env = "TROVE_SNAPSHOT_LEASE")]
     pub snapshot_lease: Option<String>,
+    /// Disk the bare git mirrors may use, node-wide; past it the least recently used mirrors are evicted and cloned again on their next request. Objects and snapshots have --local-capacity. [default: 64GiB]
+    #[arg(long, env = "TROVE_MIRROR_CAPACITY")]
+    pub mirror_capacity: Option<String>,
     /// Repack a mirror whose fetches brought new objects at most this often, so it serves as fast as a fresh clone (geometric repack, multi-pack-index and bitmap rewritten). [default: 10m]
     #[arg(long, env = "TROVE_UPKEEP_INTERVAL")]
     pub upkeep_interval: Option<String>,
@@ -146,6 +149,7 @@ struct FileConfig {
     refs_ttl: Option<String>,
     snapshot_interval: Option<String>,
     snapshot_lease: Option<String>,
+    mirror_capacity: Option<String>,
     upkeep_interval: Option<String>,
     max_upload_packs: Option<usize>,
     upload_pack_queue: Option<usize>,
@@ -242,6 +246,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
     }
     if let Some(s) = args.snapshot_interval.or(file.snapshot_interval) {
         node.repo.snapshot_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-interval")?;
+    }
+    if let Some(s) = args.mirror_capacity.or(file.mirror_capacity) {
+        node.repo.mirror_capacity = parse_size(&s).map_err(anyhow::Error::msg).context("--mirror-capacity")?;
     }
     if let Some(s) = args.snapshot_lease.or(file.snapshot_lease) {
         node.repo.snapshot_lease = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-lease")?;

@@ -60,8 +60,13 @@ impl<S> Filter<S> for IopollNotice {
 pub fn init(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let fmt =
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).with_filter(IopollNotice);
+    // Colours only for a terminal: a log file or journald gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .with_filter(filter)
+        .with_filter(IopollNotice);
     tracing_subscriber::registry().with(fmt).init();
 }
 

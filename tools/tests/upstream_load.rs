@@ -136,3 +136,59 @@ fn upstream_jobs_past_the_cap_and_queue_get_503_at_once() {
     assert!(most <= 2, "at most 2 clones ran at once, saw {most}");
     assert_eq!(git_stat(&node, "upstream_jobs_refused"), 4);
 }
+
+/// The mirrors on the node's disk (not counting evicted copies).
+fn mirror_dirs(data: &std::path::Path) -> usize {
+    std::fs::read_dir(data.join("shards"))
+        .expect("shards")
+        .flatten()
+        .map(|s| std::fs::read_dir(s.path().join("mirrors")).map(|m| m.count()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn a_node_over_its_mirror_budget_evicts_the_least_recently_used_mirror() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    // Three repos of 1 MiB that does not compress, beside org/repo.
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let work = dir.path().join(format!("work-{name}"));
+        std::fs::create_dir_all(&work).expect("mkdir");
+        git(&work, &["init", "-q"]);
+        std::fs::write(work.join("blob"), bytes(100 + i as u64, 1 << 20)).expect("write");
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-qm", name]);
+        let bare = up.root.join("org").join(name);
+        git(dir.path(), &["clone", "-q", "--bare", work.to_str().expect("utf8"), bare.to_str().expect("utf8")]);
+    }
+    // Two such mirrors fit, three do not.
+    let node = node_for(dir.path(), &up, &["--shards", "1", "--mirror-capacity", "2600KiB"]);
+    let data = dir.path().join("data");
+    let refs = |name: &str| {
+        let r = get(&node.url(&format!("/git/example.test/org/{name}/info/refs?service=git-upload-pack")));
+        assert_eq!(r.status, 200, "{name}: {}", String::from_utf8_lossy(&r.body));
+    };
+    refs("a");
+    refs("b");
+    refs("a"); // b is the least recently used now
+    assert_eq!(git_stat(&node, "mirror_evictions"), 0, "two mirrors fit");
+    refs("c");
+    wait_until("a mirror is evicted", std::time::Duration::from_secs(20), || git_stat(&node, "mirror_evictions") == 1);
+    assert_eq!(mirror_dirs(&data), 2);
+    let evicted: Vec<String> =
+        node.log_text().lines().filter(|l| l.contains("mirror evicted")).map(str::to_owned).collect();
+    assert!(evicted.len() == 1 && evicted[0].contains("repo=example.test/org/b "), "b was the one: {evicted:?}");
+    assert!(git_stat(&node, "mirror_bytes") <= 2600 << 10, "{}", node.stats());
+
+    // b is cloned again on its next request, and serves whole.
+    let clone = dir.path().join("clone-b");
+    let url = node.url("/git/example.test/org/b");
+    git(dir.path(), &["clone", "-q", &url, clone.to_str().expect("utf8")]);
+    assert_eq!(std::fs::read(clone.join("blob")).expect("blob"), bytes(101, 1 << 20));
+    assert_eq!(git_stat(&node, "upstream_clones"), 4, "a, b, c, and b again");
+    // Now a is the least recently used.
+    wait_until("a second mirror is evicted", std::time::Duration::from_secs(20), || {
+        git_stat(&node, "mirror_evictions") == 2
+    });
+    assert_eq!(mirror_dirs(&data), 2);
+}

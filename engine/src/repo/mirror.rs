@@ -254,65 +254,71 @@ impl Shard {
             Ok(()) => refs_state(&path).await.map_or((None, None), |(h, r)| (h, Some(r))),
             Err(_) => (None, None),
         };
-        let mut repos = self.repos.borrow_mut();
-        let Some(st) = repos.get_mut(&key.hash()) else { return };
-        if result.is_ok() {
-            // Responses shared by identical requests stay valid while the
-            // refs do: a freshness fetch that brought nothing (the common
-            // case, every refs TTL) must not make the next clone run
-            // upload-pack again.
-            if refs.is_none() || refs != st.refs {
-                st.packs.clear();
-                st.changed_since_upkeep |= matches!(job, Job::Fetch);
-            }
-            st.head = head;
-            st.refs = refs;
-        }
-        let reply = match (&result, job) {
-            (Ok(()), Job::Clone) => {
-                // Cloned or restored, then indexed: packed for serving.
-                st.upkept_at = Some(Instant::now());
-                st.ready = true;
-                st.failures = 0;
-                st.retry = None;
-                st.checked_at = Some(Instant::now());
-                Ok(())
-            }
-            (Ok(()), Job::Fetch) => {
-                st.checked_at = Some(Instant::now());
-                Ok(())
-            }
-            (Err(e @ RepoError::Unauthorized(_)), Job::Clone) => {
-                // The asker's credentials, not the upstream, failed: the
-                // next asker (with good ones) must not wait out a backoff.
-                Err(e.clone())
-            }
-            (Err(e @ (RepoError::Busy | RepoError::ShardGone(_))), Job::Clone) => {
-                // The node, not the upstream, said no: no backoff.
-                Err(e.clone())
-            }
-            (Err(e), Job::Clone) => {
-                st.failures += 1;
-                let mut wait = BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
-                if let RepoError::UpstreamNotFound(_) = e {
-                    wait = wait.max(crate::limits::UPSTREAM_NOT_FOUND_TTL);
+        {
+            let mut repos = self.repos.borrow_mut();
+            let Some(st) = repos.get_mut(&key.hash()) else { return };
+            if result.is_ok() {
+                // Responses shared by identical requests stay valid while the
+                // refs do: a freshness fetch that brought nothing (the common
+                // case, every refs TTL) must not make the next clone run
+                // upload-pack again.
+                if refs.is_none() || refs != st.refs {
+                    st.packs.clear();
+                    st.changed_since_upkeep |= matches!(job, Job::Fetch);
                 }
-                st.retry = Some((Instant::now() + wait, e.clone()));
-                tracing::warn!(repo = %key, error = %e, retry_in = ?wait, "clone failed; the repo is Empty again");
-                Err(e.clone())
+                st.head = head;
+                st.refs = refs;
             }
-            (Err(e), Job::Fetch) => {
-                // A cache keeps serving what it has when the upstream is down.
-                tracing::warn!(repo = %key, error = %e, "fetch failed; serving the mirror as it is");
-                if stale_ok {
+            let reply = match (&result, job) {
+                (Ok(()), Job::Clone) => {
+                    // Cloned or restored, then indexed: packed for serving.
+                    st.upkept_at = Some(Instant::now());
+                    st.ready = true;
+                    st.failures = 0;
+                    st.retry = None;
+                    st.checked_at = Some(Instant::now());
                     Ok(())
-                } else {
+                }
+                (Ok(()), Job::Fetch) => {
+                    st.checked_at = Some(Instant::now());
+                    Ok(())
+                }
+                (Err(e @ RepoError::Unauthorized(_)), Job::Clone) => {
+                    // The asker's credentials, not the upstream, failed: the
+                    // next asker (with good ones) must not wait out a backoff.
                     Err(e.clone())
                 }
+                (Err(e @ (RepoError::Busy | RepoError::ShardGone(_))), Job::Clone) => {
+                    // The node, not the upstream, said no: no backoff.
+                    Err(e.clone())
+                }
+                (Err(e), Job::Clone) => {
+                    st.failures += 1;
+                    let mut wait =
+                        BACKOFF_MIN.saturating_mul(1 << st.failures.min(16).saturating_sub(1)).min(BACKOFF_MAX);
+                    if let RepoError::UpstreamNotFound(_) = e {
+                        wait = wait.max(crate::limits::UPSTREAM_NOT_FOUND_TTL);
+                    }
+                    st.retry = Some((Instant::now() + wait, e.clone()));
+                    tracing::warn!(repo = %key, error = %e, retry_in = ?wait, "clone failed; the repo is Empty again");
+                    Err(e.clone())
+                }
+                (Err(e), Job::Fetch) => {
+                    // A cache keeps serving what it has when the upstream is down.
+                    tracing::warn!(repo = %key, error = %e, "fetch failed; serving the mirror as it is");
+                    if stale_ok {
+                        Ok(())
+                    } else {
+                        Err(e.clone())
+                    }
+                }
+            };
+            for w in st.waiters.take().unwrap_or_default() {
+                let _ = w.send(reply.clone());
             }
-        };
-        for w in st.waiters.take().unwrap_or_default() {
-            let _ = w.send(reply.clone());
+        }
+        if matches!((&result, job), (Ok(()), Job::Clone)) {
+            self.evict_mirrors().await;
         }
     }
 
@@ -414,7 +420,9 @@ impl Shard {
                 }
             }
             if owner == self.id {
-                self.repos.borrow_mut().insert(key.hash(), RepoState::new(key, true));
+                let mut st = RepoState::new(key, true);
+                st.used_at = crate::repo::evict::used_at_from_disk(&want);
+                self.repos.borrow_mut().insert(st.key.hash(), st);
             }
         }
         let n = self.repos.borrow().len();
@@ -463,6 +471,26 @@ fn drop_dead_records(repos: &mut std::collections::HashMap<u128, RepoState>) {
 }
 
 impl RepoState {
+    /// When the owner last saw the mirror used.
+    pub(crate) fn used_at(&self) -> Instant {
+        self.used_at
+    }
+
+    /// Makes a Ready mirror with no job in flight Empty again, as its
+    /// directory is about to be unpublished (evict.rs); false, and nothing
+    /// changed, otherwise.
+    pub(crate) fn forget_mirror(&mut self) -> bool {
+        if !self.ready || self.waiters.is_some() {
+            return false;
+        }
+        self.ready = false;
+        self.checked_at = None;
+        self.head = None;
+        self.refs = None;
+        self.packs.clear();
+        true
+    }
+
     pub(crate) fn new(key: RepoKey, ready: bool) -> Self {
         Self {
             key,

@@ -12,7 +12,8 @@
 //! `snapshot.rs` snapshots, bundles and cold starts; `lease.rs` one build
 //! per snapshot for the whole fleet; `archive.rs` makes
 //! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs`
-//! follows an archive being built; `admission.rs` bounds upload-pack
+//! follows an archive being built; `evict.rs` keeps mirrors under
+//! `--mirror-capacity`; `admission.rs` bounds upload-pack
 //! processes; `packcache.rs` shares the response of identical clone
 //! requests. This module never speaks HTTP.
 
@@ -20,6 +21,7 @@ pub mod access;
 pub mod admission;
 pub mod archive;
 pub mod build;
+pub mod evict;
 pub mod git;
 pub mod key;
 pub mod lease;
@@ -74,6 +76,8 @@ pub struct RepoConfig {
     /// A snapshot is rebuilt when HEAD moved and it is older than this.
     /// Default 1h.
     pub snapshot_interval: Duration,
+    /// Disk the mirrors may use, node-wide (evict.rs). Default 64 GiB.
+    pub mirror_capacity: u64,
     /// How long a fleet build lease (lease.rs) holds without renewal.
     /// Default 2m.
     pub snapshot_lease: Duration,
@@ -96,6 +100,7 @@ impl RepoConfig {
             upstream_timeout: crate::limits::UPSTREAM_TIMEOUT,
             snapshot_interval: Duration::from_secs(3600),
             snapshot_lease: crate::limits::SNAPSHOT_LEASE,
+            mirror_capacity: crate::limits::MIRROR_CAPACITY_BYTES,
             upkeep_interval: Duration::from_secs(600),
         }
     }

@@ -195,6 +195,7 @@ async fn background_fetches(shard: Rc<Shard>) {
         glommio::timer::sleep(shard.config().repo.fetch_interval).await;
         shard.fetch_recent_mirrors().await;
         shard.upkeep_mirrors().await;
+        shard.evict_mirrors().await;
     }
 }
 
