@@ -1,27 +1,26 @@
 //! Git smart HTTP from the mirrors: `info/refs` and `git-upload-pack`,
 //! protocol v0 and v2, served with `git upload-pack --stateless-rpc`.
 //!
-//! Order of a POST: read the whole request (bounded, gzip undone with a
-//! bound), check its pkt-line framing, make sure every `want` is in the
-//! mirror (one fetch from the upstream if not), take an upload-pack slot
-//! (503 with Retry-After at once when the queue is full), then stream the
-//! process's stdout as the response. A clone (wants, no haves) goes to
+//! Order of a POST: read the request as far as its wants
+//! (`pack_request.rs`: bounded, gzip undone as it comes, framing checked),
+//! make sure every `want` is in the mirror (one fetch from the upstream if
+//! not), take an upload-pack slot (503 with Retry-After at once when the
+//! queue is full), then stream the rest of the request into the process
+//! and the process's stdout out as the response. A clone (wants, no haves) goes to
 //! `shared_pack.rs` instead: identical clones share one run. Pushes and
 //! Git LFS go to the upstream (`passthrough.rs`). The client's Authorization header goes to
 //! the engine for the upstream and is never logged.
 
 use crate::body::RespBody;
-use crate::budget::Reservation;
 use crate::error::ApiError;
-use crate::limits::{UPLOAD_PACK_BODY_MAX_BYTES, UPLOAD_PACK_READ_BYTES};
+use crate::limits::UPLOAD_PACK_READ_BYTES;
+use crate::pack_request::PackRequest;
 use crate::passthrough::Kind;
 use crate::ServerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::io::Read;
 use std::rc::Rc;
 use std::time::Duration;
 use trove_engine::repo::git::Git;
@@ -199,23 +198,16 @@ async fn upload_pack(
             ))
         }
     };
-    // Held as long as the body is (moved along with it into a shared run).
+    // Held as long as the head is (moved along with it into a shared run).
     let mut reservation = cfg.body_budget.reservation();
-    let body = read_body(req.into_body(), &mut reservation).await?;
-    let body = if gzip {
-        let inflated = gunzip(&body)?;
-        reservation.grow(inflated.len() as u64)?;
-        inflated
-    } else {
-        body
-    };
-    let wants = parse_wants(&body)?;
+    let mut request = PackRequest::new(req.into_body(), gzip);
+    let head = request.head(&mut reservation).await?;
     let mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
     // "not our ref": fetch once from the upstream (not again for the same
     // wants within the refs TTL), then serve.
-    shard.resolve_fetching(key, auth, &mirror, &wants).await.map_err(repo_error)?;
-    if trove_engine::repo::packcache::shareable(&body) {
-        return crate::shared_pack::serve(shard, key, &mirror, protocol, (body, reservation)).await;
+    shard.resolve_fetching(key, auth, &mirror, &head.wants).await.map_err(repo_error)?;
+    if head.whole && trove_engine::repo::packcache::shareable(&head.bytes) {
+        return crate::shared_pack::serve(shard, key, &mirror, protocol, (head.bytes, reservation)).await;
     }
     let permit = upload_pack_slot(shard).await?;
     bump(&shard.stats().upload_pack_runs, 1);
@@ -223,9 +215,27 @@ async fn upload_pack(
     let mut stdin = proc.stdin.take().expect("spawned with a stdin");
     glommio::spawn_local(async move {
         // upload-pack may stop reading early (an error): ignore EPIPE.
-        let _ = stdin.write_all(&body).await;
+        if stdin.write_all(&head.bytes).await.is_err() {
+            return;
+        }
+        drop((head, reservation));
+        // The rest streams as it comes; a bad rest (corrupt gzip, too long)
+        // cuts upload-pack's input short, and it fails the request.
+        loop {
+            match request.rest().await {
+                Ok(Some(data)) => {
+                    if stdin.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::info!(error = %e.message, "upload-pack request body failed mid-stream");
+                    return;
+                }
+            }
+        }
         let _ = stdin.close().await;
-        drop((body, reservation));
     })
     .detach();
     // Wait for the first bytes: a process that fails before answering
@@ -301,85 +311,6 @@ impl PackStream {
     }
 }
 
-/// Reads the whole body, each frame's bytes taken from the node's body
-/// budget (`reservation`) before they are kept.
-async fn read_body(mut body: Incoming, reservation: &mut Reservation) -> Result<Vec<u8>, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("an upload-pack request is limited to {UPLOAD_PACK_BODY_MAX_BYTES} bytes"),
-        )
-    };
-    let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| ApiError::bad_request("bad_body", format!("reading the request body failed: {e}")))?;
-        if let Some(data) = frame.data_ref() {
-            if out.len() + data.len() > UPLOAD_PACK_BODY_MAX_BYTES {
-                return Err(too_large());
-            }
-            reservation.grow(data.len() as u64)?;
-            out.extend_from_slice(data);
-        }
-    }
-    Ok(out)
-}
-
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    let mut dec = flate2::read::GzDecoder::new(data).take(UPLOAD_PACK_BODY_MAX_BYTES as u64 + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| ApiError::bad_request("bad_body", format!("the gzip request body is corrupt: {e}")))?;
-    if out.len() > UPLOAD_PACK_BODY_MAX_BYTES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request inflates past {UPLOAD_PACK_BODY_MAX_BYTES} bytes"),
-        ));
-    }
-    Ok(out)
-}
-
-/// The object ids a request wants, after checking its pkt-line framing.
-fn parse_wants(body: &[u8]) -> Result<Vec<String>, ApiError> {
-    let garbage =
-        |why: &str| ApiError::bad_request("bad_upload_pack_request", format!("not a git upload-pack request: {why}"));
-    let mut wants = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        if rest.len() < 4 {
-            return Err(garbage("truncated pkt-line"));
-        }
-        let len = std::str::from_utf8(&rest[..4])
-            .ok()
-            .and_then(|h| usize::from_str_radix(h, 16).ok())
-            .ok_or_else(|| garbage("bad pkt-line length"))?;
-        if len < 4 {
-            // flush (0000), delim (0001), response-end (0002)
-            rest = &rest[4..];
-            continue;
-        }
-        if len > rest.len() {
-            return Err(garbage("pkt-line runs past the body"));
-        }
-        let line = &rest[4..len];
-        if let Some(w) = line.strip_prefix(b"want ") {
-            let sha = w.get(..40).ok_or_else(|| garbage("short want"))?;
-            if !sha.iter().all(u8::is_ascii_hexdigit) {
-                return Err(garbage("want is not an object id"));
-            }
-            wants.push(String::from_utf8_lossy(sha).into_owned());
-        }
-        rest = &rest[len..];
-    }
-    if body.is_empty() {
-        return Err(garbage("empty body"));
-    }
-    Ok(wants)
-}
-
-/// True when the mirror has every object in `wants`.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,16 +320,5 @@ mod tests {
         assert_eq!(split_action("org/repo/info/refs"), Some(("org/repo", "info/refs")));
         assert_eq!(split_action("a/b/c.git/git-upload-pack"), Some(("a/b/c.git", "git-upload-pack")));
         assert_eq!(split_action("org/repo/HEAD"), None);
-    }
-
-    #[test]
-    fn wants_are_parsed_and_garbage_refused() {
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        let line = format!("want {sha} multi_ack side-band-64k\n");
-        let body = format!("{:04x}{line}00000009done\n", line.len() + 4);
-        assert_eq!(parse_wants(body.as_bytes()).expect("valid in this test"), vec![sha.to_owned()]);
-        for bad in ["", "zzzz", "0fff", "000awant x\n", "0009want "] {
-            assert!(parse_wants(bad.as_bytes()).is_err(), "{bad:?}");
-        }
     }
 }

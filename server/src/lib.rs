@@ -10,7 +10,8 @@
 //! `budget.rs` the node-wide budget of buffered request bodies; `routes.rs`
 //! dispatch;
 //! `object.rs` the object API; `status.rs` stats, metrics, health;
-//! `git.rs` git smart HTTP from the mirrors; `passthrough.rs` pushes and
+//! `git.rs` git smart HTTP from the mirrors; `pack_request.rs` reads an
+//! upload-pack request as far as its wants; `passthrough.rs` pushes and
 //! Git LFS passed through to the upstream; `snapshot.rs` snapshots,
 //! bundles and ensure-refs; `body.rs` the response body; `range.rs`,
 //! `precondition.rs`, `ttl.rs` header parsing;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod git;
 pub mod limits;
 pub mod object;
+pub mod pack_request;
 pub mod passthrough;
 pub mod precondition;
 pub mod range;

@@ -106,9 +106,10 @@ fn buffered_upload_pack_bodies_are_bounded_node_wide() {
     let base = repo_url(&node);
     assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
     let before = peak_rss(node.pid());
-    // Ten 30 MB bodies at once: read whole before their wants are parsed,
-    // they would take 300 MB together.
-    let body = vec![b'x'; 30 << 20];
+    // Ten 30 MB want sections at once (what the node must hold before it
+    // can admit a request): together they would take 300 MB.
+    let want = format!("0032want {}\n", "1".repeat(40));
+    let body = want.repeat((30 << 20) / want.len()).into_bytes();
     let url = format!("{base}/git-upload-pack");
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..10)
@@ -126,4 +127,42 @@ fn buffered_upload_pack_bodies_are_bounded_node_wide() {
     let grew = peak_rss(node.pid()).saturating_sub(before);
     assert!(grew < 150 << 20, "the node's peak memory grew by {} MB for a 64 MB budget", grew >> 20);
     assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200, "and it serves on");
+}
+
+#[test]
+fn a_fetch_with_a_huge_have_list_streams_into_upload_pack() {
+    use crate::git::{git, node_for, repo_url, Upstream};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let node = node_for(dir.path(), &up, &["--body-memory", "16M"]);
+    let base = repo_url(&node);
+    assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
+    let before = peak_rss(node.pid());
+    // A fetch whose negotiation names 12 MB of commits the mirror lacks:
+    // past its wants it need not be held, so ten at once fit a 16 MB budget.
+    let mut body = format!("0032want {head}\n0000").into_bytes();
+    let mut n: u64 = 0;
+    while body.len() < 12 << 20 {
+        n += 1;
+        body.extend_from_slice(format!("0032have {:040x}\n", n).as_bytes());
+    }
+    body.extend_from_slice(b"0009done\n");
+    let url = format!("{base}/git-upload-pack");
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..10)
+            .map(|_| {
+                s.spawn(|| {
+                    http("POST", &url, &[("Content-Type", "application/x-git-upload-pack-request")], body.clone())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for r in &answers {
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body[..r.body.len().min(300)]));
+        assert!(r.body.windows(4).any(|w| w == b"PACK"), "a pack came back");
+    }
+    let grew = peak_rss(node.pid()).saturating_sub(before);
+    assert!(grew < 60 << 20, "the node's peak memory grew by {} MB for 120 MB of bodies", grew >> 20);
 }

@@ -1,0 +1,225 @@
+//! An upload-pack request body, read as far as its wants and no further.
+//!
+//! What the node must know before it takes an upload-pack slot is the
+//! wants (the mirror may have to fetch them first). git sends them first:
+//! the want section ends at the first flush (protocol v0), or at the first
+//! `have` or `done` (v2, and v0 as well). So the body is read, gzip undone
+//! incrementally, until that point; a body that ends meanwhile (a clone, a
+//! small fetch) is whole, which the shared-clone path needs. Past it, and
+//! past `STREAM_AFTER_BYTES`, the rest is not held: it streams into
+//! upload-pack as the client sends it, after admission (`rest`).
+//!
+//! Every byte held counts against the node's body budget. The request is
+//! limited to `UPLOAD_PACK_BODY_MAX_BYTES` after inflating, streamed part
+//! included. The want section's framing is checked here; upload-pack
+//! checks the rest.
+
+use crate::budget::Reservation;
+use crate::error::ApiError;
+use crate::limits::UPLOAD_PACK_BODY_MAX_BYTES;
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::io::Write;
+
+/// Once the wants are known, bodies longer than this stream.
+pub const STREAM_AFTER_BYTES: usize = 256 * 1024;
+/// Memory a want held costs beyond its bytes in the body (its String).
+const WANT_HELD_BYTES: usize = 64;
+
+/// The request as far as it has been read.
+pub struct PackRequest {
+    body: Incoming,
+    gzip: Option<flate2::write::GzDecoder<Vec<u8>>>,
+    /// Inflated bytes read so far (held or streamed).
+    total: usize,
+    ended: bool,
+}
+
+/// The part read before admission.
+pub struct Head {
+    pub bytes: Vec<u8>,
+    pub wants: Vec<String>,
+    /// The body ended within it: `bytes` is the whole request.
+    pub whole: bool,
+}
+
+impl PackRequest {
+    pub fn new(body: Incoming, gzip: bool) -> Self {
+        Self { body, gzip: gzip.then(|| flate2::write::GzDecoder::new(Vec::new())), total: 0, ended: false }
+    }
+
+    /// Reads until the wants are known and either the body ended or
+    /// `STREAM_AFTER_BYTES` are held, each byte taken from `reservation`.
+    pub async fn head(&mut self, reservation: &mut Reservation) -> Result<Head, ApiError> {
+        let mut bytes = Vec::new();
+        let mut scan = Scan::default();
+        loop {
+            let known = scan.wants.len();
+            scan.advance(&bytes)?;
+            // A want kept costs about its String, beyond its bytes.
+            reservation.grow(((scan.wants.len() - known) * WANT_HELD_BYTES) as u64)?;
+            if self.ended {
+                if bytes.is_empty() {
+                    return Err(garbage("empty body"));
+                }
+                if scan.pos != bytes.len() {
+                    return Err(garbage("truncated pkt-line"));
+                }
+                return Ok(Head { bytes, wants: scan.wants, whole: true });
+            }
+            if scan.complete && bytes.len() >= STREAM_AFTER_BYTES {
+                return Ok(Head { bytes, wants: scan.wants, whole: false });
+            }
+            match self.next_inflated().await? {
+                Some(data) => {
+                    reservation.grow(data.len() as u64)?;
+                    bytes.extend_from_slice(&data);
+                }
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// The next bytes after the head, inflated; None at the end.
+    pub async fn rest(&mut self) -> Result<Option<Bytes>, ApiError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let next = self.next_inflated().await?;
+        self.ended = next.is_none();
+        Ok(next)
+    }
+
+    async fn next_inflated(&mut self) -> Result<Option<Bytes>, ApiError> {
+        loop {
+            let Some(frame) = self.body.frame().await else {
+                if let Some(dec) = self.gzip.as_mut() {
+                    dec.try_finish().map_err(corrupt_gzip)?;
+                    let tail = std::mem::take(dec.get_mut());
+                    if !tail.is_empty() {
+                        return self.count(Bytes::from(tail)).map(Some);
+                    }
+                }
+                return Ok(None);
+            };
+            let frame = frame
+                .map_err(|e| ApiError::bad_request("bad_body", format!("reading the request body failed: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            let data = match self.gzip.as_mut() {
+                None => data,
+                Some(dec) => {
+                    dec.write_all(&data).map_err(corrupt_gzip)?;
+                    Bytes::from(std::mem::take(dec.get_mut()))
+                }
+            };
+            if !data.is_empty() {
+                return self.count(data).map(Some);
+            }
+        }
+    }
+
+    fn count(&mut self, data: Bytes) -> Result<Bytes, ApiError> {
+        self.total += data.len();
+        if self.total > UPLOAD_PACK_BODY_MAX_BYTES {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "an upload-pack request is limited to {UPLOAD_PACK_BODY_MAX_BYTES} bytes (after gzip is undone)"
+                ),
+            ));
+        }
+        Ok(data)
+    }
+}
+
+fn corrupt_gzip(e: std::io::Error) -> ApiError {
+    ApiError::bad_request("bad_body", format!("the gzip request body is corrupt: {e}"))
+}
+
+fn garbage(why: &str) -> ApiError {
+    ApiError::bad_request("bad_upload_pack_request", format!("not a git upload-pack request: {why}"))
+}
+
+/// What the pkt-lines read so far say, scanned once each.
+#[derive(Default)]
+struct Scan {
+    wants: Vec<String>,
+    /// The want section has ended (a flush, a `have` or `done` came).
+    complete: bool,
+    /// Where the first pkt-line not yet scanned starts.
+    pos: usize,
+}
+
+impl Scan {
+    /// Checks the framing of the whole pkt-lines of `body` past `pos` and
+    /// collects the wants of the want section.
+    fn advance(&mut self, body: &[u8]) -> Result<(), ApiError> {
+        while let Some(head) = body.get(self.pos..self.pos + 4) {
+            let len = std::str::from_utf8(head)
+                .ok()
+                .and_then(|h| usize::from_str_radix(h, 16).ok())
+                .ok_or_else(|| garbage("bad pkt-line length"))?;
+            if len < 4 {
+                // flush (0000) ends v0's wants and a v2 request; delim
+                // (0001) and response-end (0002) do not.
+                self.complete |= len == 0;
+                self.pos += 4;
+                continue;
+            }
+            let Some(line) = body.get(self.pos + 4..self.pos + len) else { break };
+            if line.starts_with(b"have ") || line.starts_with(b"done") {
+                self.complete = true;
+            }
+            if !self.complete {
+                if let Some(w) = line.strip_prefix(b"want ") {
+                    let sha = w.get(..40).ok_or_else(|| garbage("short want"))?;
+                    if !sha.iter().all(u8::is_ascii_hexdigit) {
+                        return Err(garbage("want is not an object id"));
+                    }
+                    self.wants.push(String::from_utf8_lossy(sha).into_owned());
+                }
+            }
+            self.pos += len;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(body: &[u8]) -> Result<Scan, ApiError> {
+        let mut s = Scan::default();
+        s.advance(body)?;
+        Ok(s)
+    }
+
+    #[test]
+    fn wants_are_collected_until_the_want_section_ends() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let line = format!("want {sha} multi_ack side-band-64k\n");
+        let body = format!("{:04x}{line}00000009done\n", line.len() + 4);
+        let s = scan(body.as_bytes()).expect("valid in this test");
+        assert_eq!((s.wants, s.complete, s.pos), (vec![sha.to_owned()], true, body.len()));
+        // A want after the section is upload-pack's to judge, not a want here.
+        let late = format!("{:04x}{line}0000{:04x}{line}", line.len() + 4, line.len() + 4);
+        assert_eq!(scan(late.as_bytes()).expect("framed").wants.len(), 1);
+        // Unfinished: no end seen yet, and a partial line left.
+        let open = format!("{:04x}{line}00", line.len() + 4);
+        let s = scan(open.as_bytes()).expect("framed so far");
+        assert_eq!((s.complete, s.pos), (false, open.len() - 2));
+        // Fed in pieces, a scan picks up where it stopped.
+        let mut s = Scan::default();
+        for end in [3, 10, body.len()] {
+            s.advance(&body.as_bytes()[..end]).expect("framed");
+        }
+        assert_eq!((s.wants.len(), s.complete, s.pos), (1, true, body.len()));
+        for bad in ["zzzz", "000awant x\n", "0009want "] {
+            assert!(scan(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+}
