@@ -6,8 +6,9 @@
 //! `have` or `done` (v2, and v0 as well). So the body is read, gzip undone
 //! incrementally, until that point; a body that ends meanwhile (a clone, a
 //! small fetch) is whole, which the shared-clone path needs. Past it, and
-//! past `STREAM_AFTER_BYTES`, the rest is not held: it streams into
-//! upload-pack as the client sends it, after admission (`rest`).
+//! past `STREAM_AFTER_BYTES`, the rest of a fetch (one that wants
+//! something) is not held: it streams into upload-pack as the client sends
+//! it, after admission (`rest`).
 //!
 //! Every byte held counts against the node's body budget. The request is
 //! limited to `UPLOAD_PACK_BODY_MAX_BYTES` after inflating, streamed part
@@ -69,7 +70,9 @@ impl PackRequest {
                 }
                 return Ok(Head { bytes, wants: scan.wants, whole: true });
             }
-            if scan.complete && bytes.len() >= STREAM_AFTER_BYTES {
+            // Only a fetch streams: a body that wants nothing (a v2
+            // command, or garbage) is small, and is held whole.
+            if scan.complete && !scan.wants.is_empty() && bytes.len() >= STREAM_AFTER_BYTES {
                 return Ok(Head { bytes, wants: scan.wants, whole: false });
             }
             match self.next_inflated().await? {
