@@ -28,6 +28,7 @@ pub mod shard;
 pub mod stats;
 pub mod store;
 pub mod tiers;
+pub mod tree;
 
 pub use config::NodeConfig;
 pub use error::{EngineError, KeyError};

@@ -158,3 +158,17 @@ pub const SNAPSHOT_LEASE_GENERATIONS: u32 = 64;
 
 /// Default of `--mirror-capacity`: disk the bare mirrors may use, node-wide.
 pub const MIRROR_CAPACITY_BYTES: u64 = 64 << 30;
+
+/// Most entries a tree index may hold (files, directories, submodules):
+/// about 300 MB of memory for a mount at this size.
+pub const TREE_INDEX_MAX_ENTRIES: usize = 4_000_000;
+/// Longest path in a tree index, in bytes (Linux's PATH_MAX).
+pub const TREE_PATH_MAX_BYTES: usize = 4096;
+/// Most blobs one `POST .../blobs` may ask for.
+pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
+/// Largest blob `POST .../blobs` serves, in bytes: each is read whole and
+/// checked against its oid before it is sent. Larger ones get a per-item
+/// `too_large` frame.
+pub const BLOB_SERVE_MAX_BYTES: u64 = 256 << 20;
+/// Frames (blobs) read ahead of a slow client per `POST .../blobs`.
+pub const BLOBS_READ_AHEAD: usize = 4;

@@ -50,9 +50,18 @@ pub async fn handle(
         let suffix = format!(".git/info/lfs/{lfs}");
         return crate::passthrough::pass(shard, req, &key, Kind::Lfs, &suffix).await;
     }
+    if let Some((repo, commit)) = tree_route(tail) {
+        let key = RepoKey::parse(host, repo).map_err(repo_error)?;
+        shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
+        let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(Secret::new);
+        return match *req.method() {
+            Method::GET | Method::HEAD => crate::tree::tree(shard, &req, &key, auth, commit).await,
+            _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "tree takes GET")),
+        };
+    }
     let (repo, action) = split_action(tail).ok_or_else(|| {
         ApiError::not_found(format!(
-            "no git route /git/{rest}; served: info/refs, git-upload-pack, git-receive-pack, info/lfs/..., snapshot.tar.zst, snapshot.bundle, ensure-refs"
+            "no git route /git/{rest}; served: info/refs, git-upload-pack, git-receive-pack, info/lfs/..., snapshot.tar.zst, snapshot.bundle, ensure-refs, tree/{{commit}}, blobs"
         ))
     })?;
     let key = RepoKey::parse(host, repo).map_err(repo_error)?;
@@ -76,6 +85,7 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
         (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
         (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
+        (&Method::POST, "blobs") => crate::tree::blobs(shard, req, &key, auth).await,
         (&Method::POST, "git-receive-pack") => {
             crate::passthrough::pass(shard, req, &key, Kind::Push, "/git-receive-pack").await
         }
@@ -87,9 +97,19 @@ pub async fn handle(
     }
 }
 
+/// `org/repo/tree/{commit}` -> (`org/repo`, Some(commit)); `org/repo/tree`
+/// -> (`org/repo`, None), the commit named by `?ref=`.
+fn tree_route(tail: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(repo) = tail.strip_suffix("/tree").or_else(|| tail.strip_suffix("/tree/")) {
+        return Some((repo, None));
+    }
+    let (repo, commit) = tail.rsplit_once("/tree/")?;
+    (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then_some((repo, Some(commit)))
+}
+
 /// `org/repo/info/refs` -> (`org/repo`, `info/refs`).
 fn split_action(tail: &str) -> Option<(&str, &str)> {
-    ["info/refs", "git-upload-pack", "git-receive-pack", "snapshot.tar.zst", "snapshot.bundle", "ensure-refs"]
+    ["info/refs", "git-upload-pack", "git-receive-pack", "snapshot.tar.zst", "snapshot.bundle", "ensure-refs", "blobs"]
         .into_iter()
         .find_map(|a| tail.strip_suffix(a).and_then(|r| r.strip_suffix('/')).map(|r| (r, a)))
 }
@@ -117,6 +137,7 @@ pub fn repo_error(e: RepoError) -> ApiError {
             ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
         },
         RepoError::ShardGone(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
+        RepoError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", msg),
         RepoError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5),
         RepoError::BadUpstream(_) | RepoError::Spawn(..) | RepoError::Io(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)

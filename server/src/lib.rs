@@ -13,7 +13,8 @@
 //! `git.rs` git smart HTTP from the mirrors; `pack_request.rs` reads an
 //! upload-pack request as far as its wants; `passthrough.rs` pushes and
 //! Git LFS passed through to the upstream; `snapshot.rs` snapshots,
-//! bundles and ensure-refs; `body.rs` the response body; `range.rs`,
+//! bundles and ensure-refs; `tree.rs` tree indexes and blobs for mounts;
+//! `body.rs` the response body; `range.rs`,
 //! `precondition.rs`, `ttl.rs` header parsing;
 //! `error.rs` API errors; `limits.rs` the face's limits; `auth.rs` who may
 //! use the object API.
@@ -35,6 +36,7 @@ pub mod routes;
 pub mod shared_pack;
 pub mod snapshot;
 pub mod status;
+pub mod tree;
 pub mod ttl;
 
 use std::net::SocketAddr;

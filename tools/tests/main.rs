@@ -19,5 +19,6 @@ mod remote;
 mod s3_poison;
 mod slow_clients;
 mod snapshot;
+mod tree;
 mod upstream_faults;
 mod upstream_load;

@@ -142,6 +142,8 @@ pub enum RepoError {
     NoCommits(String),
     #[error("commit {0} is not in the mirror (nor upstream after a fetch)")]
     UnknownCommit(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Runs blocking work (archiving, unpacking) on a thread of its own and

@@ -41,7 +41,14 @@ pub const MIRROR_NAMESPACE: &str = "git-mirror";
 /// read or write: through the object API a client could replace a snapshot
 /// others restore, or read a private repo's without its access check.
 pub fn is_reserved_namespace(ns: &str) -> bool {
-    [SNAPSHOT_NAMESPACE, BUNDLE_NAMESPACE, MIRROR_NAMESPACE, crate::repo::lease::LEASE_NAMESPACE].contains(&ns)
+    [
+        SNAPSHOT_NAMESPACE,
+        BUNDLE_NAMESPACE,
+        MIRROR_NAMESPACE,
+        crate::repo::lease::LEASE_NAMESPACE,
+        crate::tree::build::TREE_NAMESPACE,
+    ]
+    .contains(&ns)
 }
 
 /// Largest pointer object read.

@@ -1,0 +1,155 @@
+//! The blob stream of `POST /git/{host}/{repo}/blobs`.
+//!
+//! Request: object ids, 40 hex digits each, one per line, at most
+//! `BLOBS_PER_REQUEST_MAX`. Response (`application/x-trove-blobs`), one
+//! frame per id in the order asked, then an end frame:
+//!
+//! ```text
+//! oid      20 bytes
+//! status   u8       0 ok, 1 missing, 2 not a blob, 3 too large
+//!                   (over BLOB_SERVE_MAX_BYTES), 4 unreadable
+//! len      u64 LE   bytes that follow (0 unless ok)
+//! bytes    len
+//! end:     20 zero bytes, status 255, len 0
+//! ```
+//!
+//! A blob is read whole and hashed (`blob <len>\0` + bytes, SHA-1) before
+//! its frame is made: a mirror's corrupt object is `unreadable`, never
+//! sent. A stream without its end frame was cut. The reader checks each
+//! blob against its oid again: it trusts no node.
+
+use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_SERVE_MAX_BYTES};
+use crate::tree::{oid_hex, parse_oid};
+
+pub const FRAME_HEADER_BYTES: usize = 20 + 1 + 8;
+pub const END_STATUS: u8 = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok = 0,
+    Missing = 1,
+    NotABlob = 2,
+    TooLarge = 3,
+    Unreadable = 4,
+}
+
+/// The ids of a request body, or what is wrong with it.
+pub fn parse_request(body: &[u8]) -> Result<Vec<[u8; 20]>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body must be text: one object id per line".to_owned())?;
+    let mut ids = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if ids.len() == BLOBS_PER_REQUEST_MAX {
+            return Err(format!("at most {BLOBS_PER_REQUEST_MAX} object ids per request"));
+        }
+        ids.push(parse_oid(line).ok_or_else(|| format!("{line:?} is not an object id (40 hex digits)"))?);
+    }
+    if ids.is_empty() {
+        return Err("no object ids: send one per line".into());
+    }
+    Ok(ids)
+}
+
+/// A frame's header.
+pub fn frame_header(oid: &[u8; 20], status: u8, len: u64) -> [u8; FRAME_HEADER_BYTES] {
+    let mut h = [0u8; FRAME_HEADER_BYTES];
+    h[..20].copy_from_slice(oid);
+    h[20] = status;
+    h[21..].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// The frame that ends a stream.
+pub fn end_frame() -> [u8; FRAME_HEADER_BYTES] {
+    frame_header(&[0; 20], END_STATUS, 0)
+}
+
+/// Reads blob `oid` whole from `repo` and checks it against its id.
+pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Vec<u8>, Status> {
+    let id = gix::ObjectId::from_bytes_or_panic(oid);
+    let header = match repo.try_find_header(id) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(Status::Missing),
+        Err(_) => return Err(Status::Unreadable),
+    };
+    if header.kind() != gix::objs::Kind::Blob {
+        return Err(Status::NotABlob);
+    }
+    if header.size() > BLOB_SERVE_MAX_BYTES {
+        return Err(Status::TooLarge);
+    }
+    let object = repo.find_object(id).map_err(|_| Status::Unreadable)?;
+    let data = object.detach().data;
+    if !matches(oid, &data) {
+        tracing::warn!(oid = %oid_hex(oid), "a blob in the mirror does not match its id; not served");
+        return Err(Status::Unreadable);
+    }
+    Ok(data)
+}
+
+/// Whether `data` is the blob named `oid`.
+pub fn matches(oid: &[u8; 20], data: &[u8]) -> bool {
+    gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, data)
+        .is_ok_and(|h| h.as_bytes() == oid.as_slice())
+}
+
+/// Reads `ids` from `mirror` on a thread of its own and yields the frames
+/// (a header, then a blob's bytes, as separate chunks), at most
+/// `BLOBS_READ_AHEAD` ahead of the consumer; `served` counts the blobs
+/// sent. Dropping the receiver stops the reader.
+pub fn spawn_reader(
+    mirror: std::path::PathBuf,
+    ids: Vec<[u8; 20]>,
+    served: std::sync::Arc<crate::stats::ShardStats>,
+) -> std::io::Result<futures_channel::mpsc::Receiver<bytes::Bytes>> {
+    let (mut tx, rx) = futures_channel::mpsc::channel(crate::limits::BLOBS_READ_AHEAD);
+    std::thread::Builder::new().name("trove-blobs".into()).spawn(move || {
+        let mut send = |b: bytes::Bytes| -> bool {
+            futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| tx.poll_ready(cx))).is_ok()
+                && tx.start_send(b).is_ok()
+        };
+        let repo = crate::tree::walk::open(&mirror).ok();
+        for oid in &ids {
+            let read = match &repo {
+                Some(r) => read_checked(r, oid),
+                None => Err(Status::Unreadable),
+            };
+            let sent = match read {
+                Ok(data) => {
+                    crate::stats::bump(&served.blobs_served, 1);
+                    send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, data.len() as u64)))
+                        && send(bytes::Bytes::from(data))
+                }
+                Err(status) => send(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, 0))),
+            };
+            if !sent {
+                return; // the client went away
+            }
+        }
+        send(bytes::Bytes::copy_from_slice(&end_frame()));
+    })?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_ids_one_per_line_and_bounded() {
+        let a = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(parse_request(format!("{a}\n\n{a}\n").as_bytes()).expect("valid").len(), 2);
+        assert!(parse_request(b"").is_err());
+        assert!(parse_request(b"xyz\n").is_err());
+        assert!(parse_request(&[0xff, 0xfe]).is_err());
+        let many = format!("{a}\n").repeat(BLOBS_PER_REQUEST_MAX + 1);
+        assert!(parse_request(many.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_blob_matches_its_git_id() {
+        // `printf hello | git hash-object --stdin`
+        let oid = parse_oid("b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0").expect("hex");
+        assert!(matches(&oid, b"hello"));
+        assert!(!matches(&oid, b"hellp"));
+    }
+}

@@ -1,0 +1,49 @@
+//! Trees and blobs of a mirror, read in-process with gix: what the lazy
+//! mount (`trove mount`) needs of a node.
+//!
+//! `index.rs` is the tree index format (a commit's whole tree: path, kind,
+//! oid and size of every entry), written by the node and read, as hostile
+//! input, by the mount. `walk.rs` builds an index from a mirror without
+//! inflating a blob (sizes come from object headers). `blobs.rs` is the
+//! framed blob stream of `POST .../blobs` and the checked read of one blob.
+//! `build.rs` is what a shard does: index a commit once and keep the index
+//! in the tiers. This module never speaks HTTP and never runs git.
+
+pub mod blobs;
+pub mod build;
+pub mod index;
+pub mod walk;
+
+/// Why a tree or blob could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TreeError {
+    #[error("{0} is not a commit id (40 hex digits)")]
+    BadCommit(String),
+    #[error("commit {0} is not in the mirror")]
+    UnknownCommit(String),
+    #[error("the mirror could not be read: {0}")]
+    Mirror(String),
+    #[error("the tree index is invalid: {0}")]
+    BadIndex(String),
+    #[error("the tree has more than {0} entries; trove mounts trees up to that size")]
+    TooManyEntries(usize),
+    #[error("only SHA-1 repositories are served as trees")]
+    Sha256,
+}
+
+/// 40 hex digits to an object id, or None.
+pub fn parse_oid(hex: &str) -> Option<[u8; 20]> {
+    if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// An object id as 40 lowercase hex digits.
+pub fn oid_hex(oid: &[u8; 20]) -> String {
+    oid.iter().map(|b| format!("{b:02x}")).collect()
+}

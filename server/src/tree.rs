@@ -1,0 +1,115 @@
+//! What a lazy mount asks of a node: a commit's tree index
+//! (`GET /git/{host}/{repo}/tree/{commit}`, or `.../tree?ref=NAME`) and
+//! blobs by id (`POST /git/{host}/{repo}/blobs`). Formats are the engine's
+//! (`trove_engine::tree::{index, blobs}`); this module maps them to HTTP.
+//!
+//! A tree index is served like any stored object (ETag, Range,
+//! conditionals); by commit it is immutable. Both routes pass the repo's
+//! access check. The blob stream holds at most `BLOBS_READ_AHEAD` frames
+//! ahead of the client.
+
+use crate::body::RespBody;
+use crate::error::ApiError;
+use crate::git::{query_param, repo_error};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::rc::Rc;
+use trove_engine::repo::{Need, RepoError, RepoKey};
+use trove_engine::{Secret, Shard};
+
+pub const TREE_TYPE: &str = "application/x-trove-tree";
+pub const BLOBS_TYPE: &str = "application/x-trove-blobs";
+/// Largest `POST .../blobs` body: the most ids, a line each.
+const BLOBS_BODY_MAX_BYTES: usize = trove_engine::limits::BLOBS_PER_REQUEST_MAX * 42 + 1024;
+
+/// `GET .../tree/{commit}`, or with `commit` None, `.../tree?ref=NAME`.
+pub async fn tree(
+    shard: &Rc<Shard>,
+    req: &Request<Incoming>,
+    key: &RepoKey,
+    auth: Option<Secret>,
+    commit: Option<&str>,
+) -> Result<Response<RespBody>, ApiError> {
+    let (commit, by_ref) = match commit {
+        Some(c) => (c.to_ascii_lowercase(), false),
+        None => (resolve_ref(shard, req, key, auth.clone()).await?, true),
+    };
+    if trove_engine::tree::parse_oid(&commit).is_none() {
+        return Err(ApiError::bad_request("invalid_commit", format!("{commit:?} is not a commit id (40 hex digits)")));
+    }
+    let object = shard.tree_index(key, auth, &commit).await.map_err(repo_error)?;
+    let mut resp = crate::object::get(shard, req, &object).await?;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TREE_TYPE));
+    h.insert("x-trove-tree-commit", HeaderValue::from_str(&commit).expect("hex"));
+    let cache = if by_ref { "no-cache" } else { "private, max-age=31536000, immutable" };
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(resp)
+}
+
+/// The commit `?ref=NAME` names in the mirror, its refs checked first.
+async fn resolve_ref(
+    shard: &Rc<Shard>,
+    req: &Request<Incoming>,
+    key: &RepoKey,
+    auth: Option<Secret>,
+) -> Result<String, ApiError> {
+    let name = query_param(req.uri().query().unwrap_or(""), "ref").ok_or_else(|| {
+        ApiError::bad_request("missing_commit", "name the commit: .../tree/{commit} or .../tree?ref=NAME")
+    })?;
+    let ok = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('-')
+        && !name.contains("..")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    if !ok {
+        return Err(ApiError::bad_request("invalid_ref", format!("{name:?} is not a ref name this node resolves")));
+    }
+    let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
+    let found =
+        trove_engine::repo::mirror::resolve(&mirror, &[format!("{name}^{{commit}}")]).await.map_err(repo_error)?;
+    found.into_iter().next().flatten().ok_or_else(|| ApiError::not_found(format!("the repo has no ref {name:?}")))
+}
+
+/// `POST .../blobs`.
+pub async fn blobs(
+    shard: &Rc<Shard>,
+    req: Request<Incoming>,
+    key: &RepoKey,
+    auth: Option<Secret>,
+) -> Result<Response<RespBody>, ApiError> {
+    let body = read_small(req.into_body()).await?;
+    let ids = trove_engine::tree::blobs::parse_request(&body).map_err(|e| ApiError::bad_request("invalid_blobs", e))?;
+    let mirror = shard.repo(key, auth, Need::Ready).await.map_err(repo_error)?;
+    trove_engine::stats::bump(&shard.stats().blob_requests, 1);
+    let stats = shard.node.stats[usize::from(shard.id)].clone();
+    let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats)
+        .map_err(|e| repo_error(RepoError::Io(format!("starting the blob reader: {e}"))))?;
+    let stream = futures_lite::StreamExt::map(rx, Ok::<Bytes, std::io::Error>);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, BLOBS_TYPE)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(RespBody::bytes_stream(stream))
+        .expect("static response parts are valid"))
+}
+
+async fn read_small(mut body: Incoming) -> Result<Vec<u8>, ApiError> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request("bad_body", format!("reading the body failed: {e}")))?;
+        if let Some(d) = frame.data_ref() {
+            if out.len() + d.len() > BLOBS_BODY_MAX_BYTES {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("a blobs request is at most {BLOBS_BODY_MAX_BYTES} bytes: one object id per line"),
+                ));
+            }
+            out.extend_from_slice(d);
+        }
+    }
+    Ok(out)
+}
