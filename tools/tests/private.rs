@@ -403,3 +403,32 @@ fn a_push_through_the_recipe_reaches_the_upstream_and_the_mirror_follows() {
     // Two pushes (the anonymous one ended at its advertisement) and two LFS.
     assert!(node.stats()["git"]["passthrough_requests"].as_u64() >= Some(5), "{}", node.stats());
 }
+
+#[test]
+fn a_private_repos_tree_and_blobs_need_what_its_clone_needs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let head = git(&up.work, &["rev-parse", "HEAD"]);
+    let blob = git(&up.work, &["rev-parse", "HEAD:f1"]);
+    let gateway = PrivateUpstream::start(&up.root);
+    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.server.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let url = node.url("/git/private.test/org/repo");
+    let good = format!("Bearer {SECRET}");
+    let tree = format!("{url}/tree/{head}");
+    assert_eq!(status_with(&tree, None), 401, "cold, anonymous");
+    assert_eq!(status_with(&tree, Some(&good)), 200);
+    // Stored now: still only for clients the upstream accepts.
+    assert_eq!(status_with(&tree, None), 401);
+    assert_eq!(status_with(&tree, Some("Bearer wrong")), 401);
+    assert_eq!(status_with(&format!("{url}/tree?ref=main"), None), 401);
+    let blobs = |auth: Option<&str>| {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        http("POST", &format!("{url}/blobs"), &headers, format!("{blob}\n").into_bytes())
+    };
+    assert_eq!(blobs(None).status, 401);
+    let r = blobs(Some(&good));
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[29..29 + 10_000], bytes(1, 10_000).as_slice(), "f1's bytes");
+    assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
+}
