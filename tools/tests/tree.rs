@@ -52,7 +52,7 @@ fn hex(oid: &[u8; 20]) -> String {
 #[test]
 fn a_tree_index_lists_the_commit_as_git_does_and_blobs_come_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (up, head) = rich_upstream(dir.path());
+    let (mut up, head) = rich_upstream(dir.path());
     let node = node_for(dir.path(), &up, &[]);
     let base = repo_url(&node);
 
@@ -92,6 +92,16 @@ fn a_tree_index_lists_the_commit_as_git_does_and_blobs_come_checked() {
     assert_eq!(get(&format!("{base}/tree?ref=nope")).status, 404);
     assert_eq!(get(&format!("{base}/tree?ref=-x")).status, 400);
     assert_eq!(get(&format!("{base}/tree/{}", "2".repeat(40))).status, 404, "a commit nobody has");
+
+    // A new commit asked for by eight clients at once: made once.
+    let next = up.commit(1);
+    let url = format!("{base}/tree/{next}");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8).map(|_| s.spawn(|| get(&url).status)).collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(node.stats()["git"]["tree_indexes"], 2, "eight concurrent asks, one index made");
 
     // Blobs: two real ones, a tree's id and an id nobody has.
     let main_rs = &want[b"src/main.rs".as_slice()].1;

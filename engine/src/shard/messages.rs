@@ -41,6 +41,8 @@ pub enum ShardRequest {
         stale: Option<String>,
         reply: oneshot::Sender<Result<crate::repo::snapshot::SnapshotAnswer, RepoError>>,
     },
+    /// Make the tree index of a repo's commit, once for all askers.
+    TreeIndex { key: RepoKey, auth: Option<Secret>, commit: String, reply: oneshot::Sender<Result<(), RepoError>> },
     /// Find (or, with `claim`, start) the shared response to clone request
     /// `id` of a repo.
     PackRun {

@@ -100,6 +100,9 @@ pub struct Shard {
     pub(crate) access: RefCell<HashMap<(u128, u128), std::time::Instant>>,
     /// Names the mirrors lacked after a fetch (see repo/misses.rs).
     pub(crate) misses: crate::repo::misses::MissCache,
+    /// Tree indexes this shard is making, for the askers waiting on them
+    /// (see tree/build.rs).
+    pub(crate) tree_flights: crate::tree::build::TreeFlights,
 }
 
 impl Shard {

@@ -40,6 +40,9 @@ impl Shard {
             ShardRequest::Snapshot { key, auth, stale, reply } => {
                 let _ = reply.send(self.owner_snapshot(key, auth, stale).await);
             }
+            ShardRequest::TreeIndex { key, auth, commit, reply } => {
+                let _ = reply.send(self.owner_tree_index(key, auth, commit).await);
+            }
             ShardRequest::PackRun { key, id, claim, reply } => {
                 let _ = reply.send(self.owner_pack_run(&key, id, claim));
             }

@@ -158,6 +158,7 @@ where
         repos: RefCell::new(HashMap::new()),
         access: RefCell::new(HashMap::new()),
         misses: Default::default(),
+        tree_flights: Default::default(),
         node: node.clone(),
     });
     shard.discover_mirrors().await;

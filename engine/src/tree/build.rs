@@ -2,16 +2,21 @@
 //! `git-tree/<repo>@<commit>` (immutable: the commit fixes every byte, so
 //! its ETag is strong and it never needs rebuilding).
 //!
-//! Every read passes the repo's access check first (`Shard::repo`). A
-//! commit the mirror lacks is fetched once (`resolve_fetching`, with its
-//! miss remembered for the refs TTL). The walk runs off the shard.
+//! Every read passes the repo's access check first (`Shard::repo`). The
+//! index's owner shard makes it, once for all who ask meanwhile. A commit
+//! the mirror lacks is fetched once (`resolve_fetching`, with its miss
+//! remembered for the refs TTL). The walk runs off the shard.
 
 use crate::key::ObjectKey;
 use crate::repo::snapshot::object_name;
 use crate::repo::{off_shard, Need, RepoError, RepoKey};
 use crate::secret::Secret;
+use crate::shard::messages::ShardRequest;
 use crate::shard::Shard;
 use crate::tree::TreeError;
+use futures_channel::oneshot;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 pub const TREE_NAMESPACE: &str = "git-tree";
@@ -20,21 +25,86 @@ pub fn tree_object(key: &RepoKey, commit: &str) -> ObjectKey {
     ObjectKey::new(TREE_NAMESPACE, &format!("{}@{commit}", object_name(key))).expect("repo names make valid keys")
 }
 
+/// Tree indexes being made, by object hash, with who waits for each.
+pub type TreeFlights = RefCell<HashMap<u128, Vec<oneshot::Sender<Result<(), RepoError>>>>>;
+
 impl Shard {
     /// The stored tree index of `key` at `commit` (40 hex digits), made
-    /// now if there is none.
+    /// now if there is none: by the owner of the index, once for every
+    /// request that asks meanwhile. A stored one is served with no hop.
     pub async fn tree_index(
         self: &Rc<Self>,
         key: &RepoKey,
         auth: Option<Secret>,
         commit: &str,
     ) -> Result<ObjectKey, RepoError> {
-        let oid = crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
-        let mirror = self.repo(key, auth.clone(), Need::Ready).await?;
+        crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
+        // The access check, on every request.
+        self.repo(key, auth.clone(), Need::Ready).await?;
         let object = tree_object(key, commit);
         if self.open_object(&object).await.ok().flatten().is_some() {
             return Ok(object);
         }
+        let owner = object.owner(self.nr_shards());
+        if owner == self.id {
+            self.owner_tree_index(key.clone(), auth, commit.to_owned()).await?;
+        } else {
+            let (key, commit) = (key.clone(), commit.to_owned());
+            self.call(owner, move |reply| ShardRequest::TreeIndex { key, auth, commit, reply })
+                .await
+                .map_err(|_| RepoError::ShardGone(owner))??;
+        }
+        Ok(object)
+    }
+
+    /// The owner's side of [`Shard::tree_index`].
+    pub(crate) async fn owner_tree_index(
+        self: &Rc<Self>,
+        key: RepoKey,
+        auth: Option<Secret>,
+        commit: String,
+    ) -> Result<(), RepoError> {
+        let object = tree_object(&key, &commit);
+        let hash = object.hash();
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut flights = self.tree_flights.borrow_mut();
+            match flights.get_mut(&hash) {
+                Some(waiters) => {
+                    waiters.push(tx);
+                    false
+                }
+                None => {
+                    flights.insert(hash, vec![tx]);
+                    true
+                }
+            }
+        };
+        if first {
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let made = me.make_tree_index(&key, auth, &commit, &object).await;
+                for w in me.tree_flights.borrow_mut().remove(&hash).unwrap_or_default() {
+                    let _ = w.send(made.clone());
+                }
+            })
+            .detach();
+        }
+        rx.await.map_err(|_| RepoError::ShardGone(self.id))?
+    }
+
+    async fn make_tree_index(
+        self: &Rc<Self>,
+        key: &RepoKey,
+        auth: Option<Secret>,
+        commit: &str,
+        object: &ObjectKey,
+    ) -> Result<(), RepoError> {
+        if self.open_object(object).await.ok().flatten().is_some() {
+            return Ok(()); // made by the flight before this one
+        }
+        let oid = crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
+        let mirror = self.repo(key, auth.clone(), Need::Ready).await?;
         let wanted = [format!("{commit}^{{commit}}")];
         let found = self.resolve_fetching(key, auth, &mirror, &wanted).await?;
         if found.ids.first().is_none_or(Option::is_none) {
@@ -42,10 +112,10 @@ impl Shard {
         }
         let made = off_shard("trove-tree", move || crate::tree::walk::index_commit(&mirror, &oid)).await;
         let bytes = made.map_err(|e| RepoError::Io(e.to_string()))?.map_err(tree_error)?;
-        self.put_bytes(&object, &bytes).await.map_err(|e| RepoError::Io(format!("storing the tree index: {e}")))?;
+        self.put_bytes(object, &bytes).await.map_err(|e| RepoError::Io(format!("storing the tree index: {e}")))?;
         crate::stats::bump(&self.stats().tree_indexes, 1);
         tracing::info!(repo = %key, %commit, bytes = bytes.len(), "tree index made");
-        Ok(object)
+        Ok(())
     }
 }
 
