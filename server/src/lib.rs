@@ -19,6 +19,8 @@
 //! `error.rs` API errors; `limits.rs` the face's limits; `auth.rs` who may
 //! use the object API.
 
+#![forbid(unsafe_code)]
+
 pub mod auth;
 pub mod body;
 pub mod budget;

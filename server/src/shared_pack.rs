@@ -19,7 +19,6 @@ use crate::git::{repo_error, upload_pack_cmd, upload_pack_slot};
 use crate::limits::UPLOAD_PACK_READ_BYTES;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use http::{header, Response, StatusCode};
-use std::os::fd::{FromRawFd, IntoRawFd};
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -114,9 +113,7 @@ async fn write_run(run: &PackRun, protocol: Option<&str>, mirror: &Path, body: V
         let _ = stdin.close().await;
     })
     .detach();
-    let fd = run.build.writer().map_err(|e| format!("opening the response file: {e}"))?.into_raw_fd();
-    // SAFETY: `fd` was just duplicated for this writer alone.
-    let file = unsafe { glommio::io::BufferedFile::from_raw_fd(fd) };
+    let file = run.build.async_writer().map_err(|e| format!("opening the response file: {e}"))?;
     let mut pos = 0u64;
     let copied = async {
         loop {

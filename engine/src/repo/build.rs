@@ -62,6 +62,16 @@ impl Build {
         self.file.try_clone()
     }
 
+    /// [`Build::writer`] for the shard's executor: a glommio file over its
+    /// own duplicate of the descriptor.
+    pub fn async_writer(&self) -> io::Result<glommio::io::BufferedFile> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let fd = self.writer()?.into_raw_fd();
+        // SAFETY: `fd` was just duplicated for this writer alone, and
+        // ownership passes to the glommio file, which closes it.
+        Ok(unsafe { glommio::io::BufferedFile::from_raw_fd(fd) })
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.written.load(Ordering::Acquire)
