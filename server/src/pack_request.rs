@@ -12,8 +12,8 @@
 //!
 //! Every byte held counts against the node's body budget. The request is
 //! limited to `UPLOAD_PACK_BODY_MAX_BYTES` after inflating, streamed part
-//! included. The want section's framing is checked here; upload-pack
-//! checks the rest.
+//! included. The want section is read by the engine's `repo::wants`;
+//! upload-pack checks the rest.
 
 use crate::budget::Reservation;
 use crate::error::ApiError;
@@ -23,6 +23,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::io::Write;
+use trove_engine::repo::wants::WantScan;
 
 /// Once the wants are known, bodies longer than this stream.
 pub const STREAM_AFTER_BYTES: usize = 256 * 1024;
@@ -55,10 +56,10 @@ impl PackRequest {
     /// `STREAM_AFTER_BYTES` are held, each byte taken from `reservation`.
     pub async fn head(&mut self, reservation: &mut Reservation) -> Result<Head, ApiError> {
         let mut bytes = Vec::new();
-        let mut scan = Scan::default();
+        let mut scan = WantScan::default();
         loop {
             let known = scan.wants.len();
-            scan.advance(&bytes)?;
+            scan.advance(&bytes).map_err(|e| ApiError::bad_request("bad_upload_pack_request", e.to_string()))?;
             // A want kept costs about its String, beyond its bytes.
             reservation.grow(((scan.wants.len() - known) * WANT_HELD_BYTES) as u64)?;
             if self.ended {
@@ -144,85 +145,4 @@ fn corrupt_gzip(e: std::io::Error) -> ApiError {
 
 fn garbage(why: &str) -> ApiError {
     ApiError::bad_request("bad_upload_pack_request", format!("not a git upload-pack request: {why}"))
-}
-
-/// What the pkt-lines read so far say, scanned once each.
-#[derive(Default)]
-struct Scan {
-    wants: Vec<String>,
-    /// The want section has ended (a flush, a `have` or `done` came).
-    complete: bool,
-    /// Where the first pkt-line not yet scanned starts.
-    pos: usize,
-}
-
-impl Scan {
-    /// Checks the framing of the whole pkt-lines of `body` past `pos` and
-    /// collects the wants of the want section.
-    fn advance(&mut self, body: &[u8]) -> Result<(), ApiError> {
-        while let Some(head) = body.get(self.pos..self.pos + 4) {
-            let len = std::str::from_utf8(head)
-                .ok()
-                .and_then(|h| usize::from_str_radix(h, 16).ok())
-                .ok_or_else(|| garbage("bad pkt-line length"))?;
-            if len < 4 {
-                // flush (0000) ends v0's wants and a v2 request; delim
-                // (0001) and response-end (0002) do not.
-                self.complete |= len == 0;
-                self.pos += 4;
-                continue;
-            }
-            let Some(line) = body.get(self.pos + 4..self.pos + len) else { break };
-            if line.starts_with(b"have ") || line.starts_with(b"done") {
-                self.complete = true;
-            }
-            if !self.complete {
-                if let Some(w) = line.strip_prefix(b"want ") {
-                    let sha = w.get(..40).ok_or_else(|| garbage("short want"))?;
-                    if !sha.iter().all(u8::is_ascii_hexdigit) {
-                        return Err(garbage("want is not an object id"));
-                    }
-                    self.wants.push(String::from_utf8_lossy(sha).into_owned());
-                }
-            }
-            self.pos += len;
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scan(body: &[u8]) -> Result<Scan, ApiError> {
-        let mut s = Scan::default();
-        s.advance(body)?;
-        Ok(s)
-    }
-
-    #[test]
-    fn wants_are_collected_until_the_want_section_ends() {
-        let sha = "0123456789abcdef0123456789abcdef01234567";
-        let line = format!("want {sha} multi_ack side-band-64k\n");
-        let body = format!("{:04x}{line}00000009done\n", line.len() + 4);
-        let s = scan(body.as_bytes()).expect("valid in this test");
-        assert_eq!((s.wants, s.complete, s.pos), (vec![sha.to_owned()], true, body.len()));
-        // A want after the section is upload-pack's to judge, not a want here.
-        let late = format!("{:04x}{line}0000{:04x}{line}", line.len() + 4, line.len() + 4);
-        assert_eq!(scan(late.as_bytes()).expect("framed").wants.len(), 1);
-        // Unfinished: no end seen yet, and a partial line left.
-        let open = format!("{:04x}{line}00", line.len() + 4);
-        let s = scan(open.as_bytes()).expect("framed so far");
-        assert_eq!((s.complete, s.pos), (false, open.len() - 2));
-        // Fed in pieces, a scan picks up where it stopped.
-        let mut s = Scan::default();
-        for end in [3, 10, body.len()] {
-            s.advance(&body.as_bytes()[..end]).expect("framed");
-        }
-        assert_eq!((s.wants.len(), s.complete, s.pos), (1, true, body.len()));
-        for bad in ["zzzz", "000awant x\n", "0009want "] {
-            assert!(scan(bad.as_bytes()).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -15,7 +15,7 @@
 //! follows an archive being built; `evict.rs` keeps mirrors under
 //! `--mirror-capacity`; `admission.rs` bounds upload-pack
 //! processes; `packcache.rs` shares the response of identical clone
-//! requests. This module never speaks HTTP.
+//! requests; `wants.rs` reads an upload-pack request's want section. This module never speaks HTTP.
 
 pub mod access;
 pub mod admission;
@@ -33,6 +33,7 @@ pub mod snapshot;
 pub mod unpack;
 pub mod untrusted;
 pub mod upkeep;
+pub mod wants;
 
 pub use key::{RepoKey, Upstreams};
 

@@ -81,28 +81,7 @@ impl PackTable {
     }
 }
 
-/// Whether a request body (pkt-lines) may share its response: it wants
-/// something and has nothing.
-pub fn shareable(body: &[u8]) -> bool {
-    let mut wants = false;
-    let mut rest = body;
-    while rest.len() >= 4 {
-        let Some(len) = std::str::from_utf8(&rest[..4]).ok().and_then(|h| usize::from_str_radix(h, 16).ok()) else {
-            return false;
-        };
-        if len < 4 {
-            rest = &rest[4..]; // flush, delimiter, response-end
-            continue;
-        }
-        let Some(line) = rest.get(4..len) else { return false };
-        if line.starts_with(b"have ") {
-            return false;
-        }
-        wants |= line.starts_with(b"want ") || line.starts_with(b"want-ref ");
-        rest = &rest[len..];
-    }
-    wants && rest.is_empty()
-}
+pub use crate::repo::wants::shareable;
 
 /// The key of a request: its protocol (Git-Protocol header) and body.
 pub fn request_id(protocol: Option<&str>, body: &[u8]) -> u128 {
@@ -159,28 +138,5 @@ impl Shard {
             st.packs.insert(id, run.clone());
             Ok(Some(PackClaim::Claimed(run)))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shareable;
-
-    fn pkt(s: &str) -> String {
-        format!("{:04x}{s}", s.len() + 4)
-    }
-
-    #[test]
-    fn clones_share_and_fetches_do_not() {
-        let want = pkt("want 0123456789012345678901234567890123456789 side-band-64k\n");
-        let have = pkt("have 0123456789012345678901234567890123456789\n");
-        let done = pkt("done\n");
-        assert!(shareable(format!("{want}0000{done}").as_bytes()));
-        let v2 = format!("{}{}0001{want}{done}0000", pkt("command=fetch\n"), pkt("agent=git/2.47\n"));
-        assert!(shareable(v2.as_bytes()));
-        assert!(!shareable(format!("{want}0000{have}{done}").as_bytes()), "a fetch names haves");
-        assert!(!shareable(format!("{}0000", pkt("command=ls-refs\n")).as_bytes()), "nothing wanted");
-        assert!(!shareable(b"zzzzgarbage"), "not pkt-lines");
-        assert!(!shareable(format!("{want}00").as_bytes()), "cut short");
     }
 }
