@@ -5,15 +5,20 @@
 use crate::units::{parse_duration, parse_size};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use trove_engine::{NodeConfig, RemoteConfig, Secret};
 use trove_server::ServerConfig;
 
-#[derive(Debug, Args, Default)]
+/// Every setting of `trove serve`, once: clap reads it from flags and
+/// `TROVE_*`, serde from the TOML file (keys are the flag names with `_`),
+/// and [`resolve`] lays the first over the second.
+#[derive(Debug, Args, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (flag names, `_` for `-`).
     #[arg(long, env = "TROVE_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Address to listen on, every shard (SO_REUSEPORT). [default: 127.0.0.1:8080]
     #[arg(long, env = "TROVE_LISTEN")]
@@ -71,6 +76,7 @@ pub struct ServeArgs {
     pub s3_timeout: Option<String>,
     /// Serve git host HOST from BASE_URL (http, https, git:// or file://), e.g. --upstream git.example.com=https://git.example.com. Repeatable. github.com, gitlab.com, bitbucket.org and codeberg.org are served from https:// by default.
     #[arg(long = "upstream", value_name = "HOST=BASE_URL", env = "TROVE_UPSTREAM", value_delimiter = ',')]
+    #[serde(rename = "upstream", skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
     /// How often recently used mirrors fetch from their upstream in the background. [default: 60s]
     #[arg(long, env = "TROVE_FETCH_INTERVAL")]
@@ -110,192 +116,157 @@ pub struct ServeArgs {
     pub spin_before_park: Option<String>,
     /// File of bearer tokens (one a line, # comments) that may write objects from any address: clients send `Authorization: Bearer TOKEN`. Repeatable. Without it, and without --api-allow, object PUT and DELETE are taken from loopback only.
     #[arg(long = "api-token-file", value_name = "FILE", env = "TROVE_API_TOKEN_FILE", value_delimiter = ',')]
+    #[serde(rename = "api_token_file", skip_serializing_if = "Vec::is_empty")]
     pub api_token_files: Vec<PathBuf>,
     /// Networks whose clients may write objects without a token, e.g. 10.0.0.0/8 or 192.168.1.7/32. Repeatable. Loopback always may.
     #[arg(long = "api-allow", value_name = "CIDR", env = "TROVE_API_ALLOW", value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub api_allow: Vec<String>,
     /// Put reads of /api/* (GET, HEAD, stats) under the same rule as writes. [default: reads are open]
     #[arg(long, env = "TROVE_API_READ_AUTH")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub api_read_auth: bool,
-}
-
-/// The TOML file: the same settings, plus S3 credentials.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data_dir: Option<PathBuf>,
-    shards: Option<usize>,
-    first_cpu: Option<usize>,
-    local_capacity: Option<String>,
-    memory_cache: Option<String>,
-    io_memory: Option<String>,
-    max_object_size: Option<String>,
-    idle_timeout: Option<String>,
-    head_timeout: Option<String>,
-    max_connections: Option<usize>,
-    body_memory: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_bucket: Option<String>,
-    s3_region: Option<String>,
-    s3_prefix: Option<String>,
-    s3_timeout: Option<String>,
-    s3_ca_file: Option<PathBuf>,
-    s3_access_key_id: Option<Secret>,
-    s3_secret_access_key: Option<Secret>,
-    spin_before_park: Option<String>,
-    upstream: Option<Vec<String>>,
-    fetch_interval: Option<String>,
-    refs_ttl: Option<String>,
-    snapshot_interval: Option<String>,
-    snapshot_lease: Option<String>,
-    mirror_capacity: Option<String>,
-    upkeep_interval: Option<String>,
-    max_upload_packs: Option<usize>,
-    upload_pack_queue: Option<usize>,
-    upstream_timeout: Option<String>,
-    max_upstream_jobs: Option<usize>,
-    upstream_job_queue: Option<usize>,
-    api_token_file: Option<Vec<PathBuf>>,
-    api_allow: Option<Vec<String>>,
-    api_read_auth: Option<bool>,
+    /// S3 credentials from the TOML file only (flags would show them in
+    /// `ps`); `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` win over them.
+    #[arg(skip)]
+    #[serde(skip_serializing)]
+    pub s3_access_key_id: Option<Secret>,
+    #[arg(skip)]
+    #[serde(skip_serializing)]
+    pub s3_secret_access_key: Option<Secret>,
 }
 
 pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
-    let file: FileConfig = match &args.config {
+    let m = match args.config.clone() {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing config file {}", p.display()))?
+            let text = std::fs::read_to_string(&p).with_context(|| format!("reading config file {}", p.display()))?;
+            overlay(args, &text).with_context(|| format!("parsing config file {}", p.display()))?
         }
-        None => FileConfig::default(),
+        None => args,
     };
     let mut node = NodeConfig::default();
     let mut server = ServerConfig::default();
-    if let Some(l) = args.listen.or(file.listen) {
+    if let Some(l) = m.listen {
         server.listen = resolve_listen(&l)?;
     }
-    if let Some(d) = args.data_dir.or(file.data_dir) {
+    if let Some(d) = m.data_dir {
         node.data_dir = d;
     }
-    if let Some(n) = args.shards.or(file.shards) {
+    if let Some(n) = m.shards {
         if n == 0 || n > 1024 {
             bail!("--shards must be between 1 and 1024, got {n}");
         }
         node.shards = n;
     }
-    node.first_cpu = args.first_cpu.or(file.first_cpu).unwrap_or(0);
-    if let Some(s) = args.local_capacity.or(file.local_capacity) {
+    node.first_cpu = m.first_cpu.unwrap_or(0);
+    if let Some(s) = m.local_capacity {
         node.local_capacity_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--local-capacity")?;
     }
-    if let Some(s) = args.memory_cache.or(file.memory_cache) {
+    if let Some(s) = m.memory_cache {
         node.memory_cache_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--memory-cache")?;
     }
-    if let Some(s) = args.io_memory.or(file.io_memory) {
+    if let Some(s) = m.io_memory {
         node.io_memory_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--io-memory")?;
         if !(64 << 10..=16 << 30).contains(&node.io_memory_bytes) {
             bail!("--io-memory must be between 64K and 16G, got {s}");
         }
     }
-    if let Some(s) = args.max_object_size.or(file.max_object_size) {
+    if let Some(s) = m.max_object_size {
         node.max_object_bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--max-object-size")?;
     }
-    if let Some(s) = args.idle_timeout.or(file.idle_timeout) {
+    if let Some(s) = m.idle_timeout {
         server.idle_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--idle-timeout")?;
         if server.idle_timeout.is_zero() {
             bail!("--idle-timeout must be more than zero");
         }
     }
-    if let Some(s) = args.head_timeout.or(file.head_timeout) {
+    if let Some(s) = m.head_timeout {
         server.head_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--head-timeout")?;
         if server.head_timeout < std::time::Duration::from_secs(1) {
             bail!("--head-timeout must be at least 1s");
         }
     }
-    if let Some(s) = args.body_memory.or(file.body_memory) {
+    if let Some(s) = m.body_memory {
         let bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--body-memory")?;
         if bytes < 1 << 20 {
             bail!("--body-memory must be at least 1M");
         }
         server.body_budget = trove_server::budget::BodyBudget::new(bytes);
     }
-    if let Some(n) = args.max_connections.or(file.max_connections) {
+    if let Some(n) = m.max_connections {
         if n == 0 {
             bail!("--max-connections must be at least 1");
         }
         server.max_connections = Some(n);
     }
-    if let Some(s) = args.spin_before_park.or(file.spin_before_park) {
+    if let Some(s) = m.spin_before_park {
         node.spin_before_park = parse_duration(&s).map_err(anyhow::Error::msg).context("--spin-before-park")?;
     }
     node.repo = trove_engine::repo::RepoConfig::new(node.shards);
-    let upstreams = if args.upstreams.is_empty() { file.upstream.unwrap_or_default() } else { args.upstreams };
-    for u in upstreams {
+    for u in m.upstreams {
         let (host, base) = u.split_once('=').with_context(|| {
             format!("--upstream {u:?} must be HOST=BASE_URL, e.g. git.example.com=https://git.example.com")
         })?;
         node.repo.upstreams.set(host, base)?;
     }
-    if let Some(s) = args.fetch_interval.or(file.fetch_interval) {
+    if let Some(s) = m.fetch_interval {
         node.repo.fetch_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--fetch-interval")?;
         if node.repo.fetch_interval.is_zero() {
             bail!("--fetch-interval must be more than zero");
         }
     }
-    if let Some(s) = args.refs_ttl.or(file.refs_ttl) {
+    if let Some(s) = m.refs_ttl {
         node.repo.refs_ttl = parse_duration(&s).map_err(anyhow::Error::msg).context("--refs-ttl")?;
     }
-    if let Some(s) = args.snapshot_interval.or(file.snapshot_interval) {
+    if let Some(s) = m.snapshot_interval {
         node.repo.snapshot_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-interval")?;
     }
-    if let Some(s) = args.mirror_capacity.or(file.mirror_capacity) {
+    if let Some(s) = m.mirror_capacity {
         node.repo.mirror_capacity = parse_size(&s).map_err(anyhow::Error::msg).context("--mirror-capacity")?;
     }
-    if let Some(s) = args.snapshot_lease.or(file.snapshot_lease) {
+    if let Some(s) = m.snapshot_lease {
         node.repo.snapshot_lease = parse_duration(&s).map_err(anyhow::Error::msg).context("--snapshot-lease")?;
         if node.repo.snapshot_lease < std::time::Duration::from_secs(1) {
             bail!("--snapshot-lease must be at least 1s");
         }
     }
-    if let Some(s) = args.upkeep_interval.or(file.upkeep_interval) {
+    if let Some(s) = m.upkeep_interval {
         node.repo.upkeep_interval = parse_duration(&s).map_err(anyhow::Error::msg).context("--upkeep-interval")?;
     }
-    if let Some(s) = args.upstream_timeout.or(file.upstream_timeout) {
+    if let Some(s) = m.upstream_timeout {
         node.repo.upstream_timeout = parse_duration(&s).map_err(anyhow::Error::msg).context("--upstream-timeout")?;
         if node.repo.upstream_timeout < std::time::Duration::from_secs(1) {
             bail!("--upstream-timeout must be at least 1s (git's low-speed limit counts whole seconds)");
         }
     }
-    if let Some(n) = args.max_upstream_jobs.or(file.max_upstream_jobs) {
+    if let Some(n) = m.max_upstream_jobs {
         if n == 0 {
             bail!("--max-upstream-jobs must be at least 1");
         }
         node.repo.max_upstream_jobs = n;
     }
-    if let Some(n) = args.upstream_job_queue.or(file.upstream_job_queue) {
+    if let Some(n) = m.upstream_job_queue {
         node.repo.upstream_job_queue = n;
     }
-    if let Some(n) = args.max_upload_packs.or(file.max_upload_packs) {
+    if let Some(n) = m.max_upload_packs {
         if n == 0 {
             bail!("--max-upload-packs must be at least 1");
         }
         node.repo.max_upload_packs = n;
     }
-    if let Some(n) = args.upload_pack_queue.or(file.upload_pack_queue) {
+    if let Some(n) = m.upload_pack_queue {
         node.repo.upload_pack_queue = n;
     }
-    let token_files =
-        if args.api_token_files.is_empty() { file.api_token_file.unwrap_or_default() } else { args.api_token_files };
     let mut tokens = Vec::new();
-    for path in token_files {
+    for path in m.api_token_files {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("--api-token-file {}: cannot read it", path.display()))?;
         let read = trove_server::auth::read_token_file(&text)
             .map_err(|e| anyhow::anyhow!("--api-token-file {}: {e}", path.display()))?;
         tokens.extend(read);
     }
-    let allow_list = if args.api_allow.is_empty() { file.api_allow.unwrap_or_default() } else { args.api_allow };
     let mut allow = Vec::new();
-    for cidr in allow_list {
+    for cidr in m.api_allow {
         let net: ipnet::IpNet = match cidr.parse() {
             Ok(n) => n,
             // A bare address admits that one host.
@@ -305,10 +276,9 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
         };
         allow.push(net);
     }
-    let read_auth = args.api_read_auth || file.api_read_auth.unwrap_or(false);
-    server.api = trove_server::auth::ApiPolicy::new(&tokens, allow, read_auth);
-    let endpoint = args.s3_endpoint.or(file.s3_endpoint);
-    let bucket = args.s3_bucket.or(file.s3_bucket);
+    server.api = trove_server::auth::ApiPolicy::new(&tokens, allow, m.api_read_auth);
+    let endpoint = m.s3_endpoint;
+    let bucket = m.s3_bucket;
     node.remote = match (endpoint, bucket) {
         (None, None) => None,
         (Some(_), None) | (None, Some(_)) => bail!("the remote tier needs both --s3-endpoint and --s3-bucket"),
@@ -316,24 +286,39 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
             let url = url::Url::parse(&e)
                 .with_context(|| format!("--s3-endpoint {e:?} is not a URL like http://127.0.0.1:8333"))?;
             let mut rc = RemoteConfig::new(url, b);
-            if let Some(r) = args.s3_region.or(file.s3_region) {
+            if let Some(r) = m.s3_region {
                 rc.region = r;
             }
-            if let Some(p) = args.s3_prefix.or(file.s3_prefix) {
+            if let Some(p) = m.s3_prefix {
                 rc.prefix = p;
             }
-            rc.ca_file = args.s3_ca_file.or(file.s3_ca_file);
-            if let Some(t) = args.s3_timeout.or(file.s3_timeout) {
+            rc.ca_file = m.s3_ca_file;
+            if let Some(t) = m.s3_timeout {
                 rc.response_timeout = parse_duration(&t).map_err(anyhow::Error::msg).context("--s3-timeout")?;
             }
             // Credentials: the standard AWS variables win over the file.
             let env = |name| std::env::var(name).ok().map(Secret::new);
-            rc.access_key_id = env("AWS_ACCESS_KEY_ID").or(file.s3_access_key_id).unwrap_or_default();
-            rc.secret_access_key = env("AWS_SECRET_ACCESS_KEY").or(file.s3_secret_access_key).unwrap_or_default();
+            rc.access_key_id = env("AWS_ACCESS_KEY_ID").or(m.s3_access_key_id).unwrap_or_default();
+            rc.secret_access_key = env("AWS_SECRET_ACCESS_KEY").or(m.s3_secret_access_key).unwrap_or_default();
             Some(rc)
         }
     };
     Ok((node, server))
+}
+
+/// `args` (flags and environment) laid over the TOML file `text`: a
+/// setting given on both sides is the flag's.
+fn overlay(args: ServeArgs, text: &str) -> Result<ServeArgs> {
+    // Parsed once as the settings themselves, for the errors (unknown
+    // keys, wrong types) to name the file's mistake.
+    let file: ServeArgs = toml::from_str(text)?;
+    let mut merged = toml::Table::try_from(&file).context("re-reading the config file")?;
+    let given = toml::Table::try_from(&args).context("reading the flags")?;
+    merged.extend(given);
+    let mut m: ServeArgs = merged.try_into().context("merging flags over the config file")?;
+    (m.config, m.s3_access_key_id, m.s3_secret_access_key) =
+        (args.config, file.s3_access_key_id, file.s3_secret_access_key);
+    Ok(m)
 }
 
 /// Parses the listen address; port 0 picks a free port once, so that
@@ -359,7 +344,7 @@ mod tests {
         let toml = "s3_endpoint = \"http://127.0.0.1:1\"\ns3_bucket = \"b\"\n\
                     s3_access_key_id = \"AKIDSECRETID\"\ns3_secret_access_key = \"wJalrXUtnFEMIK7MDENGbPxRfiCY\"\n";
         std::fs::write(&path, toml).expect("write config");
-        let file: FileConfig = toml::from_str(toml).expect("parse");
+        let file: ServeArgs = toml::from_str(toml).expect("parse");
         let printed_file = format!("{file:?}");
         let (node, server) = resolve(ServeArgs { config: Some(path), ..Default::default() }).expect("resolve");
         let remote = node.remote.as_ref().expect("a remote tier");
@@ -369,5 +354,32 @@ mod tests {
         for secret in ["AKIDSECRETID", "wJalrXUtnFEMIK7MDENGbPxRfiCY", remote.secret_access_key.expose()] {
             assert!(!printed.contains(secret), "a secret was printed: {printed}");
         }
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_fills_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("trove.toml");
+        let toml = "listen = \"127.0.0.1:9999\"\nrefs_ttl = \"5s\"\nupstream = [\"a.test=https://a.test\"]\n\
+                    api_allow = [\"10.0.0.0/8\"]\nmax_upload_packs = 3\n";
+        std::fs::write(&path, toml).expect("write config");
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            refs_ttl: Some("7s".into()),
+            upstreams: vec!["b.test=https://b.test".into()],
+            ..Default::default()
+        };
+        let (node, server) = resolve(args).expect("resolve");
+        assert_eq!(server.listen.port(), 9999, "from the file");
+        assert_eq!(node.repo.refs_ttl, std::time::Duration::from_secs(7), "the flag wins");
+        assert_eq!(node.repo.max_upload_packs, 3, "from the file");
+        let b = trove_engine::repo::RepoKey::parse("b.test", "o/r").expect("key");
+        let a = trove_engine::repo::RepoKey::parse("a.test", "o/r").expect("key");
+        assert!(node.repo.upstreams.url(&b).is_ok(), "the flag's upstream list");
+        assert!(node.repo.upstreams.url(&a).is_err(), "replaces the file's");
+        // A key the flags do not have is the file's mistake, named.
+        std::fs::write(&path, "refs_tll = \"5s\"\n").expect("write config");
+        let err = resolve(ServeArgs { config: Some(path), ..Default::default() }).expect_err("a typo");
+        assert!(format!("{err:#}").contains("refs_tll"), "{err:#}");
     }
 }
