@@ -22,8 +22,9 @@
 
 use crate::client::{exit, failure, ClientFailure};
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,7 +98,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     let base = format!("{node}/git/{repo}");
     let staging = prepare_target(&args.dir)?;
     let result = (|| {
-        let progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+        let progress = progress_bar(!args.quiet && std::io::stderr().is_terminal());
         let snap = download_and_unpack(
             &format!("{base}/snapshot.tar.zst"),
             &staging,
@@ -219,7 +220,7 @@ fn download_and_unpack(
     staging: &Path,
     parallel: usize,
     writers: usize,
-    progress: &Arc<Progress>,
+    progress: &ProgressBar,
 ) -> Result<Snapshot> {
     // A snapshot replaced mid-download (412) is started over, once.
     for attempt in 0..2 {
@@ -242,17 +243,15 @@ fn download_and_unpack(
                 .and_then(|t| t.parse::<u64>().ok())
                 .ok_or_else(|| fail(exit::SERVER_ERROR, "a 206 without a Content-Range length"))?;
             let etag = resp.header("etag").ok_or_else(|| fail(exit::SERVER_ERROR, "a 206 without an ETag"))?.to_owned();
-            progress.set_total(total);
+            set_total(progress, total);
             Box::new(Ranges::start(agent, url.to_owned(), etag, total, resp.into_reader(), parallel))
         } else {
-            progress.set_total(resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0));
+            set_total(progress, resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0));
             resp.into_reader()
         };
         let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
-        let ticker = progress.tick_in_background();
         let unpacked = unpack_safely(tap, staging, writers, untrusted::worktree_entry);
-        ticker.stop();
         let e = match unpacked {
             Ok(u) => {
                 snap.stats = u.stats;
@@ -269,7 +268,7 @@ fn download_and_unpack(
                 eprintln!("the snapshot changed during the download; starting over");
                 let _ = std::fs::remove_dir_all(staging);
                 std::fs::create_dir(staging)?;
-                progress.reset();
+                progress.set_position(0);
             }
             Some(d) => return Err(fail(exit::UNREACHABLE, format!("downloading {url} failed: {d}"))),
             None => {
@@ -290,7 +289,7 @@ fn download_and_unpack(
 /// only as a broken archive).
 struct Tap<R> {
     inner: R,
-    progress: Arc<Progress>,
+    progress: ProgressBar,
     first_error: Arc<Mutex<Option<String>>>,
 }
 
@@ -299,7 +298,7 @@ impl<R: Read> Read for Tap<R> {
         let r = self.inner.read(buf);
         match &r {
             Ok(n) => {
-                self.progress.done.fetch_add(*n as u64, Ordering::Relaxed);
+                self.progress.inc(*n as u64);
             }
             Err(e) => {
                 self.first_error.lock().expect("not poisoned").get_or_insert_with(|| e.to_string());
@@ -548,78 +547,45 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A one-line progress bar on stderr, drawn only on a terminal.
-struct Progress {
-    on: bool,
-    total: AtomicU64,
-    done: AtomicU64,
-    started: Instant,
+/// The download's progress bar on stderr, drawn only on a terminal
+/// (indicatif, redrawn ten times a second).
+fn progress_bar(on: bool) -> ProgressBar {
+    if !on {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bytes} {binary_bytes_per_sec} {elapsed}").expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }
 
-impl Progress {
-    fn new(on: bool) -> Arc<Self> {
-        Arc::new(Self { on, total: AtomicU64::new(0), done: AtomicU64::new(0), started: Instant::now() })
-    }
-
-    fn set_total(&self, t: u64) {
-        self.total.store(t, Ordering::Relaxed);
-    }
-
-    fn reset(&self) {
-        self.done.store(0, Ordering::Relaxed);
-    }
-
-    fn draw(&self) {
-        if !self.on {
-            return;
-        }
-        let (done, total) = (self.done.load(Ordering::Relaxed), self.total.load(Ordering::Relaxed));
-        let mb = |b: u64| b as f64 / 1e6;
-        let rate = mb(done) / self.started.elapsed().as_secs_f64().max(1e-3);
-        let line = if total > 0 {
-            let frac = (done as f64 / total as f64).min(1.0);
-            let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
-            format!("\r[{bar}] {:.1}/{:.1} MB {rate:.0} MB/s", mb(done), mb(total))
-        } else {
-            format!("\r{:.1} MB {rate:.0} MB/s", mb(done))
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
-
-    /// Redraws every 100 ms until the ticker is stopped.
-    fn tick_in_background(self: &Arc<Self>) -> Ticker {
-        let stop = Arc::new(AtomicBool::new(false));
-        if self.on {
-            let (s, p) = (stop.clone(), self.clone());
-            std::thread::spawn(move || {
-                while !s.load(Ordering::Acquire) {
-                    p.draw();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
-        }
-        Ticker(stop)
-    }
-
-    fn finish(&self) {
-        if self.on {
-            self.draw();
-            eprintln!();
-        }
-    }
-}
-
-struct Ticker(Arc<AtomicBool>);
-
-impl Ticker {
-    fn stop(self) {
-        self.0.store(true, Ordering::Release);
+/// Sets the length once it is known, with a bar to fill.
+fn set_total(bar: &ProgressBar, total: u64) {
+    if total > 0 {
+        bar.set_length(total);
+        bar.set_style(
+            ProgressStyle::with_template("[{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+                .expect("a valid template")
+                .progress_chars("#>."),
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::repo_path;
+
+    #[test]
+    fn the_progress_bar_templates_are_valid() {
+        // with_template panics on a bad template only when a bar is drawn.
+        let bar = super::progress_bar(true);
+        super::set_total(&bar, 1 << 20);
+        bar.inc(4096);
+        assert_eq!((bar.position(), bar.length()), (4096, Some(1 << 20)));
+        bar.finish_and_clear();
+    }
 
     #[test]
     fn a_token_in_the_node_url_never_reaches_an_error() {
