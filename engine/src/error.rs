@@ -2,22 +2,8 @@
 //! the operation, the path or key, and the cause. The HTTP and CLI faces map
 //! them to a status or exit code once, at their edge.
 
+pub use crate::key::KeyError;
 use std::path::PathBuf;
-
-/// Why a namespace or key was refused.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum KeyError {
-    #[error("the {what} is empty")]
-    Empty { what: &'static str },
-    #[error("the {what} is {len} bytes long; the limit is {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
-    #[error("the {what} may not be `.` or `..`")]
-    DotSegment { what: &'static str },
-    #[error("the {what} contains {found:?}, which is not allowed{hint}")]
-    BadChar { what: &'static str, found: char, hint: &'static str },
-    #[error("the {what} is not valid UTF-8 after percent-decoding")]
-    NotUtf8 { what: &'static str },
-}
 
 /// An engine operation that failed.
 #[derive(Debug, thiserror::Error)]

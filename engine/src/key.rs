@@ -6,9 +6,23 @@
 //! by the name itself. The full name is kept inside the file's trailer, so a
 //! hash collision is detected on read and treated as a miss.
 
-use crate::error::KeyError;
 use crate::limits::{KEY_MAX_BYTES, NAMESPACE_MAX_BYTES};
 use xxhash_rust::xxh3::xxh3_128;
+
+/// Why a namespace or key was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("the {what} is empty")]
+    Empty { what: &'static str },
+    #[error("the {what} is {len} bytes long; the limit is {max}")]
+    TooLong { what: &'static str, len: usize, max: usize },
+    #[error("the {what} may not be `.` or `..`")]
+    DotSegment { what: &'static str },
+    #[error("the {what} contains {found:?}, which is not allowed{hint}")]
+    BadChar { what: &'static str, found: char, hint: &'static str },
+    #[error("the {what} is not valid UTF-8 after percent-decoding")]
+    NotUtf8 { what: &'static str },
+}
 
 /// Index of a shard (one pinned executor per core).
 pub type ShardId = u16;

@@ -3,6 +3,7 @@
 
 use crate::body::RespBody;
 use http::{Response, StatusCode};
+use trove_engine::repo::RepoError;
 use trove_engine::{EngineError, RemoteError};
 
 #[derive(Debug)]
@@ -67,5 +68,33 @@ impl From<EngineError> for ApiError {
             }
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+/// A repo operation's failure as the git routes answer it.
+pub fn repo_error(e: RepoError) -> ApiError {
+    let msg = e.to_string();
+    match e {
+        RepoError::BadName(_) => ApiError::bad_request("invalid_repo", msg),
+        RepoError::HostNotAllowed(_) => ApiError::new(StatusCode::FORBIDDEN, "host_not_allowed", msg),
+        RepoError::UpstreamNotFound(_) | RepoError::NoCommits(_) | RepoError::UnknownCommit(_) => {
+            ApiError::not_found(msg)
+        }
+        RepoError::Timeout(..) | RepoError::Stalled(..) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
+        }
+        RepoError::Backoff { .. } | RepoError::Git { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
+        }
+        RepoError::Unauthorized(_) => ApiError {
+            authenticate: Some("Basic realm=\"trove\""),
+            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+        },
+        RepoError::ShardGone(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
+        RepoError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", msg),
+        RepoError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5),
+        RepoError::BadUpstream(_) | RepoError::Spawn(..) | RepoError::Io(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
+        }
     }
 }

@@ -1,21 +1,26 @@
-//! Git smart HTTP from the mirrors: `info/refs` and `git-upload-pack`,
-//! protocol v0 and v2, served with `git upload-pack --stateless-rpc`.
+//! Git smart HTTP from the mirrors: the `/git/` router, `info/refs` and
+//! `git-upload-pack`, protocol v0 and v2, served with `git upload-pack
+//! --stateless-rpc`. What its sibling routes share lives elsewhere
+//! (`error.rs`, `query.rs`, `upload_pack.rs`).
 //!
 //! Order of a POST: read the request as far as its wants
 //! (`pack_request.rs`: bounded, gzip undone as it comes, framing checked),
 //! make sure every `want` is in the mirror (one fetch from the upstream if
 //! not), take an upload-pack slot (503 with Retry-After at once when the
 //! queue is full), then stream the rest of the request into the process
-//! and the process's stdout out as the response. A clone (wants, no haves) goes to
-//! `shared_pack.rs` instead: identical clones share one run. Pushes and
-//! Git LFS go to the upstream (`passthrough.rs`). The client's Authorization header goes to
-//! the engine for the upstream and is never logged.
+//! and the process's stdout out as the response. A clone (wants, no
+//! haves) goes to `shared_pack.rs` instead: identical clones share one
+//! run. Pushes and Git LFS go to the upstream (`passthrough.rs`). The
+//! client's Authorization header goes to the engine for the upstream and
+//! is never logged.
 
 use crate::body::RespBody;
-use crate::error::ApiError;
+use crate::error::{repo_error, ApiError};
 use crate::limits::UPLOAD_PACK_READ_BYTES;
 use crate::pack_request::PackRequest;
 use crate::passthrough::Kind;
+use crate::query::query_param;
+use crate::upload_pack::{git_protocol, upload_pack_cmd, upload_pack_slot};
 use crate::ServerConfig;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -23,16 +28,12 @@ use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::rc::Rc;
 use std::time::Duration;
-use trove_engine::repo::git::Git;
 use trove_engine::repo::{Need, RepoError, RepoKey};
 use trove_engine::stats::bump;
 use trove_engine::{Secret, Shard};
 
 pub const GIT_PREFIX: &str = "/git/";
 
-/// Retry-After given with a 503 when every upload-pack slot and the queue
-/// are taken, in seconds.
-const RETRY_AFTER_SECS: u64 = 5;
 /// Longest a ref advertisement or a want check may take.
 const ADVERTISE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -116,56 +117,6 @@ fn split_action(tail: &str) -> Option<(&str, &str)> {
 
 fn bad_path(rest: &str) -> ApiError {
     ApiError::bad_request("invalid_repo", format!("/git/{rest}: the path must be /git/{{host}}/{{repo}}/..."))
-}
-
-pub fn repo_error(e: RepoError) -> ApiError {
-    let msg = e.to_string();
-    match e {
-        RepoError::BadName(_) => ApiError::bad_request("invalid_repo", msg),
-        RepoError::HostNotAllowed(_) => ApiError::new(StatusCode::FORBIDDEN, "host_not_allowed", msg),
-        RepoError::UpstreamNotFound(_) | RepoError::NoCommits(_) | RepoError::UnknownCommit(_) => {
-            ApiError::not_found(msg)
-        }
-        RepoError::Timeout(..) | RepoError::Stalled(..) => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
-        }
-        RepoError::Backoff { .. } | RepoError::Git { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
-        }
-        RepoError::Unauthorized(_) => ApiError {
-            authenticate: Some("Basic realm=\"trove\""),
-            ..ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
-        },
-        RepoError::ShardGone(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg),
-        RepoError::Unsupported(_) => ApiError::new(StatusCode::NOT_IMPLEMENTED, "unsupported", msg),
-        RepoError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg).retry_after(5),
-        RepoError::BadUpstream(_) | RepoError::Spawn(..) | RepoError::Io(_) => {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg)
-        }
-    }
-}
-
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('='))).map(str::to_owned)
-}
-
-/// The `Git-Protocol` header, if it is well formed (`version=2` and the
-/// like); anything else is ignored, as git itself does.
-fn git_protocol<B>(req: &Request<B>) -> Option<String> {
-    let v = req.headers().get("git-protocol")?.to_str().ok()?;
-    let ok = v.len() <= 256 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"=:._-".contains(&b));
-    ok.then(|| v.to_owned())
-}
-
-pub(crate) fn upload_pack_cmd(protocol: Option<&str>, extra: &[&str], dir: &std::path::Path) -> Git {
-    let mut args = vec!["upload-pack", "--stateless-rpc"];
-    args.extend_from_slice(extra);
-    args.push(".");
-    let g = Git::new(args).dir(dir);
-    match protocol {
-        Some(p) => g.env("GIT_PROTOCOL", p),
-        None => g,
-    }
 }
 
 async fn advertise(
@@ -279,19 +230,6 @@ async fn upload_pack(
         .header(header::CACHE_CONTROL, "no-cache")
         .body(RespBody::bytes_stream(futures_lite::stream::unfold(stream, PackStream::next)))
         .expect("static response parts are valid"))
-}
-
-/// One of the node's upload-pack slots, waiting in the bounded queue; a
-/// 503 with Retry-After when the queue is full.
-pub(crate) async fn upload_pack_slot(shard: &Rc<Shard>) -> Result<trove_engine::repo::admission::Permit, ApiError> {
-    shard.node.upload_packs.enter().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "every upload-pack slot and the queue are taken; retry after the Retry-After seconds",
-        )
-        .retry_after(RETRY_AFTER_SECS)
-    })
 }
 
 /// upload-pack's stdout as a stream; the slot is held until it ends.

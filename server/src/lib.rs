@@ -15,7 +15,8 @@
 //! Git LFS passed through to the upstream; `snapshot.rs` snapshots,
 //! bundles and ensure-refs; `tree.rs` tree indexes and blobs for mounts;
 //! `body.rs` the response body; `range.rs`,
-//! `precondition.rs`, `ttl.rs` header parsing;
+//! `precondition.rs`, `ttl.rs` header parsing; `query.rs` query strings;
+//! `upload_pack.rs` what every upload-pack run shares;
 //! `error.rs` API errors; `limits.rs` the face's limits; `auth.rs` who may
 //! use the object API.
 
@@ -33,6 +34,7 @@ pub mod object;
 pub mod pack_request;
 pub mod passthrough;
 pub mod precondition;
+pub mod query;
 pub mod range;
 pub mod routes;
 pub mod shared_pack;
@@ -40,6 +42,7 @@ pub mod snapshot;
 pub mod status;
 pub mod tree;
 pub mod ttl;
+pub mod upload_pack;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -76,7 +76,7 @@ pub async fn pass(
     kind: Kind,
     suffix: &str,
 ) -> Result<Response<RespBody>, ApiError> {
-    let base = shard.config().repo.upstreams.url(key).map_err(crate::git::repo_error)?;
+    let base = shard.config().repo.upstreams.url(key).map_err(crate::error::repo_error)?;
     let target = upstream_url(&base, suffix, req.uri().query())?;
     let deadline = shard.config().repo.upstream_timeout;
     let headers: Vec<(&str, String)> = REQUEST_HEADERS

@@ -14,9 +14,10 @@
 //! which git prints), and is not shared again.
 
 use crate::body::RespBody;
+use crate::error::repo_error;
 use crate::error::ApiError;
-use crate::git::{repo_error, upload_pack_cmd, upload_pack_slot};
 use crate::limits::UPLOAD_PACK_READ_BYTES;
+use crate::upload_pack::{upload_pack_cmd, upload_pack_slot};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use http::{header, Response, StatusCode};
 use std::path::Path;

@@ -8,8 +8,8 @@
 //! a response ignores Range (RFC 9110 allows it) and fails If-Match.
 
 use crate::body::RespBody;
+use crate::error::repo_error;
 use crate::error::ApiError;
-use crate::git::repo_error;
 use crate::object;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -108,7 +108,7 @@ pub async fn bundle(
     key: &RepoKey,
     auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
-    let raw = crate::git::query_param(req.uri().query().unwrap_or(""), "base")
+    let raw = crate::query::query_param(req.uri().query().unwrap_or(""), "base")
         .ok_or_else(|| ApiError::bad_request("invalid_sha", "snapshot.bundle needs ?base=<commit sha>"))?;
     let base = parse_sha(&raw).ok_or_else(|| {
         ApiError::bad_request("invalid_sha", format!("base {raw:?} is not a full commit id (40 or 64 hex digits)"))

@@ -9,8 +9,9 @@
 //! ahead of the client.
 
 use crate::body::RespBody;
+use crate::error::repo_error;
 use crate::error::ApiError;
-use crate::git::{query_param, repo_error};
+use crate::query::query_param;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
