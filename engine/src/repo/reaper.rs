@@ -163,9 +163,11 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("sh");
+        // Before the watchdogs: each one's window starts when it is made
+        // (a scan of /proc), and the silent one is made first.
+        let started = Instant::now();
         let (mut w_silent, mut w_busy) =
             (Watchdog::new(silent.id() as i32, window), Watchdog::new(busy.id() as i32, window));
-        let started = Instant::now();
         let mut silent_stalled = false;
         while started.elapsed() < Duration::from_secs(10) && !silent_stalled {
             std::thread::sleep(Duration::from_millis(100));
