@@ -40,8 +40,17 @@ pub async fn tree(
     if trove_engine::tree::parse_oid(&commit).is_none() {
         return Err(ApiError::bad_request("invalid_commit", format!("{commit:?} is not a commit id (40 hex digits)")));
     }
-    let object = shard.tree_index(key, auth, &commit).await.map_err(repo_error)?;
-    let mut resp = crate::object::get(shard, req, &object).await?;
+    // The access check on every request; a stored index is then read here,
+    // once, and only a miss asks the index's owner to make it.
+    shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
+    let object = trove_engine::tree::build::tree_object(key, &commit);
+    let mut resp = match crate::object::get(shard, req, &object).await {
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            shard.make_tree_index(key, auth, &commit).await.map_err(repo_error)?;
+            crate::object::get(shard, req, &object).await?
+        }
+        r => r?,
+    };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TREE_TYPE));
     h.insert("x-trove-tree-commit", HeaderValue::from_str(&commit).expect("hex"));

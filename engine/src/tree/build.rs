@@ -2,8 +2,9 @@
 //! `git-tree/<repo>@<commit>` (immutable: the commit fixes every byte, so
 //! its ETag is strong and it never needs rebuilding).
 //!
-//! Every read passes the repo's access check first (`Shard::repo`). The
-//! index's owner shard makes it, once for all who ask meanwhile. A commit
+//! Every read passes the repo's access check first (`Shard::repo`, by the
+//! asker, which reads a stored index itself). A missing one is made by the
+//! index's owner shard, once for all who ask meanwhile. A commit
 //! the mirror lacks is fetched once (`resolve_fetching`, with its miss
 //! remembered for the refs TTL). The walk runs off the shard.
 
@@ -29,22 +30,18 @@ pub fn tree_object(key: &RepoKey, commit: &str) -> ObjectKey {
 pub type TreeFlights = RefCell<HashMap<u128, Vec<oneshot::Sender<Result<(), RepoError>>>>>;
 
 impl Shard {
-    /// The stored tree index of `key` at `commit` (40 hex digits), made
-    /// now if there is none: by the owner of the index, once for every
-    /// request that asks meanwhile. A stored one is served with no hop.
-    pub async fn tree_index(
+    /// Makes the tree index of `key` at `commit` (40 hex digits) if it is
+    /// not stored yet: by the owner of the index, once for every request
+    /// that asks meanwhile. The asker checks access first (`Shard::repo`)
+    /// and reads a stored index itself, with no hop; this is the miss path.
+    pub async fn make_tree_index(
         self: &Rc<Self>,
         key: &RepoKey,
         auth: Option<Secret>,
         commit: &str,
     ) -> Result<ObjectKey, RepoError> {
         crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
-        // The access check, on every request.
-        self.repo(key, auth.clone(), Need::Ready).await?;
         let object = tree_object(key, commit);
-        if self.open_object(&object).await.ok().flatten().is_some() {
-            return Ok(object);
-        }
         let owner = object.owner(self.nr_shards());
         if owner == self.id {
             self.owner_tree_index(key.clone(), auth, commit.to_owned()).await?;
@@ -57,7 +54,7 @@ impl Shard {
         Ok(object)
     }
 
-    /// The owner's side of [`Shard::tree_index`].
+    /// The owner's side of [`Shard::make_tree_index`].
     pub(crate) async fn owner_tree_index(
         self: &Rc<Self>,
         key: RepoKey,
@@ -83,7 +80,7 @@ impl Shard {
         if first {
             let me = self.clone();
             glommio::spawn_local(async move {
-                let made = me.make_tree_index(&key, auth, &commit, &object).await;
+                let made = me.build_tree_index(&key, auth, &commit, &object).await;
                 for w in me.tree_flights.borrow_mut().remove(&hash).unwrap_or_default() {
                     let _ = w.send(made.clone());
                 }
@@ -93,7 +90,7 @@ impl Shard {
         rx.await.map_err(|_| RepoError::ShardGone(self.id))?
     }
 
-    async fn make_tree_index(
+    async fn build_tree_index(
         self: &Rc<Self>,
         key: &RepoKey,
         auth: Option<Secret>,
@@ -101,7 +98,7 @@ impl Shard {
         object: &ObjectKey,
     ) -> Result<(), RepoError> {
         if self.open_object(object).await.ok().flatten().is_some() {
-            return Ok(()); // made by the flight before this one
+            return Ok(()); // stored already (by an earlier flight, or another node)
         }
         let oid = crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
         let mirror = self.repo(key, auth.clone(), Need::Ready).await?;
