@@ -208,17 +208,17 @@ fn upstream_error(kind: Kind, e: RemoteError) -> ApiError {
             "upstream_failed",
             format!("cannot reach the upstream at {endpoint} for {what}: {reason}"),
         ),
-        other => ApiError::new(
-            StatusCode::BAD_GATEWAY,
-            "upstream_failed",
-            format!("passing {what} to the upstream failed: {}", strip_s3(&other.to_string())),
-        ),
+        // The shared client's Display speaks of S3: say it for a git host.
+        RemoteError::Http { reason, .. } => upstream_failed(what, &reason),
+        RemoteError::Protocol { what: w, .. } => upstream_failed(what, &w),
+        RemoteError::Status { status, code, .. } => upstream_failed(what, &format!("HTTP {status} {code}")),
+        RemoteError::Config(c) => upstream_failed(what, &c),
+        RemoteError::Corrupt(c) | RemoteError::LocalIo(c) => upstream_failed(what, &c),
     }
 }
 
-/// The shared client's errors speak of S3; here the other end is a git host.
-fn strip_s3(s: &str) -> String {
-    s.replace("S3 ", "")
+fn upstream_failed(what: &str, why: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", format!("passing {what} to the upstream failed: {why}"))
 }
 
 /// The client's request body, noting when each frame went by.
