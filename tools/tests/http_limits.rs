@@ -97,6 +97,20 @@ fn peak_rss(pid: u32) -> u64 {
     kb.trim().parse::<u64>().expect("a number") * 1024
 }
 
+/// `n` upload-pack POSTs of `body` to `url` at once, answered in order.
+fn upload_packs_at_once(url: &str, body: &[u8], n: usize) -> Vec<Resp> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                s.spawn(|| {
+                    http("POST", url, &[("Content-Type", "application/x-git-upload-pack-request")], body.to_vec())
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().expect("thread")).collect()
+    })
+}
+
 #[test]
 fn buffered_upload_pack_bodies_are_bounded_node_wide() {
     use crate::git::{node_for, repo_url, Upstream};
@@ -111,17 +125,7 @@ fn buffered_upload_pack_bodies_are_bounded_node_wide() {
     let want = format!("0032want {}\n", "1".repeat(40));
     let body = want.repeat((30 << 20) / want.len()).into_bytes();
     let url = format!("{base}/git-upload-pack");
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..10)
-            .map(|_| {
-                s.spawn(|| {
-                    http("POST", &url, &[("Content-Type", "application/x-git-upload-pack-request")], body.clone())
-                        .status
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("thread")).collect()
-    });
+    let statuses: Vec<u16> = upload_packs_at_once(&url, &body, 10).iter().map(|r| r.status).collect();
     assert!(statuses.contains(&503), "past the budget, 503: {statuses:?}");
     assert!(statuses.iter().all(|s| *s == 503 || *s == 400 || *s == 0), "{statuses:?}");
     let grew = peak_rss(node.pid()).saturating_sub(before);
@@ -149,16 +153,7 @@ fn a_fetch_with_a_huge_have_list_streams_into_upload_pack() {
     }
     body.extend_from_slice(b"0009done\n");
     let url = format!("{base}/git-upload-pack");
-    let answers: Vec<Resp> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..10)
-            .map(|_| {
-                s.spawn(|| {
-                    http("POST", &url, &[("Content-Type", "application/x-git-upload-pack-request")], body.clone())
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("thread")).collect()
-    });
+    let answers = upload_packs_at_once(&url, &body, 10);
     for r in &answers {
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body[..r.body.len().min(300)]));
         assert!(r.body.windows(4).any(|w| w == b"PACK"), "a pack came back");
