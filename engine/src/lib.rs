@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod error;
+pub mod hydrate;
 pub mod key;
 pub mod limits;
 pub mod net;

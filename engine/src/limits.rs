@@ -172,3 +172,31 @@ pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
 pub const BLOB_SERVE_MAX_BYTES: u64 = 256 << 20;
 /// Frames (blobs) read ahead of a slow client per `POST .../blobs`.
 pub const BLOBS_READ_AHEAD: usize = 4;
+
+/// Blobs one hydration batch (`POST .../blobs`) asks for: the node's own
+/// ceiling, so one request carries as much as it may.
+pub const HYDRATE_BATCH_BLOBS: usize = BLOBS_PER_REQUEST_MAX;
+/// Hydration batches one mount runs at once. Two keep one fetching while
+/// the other lands; more mostly queue at the node's mirror reads.
+pub const HYDRATE_BATCHES_IN_FLIGHT: usize = 4;
+/// Blob bytes a mount may have asked for and not yet landed. A batch is
+/// cut when it would pass this; a single larger blob still goes alone.
+pub const HYDRATE_IN_FLIGHT_BYTES: u64 = 256 << 20;
+/// Hydration requests (opens and prefetches) waiting at the owner shard.
+/// Prefetches past it are dropped; an open past it fails with EAGAIN.
+pub const HYDRATE_QUEUE_DEPTH: usize = 1 << 16;
+/// Largest hydrated blob: the node serves no larger one
+/// (`BLOB_SERVE_MAX_BYTES`), and a frame claiming more is a lie.
+pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_SERVE_MAX_BYTES;
+/// Write-behind buffers of one landing blob (DMA, 128 KiB each).
+pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
+/// Default of `trove mount --fetch-timeout`: how long an open waits on the
+/// node (to connect, for the answer, between frames) before it gets EIO.
+pub const HYDRATE_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `trove mount --cache-capacity`: hydrated bytes kept.
+pub const HYDRATE_CACHE_CAPACITY_BYTES: u64 = 8 << 30;
+/// Eviction takes the cache down to this share of its capacity, in
+/// percent, so a full cache does not evict on every landing.
+pub const HYDRATE_EVICT_TO_PERCENT: u64 = 90;
+const _: () = assert!(HYDRATE_BATCH_BLOBS <= BLOBS_PER_REQUEST_MAX);
+const _: () = assert!(HYDRATE_BLOB_MAX_BYTES <= BLOB_SERVE_MAX_BYTES);

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod index_stat;
 mod log;
+mod mount;
 mod port_check;
 mod restore;
 mod serve;
@@ -94,6 +95,14 @@ enum Command {
     /// and is not empty, or could not be written.
     #[command(verbatim_doc_comment)]
     Restore(restore::RestoreArgs),
+    Mount(mount::MountArgs),
+    /// Unmount a trove mount: a live one stops cleanly, a dead one (its
+    /// daemon killed: every access says "Transport endpoint is not
+    /// connected") is detached.
+    Umount(mount::UmountArgs),
+    /// List trove mounts: repo, commit, state (preparing, ready, failed,
+    /// stopping, dead), files, hydrated blobs and bytes, errors.
+    Mounts(mount::MountsArgs),
     /// Latency and throughput benchmarks, side by side with baselines.
     #[command(subcommand)]
     Bench(trove_bench::cli::BenchCommand),
@@ -128,6 +137,9 @@ fn run(command: Command) -> Result<()> {
         Command::Stat { object } => client::stat(&target(object)?),
         Command::Delete { object } => client::delete(&target(object)?),
         Command::Restore(args) => restore::run(args),
+        Command::Mount(args) => mount::mount(args),
+        Command::Umount(args) => mount::umount(args),
+        Command::Mounts(args) => mount::mounts(args),
         Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
     }
 }

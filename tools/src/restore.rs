@@ -82,7 +82,7 @@ fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
 }
 
 /// `https://github.com/a/b.git`, `github.com/a/b` -> `github.com/a/b`.
-fn repo_path(repo: &str) -> Result<String> {
+pub(crate) fn repo_path(repo: &str) -> Result<String> {
     let r = repo.split_once("://").map_or(repo, |(_, rest)| rest);
     let r = r.rsplit_once('@').map_or(r, |(_, rest)| rest).trim_end_matches('/');
     let (host, path) =

@@ -677,3 +677,159 @@ pub fn flip_byte(path: &std::path::Path, at: u64) {
     std::io::Write::write_all(&mut f, &[b[0] ^ 0x01]).expect("write");
     f.sync_all().expect("sync");
 }
+
+/// A running `trove mount`. Stopped (SIGTERM, then SIGKILL) on drop, and
+/// its mountpoint lazily unmounted if it is still there, so a failing test
+/// leaves no mount behind.
+pub struct Mount {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub log: PathBuf,
+    /// The line it printed when ready.
+    pub ready: String,
+}
+
+impl Mount {
+    /// `trove mount REPO DIR --node NODE ARGS...` with its own data and run
+    /// dirs under `base`; waits for "ready". Panics with its log if it
+    /// exits first.
+    pub fn start(base: &Path, node: &str, repo: &str, args: &[&str]) -> Mount {
+        let (child, dir, data_dir, run_dir, log, lines) = Mount::spawn(base, node, repo, args);
+        let mut m = Mount { child: Some(child), dir, data_dir, run_dir, log, ready: String::new() };
+        match lines.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.starts_with("ready:") => m.ready = line,
+            other => panic!("trove mount did not get ready ({other:?}); its log:\n{}", m.log_text()),
+        }
+        m
+    }
+
+    /// Runs a mount that is expected to fail; returns its exit code and stderr.
+    pub fn fail(base: &Path, node: &str, repo: &str, args: &[&str]) -> (Option<i32>, String) {
+        let (mut child, dir, _, _, log, _) = Mount::spawn(base, node, repo, args);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Ok(Some(st)) = child.try_wait() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("trove mount did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(!is_mounted(&dir), "a failed mount leaves nothing mounted");
+        (status.code(), std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        base: &Path,
+        node: &str,
+        repo: &str,
+        args: &[&str],
+    ) -> (Child, PathBuf, PathBuf, PathBuf, PathBuf, std::sync::mpsc::Receiver<String>) {
+        let dir = base.join("mnt");
+        let data_dir = base.join("mount-data");
+        let run_dir = base.join("run");
+        std::fs::create_dir_all(&dir).expect("mountpoint");
+        let log = base.join("mount.log");
+        let mut child = Command::new(trove_bin())
+            .args(["mount", repo, dir.to_str().expect("utf8"), "--node", node, "--data-dir"])
+            .arg(&data_dir)
+            .args(args)
+            .env("TROVE_RUN_DIR", &run_dir)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn trove mount");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, dir, data_dir, run_dir, log, rx)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `trove mounts --json` as this mount's run dir sees it.
+    pub fn records(&self) -> serde_json::Value {
+        let out = Command::new(trove_bin())
+            .args(["mounts", "--json"])
+            .env("TROVE_RUN_DIR", &self.run_dir)
+            .output()
+            .expect("trove mounts");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
+    /// `trove umount` of this mount; its exit code and output.
+    pub fn umount(&self) -> (Option<i32>, String) {
+        let out = Command::new(trove_bin())
+            .args(["umount", self.dir.to_str().expect("utf8")])
+            .env("TROVE_RUN_DIR", &self.run_dir)
+            .output()
+            .expect("trove umount");
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait; the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("trove mount did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Whether `dir` is a mountpoint now (from /proc/self/mountinfo).
+pub fn is_mounted(dir: &Path) -> bool {
+    let Ok(abs) = std::fs::canonicalize(dir.parent().unwrap_or(dir)) else { return false };
+    let want = abs.join(dir.file_name().unwrap_or_default());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines().any(|l| l.split(' ').nth(4).is_some_and(|p| Path::new(p) == want))
+}

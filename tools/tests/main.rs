@@ -13,6 +13,7 @@ mod hostile;
 mod http_limits;
 mod http_semantics;
 mod lifecycle;
+mod mount;
 mod object_api;
 mod private;
 mod remote;

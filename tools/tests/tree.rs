@@ -8,7 +8,7 @@ use trove_engine::tree::index::{decode, Kind};
 
 /// A tree with what real ones hold: nesting, an executable, a symlink, an
 /// empty file, a name that is not UTF-8, a deep path and a submodule.
-fn rich_upstream(dir: &std::path::Path) -> (Upstream, String) {
+pub(crate) fn rich_upstream(dir: &std::path::Path) -> (Upstream, String) {
     let mut up = Upstream::new(dir);
     let w = up.work.clone();
     std::fs::create_dir_all(w.join("src/deep/a/b/c/d")).expect("mkdir");

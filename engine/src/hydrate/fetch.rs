@@ -1,0 +1,197 @@
+//! One hydration batch: `POST /git/{repo}/blobs` for many ids, each blob
+//! landed as it streams in.
+//!
+//! A blob's bytes go through a DMA stream writer (O_DIRECT, io_uring,
+//! bounded write-behind) into the store's `tmp/` while SHA-1 runs over
+//! them; on its last byte the hash is compared with the id and only a
+//! match is published. No fdatasync: the id proves the blob on the next
+//! start (blobstore.rs). A wrong blob costs only itself; a broken stream
+//! fails every blob not yet landed, and the queue may ask again.
+//!
+//! Runs on the owner shard's executor; it never blocks it on a read.
+
+use super::blobstore::BlobStore;
+use super::frames::{refusal, Event, FrameReader};
+use super::{hex, HydrateConfig, HydrateError, Oid};
+use crate::limits::HYDRATE_WRITE_BUFFER_BYTES;
+use crate::remote::http::{read_small, send, ClientOptions};
+use crate::remote::RemoteError;
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
+use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
+use http_body_util::BodyExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the owner reaches the node.
+pub fn client_options(config: &HydrateConfig) -> Result<ClientOptions, HydrateError> {
+    let tls = match config.node.scheme() {
+        "http" => None,
+        "https" => Some(
+            crate::remote::tls::client_config(None).map_err(|e| HydrateError::Protocol(format!("TLS setup: {e}")))?,
+        ),
+        other => return Err(HydrateError::Protocol(format!("node URL scheme {other:?}: use http:// or https://"))),
+    };
+    Ok(ClientOptions {
+        connect: config.fetch_timeout.min(Duration::from_secs(5)),
+        response: config.fetch_timeout,
+        tls,
+        resolver: Default::default(),
+        ca_hint: "the node's certificate must chain to a public CA",
+    })
+}
+
+fn from_remote(node: &str, e: RemoteError, timeout: Duration) -> HydrateError {
+    match e {
+        RemoteError::Connect { reason, .. } => HydrateError::Unreachable { node: node.to_owned(), reason },
+        RemoteError::Timeout { .. } => HydrateError::Timeout(timeout),
+        RemoteError::Http { reason, .. } => HydrateError::Unreachable { node: node.to_owned(), reason },
+        other => HydrateError::Protocol(other.to_string()),
+    }
+}
+
+/// A blob being written.
+struct Landing {
+    oid: Oid,
+    len: u64,
+    tmp: PathBuf,
+    writer: DmaStreamWriter,
+    hasher: gix::hash::Hasher,
+}
+
+/// Fetches `batch` (id and index size, in order) and lands each blob,
+/// calling `on_blob` once per id with its outcome.
+pub async fn run_batch(
+    config: &HydrateConfig,
+    client: &ClientOptions,
+    store: &BlobStore,
+    batch: Vec<(Oid, u64)>,
+    on_blob: &mut dyn FnMut(Oid, Result<(), HydrateError>),
+) {
+    let mut unanswered: Vec<Oid> = batch.iter().map(|(o, _)| *o).collect();
+    unanswered.reverse(); // answered from the front: pop from the back
+    let result = stream_batch(config, client, store, batch, &mut |oid, r| {
+        if unanswered.last() == Some(&oid) {
+            unanswered.pop();
+        }
+        on_blob(oid, r)
+    })
+    .await;
+    if let Err(e) = result {
+        for oid in unanswered.into_iter().rev() {
+            on_blob(oid, Err(e.clone()));
+        }
+    }
+}
+
+async fn stream_batch(
+    config: &HydrateConfig,
+    client: &ClientOptions,
+    store: &BlobStore,
+    batch: Vec<(Oid, u64)>,
+    on_blob: &mut dyn FnMut(Oid, Result<(), HydrateError>),
+) -> Result<(), HydrateError> {
+    let node = config.node.as_str().trim_end_matches('/').to_owned();
+    let url = url::Url::parse(&format!("{node}/git/{}/blobs", config.repo))
+        .map_err(|e| HydrateError::Protocol(format!("the blobs URL: {e}")))?;
+    let mut body = String::with_capacity(batch.len() * 41);
+    for (oid, _) in &batch {
+        body.push_str(&hex(oid));
+        body.push('\n');
+    }
+    let mut headers = vec![("content-type", "text/plain".to_owned())];
+    if let Some(auth) = &config.auth {
+        headers.push(("authorization", auth.expose().to_owned()));
+    }
+    let timeout = config.fetch_timeout;
+    let resp = send("POST blobs", http::Method::POST, &url, &headers, Bytes::from(body), client)
+        .await
+        .map_err(|e| from_remote(&node, e, timeout))?;
+    let status = resp.status().as_u16();
+    if status != 200 {
+        let text = read_small("POST blobs", resp.into_body(), 4096, timeout).await.unwrap_or_default();
+        return Err(HydrateError::Status { status, message: String::from_utf8_lossy(&text).trim().to_owned() });
+    }
+    let mut frames = FrameReader::new(batch);
+    let mut body = resp.into_body();
+    let mut landing: Option<Landing> = None;
+    let outcome = async {
+        while !frames.ended() {
+            let next = futures_lite::future::or(async { Ok(body.frame().await) }, async {
+                glommio::timer::sleep(timeout).await;
+                Err(HydrateError::Timeout(timeout))
+            })
+            .await?;
+            let mut chunk = match next {
+                None => return Err(HydrateError::Protocol("the stream was cut before its end frame".into())),
+                Some(Err(e)) => return Err(HydrateError::Unreachable { node: node.clone(), reason: e.to_string() }),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(d) => d,
+                    Err(_) => continue,
+                },
+            };
+            while let Some(event) = frames.next(&mut chunk)? {
+                match event {
+                    Event::Begin { oid, len } => landing = Some(begin(store, oid, len).await?),
+                    Event::Data(bytes) => {
+                        let l = landing.as_mut().expect("Data follows Begin");
+                        l.hasher.update(&bytes);
+                        l.writer.write_all(&bytes).await.map_err(|e| HydrateError::store("writing", &l.tmp, e))?;
+                    }
+                    Event::Complete { oid } => {
+                        let l = landing.take().expect("Complete follows Begin");
+                        let r = complete(store, l).await;
+                        on_blob(oid, r);
+                    }
+                    Event::Refused { oid, status } => {
+                        let e = if status == 1 {
+                            HydrateError::Missing(hex(&oid))
+                        } else {
+                            HydrateError::Refused { oid: hex(&oid), why: refusal(status) }
+                        };
+                        on_blob(oid, Err(e));
+                    }
+                    Event::End => {}
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Some(mut l) = landing {
+        let _ = l.writer.close().await;
+        let _ = std::fs::remove_file(&l.tmp);
+    }
+    outcome
+}
+
+async fn begin(store: &BlobStore, oid: Oid, len: u64) -> Result<Landing, HydrateError> {
+    let tmp = store.tmp_path(&oid);
+    let file = DmaFile::create(&tmp).await.map_err(|e| HydrateError::store("creating", &tmp, e))?;
+    let writer = DmaStreamWriterBuilder::new(file)
+        .with_buffer_size(HYDRATE_WRITE_BUFFER_BYTES)
+        .with_write_behind(2)
+        .with_sync_on_close_disabled(true)
+        .build();
+    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+    hasher.update(format!("blob {len}\0").as_bytes());
+    Ok(Landing { oid, len, tmp, writer, hasher })
+}
+
+/// Closes a landed blob (the writer trims the file to its length) and
+/// publishes it if it is what its id says.
+async fn complete(store: &BlobStore, l: Landing) -> Result<(), HydrateError> {
+    let Landing { oid, len, tmp, mut writer, hasher } = l;
+    let closed = writer.close().await;
+    let matched = hasher.try_finalize().is_ok_and(|h| h.as_bytes() == oid.as_slice());
+    if let Err(e) = closed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(HydrateError::store("writing", &tmp, e));
+    }
+    if !matched {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(oid = %hex(&oid), "the node sent bytes that do not match the blob's id; dropped");
+        return Err(HydrateError::Corrupt(hex(&oid)));
+    }
+    store.publish(&tmp, &oid, len)
+}

@@ -1,0 +1,248 @@
+//! The owner shard's hydration queue: one pending entry per blob, however
+//! many ask; reads ahead of prefetches; batches cut by count and bytes.
+//!
+//! - Dedupe: a want for a blob already pending adds a waiter; the blob is
+//!   fetched once.
+//! - Priority: reads and prefetches wait in two queues and a batch takes
+//!   reads first. A read of a blob whose prefetch is still queued upgrades
+//!   it in place (it joins the read queue; the stale prefetch slot is
+//!   skipped). A blob already in flight just gains the waiter.
+//! - Re-check: a blob that became local while it waited (another batch
+//!   carried it, or it was there all along) is answered without a fetch.
+//! - Bounds: `batches_in_flight` batches of up to `batch_blobs` ids, and
+//!   `in_flight_bytes` of blob bytes asked for and not landed. A failed
+//!   batch fails its waiters; nothing is retried behind their back, so an
+//!   open fails within the fetch timeout and the next one asks again.
+//!
+//! Single-threaded on the owner's executor: the state is a RefCell never
+//! borrowed across an await (and never while a task is spawned, since
+//! glommio runs a spawned task at once).
+
+use super::fetch::{client_options, run_batch};
+use super::{Done, HydrateError, Oid, OwnerEnd, Priority, Want};
+use futures_lite::StreamExt;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+struct Pending {
+    size: u64,
+    priority: Priority,
+    waiters: Vec<Done>,
+    in_flight: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: HashMap<Oid, Pending>,
+    reads: VecDeque<Oid>,
+    prefetches: VecDeque<Oid>,
+    batches: usize,
+    bytes_in_flight: u64,
+}
+
+impl Queue {
+    /// Takes in one want; answers at once what is already local.
+    fn accept(&mut self, want: Want, local: bool) {
+        if local {
+            if let Some(done) = want.done {
+                done(Ok(()));
+            }
+            return;
+        }
+        match self.pending.get_mut(&want.oid) {
+            Some(p) => {
+                if want.priority > p.priority && !p.in_flight {
+                    p.priority = want.priority;
+                    self.reads.push_back(want.oid);
+                }
+                p.waiters.extend(want.done);
+            }
+            None => {
+                match want.priority {
+                    Priority::Read => self.reads.push_back(want.oid),
+                    Priority::Prefetch => self.prefetches.push_back(want.oid),
+                }
+                let waiters = want.done.into_iter().collect();
+                self.pending
+                    .insert(want.oid, Pending { size: want.size, priority: want.priority, waiters, in_flight: false });
+            }
+        }
+    }
+
+    /// The next queued blob to fetch: reads first, stale slots skipped.
+    fn pop(&mut self) -> Option<Oid> {
+        loop {
+            let oid = self.reads.pop_front().or_else(|| self.prefetches.pop_front())?;
+            if self.pending.get(&oid).is_some_and(|p| !p.in_flight) {
+                return Some(oid);
+            }
+        }
+    }
+
+    fn peek_size(&mut self) -> Option<u64> {
+        loop {
+            let front = self.reads.front().or_else(|| self.prefetches.front()).copied()?;
+            match self.pending.get(&front) {
+                Some(p) if !p.in_flight => return Some(p.size),
+                _ => {
+                    let _ = self.reads.pop_front().or_else(|| self.prefetches.pop_front());
+                }
+            }
+        }
+    }
+
+    /// Answers every waiter of `oid`.
+    fn finish(&mut self, oid: &Oid, result: Result<(), HydrateError>) {
+        if let Some(p) = self.pending.remove(oid) {
+            if p.in_flight {
+                self.bytes_in_flight -= p.size;
+            }
+            for w in p.waiters {
+                w(result.clone());
+            }
+        }
+    }
+}
+
+/// Serves a mount's wants until its [`Hydrator`](super::Hydrator) is
+/// dropped; then every waiter still pending is told the mount stops.
+pub async fn serve(end: OwnerEnd) {
+    let OwnerEnd { mut wants, queued, store, config } = end;
+    let config = Rc::new(config);
+    let client = match client_options(&config) {
+        Ok(c) => Rc::new(c),
+        Err(e) => {
+            while let Some(w) = wants.next().await {
+                queued.fetch_sub(1, Ordering::AcqRel);
+                if let Some(done) = w.done {
+                    done(Err(e.clone()));
+                }
+            }
+            return;
+        }
+    };
+    let queue = Rc::new(RefCell::new(Queue::default()));
+    let (batch_done_tx, batch_done_rx) = glommio::channels::local_channel::new_unbounded::<()>();
+    let batch_done_tx = Rc::new(batch_done_tx);
+    loop {
+        let next = futures_lite::future::or(async { Some(wants.next().await) }, async {
+            let _ = batch_done_rx.recv().await;
+            None
+        })
+        .await;
+        match next {
+            Some(None) => break,
+            Some(Some(first)) => {
+                // Take in the whole burst, then cut batches from it.
+                let mut q = queue.borrow_mut();
+                let mut want = Some(first);
+                while let Some(w) = want.take() {
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    let local = store.contains(&w.oid);
+                    q.accept(w, local);
+                    want = wants.try_recv().ok();
+                }
+            }
+            None => {}
+        }
+        let batches = cut_batches(&mut queue.borrow_mut(), &store, &config);
+        for batch in batches {
+            let (queue, store, config, client, tx) =
+                (queue.clone(), store.clone(), config.clone(), client.clone(), batch_done_tx.clone());
+            glommio::spawn_local(async move {
+                run_batch(&config, &client, &store, batch, &mut |oid, r| queue.borrow_mut().finish(&oid, r)).await;
+                queue.borrow_mut().batches -= 1;
+                let _ = tx.try_send(());
+            })
+            .detach();
+        }
+    }
+    let mut q = queue.borrow_mut();
+    let all: Vec<Oid> = q.pending.keys().copied().collect();
+    for oid in all {
+        q.finish(&oid, Err(HydrateError::Stopping));
+    }
+}
+
+/// Batches to start now, marked in flight.
+fn cut_batches(
+    q: &mut Queue,
+    store: &super::blobstore::BlobStore,
+    config: &super::HydrateConfig,
+) -> Vec<Vec<(Oid, u64)>> {
+    let mut out = Vec::new();
+    while q.batches < config.batches_in_flight {
+        let mut batch = Vec::new();
+        while batch.len() < config.batch_blobs {
+            let Some(size) = q.peek_size() else { break };
+            // A blob larger than the whole budget still goes, alone.
+            let fits = q.bytes_in_flight + size <= config.in_flight_bytes || q.bytes_in_flight == 0;
+            if !fits {
+                break;
+            }
+            let oid = q.pop().expect("peeked");
+            if store.contains(&oid) {
+                q.finish(&oid, Ok(()));
+                continue;
+            }
+            let p = q.pending.get_mut(&oid).expect("popped ids are pending");
+            p.in_flight = true;
+            q.bytes_in_flight += size;
+            batch.push((oid, size));
+        }
+        if batch.is_empty() {
+            break;
+        }
+        q.batches += 1;
+        out.push(batch);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn want(oid: u8, priority: Priority, log: &Arc<Mutex<Vec<(u8, bool)>>>) -> Want {
+        let log = log.clone();
+        Want {
+            oid: [oid; 20],
+            size: 10,
+            priority,
+            done: Some(Box::new(move |r| log.lock().expect("log").push((oid, r.is_ok())))),
+        }
+    }
+
+    #[test]
+    fn many_askers_make_one_pending_blob_and_reads_jump_prefetches() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut q = Queue::default();
+        q.accept(want(1, Priority::Prefetch, &log), false);
+        q.accept(want(2, Priority::Prefetch, &log), false);
+        q.accept(want(3, Priority::Read, &log), false);
+        // Read of a queued prefetch: upgraded in place.
+        q.accept(want(2, Priority::Read, &log), false);
+        for _ in 0..31 {
+            q.accept(want(3, Priority::Read, &log), false);
+        }
+        assert_eq!(q.pending.len(), 3);
+        assert_eq!(q.pop(), Some([3; 20]));
+        assert_eq!(q.pop(), Some([2; 20]), "the upgraded prefetch comes before the other");
+        q.pending.get_mut(&[2; 20]).expect("pending").in_flight = true;
+        assert_eq!(q.pop(), Some([1; 20]), "and its stale prefetch slot is skipped");
+        q.finish(&[3; 20], Ok(()));
+        assert_eq!(log.lock().expect("log").iter().filter(|(o, ok)| *o == 3 && *ok).count(), 32);
+    }
+
+    #[test]
+    fn a_blob_already_local_is_answered_without_a_fetch() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut q = Queue::default();
+        q.accept(want(1, Priority::Read, &log), true);
+        assert!(q.pending.is_empty());
+        assert_eq!(*log.lock().expect("log"), vec![(1, true)]);
+    }
+}

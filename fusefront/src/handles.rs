@@ -1,0 +1,100 @@
+//! Open file handles: what a FUSE `fh` stands for until its release.
+//!
+//! A passthrough open keeps its `BackingId` here: the kernel reads the
+//! backing file for as long as the handle lives, and dropping the id early
+//! turns those reads into EIO. The kernel binds one backing file to an
+//! inode while any passthrough open of it lives, and refuses (EIO) an open
+//! that names another; so ids are shared per inode ([`Handles::backing`])
+//! and the last release drops it. A daemon-served open keeps the blob's
+//! file, so a blob evicted while open still reads its bytes.
+
+use fuser::BackingId;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub enum Open {
+    /// An empty file: nothing to read, nothing to hydrate.
+    Empty,
+    /// Reads come to the daemon and are answered from this file.
+    Served(Arc<File>),
+    /// The kernel reads the backing file itself.
+    Passthrough(Arc<Backing>),
+}
+
+/// A backing file handed to the kernel, and its id.
+pub struct Backing {
+    pub file: File,
+    pub id: BackingId,
+}
+
+#[derive(Default)]
+pub struct Handles {
+    open: Mutex<HashMap<u64, Open>>,
+    /// The live backing of each inode with a passthrough open.
+    by_inode: Mutex<HashMap<u64, std::sync::Weak<Backing>>>,
+    next: AtomicU64,
+}
+
+impl Handles {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn insert(&self, open: Open) -> u64 {
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(fh, open);
+        fh
+    }
+
+    /// The file a read of `fh` comes from; None for an empty file or an
+    /// unknown handle.
+    pub fn served(&self, fh: u64) -> Option<Result<Arc<File>, ()>> {
+        match self.lock().get(&fh)? {
+            Open::Empty => Some(Err(())),
+            Open::Served(f) => Some(Ok(f.clone())),
+            Open::Passthrough(b) => b.file.try_clone().ok().map(|f| Ok(Arc::new(f))),
+        }
+    }
+
+    /// The backing of inode `ino` while a passthrough open of it lives;
+    /// else the one `make` creates (under the lock, so two first opens
+    /// racing make one).
+    pub fn backing(
+        &self,
+        ino: u64,
+        make: impl FnOnce() -> std::io::Result<Option<Backing>>,
+    ) -> std::io::Result<Option<Arc<Backing>>> {
+        let mut map = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = map.get(&ino).and_then(std::sync::Weak::upgrade) {
+            return Ok(Some(b));
+        }
+        let Some(b) = make()? else { return Ok(None) };
+        let b = Arc::new(b);
+        map.insert(ino, Arc::downgrade(&b));
+        Ok(Some(b))
+    }
+
+    /// The live backing of `ino`, if a passthrough open of it lives.
+    pub fn live_backing(&self, ino: u64) -> Option<Arc<Backing>> {
+        let mut map = self.by_inode.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.get(&ino).and_then(std::sync::Weak::upgrade);
+        if b.is_none() {
+            map.remove(&ino);
+        }
+        b
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.lock().remove(&fh);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

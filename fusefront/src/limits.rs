@@ -1,0 +1,32 @@
+//! The mount's limits and defaults, each with its unit and why.
+
+use std::time::Duration;
+
+/// Kernel entry and attribute TTL. The base tree of a commit never
+/// changes, so the kernel may keep what it learned for as long as the
+/// mount lives; moving to another commit (part 2) invalidates explicitly.
+pub const BASE_TREE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default of `--ready-timeout`: how long an operation that arrives before
+/// the tree index is in waits for it, before it gets EIO.
+pub const READY_WAIT: Duration = Duration::from_secs(30);
+/// Files of one directory a `readdir` queues for prefetch.
+pub const PREFETCH_FILES_PER_DIR: usize = 256;
+/// Largest file a directory prefetch queues: prefetch is for the small
+/// source files a build reads next, not for a directory's big assets.
+pub const PREFETCH_FILE_MAX_BYTES: u64 = 1 << 20;
+/// Longest symlink target served (Linux's PATH_MAX, with its NUL).
+pub const SYMLINK_MAX_BYTES: u64 = 4095;
+/// Largest read the daemon answers at once (FUSE's max_pages ceiling,
+/// 256 pages of 4 KiB); a larger ask is answered short, as POSIX allows.
+pub const READ_MAX_BYTES: u32 = 1 << 20;
+/// FUSE worker threads reading /dev/fuse. Opens that wait on the node do
+/// not hold one (their replies come from the completion threads).
+pub const FUSE_THREADS: usize = 2;
+/// Threads that finish opens once their blob landed (open the file, hand
+/// it to the kernel, reply).
+pub const COMPLETION_THREADS: usize = 2;
+/// How often `trove mounts`' record of this mount is rewritten.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// Largest tree index downloaded (compressed bytes): a 4M-entry tree is
+/// about 150 MB compressed.
+pub const TREE_INDEX_DOWNLOAD_MAX_BYTES: u64 = 512 << 20;

@@ -1,0 +1,386 @@
+//! One mount's life: mount, prepare, serve, unmount.
+//!
+//! 1. The mountpoint is checked and the FUSE session mounted at once: the
+//!    directory is a mount from the first millisecond, and what touches it
+//!    early waits at the readiness gate.
+//! 2. Meanwhile the engine starts on the mount's own data dir (one shard:
+//!    a mount is one repo, so one owner) with the hydration queue as its
+//!    service, and the commit's tree index comes from the node and becomes
+//!    the inode table. The gate opens and "ready" is printed; or the gate
+//!    fails (EIO for every waiter), the record says why, and the mount
+//!    ends with a [`MountError`] and its exit code.
+//! 3. It serves until `stop` fires (SIGTERM/SIGINT in `trove mount`) or
+//!    the filesystem is unmounted from outside; then it unmounts (lazily if
+//!    busy), stops the engine and removes its record.
+
+use crate::fs::{FsOptions, Job, MountCounters, TroveFs};
+use crate::gate::Gate;
+use crate::limits::*;
+use crate::status::MountRecord;
+use crate::table::Table;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use trove_engine::hydrate::blobstore::BlobStore;
+use trove_engine::hydrate::{HydrateConfig, Hydrator, OwnerEnd};
+use trove_engine::Secret;
+
+/// Which commit to mount.
+#[derive(Debug, Clone)]
+pub enum Revision {
+    Ref(String),
+    Commit(String),
+}
+
+/// Everything `trove mount` resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// `host/org/repo`.
+    pub repo: String,
+    pub mountpoint: PathBuf,
+    /// The node's base URL.
+    pub node: String,
+    pub revision: Revision,
+    pub data_dir: PathBuf,
+    pub cache_capacity_bytes: u64,
+    pub prefetch: bool,
+    pub fetch_timeout: Duration,
+    pub ready_timeout: Duration,
+    pub auth: Option<Secret>,
+    pub passthrough: bool,
+}
+
+/// Why a mount failed; each has its exit code (`trove mount --help`).
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("the node at {node} is unreachable: {reason}; start it (trove serve) or pass --node")]
+    Unreachable { node: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the node answered {status}: {message}")]
+    Node { status: u16, message: String },
+    #[error("the node's tree index was refused: {0}")]
+    BadIndex(String),
+    #[error("{0}")]
+    Mountpoint(String),
+    #[error("mounting failed: {0}; trove mount needs /dev/fuse and root (or CAP_SYS_ADMIN)")]
+    Fuse(String),
+    #[error("the mount's data dir: {0}")]
+    DataDir(String),
+}
+
+impl MountError {
+    /// 3 no such repo/ref/commit, 5 node unreachable, 6 index refused,
+    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MountError::NotFound(_) => 3,
+            MountError::Unreachable { .. } => 5,
+            MountError::BadIndex(_) => 6,
+            MountError::Mountpoint(_) | MountError::DataDir(_) => 8,
+            MountError::Fuse(_) => 9,
+            MountError::Node { .. } => 1,
+        }
+    }
+}
+
+/// Mounts, serves until `stop` fires or the mount goes away, unmounts.
+/// `on_ready` is called once the tree is served.
+pub fn run(
+    options: MountOptions,
+    stop: crossbeam_channel::Receiver<()>,
+    on_ready: impl FnOnce(&MountRecord, Duration),
+) -> Result<(), MountError> {
+    let started = Instant::now();
+    let mountpoint = check_mountpoint(&options.mountpoint)?;
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
+    // The engine first: it locks the data dir, so no other mount's blobs
+    // (landing in its tmp/) are touched below.
+    let (engine, to_owner) = start_engine(&options)?;
+    let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes)
+        .map_err(|e| MountError::DataDir(e.to_string()))?;
+    let node_url = url::Url::parse(&options.node)
+        .map_err(|e| MountError::Unreachable { node: options.node.clone(), reason: format!("not a URL: {e}") })?;
+    let mut hconfig = HydrateConfig::new(node_url, options.repo.clone());
+    hconfig.fetch_timeout = options.fetch_timeout;
+    hconfig.auth = options.auth.clone();
+    let (hydrator, owner_end) = Hydrator::new(store.clone(), hconfig);
+    let _ = to_owner.send(owner_end);
+    let hydrator = Arc::new(hydrator);
+
+    let record = Arc::new(Mutex::new(MountRecord {
+        pid: std::process::id(),
+        repo: options.repo.clone(),
+        commit: String::new(),
+        mountpoint: mountpoint.clone(),
+        node: options.node.clone(),
+        data_dir: options.data_dir.clone(),
+        state: "preparing".into(),
+        cache_capacity_bytes: options.cache_capacity_bytes,
+        started_ms: trove_engine::now_ms(),
+        ..Default::default()
+    }));
+    let gate = Arc::new(Gate::default());
+    let counters = Arc::new(MountCounters::default());
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
+    let workers: Vec<_> = (0..COMPLETION_THREADS)
+        .map(|i| {
+            let rx = jobs_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("trove-open-{i}"))
+                .spawn(move || rx.iter().for_each(|job| job()))
+                .expect("spawning a completion thread")
+        })
+        .collect();
+    drop(jobs_rx);
+
+    let fs = TroveFs::new(
+        gate.clone(),
+        hydrator.clone(),
+        jobs_tx,
+        counters.clone(),
+        FsOptions { prefetch: options.prefetch, ready_wait: options.ready_timeout, passthrough: options.passthrough },
+    );
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("trove:{}", options.repo)),
+        fuser::MountOption::Subtype("trove".into()),
+        fuser::MountOption::RO,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        fuser::MountOption::DefaultPermissions,
+    ];
+    config.n_threads = Some(FUSE_THREADS);
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(fs, &mountpoint, &config)
+        .map_err(|e| MountError::Fuse(format!("{}: {e}", mountpoint.display())))?;
+    let mut unmounter = session.unmount_callable();
+    let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(1);
+    let session_thread = std::thread::Builder::new()
+        .name("trove-fuse".into())
+        .spawn(move || {
+            if let Err(e) = session.run() {
+                tracing::warn!("the FUSE session ended: {e}");
+            }
+            let _ = ended_tx.send(());
+        })
+        .expect("spawning the FUSE session thread");
+    let _ = record.lock().map(|r| r.write());
+
+    let table = match prepare(&options) {
+        Ok(t) => t,
+        Err(e) => {
+            gate.fail(e.to_string());
+            {
+                let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+                r.state = "failed".into();
+                r.reason = Some(e.to_string());
+                let _ = r.write();
+            }
+            hydrator.close();
+            unmount(&mut unmounter, &mountpoint);
+            let _ = ended_rx.recv_timeout(Duration::from_secs(5));
+            let _ = session_thread.join();
+            engine.shared.request_stop();
+            let _ = engine.join();
+            MountRecord::remove(std::process::id());
+            return Err(e);
+        }
+    };
+    {
+        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+        r.commit = trove_engine::tree::oid_hex(&table.commit);
+        r.files = table.files;
+        r.state = "ready".into();
+    }
+    gate.open(table);
+    let ready = {
+        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+        fill(&mut r, &store, &counters);
+        r.clone()
+    };
+    on_ready(&ready, started.elapsed());
+
+    // Serve: refresh the record until told to stop or unmounted.
+    let ended_outside = loop {
+        {
+            let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+            fill(&mut r, &store, &counters);
+            let _ = r.write();
+        }
+        crossbeam_channel::select! {
+            recv(stop) -> _ => break false,
+            recv(ended_rx) -> _ => break true,
+            default(STATUS_INTERVAL) => {}
+        }
+    };
+    if let Ok(mut r) = record.lock() {
+        r.state = "stopping".into();
+        let _ = r.write();
+    }
+    if !ended_outside {
+        unmount(&mut unmounter, &mountpoint);
+        let _ = ended_rx.recv_timeout(Duration::from_secs(5));
+    }
+    hydrator.close();
+    drop(hydrator);
+    engine.shared.request_stop();
+    let _ = engine.join();
+    if ended_outside || session_thread.is_finished() {
+        let _ = session_thread.join();
+    }
+    drop(workers);
+    MountRecord::remove(std::process::id());
+    Ok(())
+}
+
+/// Copies the live counters into the record.
+fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters) {
+    let c = &store.counters;
+    r.hydrated_blobs = c.landed_blobs.load(Ordering::Relaxed);
+    r.hydrated_bytes = c.landed_bytes.load(Ordering::Relaxed);
+    r.evicted_blobs = c.evicted_blobs.load(Ordering::Relaxed);
+    (r.local_blobs, r.local_bytes) = store.usage();
+    r.errors = counters.errors.load(Ordering::Relaxed);
+    r.last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
+    r.passthrough = counters.passthrough.load(Ordering::Relaxed);
+    r.updated_ms = trove_engine::now_ms();
+}
+
+/// Unmounts; a busy mount is detached lazily (it goes once its last user
+/// leaves; until then they get ENOTCONN once this process is gone).
+fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &std::path::Path) {
+    if let Err(e) = unmounter.unmount() {
+        tracing::warn!("unmounting {} failed ({e}); detaching it lazily", mountpoint.display());
+        let _ = rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// The mountpoint, absolute; it must be an empty directory and not a
+/// mount already.
+fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
+    let abs = match std::fs::canonicalize(path) {
+        Ok(p) => p,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTCONN.raw_os_error()) => {
+            return Err(MountError::Mountpoint(format!(
+                "{} is a dead mount (its daemon is gone); run `trove umount {}` first",
+                path.display(),
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(MountError::Mountpoint(format!(
+                "the mountpoint {} is not usable ({e}); create an empty directory there",
+                path.display()
+            )))
+        }
+    };
+    let mut entries = std::fs::read_dir(&abs).map_err(|e| {
+        MountError::Mountpoint(format!("the mountpoint {} is not a readable directory ({e})", abs.display()))
+    })?;
+    if entries.next().is_some() {
+        return Err(MountError::Mountpoint(format!(
+            "the mountpoint {} is not empty; mount on an empty directory so nothing is hidden",
+            abs.display()
+        )));
+    }
+    if crate::status::mounted_points().contains(&abs) {
+        return Err(MountError::Mountpoint(format!("{} is already a trove mount", abs.display())));
+    }
+    Ok(abs)
+}
+
+/// Starts the engine on the mount's data dir. Its one shard serves the
+/// hydration queue whose end is sent on the returned channel (dropping
+/// the sender lets the shard stop).
+fn start_engine(
+    options: &MountOptions,
+) -> Result<(trove_engine::NodeHandle, futures_channel::oneshot::Sender<OwnerEnd>), MountError> {
+    let config = trove_engine::NodeConfig {
+        shards: 1,
+        data_dir: options.data_dir.clone(),
+        memory_cache_bytes: 0,
+        io_memory_bytes: 8 << 20,
+        ..Default::default()
+    };
+    let (tx, rx) = futures_channel::oneshot::channel::<OwnerEnd>();
+    let rx = Arc::new(Mutex::new(Some(rx)));
+    let engine = trove_engine::start(config, move |_shard| {
+        let rx = rx.lock().ok().and_then(|mut r| r.take());
+        async move {
+            if let Some(Ok(end)) = match rx {
+                Some(rx) => Some(rx.await),
+                None => None,
+            } {
+                trove_engine::hydrate::queue::serve(end).await;
+            }
+        }
+    })
+    .map_err(|e| MountError::DataDir(e.to_string()))?;
+    Ok((engine, tx))
+}
+
+/// Fetches the tree index and builds the inode table.
+fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
+    let base = format!("{}/git/{}/tree", options.node.trim_end_matches('/'), options.repo);
+    let url = match &options.revision {
+        Revision::Commit(c) => format!("{base}/{c}"),
+        Revision::Ref(r) => format!("{base}?ref={}", url_escape(r)),
+    };
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(options.fetch_timeout.min(Duration::from_secs(5)))
+        .timeout_read(Duration::from_secs(300))
+        .build();
+    let mut req = agent.get(&url);
+    if let Some(auth) = &options.auth {
+        req = req.set("authorization", auth.expose());
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(status, r)) => {
+            let message = r.into_string().unwrap_or_default();
+            let message = serde_json::from_str::<serde_json::Value>(&message)
+                .ok()
+                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or(message);
+            return Err(if status == 404 {
+                MountError::NotFound(format!("the node has no such repo, ref or commit: {message}"))
+            } else {
+                MountError::Node { status, message }
+            });
+        }
+        Err(e) => return Err(MountError::Unreachable { node: options.node.clone(), reason: e.to_string() }),
+    };
+    let mut compressed = Vec::new();
+    resp.into_reader().take(TREE_INDEX_DOWNLOAD_MAX_BYTES + 1).read_to_end(&mut compressed).map_err(|e| {
+        MountError::Unreachable { node: options.node.clone(), reason: format!("reading the tree index: {e}") }
+    })?;
+    if compressed.len() as u64 > TREE_INDEX_DOWNLOAD_MAX_BYTES {
+        return Err(MountError::BadIndex(format!("it is over {TREE_INDEX_DOWNLOAD_MAX_BYTES} bytes")));
+    }
+    let index = trove_engine::tree::index::decode(&compressed).map_err(|e| MountError::BadIndex(e.to_string()))?;
+    if let Revision::Commit(c) = &options.revision {
+        if trove_engine::tree::oid_hex(&index.commit) != c.to_ascii_lowercase() {
+            return Err(MountError::BadIndex(format!(
+                "it is for commit {}, not {c}",
+                trove_engine::tree::oid_hex(&index.commit)
+            )));
+        }
+    }
+    Table::build(index).map(Arc::new).map_err(MountError::BadIndex)
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

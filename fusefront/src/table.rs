@@ -1,0 +1,214 @@
+//! The inode table of a commit's base tree: built once from the tree
+//! index, immutable afterwards, shared by every FUSE thread without a lock.
+//!
+//! Layout: one `Vec<Node>` arena (inode number = index + 1, the root is
+//! inode 1), every name interned in one byte arena, and every directory's
+//! children as a sorted run of one `Vec<u32>`, so a lookup is a binary
+//! search and a readdir is a slice. About 60 bytes per entry plus names.
+//!
+//! Part 2 (the writable overlay) sits on top: the base table keeps inodes
+//! 1..=len(); the overlay allocates above them and shadows base entries by
+//! (parent, name), so nothing here has to change for writes.
+
+use trove_engine::hydrate::Oid;
+use trove_engine::tree::index::{Kind, TreeIndex};
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub parent: u32,
+    name_start: u32,
+    name_len: u32,
+    pub kind: Kind,
+    pub size: u64,
+    pub oid: Oid,
+    children_start: u32,
+    children_len: u32,
+    /// Subdirectories, for a directory's link count.
+    pub subdirs: u32,
+}
+
+/// See the module doc.
+pub struct Table {
+    nodes: Vec<Node>,
+    names: Vec<u8>,
+    children: Vec<u32>,
+    pub commit: Oid,
+    /// Blob entries (files, executables, symlinks).
+    pub files: u64,
+    /// Bytes of all blobs, as the index says.
+    pub file_bytes: u64,
+}
+
+impl Table {
+    /// Builds the table. The index was already checked by its decoder
+    /// (every parent is a directory listed before its children, no `..`).
+    pub fn build(index: TreeIndex) -> Result<Table, String> {
+        let n = index.entries.len() + 1;
+        if u32::try_from(n).is_err() {
+            return Err(format!("{n} entries do not fit the inode table"));
+        }
+        let mut nodes = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(index.entries.iter().map(|e| e.path.len()).sum::<usize>() / 2);
+        nodes.push(Node {
+            parent: 0,
+            name_start: 0,
+            name_len: 0,
+            kind: Kind::Dir,
+            size: 0,
+            oid: [0; 20],
+            children_start: 0,
+            children_len: 0,
+            subdirs: 0,
+        });
+        let mut dirs: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+        let (mut files, mut file_bytes) = (0u64, 0u64);
+        for e in &index.entries {
+            let (parent_path, name) = match e.path.iter().rposition(|&b| b == b'/') {
+                Some(i) => (&e.path[..i], &e.path[i + 1..]),
+                None => (&e.path[..0], &e.path[..]),
+            };
+            let parent = if parent_path.is_empty() {
+                0
+            } else {
+                *dirs.get(parent_path).ok_or_else(|| "an entry's directory is not listed before it".to_owned())?
+            };
+            let idx = nodes.len() as u32;
+            if e.kind == Kind::Dir {
+                dirs.insert(&e.path[..], idx);
+                nodes[parent as usize].subdirs += 1;
+            }
+            if e.kind.is_blob() {
+                files += 1;
+                file_bytes += e.size;
+            }
+            nodes.push(Node {
+                parent,
+                name_start: names.len() as u32,
+                name_len: name.len() as u32,
+                kind: e.kind,
+                size: e.size,
+                oid: e.oid,
+                children_start: 0,
+                children_len: 0,
+                subdirs: 0,
+            });
+            names.extend_from_slice(name);
+            if u32::try_from(names.len()).is_err() {
+                return Err("the names of the tree pass 4 GiB".into());
+            }
+        }
+        let mut order: Vec<u32> = (1..nodes.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (na, nb) = (&nodes[a as usize], &nodes[b as usize]);
+            na.parent.cmp(&nb.parent).then_with(|| name_of(&names, na).cmp(name_of(&names, nb)))
+        });
+        for w in order.windows(2) {
+            let (a, b) = (&nodes[w[0] as usize], &nodes[w[1] as usize]);
+            if a.parent == b.parent && name_of(&names, a) == name_of(&names, b) {
+                return Err(format!(
+                    "the name {:?} appears twice in one directory",
+                    String::from_utf8_lossy(name_of(&names, a))
+                ));
+            }
+        }
+        let mut i = 0;
+        while i < order.len() {
+            let parent = nodes[order[i] as usize].parent as usize;
+            let start = i;
+            while i < order.len() && nodes[order[i] as usize].parent as usize == parent {
+                i += 1;
+            }
+            nodes[parent].children_start = start as u32;
+            nodes[parent].children_len = (i - start) as u32;
+        }
+        Ok(Table { nodes, names, children: order, commit: index.commit, files, file_bytes })
+    }
+
+    /// Entries, the root included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node of inode `ino`.
+    pub fn node(&self, ino: u64) -> Option<&Node> {
+        let idx = usize::try_from(ino.checked_sub(1)?).ok()?;
+        self.nodes.get(idx)
+    }
+
+    pub fn name(&self, node: &Node) -> &[u8] {
+        name_of(&self.names, node)
+    }
+
+    /// A directory's children, as inode numbers, in name order.
+    pub fn children(&self, node: &Node) -> impl ExactSizeIterator<Item = u64> + '_ {
+        let s = node.children_start as usize;
+        self.children[s..s + node.children_len as usize].iter().map(|&i| u64::from(i) + 1)
+    }
+
+    /// The inode named `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        let p = self.node(parent)?;
+        if p.kind != Kind::Dir {
+            return None;
+        }
+        let s = p.children_start as usize;
+        let run = &self.children[s..s + p.children_len as usize];
+        run.binary_search_by(|&i| self.name(&self.nodes[i as usize]).cmp(name)).ok().map(|k| u64::from(run[k]) + 1)
+    }
+}
+
+fn name_of<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
+    &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trove_engine::tree::index::Entry;
+
+    fn entry(kind: Kind, path: &[u8], size: u64) -> Entry {
+        Entry { kind, oid: [1; 20], size, path: path.to_vec() }
+    }
+
+    #[test]
+    fn lookups_and_listings_follow_the_index() {
+        let index = TreeIndex {
+            commit: [9; 20],
+            entries: vec![
+                entry(Kind::File, b"z", 1),
+                entry(Kind::Dir, b"d", 0),
+                entry(Kind::File, b"a", 5 << 30),
+                entry(Kind::Symlink, b"d/l", 3),
+                entry(Kind::Dir, b"d/e", 0),
+                entry(Kind::File, b"d/e/\xff\xfe", 0),
+                entry(Kind::Submodule, b"d/sub", 0),
+            ],
+        };
+        let t = Table::build(index).expect("valid");
+        assert_eq!(t.len(), 8);
+        let names: Vec<&[u8]> =
+            t.children(t.node(1).expect("root")).map(|i| t.name(t.node(i).expect("child"))).collect();
+        assert_eq!(names, vec![&b"a"[..], b"d", b"z"], "children in name order");
+        let d = t.lookup(1, b"d").expect("d");
+        let e = t.lookup(d, b"e").expect("d/e");
+        let odd = t.lookup(e, b"\xff\xfe").expect("a name that is not UTF-8");
+        assert_eq!(t.node(odd).expect("node").parent as u64 + 1, e);
+        assert_eq!(t.node(t.lookup(1, b"a").expect("a")).expect("a").size, 5 << 30, "sizes past 4 GiB");
+        assert!(t.lookup(1, b"nope").is_none());
+        assert!(t.lookup(t.lookup(1, b"z").expect("z"), b"x").is_none(), "a file has no children");
+        assert_eq!(t.node(d).expect("d").subdirs, 1);
+        assert_eq!(t.files, 4);
+        assert!(t.node(0).is_none() && t.node(99).is_none());
+    }
+
+    #[test]
+    fn a_name_twice_in_one_directory_is_refused() {
+        let index =
+            TreeIndex { commit: [0; 20], entries: vec![entry(Kind::File, b"a", 1), entry(Kind::File, b"a", 2)] };
+        assert!(Table::build(index).is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! `trove mount`, `trove umount`, `trove mounts`: the CLI of the lazy
+//! mount. Parsing and printing only; the mount itself is trove-fusefront.
+
+use crate::client::ClientFailure;
+use anyhow::Result;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use trove_fusefront::mount::{MountOptions, Revision};
+use trove_fusefront::status::{self, MountRecord};
+
+/// Mount a repo at a commit as a read-only working tree; files hydrate on
+/// first read.
+///
+/// The tree is ready as soon as its index (every path, mode and size) is in
+/// memory: stat, ls and find never fetch file contents. The first open of
+/// a file fetches its blob from the node (batched, deduplicated, checked
+/// against its git id) into the local cache under --data-dir; after that
+/// the kernel reads it directly (FUSE passthrough).
+///
+/// Runs in the foreground: prints `ready ...` once the tree is served,
+/// and unmounts cleanly on SIGTERM or Ctrl-C. `trove mounts` shows each
+/// mount's state and counters; `trove umount DIR` ends one, also a dead one.
+///
+/// Exit codes: 0 unmounted cleanly; 1 the node failed; 2 bad arguments;
+/// 3 no such repo, ref or commit; 5 the node is unreachable; 6 the node's
+/// tree index was refused; 8 the mountpoint or data dir is unusable (not an
+/// empty directory, a dead mount, in use by another mount); 9 FUSE refused
+/// the mount (needs /dev/fuse and root or CAP_SYS_ADMIN).
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct MountArgs {
+    /// The repo: an upstream URL (https://github.com/org/repo) or host/org/repo.
+    pub repo: String,
+    /// An empty directory to mount the tree on.
+    pub mountpoint: PathBuf,
+    /// Node to mount from. `http://user:token@host:port` sends the token
+    /// (for a private repo) as Basic auth.
+    #[arg(long, env = "TROVE_URL", default_value = "http://127.0.0.1:8080")]
+    pub node: String,
+    /// Mount this branch or tag (resolved by the node when the mount starts). Default: HEAD.
+    #[arg(long, conflicts_with = "commit")]
+    pub r#ref: Option<String>,
+    /// Mount this commit (40 hex digits).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Where hydrated blobs are kept. Default: a directory per mountpoint
+    /// under $XDG_CACHE_HOME/trove/mounts (or ~/.cache/trove/mounts).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Most hydrated bytes kept; the least recently opened blobs go first
+    /// and come back on their next open.
+    #[arg(long, default_value = "8GiB", value_parser = crate::units::parse_size)]
+    pub cache_capacity: u64,
+    /// `dir`: listing a directory fetches its small files ahead (up to 256);
+    /// `off`: only what is opened is fetched.
+    #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
+    pub prefetch: String,
+    /// How long an open waits on the node before it fails with EIO.
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub fetch_timeout: Duration,
+    /// How long an operation that arrives before the tree is ready waits for it.
+    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
+    pub ready_timeout: Duration,
+    /// Serve every read through the daemon, never FUSE passthrough (slower;
+    /// for kernels or sandboxes that refuse it).
+    #[arg(long)]
+    pub no_passthrough: bool,
+}
+
+fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
+    ClientFailure { code, message: message.into() }.into()
+}
+
+/// The node URL without its userinfo, and that userinfo as an
+/// Authorization header.
+fn split_auth(node: &str) -> Result<(String, Option<trove_engine::Secret>)> {
+    let mut url = url::Url::parse(node).map_err(|e| fail(2, format!("--node {node:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(fail(2, format!("--node {node:?}: use http:// or https://")));
+    }
+    let auth = if url.username().is_empty() {
+        None
+    } else {
+        use base64::Engine;
+        let user = percent_decode(url.username());
+        let pass = percent_decode(url.password().unwrap_or(""));
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        Some(trove_engine::Secret::new(format!("Basic {token}")))
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Ok((url.as_str().trim_end_matches('/').to_owned(), auth))
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// The default data dir of a mountpoint.
+fn default_data_dir(mountpoint: &Path) -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    let abs = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
+    let hash = xxhash_rust::xxh3::xxh3_64(abs.as_os_str().as_encoded_bytes());
+    cache.join("trove/mounts").join(format!("{hash:016x}"))
+}
+
+pub fn mount(args: MountArgs) -> Result<()> {
+    let repo = crate::restore::repo_path(&args.repo)?;
+    let (node, auth) = split_auth(&args.node)?;
+    let revision = match (&args.r#ref, &args.commit) {
+        (_, Some(c)) => {
+            if trove_engine::tree::parse_oid(c).is_none() {
+                return Err(fail(2, format!("--commit {c:?} is not a commit id (40 hex digits)")));
+            }
+            Revision::Commit(c.to_ascii_lowercase())
+        }
+        (Some(r), None) => Revision::Ref(r.clone()),
+        (None, None) => Revision::Ref("HEAD".into()),
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| default_data_dir(&args.mountpoint));
+    let options = MountOptions {
+        repo,
+        mountpoint: args.mountpoint.clone(),
+        node,
+        revision,
+        data_dir,
+        cache_capacity_bytes: args.cache_capacity,
+        prefetch: args.prefetch == "dir",
+        fetch_timeout: args.fetch_timeout,
+        ready_timeout: args.ready_timeout,
+        auth,
+        passthrough: !args.no_passthrough,
+    };
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = stop_tx.send(());
+        }
+    });
+    let result = trove_fusefront::mount::run(options, stop_rx, |rec, took| {
+        println!(
+            "ready: {} at {} on {} ({} files) in {:.0?}{}",
+            rec.repo,
+            &rec.commit[..12.min(rec.commit.len())],
+            rec.mountpoint.display(),
+            rec.files,
+            took,
+            if rec.passthrough { "" } else { "; passthrough off: reads go through the daemon" }
+        );
+        let _ = std::io::stdout().flush();
+    });
+    handle.close();
+    result.map_err(|e| fail(e.exit_code(), e.to_string()))
+}
+
+#[derive(clap::Args)]
+pub struct UmountArgs {
+    /// The mountpoint.
+    pub mountpoint: PathBuf,
+    /// How long to wait for a live mount to finish unmounting.
+    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `trove umount`: asks a live mount to stop (SIGTERM) and waits; a dead
+/// one (its daemon gone: ENOTCONN) is detached directly.
+pub fn umount(args: UmountArgs) -> Result<()> {
+    let given = absolute(&args.mountpoint);
+    let live = status::list().into_iter().find(|r| r.mountpoint == given && r.state != "dead");
+    if let Some(rec) = live {
+        let pid =
+            rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(|| fail(1, "a mount record without a pid"))?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .map_err(|e| fail(1, format!("signalling the mount (pid {}): {e}", rec.pid)))?;
+        let deadline = Instant::now() + args.timeout;
+        while status::process_alive(rec.pid) {
+            if Instant::now() > deadline {
+                return Err(fail(1, format!("the mount (pid {}) did not stop within {:?}", rec.pid, args.timeout)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("unmounted {}", given.display());
+        return Ok(());
+    }
+    match rustix::mount::unmount(&given, rustix::mount::UnmountFlags::DETACH) {
+        Ok(()) => {
+            for r in status::list().into_iter().filter(|r| r.mountpoint == given) {
+                MountRecord::remove(r.pid);
+            }
+            println!("unmounted {}", given.display());
+            Ok(())
+        }
+        Err(rustix::io::Errno::INVAL) => Err(fail(2, format!("{} is not a mount", given.display()))),
+        Err(e) => Err(fail(1, format!("unmounting {}: {e}", given.display()))),
+    }
+}
+
+/// `path` made absolute without touching it (a dead mount cannot be stat'd).
+fn absolute(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(clap::Args)]
+pub struct MountsArgs {
+    /// Print JSON (one array of records) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `trove mounts`.
+pub fn mounts(args: MountsArgs) -> Result<()> {
+    let list = status::list();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no trove mounts");
+        return Ok(());
+    }
+    println!(
+        "{:<31} {:<27} {:<12} {:<9} {:>8} {:>20} {:>7}",
+        "MOUNTPOINT", "REPO", "COMMIT", "STATE", "FILES", "HYDRATED", "ERRORS"
+    );
+    for r in &list {
+        let hydrated = format!("{} / {}", r.hydrated_blobs, human(r.hydrated_bytes));
+        println!(
+            "{:<31} {:<27} {:<12} {:<9} {:>8} {:>20} {:>7}",
+            r.mountpoint.display(),
+            r.repo,
+            &r.commit[..12.min(r.commit.len())],
+            r.state,
+            r.files,
+            hydrated,
+            r.errors
+        );
+        if let Some(why) = r.reason.as_ref().or(r.last_error.as_ref()) {
+            println!("    {why}");
+        }
+        if r.state == "dead" {
+            println!("    its daemon is gone; run `trove umount {}`", r.mountpoint.display());
+        }
+    }
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_in_the_node_url_becomes_basic_auth_and_leaves_the_url() {
+        let (url, auth) = split_auth("http://me:s3cret@127.0.0.1:8080/").expect("valid");
+        assert_eq!(url, "http://127.0.0.1:8080");
+        assert_eq!(auth.expect("auth").expose(), "Basic bWU6czNjcmV0");
+        assert!(split_auth("ftp://x").is_err());
+    }
+
+    #[test]
+    fn umount_paths_are_made_absolute_without_a_stat() {
+        assert_eq!(absolute(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+    }
+}

@@ -1,0 +1,425 @@
+//! `trove mount`: real FUSE mounts of a real node's repo, read with stock
+//! tools and compared with `git checkout` of the same commit; the node's
+//! blob counters say what was fetched. Every mount is a `Mount` fixture,
+//! which unmounts in Drop, also when a test fails.
+
+use crate::git::{git, node_for, Upstream};
+use crate::harness::*;
+use crate::tree::rich_upstream;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const REPO: &str = "example.test/org/repo";
+const EIO: i32 = 5;
+const EROFS: i32 = 30;
+const ENOTCONN: i32 = 107;
+
+fn blobs_served(node: &Node) -> u64 {
+    node.stats()["git"]["blobs_served"].as_u64().expect("blobs_served")
+}
+
+fn blob_requests(node: &Node) -> u64 {
+    node.stats()["git"]["blob_requests"].as_u64().expect("blob_requests")
+}
+
+fn sh(dir: &Path, script: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("sh")
+}
+
+/// The commit checked out by stock git, beside the mount.
+fn checkout(base: &Path, up: &Upstream, commit: &str) -> std::path::PathBuf {
+    let dir = base.join("checkout");
+    git(base, &["clone", "-q", up.bare().to_str().expect("utf8"), dir.to_str().expect("utf8")]);
+    git(&dir, &["checkout", "-q", "--detach", commit]);
+    dir
+}
+
+/// The bytes and name of a file of `len` distinct bytes.
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    trove_bench::node::bytes(seed, len)
+}
+
+#[test]
+fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (up, head) = rich_upstream(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let want = checkout(dir.path(), &up, &head);
+    for (i, extra) in [&[][..], &["--no-passthrough"][..]].into_iter().enumerate() {
+        let base = dir.path().join(format!("m{i}"));
+        let before = blobs_served(&node);
+        let args: Vec<&str> =
+            ["--commit", head.as_str(), "--prefetch", "off"].into_iter().chain(extra.iter().copied()).collect();
+        let m = Mount::start(&base, &node.url, REPO, &args);
+        assert!(m.ready.contains(&head[..12]), "{}", m.ready);
+
+        // Every name, size, mode and type, and a stat of every file:
+        // not one blob.
+        let listing = sh(&m.dir, "find . -printf '%p %s %m %y\\n' && find . -type f -exec stat -c '%s %a' {} +");
+        assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+        let text = String::from_utf8_lossy(&listing.stdout);
+        assert!(text.contains("./run.sh 18 755 f"), "the executable bit: {text}");
+        assert!(text.contains("./link 11 777 l"), "a symlink: {text}");
+        assert!(text.contains("./vendor/sub 0 755 d"), "a submodule is an empty directory: {text}");
+        assert!(text.contains("./src/deep/a/b/c/d/leaf.txt 5 644 f"), "a deep path: {text}");
+        assert_eq!(blobs_served(&node), before, "metadata never fetches a blob");
+        assert_eq!(std::fs::read_link(m.path("link")).expect("readlink"), Path::new("src/main.rs"));
+
+        // The whole tree, byte for byte, names that are not UTF-8 included.
+        let diff = Command::new("diff")
+            .args(["-r", "--no-dereference", "--exclude=.git"])
+            .arg(&m.dir)
+            .arg(&want)
+            .output()
+            .expect("diff");
+        assert!(
+            diff.status.success(),
+            "diff -r: {}{}",
+            String::from_utf8_lossy(&diff.stdout),
+            String::from_utf8_lossy(&diff.stderr)
+        );
+        assert!(blobs_served(&node) > before);
+
+        // Reads at and past EOF see EOF, on either read path.
+        let f = std::fs::File::open(m.path("src/main.rs")).expect("open");
+        let len = f.metadata().expect("stat").len();
+        let mut buf = [0u8; 64];
+        assert_eq!(f.read_at(&mut buf, len - 1).expect("read"), 1);
+        assert_eq!(f.read_at(&mut buf, len).expect("read at EOF"), 0);
+        assert_eq!(f.read_at(&mut buf, len + 4096).expect("read past EOF"), 0);
+        let dd = sh(&m.dir, "dd if=src/main.rs bs=4096 skip=1 2>/dev/null | wc -c");
+        assert_eq!(String::from_utf8_lossy(&dd.stdout).trim(), "0");
+        assert_eq!(std::fs::read(m.path("empty")).expect("empty file"), b"");
+
+        // Read-only, and misses are misses (also the second time: the
+        // kernel may cache them).
+        for _ in 0..2 {
+            let e = std::fs::metadata(m.path("nope")).expect_err("no such file");
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        }
+        let e = std::fs::write(m.path("new"), b"x").expect_err("read-only");
+        assert_eq!(e.raw_os_error(), Some(EROFS));
+        let e = std::fs::OpenOptions::new().write(true).open(m.path("src/main.rs")).expect_err("read-only");
+        assert_eq!(e.raw_os_error(), Some(EROFS));
+
+        let recs = m.records();
+        let rec = &recs[0];
+        assert_eq!(rec["state"], "ready");
+        assert_eq!(rec["commit"], head.as_str());
+        assert_eq!(rec["passthrough"], extra.is_empty(), "{rec}");
+        wait_until("trove mounts to count the hydrated blobs", Duration::from_secs(10), || {
+            m.records()[0]["hydrated_blobs"].as_u64() > Some(0)
+        });
+    }
+}
+
+#[test]
+fn thirty_two_first_reads_of_one_file_fetch_it_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let big = content(7, 8 << 20);
+    std::fs::write(up.work.join("big.bin"), &big).expect("write");
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "big"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
+    let (served, requests) = (blobs_served(&node), blob_requests(&node));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(32));
+    let readers: Vec<_> = (0..32)
+        .map(|_| {
+            let (path, start) = (m.path("big.bin"), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                std::fs::read(path).expect("read")
+            })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.join().expect("reader") == big, "every reader gets the file's bytes");
+    }
+    assert_eq!(blobs_served(&node) - served, 1, "one blob fetched for 32 first reads");
+    assert_eq!(blob_requests(&node) - requests, 1);
+}
+
+#[test]
+fn with_the_node_gone_hydrated_files_read_and_others_fail_then_work_once_it_is_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let mut node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--fetch-timeout", "3s"]);
+    let f1 = std::fs::read(m.path("f1")).expect("hydrate f1");
+    node.kill9();
+    assert_eq!(std::fs::read(m.path("f1")).expect("a hydrated file reads without the node"), f1);
+    let t = Instant::now();
+    let e = std::fs::read(m.path("f2")).expect_err("f2 needs the node");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(3), "an error, not a hang: {:?}", t.elapsed());
+    // The record is rewritten every second.
+    wait_until("trove mounts to show the error", Duration::from_secs(10), || {
+        let r = &m.records()[0];
+        r["errors"].as_u64() >= Some(1) && r["last_error"].as_str().is_some_and(|e| e.contains("unreachable"))
+    });
+    node.restart();
+    assert_eq!(
+        std::fs::read(m.path("f2")).expect("f2 once the node is back"),
+        std::fs::read(up.work.join("f2")).expect("f2")
+    );
+}
+
+/// A stand-in node: a real tree index for `files` (name, bytes), and for
+/// POST blobs whatever `blobs` answers (the request body in, the
+/// response body out, None to hold the connection without answering).
+fn fake_node(
+    files: Vec<(&'static str, Vec<u8>)>,
+    blobs: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
+    index_override: Option<Vec<u8>>,
+) -> TcpServer {
+    use trove_engine::tree::index::{encode, Entry, Kind};
+    let entries: Vec<Entry> = files
+        .iter()
+        .map(|(name, bytes)| Entry {
+            kind: Kind::File,
+            oid: git_oid(bytes),
+            size: bytes.len() as u64,
+            path: name.as_bytes().to_vec(),
+        })
+        .collect();
+    let index = index_override.unwrap_or_else(|| encode(&[3; 20], &entries));
+    TcpServer::start(move |mut conn| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let Ok(n) = conn.read(&mut chunk) else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let Ok(n) = conn.read(&mut chunk) else { return };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = if head.starts_with("get ") { Some(index.clone()) } else { blobs(&buf[head_end..head_end + len]) };
+        match body {
+            Some(b) => {
+                let _ = conn.write_all(
+                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len()).as_bytes(),
+                );
+                let _ = conn.write_all(&b);
+            }
+            // Hold the connection until the client gives up on it.
+            None => while conn.read(&mut chunk).is_ok_and(|n| n > 0) {},
+        }
+    })
+}
+
+fn git_oid(bytes: &[u8]) -> [u8; 20] {
+    let mut h = gix_hash::hasher(gix_hash::Kind::Sha1);
+    h.update(format!("blob {}\0", bytes.len()).as_bytes());
+    h.update(bytes);
+    let id = h.try_finalize().expect("sha1");
+    let mut out = [0u8; 20];
+    out.copy_from_slice(id.as_bytes());
+    out
+}
+
+fn frame(oid: &[u8; 20], status: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = trove_engine::tree::blobs::frame_header(oid, status, bytes.len() as u64).to_vec();
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[test]
+fn a_node_that_lies_about_a_blob_is_never_believed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (hello, world) = (b"hello".to_vec(), b"world".to_vec());
+    let (h, w) = (git_oid(&hello), git_oid(&world));
+    // Wrong bytes for a.txt, a wrong length for b.txt.
+    let fake = fake_node(
+        vec![("a.txt", hello), ("b.txt", world)],
+        move |body| {
+            let text = String::from_utf8_lossy(body);
+            let mut out = Vec::new();
+            for line in text.lines() {
+                let oid = trove_engine::tree::parse_oid(line.trim()).expect("an id");
+                if oid == h {
+                    out.extend(frame(&oid, 0, b"hellp"));
+                } else if oid == w {
+                    out.extend(frame(&oid, 0, b"world, and more"));
+                }
+            }
+            out.extend_from_slice(&trove_engine::tree::blobs::end_frame());
+            Some(out)
+        },
+        None,
+    );
+    let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "3s"]);
+    for name in ["a.txt", "b.txt"] {
+        let e = std::fs::read(m.path(name)).expect_err("a lie is not served");
+        assert_eq!(e.raw_os_error(), Some(EIO), "{name}: {e}");
+    }
+    let landed = sh(&m.data_dir, "find blobs -type f | grep -v /tmp/ | wc -l");
+    assert_eq!(String::from_utf8_lossy(&landed.stdout).trim(), "0", "nothing wrong was kept");
+    wait_until("trove mounts to show why", Duration::from_secs(10), || {
+        let r = &m.records()[0];
+        r["errors"].as_u64() >= Some(2)
+            && r["last_error"].as_str().is_some_and(|e| e.contains("do not match") || e.contains("invalid"))
+    });
+}
+
+#[test]
+fn a_node_that_never_answers_fails_the_open_within_the_fetch_timeout() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let fake = fake_node(vec![("a.txt", b"hello".to_vec())], |_| None, None);
+    let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "1s"]);
+    let t = Instant::now();
+    let e = std::fs::read(m.path("a.txt")).expect_err("no answer, no bytes");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "within --fetch-timeout: {took:?}");
+}
+
+#[test]
+fn a_killed_daemon_gives_enotconn_and_umount_cleans_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let mut m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    assert_eq!(m.records()[0]["state"], "ready");
+    m.kill9();
+    let e = std::fs::metadata(m.path("f1")).expect_err("the daemon is gone");
+    assert_eq!(e.raw_os_error(), Some(ENOTCONN), "{e}");
+    assert_eq!(m.records()[0]["state"], "dead");
+    let (code, out) = m.umount();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!is_mounted(&m.dir));
+    assert_eq!(m.records().as_array().map(Vec::len), Some(0), "the dead record is gone");
+    drop(m);
+    let again = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    assert_eq!(
+        std::fs::read(again.path("f1")).expect("a new mount reads"),
+        std::fs::read(up.work.join("f1")).expect("f1")
+    );
+    // And a live one stops cleanly on `trove umount`.
+    let (code, out) = again.umount();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!is_mounted(&again.dir));
+}
+
+#[test]
+fn mount_failures_exit_with_their_documented_codes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let (code, log) = Mount::fail(&dir.path().join("a"), &nobody, REPO, &[]);
+    assert_eq!(code, Some(5), "node unreachable: {log}");
+    assert!(log.contains("unreachable"), "{log}");
+    let (code, log) = Mount::fail(&dir.path().join("b"), &node.url, REPO, &["--commit", &"0".repeat(40)]);
+    assert_eq!(code, Some(3), "unknown commit: {log}");
+    let (code, log) = Mount::fail(&dir.path().join("c"), &node.url, REPO, &["--commit", "nothex"]);
+    assert_eq!(code, Some(2), "bad --commit: {log}");
+    let busy = dir.path().join("d");
+    std::fs::create_dir_all(busy.join("mnt")).expect("mkdir");
+    std::fs::write(busy.join("mnt/file"), b"x").expect("write");
+    let (code, log) = Mount::fail(&busy, &node.url, REPO, &[]);
+    assert_eq!(code, Some(8), "non-empty mountpoint: {log}");
+    let garbage = fake_node(vec![], |_| None, Some(b"not an index".to_vec()));
+    let (code, log) = Mount::fail(&dir.path().join("e"), &garbage.url(), REPO, &[]);
+    assert_eq!(code, Some(6), "a bad index: {log}");
+}
+
+#[test]
+fn a_bounded_cache_evicts_rehydrates_and_an_open_file_keeps_reading() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let big = content(11, 128 << 10);
+    std::fs::write(up.work.join("big"), &big).expect("write");
+    for i in 0..6 {
+        std::fs::write(up.work.join(format!("s{i}")), content(20 + i, 64 << 10)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "sizes"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m =
+        Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--cache-capacity", "200K"]);
+    let open = std::fs::File::open(m.path("big")).expect("open big");
+    let mut head = vec![0u8; 4096];
+    open.read_exact_at(&mut head, 0).expect("read");
+    for i in 0..6 {
+        std::fs::read(m.path(&format!("s{i}"))).expect("read");
+    }
+    let big_file = m.data_dir.join("blobs").join(&hex(&git_oid(&big))[..2]).join(hex(&git_oid(&big)));
+    assert!(!big_file.exists(), "the least recently used blob was evicted");
+    let mut rest = vec![0u8; big.len()];
+    open.read_exact_at(&mut rest, 0).expect("an open file keeps reading");
+    assert!(rest == big);
+    // A second open while the first lives shares its backing file: no fetch.
+    let served = blobs_served(&node);
+    assert!(std::fs::read(m.path("big")).expect("a second open") == big);
+    assert_eq!(blobs_served(&node), served);
+    drop(open);
+    assert!(std::fs::read(m.path("big")).expect("reopen") == big, "re-hydrated on its next open");
+    assert_eq!(blobs_served(&node), served + 1);
+    wait_until("trove mounts to count the evictions", Duration::from_secs(10), || {
+        let r = &m.records()[0];
+        r["evicted_blobs"].as_u64() > Some(0) && r["local_bytes"].as_u64() <= Some(200 << 10)
+    });
+}
+
+fn hex(oid: &[u8; 20]) -> String {
+    trove_engine::tree::oid_hex(oid)
+}
+
+#[test]
+fn a_blob_torn_on_disk_is_fetched_again_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let f1 = std::fs::read(up.work.join("f1")).expect("f1");
+    let mut m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
+    assert_eq!(std::fs::read(m.path("f1")).expect("read"), f1);
+    assert_eq!(m.terminate(), Some(0), "SIGTERM unmounts cleanly");
+    assert!(!is_mounted(&m.dir));
+    drop(m);
+    let oid = git_oid(&f1);
+    let on_disk = dir.path().join("mount-data/blobs").join(&hex(&oid)[..2]).join(hex(&oid));
+    flip_byte(&on_disk, 100);
+    let served = blobs_served(&node);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
+    assert_eq!(std::fs::read(m.path("f1")).expect("read"), f1, "never the torn bytes");
+    assert_eq!(blobs_served(&node), served + 1, "fetched again");
+}
+
+#[test]
+fn listing_a_directory_prefetches_its_small_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    let served = blobs_served(&node);
+    let names: Vec<_> = std::fs::read_dir(&m.dir).expect("ls").map(|e| e.expect("entry").file_name()).collect();
+    assert_eq!(names.len(), 3);
+    wait_until("the listed files to be prefetched", Duration::from_secs(20), || blobs_served(&node) >= served + 3);
+    let requests = blob_requests(&node);
+    for n in &names {
+        std::fs::read(m.dir.join(n)).expect("read");
+    }
+    assert_eq!(blob_requests(&node), requests, "prefetched files open without a fetch");
+}
