@@ -15,6 +15,44 @@ pub enum BenchCommand {
     /// clones with the upstream's upload-packs counted. On a generated repo
     /// (50k files, 200 MB by default) or any local repo (--repo).
     Git(GitArgs),
+    /// The lazy mount: time to ready next to `git clone` and `trove
+    /// restore`, metadata with blobs counted, first reads (from the node,
+    /// from the local tier) and hydrated preads open loop, sequential and
+    /// whole-tree reads, each next to an ext4 checkout of the same commit.
+    /// On a generated repo (100k files, 1 GB, plus a 256 MiB file) or any
+    /// local repo (--repo). Needs root (FUSE).
+    Mount(MountArgs),
+}
+
+#[derive(Args)]
+pub struct MountArgs {
+    /// Bench this local repo instead of a generated one.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+    /// Files of the generated repo.
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// Bytes of the generated repo's files, in all (the 256 MiB file comes on top).
+    #[arg(long, default_value_t = 1_000_000_000)]
+    bytes: u64,
+    /// Rounds of clone, restore and mount-ready; the report takes medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// First reads per second (open loop) of the first-read phases.
+    #[arg(long, default_value_t = 200)]
+    first_read_rate: u64,
+    /// Preads per second (open loop) of the hydrated-pread phase.
+    #[arg(long, default_value_t = 20_000)]
+    pread_rate: u64,
+    /// Where the upstream, the node's data, the checkout and the mounts go.
+    #[arg(long, default_value = "trove-bench-data")]
+    work_dir: PathBuf,
+    /// Where results (JSON, markdown, SVG) are written.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Do not drop the page cache before each cold step.
+    #[arg(long)]
+    keep_page_cache: bool,
 }
 
 #[derive(Args)]
@@ -98,6 +136,21 @@ pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
                 server_cpu: a.server_cpu,
                 loadgen_cpu: a.loadgen_cpu,
                 rounds: a.rounds,
+            })?;
+            Ok(())
+        }
+        BenchCommand::Mount(a) => {
+            crate::mount::run(crate::mount::MountBench {
+                trove,
+                repo: a.repo,
+                files: a.files,
+                total_bytes: a.bytes,
+                rounds: a.rounds.max(1),
+                work_dir: a.work_dir,
+                out: a.out,
+                keep_page_cache: a.keep_page_cache,
+                first_read_rate: a.first_read_rate,
+                pread_rate: a.pread_rate,
             })?;
             Ok(())
         }

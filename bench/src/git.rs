@@ -293,17 +293,17 @@ fn concurrent_raw_fetches(
     Ok((started.elapsed().as_secs_f64(), ok))
 }
 
-fn median_f(v: &[f64]) -> f64 {
+pub(crate) fn median_f(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     s[s.len() / 2]
 }
 
-fn median(v: &[Duration]) -> f64 {
+pub(crate) fn median(v: &[Duration]) -> f64 {
     median_f(&v.iter().map(Duration::as_secs_f64).collect::<Vec<_>>())
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
         .current_dir(dir)
         .args(["-c", "user.email=bench@trove", "-c", "user.name=trove bench", "-c", "init.defaultBranch=main"])
@@ -329,13 +329,13 @@ fn git(dir: &Path, args: &[&str]) -> Result<String> {
 /// from the same state (and reads its source, the upstream's pack or the
 /// node's snapshot, from the disk).
 #[derive(Clone, Copy)]
-struct Steps {
-    drop_caches: bool,
+pub(crate) struct Steps {
+    pub(crate) drop_caches: bool,
 }
 
 impl Steps {
     /// Drops the page cache only if asked and allowed (root); says so when not allowed.
-    fn new(keep_page_cache: bool) -> Self {
+    pub(crate) fn new(keep_page_cache: bool) -> Self {
         if keep_page_cache {
             return Self { drop_caches: false };
         }
@@ -348,7 +348,7 @@ impl Steps {
         Self { drop_caches: allowed }
     }
 
-    fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         if self.drop_caches {
             "Every timed step starts after a `sync` and a dropped page cache."
         } else {
@@ -356,7 +356,7 @@ impl Steps {
         }
     }
 
-    fn settle(self) -> Result<()> {
+    pub(crate) fn settle(self) -> Result<()> {
         anyhow::ensure!(Command::new("sync").status()?.success(), "sync failed");
         if self.drop_caches {
             std::fs::write(DROP_CACHES, "3").with_context(|| format!("writing {DROP_CACHES}"))?;
@@ -364,7 +364,7 @@ impl Steps {
         Ok(())
     }
 
-    fn clone(self, url: &str, dst: &Path, extra: &[&str]) -> Result<Duration> {
+    pub(crate) fn clone(self, url: &str, dst: &Path, extra: &[&str]) -> Result<Duration> {
         self.settle()?;
         let started = Instant::now();
         let mut args = vec!["clone", "-q"];
@@ -375,7 +375,7 @@ impl Steps {
         Ok(started.elapsed())
     }
 
-    fn restore(self, trove: &Path, node: &str, repo: &str, dst: &Path) -> Result<Duration> {
+    pub(crate) fn restore(self, trove: &Path, node: &str, repo: &str, dst: &Path) -> Result<Duration> {
         self.settle()?;
         let started = Instant::now();
         let out = Command::new(trove).args(["restore", repo]).arg(dst).args(["--url", node, "--quiet"]).output()?;
@@ -388,7 +388,7 @@ impl Steps {
 const DROP_CACHES: &str = "/proc/sys/vm/drop_caches";
 
 /// Files at HEAD and bytes of pack files.
-fn repo_size(bare: &Path) -> Result<(usize, u64)> {
+pub(crate) fn repo_size(bare: &Path) -> Result<(usize, u64)> {
     let files = git(bare, &["ls-tree", "-r", "--name-only", "HEAD"])?.lines().count();
     let mut packs = 0;
     for e in std::fs::read_dir(bare.join("objects/pack"))?.flatten() {
@@ -398,7 +398,7 @@ fn repo_size(bare: &Path) -> Result<(usize, u64)> {
 }
 
 /// What a well-run upstream has: one pack with a bitmap, a commit-graph.
-fn serve_ready(bare: &Path) -> Result<()> {
+pub(crate) fn serve_ready(bare: &Path) -> Result<()> {
     git(bare, &["repack", "-adq", "--write-bitmap-index"])?;
     git(bare, &["commit-graph", "write", "--reachable"])?;
     Ok(())
@@ -406,7 +406,7 @@ fn serve_ready(bare: &Path) -> Result<()> {
 
 /// A repo of `files` files of source-like text, `total` bytes in all, in
 /// directories of 100, with three commits of history.
-fn generate(work: &Path, bare: &Path, files: usize, total: u64) -> Result<()> {
+pub(crate) fn generate(work: &Path, bare: &Path, files: usize, total: u64) -> Result<()> {
     eprintln!("generating a repo of {files} files, {:.0} MB (once; kept in the work dir)", total as f64 / 1e6);
     let _ = std::fs::remove_dir_all(work);
     std::fs::create_dir_all(work)?;

@@ -5,13 +5,14 @@
 //!
 //! Files: `loadgen.rs` the generator; `baseline/` what trove is compared
 //! with; `node.rs` starting a node and loading it; `object.rs` the object
-//! benchmark; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
+//! benchmark; `git.rs` and `mount.rs` the git and mount benchmarks; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
 
 pub mod baseline;
 pub mod cli;
 pub mod coldstart;
 pub mod git;
 pub mod loadgen;
+pub mod mount;
 pub mod node;
 pub mod object;
 pub mod report;

@@ -17,6 +17,7 @@
 //! object's size; nothing here blocks a shard thread.
 
 pub mod config;
+pub mod doorbell;
 pub mod error;
 pub mod hydrate;
 pub mod key;

@@ -12,7 +12,8 @@
 //! - `open` of a file not yet local sends a read-priority want to the
 //!   repo's owner shard and returns; the reply is made on a completion
 //!   thread once the blob landed (or EIO once it could not).
-//! - `readdir` queues the directory's small files as prefetches.
+//! - The first `readdir` of a directory, or the first fetch of one of its
+//!   files, queues the directory's small files as prefetches.
 //! - Every write gets EROFS (the mount is also read-only to the kernel).
 //!
 //! It must never block a FUSE thread on the node, and never reply before
@@ -66,6 +67,8 @@ struct Shared {
     completions: crossbeam_channel::Sender<Job>,
     counters: Arc<MountCounters>,
     options: FsOptions,
+    /// Directories whose files were queued for prefetch (once each).
+    prefetched: Mutex<std::collections::HashSet<u64>>,
     uid: u32,
     gid: u32,
     time: SystemTime,
@@ -91,6 +94,7 @@ impl TroveFs {
             completions,
             counters,
             options,
+            prefetched: Mutex::default(),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
             time: SystemTime::now(),
@@ -218,9 +222,14 @@ impl Shared {
         });
     }
 
-    /// Queues the small files of directory `node` that are not local.
-    fn prefetch(&self, table: &Table, node: &Node) {
+    /// Queues the small files of directory `ino` that are not local, the
+    /// first time it is listed or one of its files is fetched.
+    fn prefetch(&self, table: &Table, ino: u64) {
         if !self.options.prefetch {
+            return;
+        }
+        let Some(node) = table.node(ino) else { return };
+        if !self.prefetched.lock().unwrap_or_else(|p| p.into_inner()).insert(ino) {
             return;
         }
         let store = self.hydrator.store();
@@ -393,11 +402,16 @@ impl Filesystem for TroveFs {
         let ino = ino.0;
         match s.hydrator.open_local(&n.oid) {
             Ok(Some(file)) => s.reply_open(ino, file, reply),
-            Ok(None) => s.hydrate(n, Shared::path(t, ino), move |s, file| match file {
-                Ok(f) => s.reply_open(ino, f, reply),
-                Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
-                Err(_) => reply.error(Errno::EIO),
-            }),
+            Ok(None) => {
+                s.hydrate(n, Shared::path(t, ino), move |s, file| match file {
+                    Ok(f) => s.reply_open(ino, f, reply),
+                    Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
+                    Err(_) => reply.error(Errno::EIO),
+                });
+                // Its siblings are likely next (a build, a grep): they
+                // follow in one batch, behind this read.
+                s.prefetch(t, u64::from(n.parent) + 1);
+            }
             Err(e) => {
                 s.counters.error(format!("{}: {e}", Shared::path(t, ino)));
                 reply.error(Errno::EIO)
@@ -468,7 +482,7 @@ impl Filesystem for TroveFs {
         let t = ready!(s, reply);
         let n = node!(t, ino, reply);
         if offset == 0 {
-            s.prefetch(t, n);
+            s.prefetch(t, ino.0);
         }
         for (i, off, child, name) in s.listing(t, ino.0, n, offset) {
             if reply.add(INodeNo(i), off, kind_of(child), OsStr::from_bytes(name)) {
@@ -483,7 +497,7 @@ impl Filesystem for TroveFs {
         let t = ready!(s, reply);
         let n = node!(t, ino, reply);
         if offset == 0 {
-            s.prefetch(t, n);
+            s.prefetch(t, ino.0);
         }
         for (i, off, child, name) in s.listing(t, ino.0, n, offset) {
             if reply.add(INodeNo(i), off, OsStr::from_bytes(name), &BASE_TREE_TTL, &s.attr(i, child), Generation(0)) {
@@ -507,6 +521,21 @@ impl Filesystem for TroveFs {
             return reply.error(Errno::EROFS);
         }
         reply.ok();
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // A file here is no terminal (isatty asks) and has no ioctls.
+        reply.error(Errno::ENOTTY);
     }
 
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {

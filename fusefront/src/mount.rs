@@ -107,7 +107,8 @@ pub fn run(
     let mut hconfig = HydrateConfig::new(node_url, options.repo.clone());
     hconfig.fetch_timeout = options.fetch_timeout;
     hconfig.auth = options.auth.clone();
-    let (hydrator, owner_end) = Hydrator::new(store.clone(), hconfig);
+    let (hydrator, owner_end) =
+        Hydrator::new(store.clone(), hconfig).map_err(|e| MountError::DataDir(e.to_string()))?;
     let _ = to_owner.send(owner_end);
     let hydrator = Arc::new(hydrator);
 

@@ -97,7 +97,9 @@ pub async fn blobs(
     let stats = shard.node.stats[usize::from(shard.id)].clone();
     let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats)
         .map_err(|e| repo_error(RepoError::Io(format!("starting the blob reader: {e}"))))?;
-    let stream = futures_lite::StreamExt::map(rx, Ok::<Bytes, std::io::Error>);
+    let stream = futures_lite::stream::unfold(rx.on_shard(), |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    });
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, BLOBS_TYPE)

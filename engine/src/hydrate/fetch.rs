@@ -104,6 +104,8 @@ async fn stream_batch(
         headers.push(("authorization", auth.expose().to_owned()));
     }
     let timeout = config.fetch_timeout;
+    let started = std::time::Instant::now();
+    let asked = batch.len();
     let resp = send("POST blobs", http::Method::POST, &url, &headers, Bytes::from(body), client)
         .await
         .map_err(|e| from_remote(&node, e, timeout))?;
@@ -112,9 +114,11 @@ async fn stream_batch(
         let text = read_small("POST blobs", resp.into_body(), 4096, timeout).await.unwrap_or_default();
         return Err(HydrateError::Status { status, message: String::from_utf8_lossy(&text).trim().to_owned() });
     }
+    let head_after = started.elapsed();
     let mut frames = FrameReader::new(batch);
     let mut body = resp.into_body();
     let mut landing: Option<Landing> = None;
+    let mut disk = std::time::Duration::ZERO;
     let outcome = async {
         while !frames.ended() {
             let next = futures_lite::future::or(async { Ok(body.frame().await) }, async {
@@ -132,7 +136,11 @@ async fn stream_batch(
             };
             while let Some(event) = frames.next(&mut chunk)? {
                 match event {
-                    Event::Begin { oid, len } => landing = Some(begin(store, oid, len).await?),
+                    Event::Begin { oid, len } => {
+                        let t = std::time::Instant::now();
+                        landing = Some(begin(store, oid, len).await?);
+                        disk += t.elapsed();
+                    }
                     Event::Data(bytes) => {
                         let l = landing.as_mut().expect("Data follows Begin");
                         l.hasher.update(&bytes);
@@ -140,7 +148,9 @@ async fn stream_batch(
                     }
                     Event::Complete { oid } => {
                         let l = landing.take().expect("Complete follows Begin");
+                        let t = std::time::Instant::now();
                         let r = complete(store, l).await;
+                        disk += t.elapsed();
                         on_blob(oid, r);
                     }
                     Event::Refused { oid, status } => {
@@ -162,6 +172,13 @@ async fn stream_batch(
         let _ = l.writer.close().await;
         let _ = std::fs::remove_file(&l.tmp);
     }
+    tracing::debug!(
+        blobs = asked,
+        head_us = head_after.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        disk_us = disk.as_micros() as u64,
+        "hydration batch"
+    );
     outcome
 }
 

@@ -125,7 +125,7 @@ impl HydrateConfig {
 /// The mount's handle on hydration; see the module doc.
 pub struct Hydrator {
     store: Arc<BlobStore>,
-    to_owner: futures_channel::mpsc::UnboundedSender<Want>,
+    to_owner: crate::doorbell::Sender<Want>,
     /// Wants sent and not yet taken in by the owner.
     queued: Arc<AtomicUsize>,
     depth: usize,
@@ -133,7 +133,7 @@ pub struct Hydrator {
 
 /// The owner shard's end of a [`Hydrator`]; run it with [`queue::serve`].
 pub struct OwnerEnd {
-    pub(crate) wants: futures_channel::mpsc::UnboundedReceiver<Want>,
+    pub(crate) wants: crate::doorbell::Receiver<Want>,
     pub(crate) queued: Arc<AtomicUsize>,
     pub(crate) store: Arc<BlobStore>,
     pub(crate) config: HydrateConfig,
@@ -141,14 +141,15 @@ pub struct OwnerEnd {
 
 impl Hydrator {
     /// A hydrator over `store`, and the end its owner shard serves.
-    pub fn new(store: Arc<BlobStore>, config: HydrateConfig) -> (Hydrator, OwnerEnd) {
-        let (tx, rx) = futures_channel::mpsc::unbounded();
+    pub fn new(store: Arc<BlobStore>, config: HydrateConfig) -> Result<(Hydrator, OwnerEnd), HydrateError> {
+        let (tx, rx) = crate::doorbell::channel(None)
+            .map_err(|e| HydrateError::Store(format!("making the hydration channel: {e}")))?;
         let queued = Arc::new(AtomicUsize::new(0));
         let depth = config.queue_depth;
-        (
+        Ok((
             Hydrator { store: store.clone(), to_owner: tx, queued: queued.clone(), depth },
             OwnerEnd { wants: rx, queued, store, config },
-        )
+        ))
     }
 
     pub fn store(&self) -> &Arc<BlobStore> {
@@ -164,7 +165,7 @@ impl Hydrator {
     /// Lets the owner's queue end: wants sent after this fail with
     /// Stopping, and the owner answers those still pending the same way.
     pub fn close(&self) {
-        self.to_owner.close_channel();
+        self.to_owner.close();
     }
 
     /// Asks the owner for a blob. A full queue fails an open at once
@@ -177,9 +178,9 @@ impl Hydrator {
             }
             return;
         }
-        if let Err(e) = self.to_owner.unbounded_send(want) {
+        if let Err(want) = self.to_owner.send(want) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            if let Some(done) = e.into_inner().done {
+            if let Some(done) = want.done {
                 done(Err(HydrateError::Stopping));
             }
         }

@@ -20,7 +20,6 @@
 
 use super::fetch::{client_options, run_batch};
 use super::{Done, HydrateError, Oid, OwnerEnd, Priority, Want};
-use futures_lite::StreamExt;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -109,12 +108,13 @@ impl Queue {
 /// Serves a mount's wants until its [`Hydrator`](super::Hydrator) is
 /// dropped; then every waiter still pending is told the mount stops.
 pub async fn serve(end: OwnerEnd) {
-    let OwnerEnd { mut wants, queued, store, config } = end;
+    let OwnerEnd { wants, queued, store, config } = end;
+    let mut wants = wants.on_shard();
     let config = Rc::new(config);
     let client = match client_options(&config) {
         Ok(c) => Rc::new(c),
         Err(e) => {
-            while let Some(w) = wants.next().await {
+            while let Some(w) = wants.recv().await {
                 queued.fetch_sub(1, Ordering::AcqRel);
                 if let Some(done) = w.done {
                     done(Err(e.clone()));
@@ -127,7 +127,7 @@ pub async fn serve(end: OwnerEnd) {
     let (batch_done_tx, batch_done_rx) = glommio::channels::local_channel::new_unbounded::<()>();
     let batch_done_tx = Rc::new(batch_done_tx);
     loop {
-        let next = futures_lite::future::or(async { Some(wants.next().await) }, async {
+        let next = futures_lite::future::or(async { Some(wants.recv().await) }, async {
             let _ = batch_done_rx.recv().await;
             None
         })
@@ -142,7 +142,7 @@ pub async fn serve(end: OwnerEnd) {
                     queued.fetch_sub(1, Ordering::AcqRel);
                     let local = store.contains(&w.oid);
                     q.accept(w, local);
-                    want = wants.try_recv().ok();
+                    want = wants.try_recv();
                 }
             }
             None => {}

@@ -95,18 +95,17 @@ pub fn matches(oid: &[u8; 20], data: &[u8]) -> bool {
 /// Reads `ids` from `mirror` on a thread of its own and yields the frames
 /// (a header, then a blob's bytes, as separate chunks), at most
 /// `BLOBS_READ_AHEAD` ahead of the consumer; `served` counts the blobs
-/// sent. Dropping the receiver stops the reader.
+/// sent. Dropping the receiver stops the reader. The frames come through
+/// a doorbell channel (`crate::doorbell`): a plain thread's wake of a
+/// shard through a futures channel can wait for the shard's next timer.
 pub fn spawn_reader(
     mirror: std::path::PathBuf,
     ids: Vec<[u8; 20]>,
     served: std::sync::Arc<crate::stats::ShardStats>,
-) -> std::io::Result<futures_channel::mpsc::Receiver<bytes::Bytes>> {
-    let (mut tx, rx) = futures_channel::mpsc::channel(crate::limits::BLOBS_READ_AHEAD);
+) -> std::io::Result<crate::doorbell::Receiver<bytes::Bytes>> {
+    let (tx, rx) = crate::doorbell::channel(Some(crate::limits::BLOBS_READ_AHEAD))?;
     std::thread::Builder::new().name("trove-blobs".into()).spawn(move || {
-        let mut send = |b: bytes::Bytes| -> bool {
-            futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| tx.poll_ready(cx))).is_ok()
-                && tx.start_send(b).is_ok()
-        };
+        let send = |b: bytes::Bytes| -> bool { tx.send(b).is_ok() };
         let repo = crate::tree::walk::open(&mirror).ok();
         for oid in &ids {
             let read = match &repo {
