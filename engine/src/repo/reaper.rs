@@ -187,6 +187,14 @@ mod tests {
         let mut marked = std::process::Command::new("sleep").arg("30").env(NODE_ENV, &marker).spawn().expect("sleep");
         let mut other =
             std::process::Command::new("sleep").arg("30").env(NODE_ENV, "another-node").spawn().expect("sleep");
+        // Until the child has exec'd, /proc shows the parent's environment
+        // (no marker): wait for the exec, or the sweep races it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let execd = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"));
+        while !(execd(marked.id()) && execd(other.id())) {
+            assert!(std::time::Instant::now() < deadline, "the children did not exec");
+            std::thread::yield_now();
+        }
         assert_eq!(sweep(&marker), 1);
         assert!(marked.wait().is_ok_and(|s| !s.success()), "the marked one was killed");
         assert!(other.try_wait().expect("try_wait").is_none(), "another node's process is left alone");
