@@ -188,6 +188,12 @@ pub const HYDRATE_QUEUE_DEPTH: usize = 1 << 16;
 /// Largest hydrated blob: the node serves no larger one
 /// (`BLOB_SERVE_MAX_BYTES`), and a frame claiming more is a lie.
 pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_SERVE_MAX_BYTES;
+/// A blob up to this size is gathered whole in memory and lands on a task
+/// of its own; a larger one streams to disk as it arrives.
+pub const HYDRATE_SMALL_BLOB_BYTES: u64 = 256 << 10;
+/// Small blobs of one batch landing at once. With HYDRATE_SMALL_BLOB_BYTES
+/// this bounds a batch's gathered bytes to 8 MiB.
+pub const HYDRATE_SMALL_LANDINGS: usize = 32;
 /// Write-behind buffers of one landing blob (DMA, 128 KiB each).
 pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
 /// Default of `trove mount --fetch-timeout`: how long an open waits on the

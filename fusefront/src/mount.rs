@@ -95,6 +95,7 @@ pub fn run(
 ) -> Result<(), MountError> {
     let started = Instant::now();
     let mountpoint = check_mountpoint(&options.mountpoint)?;
+    MountRecord::remove_failed(&mountpoint);
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
     // The engine first: it locks the data dir, so no other mount's blobs
@@ -187,7 +188,7 @@ pub fn run(
             let _ = session_thread.join();
             engine.shared.request_stop();
             let _ = engine.join();
-            MountRecord::remove(std::process::id());
+            // The record stays, with its reason, for `trove mounts`.
             return Err(e);
         }
     };

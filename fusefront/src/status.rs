@@ -7,7 +7,9 @@
 //! `$XDG_RUNTIME_DIR/trove`, else `/tmp/trove-UID`. A record whose process
 //! is gone is stale: `trove mounts` shows it as `dead` while the kernel
 //! still has the mount (ENOTCONN for every access until `trove umount`),
-//! and removes it once the mount is gone too.
+//! and removes it once the mount is gone too, except the record of a mount
+//! whose preparation failed, kept with its reason until the next mount on
+//! that mountpoint or `trove umount`.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -71,6 +73,13 @@ impl MountRecord {
         std::fs::rename(&tmp, record_path(&dir, self.pid))
     }
 
+    /// Removes the records of failed mounts on `mountpoint`.
+    pub fn remove_failed(mountpoint: &Path) {
+        for r in list().into_iter().filter(|r| r.state == "failed" && r.mountpoint == mountpoint) {
+            MountRecord::remove(r.pid);
+        }
+    }
+
     pub fn remove(pid: u32) {
         let _ = std::fs::remove_file(record_path(&run_dir(), pid));
     }
@@ -93,10 +102,15 @@ pub fn list() -> Vec<MountRecord> {
         let Ok(mut rec) = serde_json::from_slice::<MountRecord>(&bytes) else { continue };
         if !process_alive(rec.pid) {
             if !mounted.contains(&rec.mountpoint) {
-                let _ = std::fs::remove_file(e.path());
-                continue;
+                // A mount that failed to prepare keeps its record (and
+                // reason) until the next mount there or `trove umount`.
+                if rec.state != "failed" {
+                    let _ = std::fs::remove_file(e.path());
+                    continue;
+                }
+            } else {
+                rec.state = "dead".into();
             }
-            rec.state = "dead".into();
         }
         out.push(rec);
     }

@@ -172,7 +172,8 @@ pub struct UmountArgs {
 /// one (its daemon gone: ENOTCONN) is detached directly.
 pub fn umount(args: UmountArgs) -> Result<()> {
     let given = absolute(&args.mountpoint);
-    let live = status::list().into_iter().find(|r| r.mountpoint == given && r.state != "dead");
+    let records = status::list();
+    let live = records.iter().find(|r| r.mountpoint == given && r.state != "dead" && r.state != "failed").cloned();
     if let Some(rec) = live {
         let pid =
             rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(|| fail(1, "a mount record without a pid"))?;
@@ -196,7 +197,17 @@ pub fn umount(args: UmountArgs) -> Result<()> {
             println!("unmounted {}", given.display());
             Ok(())
         }
-        Err(rustix::io::Errno::INVAL) => Err(fail(2, format!("{} is not a mount", given.display()))),
+        Err(rustix::io::Errno::INVAL) => {
+            let failed: Vec<_> = records.iter().filter(|r| r.mountpoint == given && r.state == "failed").collect();
+            if failed.is_empty() {
+                return Err(fail(2, format!("{} is not a mount", given.display())));
+            }
+            for r in failed {
+                MountRecord::remove(r.pid);
+            }
+            println!("removed the record of the failed mount on {}", given.display());
+            Ok(())
+        }
         Err(e) => Err(fail(1, format!("unmounting {}: {e}", given.display()))),
     }
 }

@@ -724,6 +724,24 @@ impl Mount {
         (status.code(), std::fs::read_to_string(log).unwrap_or_default())
     }
 
+    /// The `trove mounts` record a failed mount under `base` left, then
+    /// `trove umount` removes it.
+    pub fn record_of_failed(base: &Path) -> serde_json::Value {
+        let run_dir = base.join("run");
+        let list = |args: &[&str]| {
+            Command::new(trove_bin()).args(args).env("TROVE_RUN_DIR", &run_dir).output().expect("trove")
+        };
+        let out = list(&["mounts", "--json"]);
+        let recs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let rec = recs[0].clone();
+        let dir = base.join("mnt");
+        let out = list(&["umount", dir.to_str().expect("utf8")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let recs: serde_json::Value = serde_json::from_slice(&list(&["mounts", "--json"]).stdout).expect("JSON");
+        assert_eq!(recs.as_array().map(Vec::len), Some(0), "umount removed the failed record");
+        rec
+    }
+
     #[allow(clippy::type_complexity)]
     fn spawn(
         base: &Path,

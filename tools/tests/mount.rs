@@ -330,6 +330,10 @@ fn mount_failures_exit_with_their_documented_codes() {
     let (code, log) = Mount::fail(&dir.path().join("a"), &nobody, REPO, &[]);
     assert_eq!(code, Some(5), "node unreachable: {log}");
     assert!(log.contains("unreachable"), "{log}");
+    // `trove mounts` keeps the failure and its reason until `trove umount`.
+    let failed = Mount::record_of_failed(&dir.path().join("a"));
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(failed["reason"].as_str().is_some_and(|r| r.contains("unreachable")), "{failed}");
     let (code, log) = Mount::fail(&dir.path().join("b"), &node.url, REPO, &["--commit", &"0".repeat(40)]);
     assert_eq!(code, Some(3), "unknown commit: {log}");
     let (code, log) = Mount::fail(&dir.path().join("c"), &node.url, REPO, &["--commit", "nothex"]);

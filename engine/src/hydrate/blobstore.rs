@@ -5,6 +5,11 @@
 //! DATA/blobs/tmp/*      blobs landing; wiped on start
 //! ```
 //!
+//! (all 256 `HH` directories are made when the store opens.)
+//!
+//! ```text
+//! ```
+//!
 //! `OID` is the blob's 40-hex git id and `HH` its first two digits. A file
 //! holds the blob's bytes and nothing else, so the mount can hand it to the
 //! kernel as a FUSE passthrough backing file: a read at or past EOF sees
@@ -77,6 +82,11 @@ impl BlobStore {
         let tmp = root.join("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| HydrateError::store("creating", &tmp, e))?;
+        // Every HH directory up front: a landing is then one rename.
+        for hh in 0..=255u8 {
+            let d = root.join(format!("{hh:02x}"));
+            std::fs::create_dir_all(&d).map_err(|e| HydrateError::store("creating", &d, e))?;
+        }
         let mut found: Vec<(Oid, u64, std::time::SystemTime)> = Vec::new();
         let dirs = std::fs::read_dir(&root).map_err(|e| HydrateError::store("listing", &root, e))?;
         for dir in dirs.flatten() {
@@ -190,9 +200,6 @@ impl BlobStore {
     /// evicts down to capacity if it is passed.
     pub fn publish(&self, tmp: &Path, oid: &Oid, len: u64) -> Result<(), HydrateError> {
         let path = self.path_of(oid);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| HydrateError::store("creating", dir, e))?;
-        }
         std::fs::rename(tmp, &path).map_err(|e| HydrateError::store("publishing", &path, e))?;
         {
             let mut inner = self.lock();
