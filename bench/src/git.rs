@@ -50,16 +50,7 @@ pub fn run(cfg: GitBench) -> Result<PathBuf> {
     let work = work_subdir(&cfg.work_dir, "git")?;
     let root = work.join("upstream");
     let (name, bare) = match &cfg.repo {
-        Some(r) => {
-            let name = r.canonicalize()?.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("repo".into());
-            let bare = root.join("real").join(format!("{}.git", name.trim_end_matches(".git")));
-            if !bare.exists() {
-                std::fs::create_dir_all(bare.parent().expect("has a parent"))?;
-                git(&work, &["clone", "-q", "--bare", "--no-local", &r.to_string_lossy(), &bare.to_string_lossy()])?;
-                serve_ready(&bare)?;
-            }
-            (format!("real/{}", bare.file_name().expect("named").to_string_lossy()), bare)
-        }
+        Some(r) => real_repo(&work, &root, r)?,
         None => {
             let bare = root.join(format!("gen/files-{}-bytes-{}.git", cfg.files, cfg.total_bytes));
             if !bare.exists() {
@@ -395,6 +386,19 @@ pub(crate) fn repo_size(bare: &Path) -> Result<(usize, u64)> {
         packs += e.metadata()?.len();
     }
     Ok((files, packs))
+}
+
+/// A bare, serve-ready copy of the local repo `r` under `root/real/`
+/// (made once): its name as the daemon serves it, and its path.
+pub(crate) fn real_repo(work: &Path, root: &Path, r: &Path) -> Result<(String, PathBuf)> {
+    let name = r.canonicalize()?.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("repo".into());
+    let bare = root.join("real").join(format!("{}.git", name.trim_end_matches(".git")));
+    if !bare.exists() {
+        std::fs::create_dir_all(bare.parent().expect("has a parent"))?;
+        git(work, &["clone", "-q", "--bare", "--no-local", &r.to_string_lossy(), &bare.to_string_lossy()])?;
+        serve_ready(&bare)?;
+    }
+    Ok((format!("real/{}", bare.file_name().expect("named").to_string_lossy()), bare))
 }
 
 /// What a well-run upstream has: one pack with a bitmap, a commit-graph.

@@ -253,16 +253,7 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     let work = work_subdir(&cfg.work_dir, "mount")?;
     let root = work.join("upstream");
     let (name, bare) = match &cfg.repo {
-        Some(r) => {
-            let name = r.canonicalize()?.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or("repo".into());
-            let bare = root.join("real").join(format!("{}.git", name.trim_end_matches(".git")));
-            if !bare.exists() {
-                std::fs::create_dir_all(bare.parent().expect("has a parent"))?;
-                git(&work, &["clone", "-q", "--bare", "--no-local", &r.to_string_lossy(), &bare.to_string_lossy()])?;
-                serve_ready(&bare)?;
-            }
-            (format!("real/{}", bare.file_name().expect("named").to_string_lossy()), bare)
-        }
+        Some(r) => crate::git::real_repo(&work, &root, r)?,
         None => {
             let bare = generated_with_big(&work, &root, cfg.files, cfg.total_bytes)?;
             (format!("gen/{}", bare.file_name().expect("named").to_string_lossy()), bare)

@@ -89,12 +89,4 @@ impl Handles {
     pub fn release(&self, fh: u64) {
         self.lock().remove(&fh);
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -204,20 +204,7 @@ impl Node {
 
     /// SIGTERM, then waits; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("node did not stop within 40 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_child(self.child.take()?, "node", Duration::from_secs(40))
     }
 
     /// Starts again on the same port, data dir and flags.
@@ -707,21 +694,10 @@ impl Mount {
 
     /// Runs a mount that is expected to fail; returns its exit code and stderr.
     pub fn fail(base: &Path, node: &str, repo: &str, args: &[&str]) -> (Option<i32>, String) {
-        let (mut child, dir, _, _, log, _) = Mount::spawn(base, node, repo, args);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Ok(Some(st)) = child.try_wait() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("trove mount did not exit");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let (child, dir, _, _, log, _) = Mount::spawn(base, node, repo, args);
+        let code = exit_code(child, "trove mount", Duration::from_secs(60));
         assert!(!is_mounted(&dir), "a failed mount leaves nothing mounted");
-        (status.code(), std::fs::read_to_string(log).unwrap_or_default())
+        (code, std::fs::read_to_string(log).unwrap_or_default())
     }
 
     /// The `trove mounts` record a failed mount under `base` left, then
@@ -816,20 +792,7 @@ impl Mount {
 
     /// SIGTERM and wait; the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
-        let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                panic!("trove mount did not stop within 30 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_child(self.child.take()?, "trove mount", Duration::from_secs(30))
     }
 }
 
@@ -841,6 +804,29 @@ impl Drop for Mount {
         if is_mounted(&self.dir) {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
         }
+    }
+}
+
+/// SIGTERM to `child`, then its exit code (see [`exit_code`]).
+pub fn stop_child(child: Child, what: &str, within: Duration) -> Option<i32> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    exit_code(child, what, within)
+}
+
+/// Waits for `child` to exit and returns its code; kills it and panics if
+/// it is still running after `within`.
+pub fn exit_code(mut child: Child, what: &str, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
