@@ -69,11 +69,14 @@ pub enum MountError {
     Fuse(String),
     #[error("the mount's data dir: {0}")]
     DataDir(String),
+    #[error("stopped (SIGTERM or SIGINT) before the tree was ready")]
+    Interrupted,
 }
 
 impl MountError {
     /// 3 no such repo/ref/commit, 5 node unreachable, 6 index refused,
-    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed.
+    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed,
+    /// 130 stopped by a signal while preparing.
     pub fn exit_code(&self) -> i32 {
         match self {
             MountError::NotFound(_) => 3,
@@ -82,6 +85,7 @@ impl MountError {
             MountError::Mountpoint(_) | MountError::DataDir(_) => 8,
             MountError::Fuse(_) => 9,
             MountError::Node { .. } => 1,
+            MountError::Interrupted => 130,
         }
     }
 }
@@ -172,7 +176,22 @@ pub fn run(
         .expect("spawning the FUSE session thread");
     let _ = record.lock().map(|r| r.write());
 
-    let table = match prepare(&options) {
+    // Off this thread, so SIGTERM/SIGINT still end a mount whose node is
+    // slow to answer (a node that never saw the repo clones it first).
+    tracing::info!(repo = %options.repo, node = %options.node, "fetching the tree index");
+    let (prepared_tx, prepared_rx) = crossbeam_channel::bounded(1);
+    let prep_options = options.clone();
+    std::thread::Builder::new()
+        .name("trove-prepare".into())
+        .spawn(move || {
+            let _ = prepared_tx.send(prepare(&prep_options));
+        })
+        .expect("spawning the prepare thread");
+    let prepared = crossbeam_channel::select! {
+        recv(prepared_rx) -> r => r.unwrap_or_else(|_| Err(MountError::BadIndex("preparing stopped".into()))),
+        recv(stop) -> _ => Err(MountError::Interrupted),
+    };
+    let table = match prepared {
         Ok(t) => t,
         Err(e) => {
             gate.fail(e.to_string());
@@ -188,7 +207,11 @@ pub fn run(
             let _ = session_thread.join();
             engine.shared.request_stop();
             let _ = engine.join();
-            // The record stays, with its reason, for `trove mounts`.
+            // A failure's record stays, with its reason, for `trove mounts`;
+            // a mount stopped on purpose leaves none.
+            if matches!(e, MountError::Interrupted) {
+                MountRecord::remove(std::process::id());
+            }
             return Err(e);
         }
     };

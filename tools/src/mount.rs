@@ -26,7 +26,8 @@ use trove_fusefront::status::{self, MountRecord};
 /// 3 no such repo, ref or commit; 5 the node is unreachable; 6 the node's
 /// tree index was refused; 8 the mountpoint or data dir is unusable (not an
 /// empty directory, a dead mount, in use by another mount); 9 FUSE refused
-/// the mount (needs /dev/fuse and root or CAP_SYS_ADMIN).
+/// the mount (needs /dev/fuse and root or CAP_SYS_ADMIN); 130 stopped by a
+/// signal before the tree was ready.
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct MountArgs {

@@ -718,8 +718,10 @@ impl Mount {
         rec
     }
 
+    /// Spawns `trove mount` without waiting: the child, its mountpoint,
+    /// data dir, run dir, log and its stdout lines.
     #[allow(clippy::type_complexity)]
-    fn spawn(
+    pub fn spawn(
         base: &Path,
         node: &str,
         repo: &str,

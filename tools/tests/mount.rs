@@ -427,3 +427,24 @@ fn listing_a_directory_prefetches_its_small_files() {
     }
     assert_eq!(blob_requests(&node), requests, "prefetched files open without a fetch");
 }
+
+#[test]
+fn a_signal_ends_a_mount_still_waiting_for_its_tree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // A node that takes the request and never answers it.
+    let silent = TcpServer::start(|mut conn| {
+        let mut buf = [0u8; 4096];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let (child, mnt, _, run_dir, log, _) = Mount::spawn(dir.path(), &silent.url(), REPO, &[]);
+    wait_until("the mount to be mounted and preparing", Duration::from_secs(20), || {
+        let out = Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output();
+        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"preparing\""))
+    });
+    let code = stop_child(child, "trove mount", Duration::from_secs(20));
+    assert_eq!(code, Some(130), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(!is_mounted(&mnt), "nothing left mounted");
+    let out =
+        Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output().expect("mounts");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "and no record");
+}
