@@ -170,6 +170,12 @@ pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
 /// checked against its oid before it is sent. Larger ones get a per-item
 /// `too_large` frame.
 pub const BLOB_SERVE_MAX_BYTES: u64 = 256 << 20;
+/// Largest blob `POST .../blobs` streams from its pack (past
+/// BLOB_SERVE_MAX_BYTES it is streamed, not read whole).
+pub const BLOB_STREAM_MAX_BYTES: u64 = 64 << 30;
+/// Chunk of a streamed blob: with BLOBS_READ_AHEAD, a slow client holds at
+/// most 4 MiB of it in the node.
+pub const BLOB_STREAM_CHUNK_BYTES: usize = 1 << 20;
 /// Frames (blobs) read ahead of a slow client per `POST .../blobs`.
 pub const BLOBS_READ_AHEAD: usize = 4;
 
@@ -186,8 +192,8 @@ pub const HYDRATE_IN_FLIGHT_BYTES: u64 = 256 << 20;
 /// Prefetches past it are dropped; an open past it fails with EAGAIN.
 pub const HYDRATE_QUEUE_DEPTH: usize = 1 << 16;
 /// Largest hydrated blob: the node serves no larger one
-/// (`BLOB_SERVE_MAX_BYTES`), and a frame claiming more is a lie.
-pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_SERVE_MAX_BYTES;
+/// (`BLOB_STREAM_MAX_BYTES`), and a frame claiming more is a lie.
+pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_STREAM_MAX_BYTES;
 /// A blob up to this size is gathered whole in memory and lands on a task
 /// of its own; a larger one streams to disk as it arrives.
 pub const HYDRATE_SMALL_BLOB_BYTES: u64 = 256 << 10;
@@ -205,4 +211,5 @@ pub const HYDRATE_CACHE_CAPACITY_BYTES: u64 = 8 << 30;
 /// percent, so a full cache does not evict on every landing.
 pub const HYDRATE_EVICT_TO_PERCENT: u64 = 90;
 const _: () = assert!(HYDRATE_BATCH_BLOBS <= BLOBS_PER_REQUEST_MAX);
-const _: () = assert!(HYDRATE_BLOB_MAX_BYTES <= BLOB_SERVE_MAX_BYTES);
+const _: () = assert!(HYDRATE_BLOB_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);
+const _: () = assert!(BLOB_SERVE_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);

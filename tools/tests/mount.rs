@@ -448,3 +448,30 @@ fn a_signal_ends_a_mount_still_waiting_for_its_tree() {
         Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output().expect("mounts");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]", "and no record");
 }
+
+#[test]
+fn a_blob_too_large_to_read_whole_streams_from_the_pack() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    // 300 MiB: over the 256 MiB a node reads whole. Mostly zeros (quick to
+    // pack), with markers, so an offset slip shows.
+    let len = 300usize << 20;
+    let mut big = vec![0u8; len];
+    for (i, at) in (0..len).step_by(16 << 20).enumerate() {
+        big[at..at + 8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    }
+    big[len - 1] = 0xee;
+    std::fs::write(up.work.join("asset.bin"), &big).expect("write");
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "a large asset"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    // Packed, as a served upstream has it (a push of one object unpacks it).
+    git(&up.bare(), &["repack", "-adq"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
+    assert_eq!(std::fs::metadata(m.path("asset.bin")).expect("stat").len(), len as u64);
+    let served = blobs_served(&node);
+    let got = std::fs::read(m.path("asset.bin")).expect("a large blob reads");
+    assert!(got == big, "byte for byte");
+    assert_eq!(blobs_served(&node), served + 1);
+}

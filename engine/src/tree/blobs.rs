@@ -6,8 +6,9 @@
 //!
 //! ```text
 //! oid      20 bytes
-//! status   u8       0 ok, 1 missing, 2 not a blob, 3 too large
-//!                   (over BLOB_SERVE_MAX_BYTES), 4 unreadable
+//! status   u8       0 ok, 1 missing, 2 not a blob, 3 too large (over
+//!                   BLOB_SERVE_MAX_BYTES and not streamable: deltified,
+//!                   loose, or over BLOB_STREAM_MAX_BYTES), 4 unreadable
 //! len      u64 LE   bytes that follow (0 unless ok)
 //! bytes    len
 //! end:     20 zero bytes, status 255, len 0
@@ -15,7 +16,8 @@
 //!
 //! A blob is read whole and hashed (`blob <len>\0` + bytes, SHA-1) before
 //! its frame is made: a mirror's corrupt object is `unreadable`, never
-//! sent. A stream without its end frame was cut. The reader checks each
+//! sent. A larger one is streamed from its pack after a first pass hashed
+//! it (`bigblob.rs`). A stream without its end frame was cut. The reader checks each
 //! blob against its oid again: it trusts no node.
 
 use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_SERVE_MAX_BYTES};
@@ -113,6 +115,7 @@ pub fn spawn_reader(
                 None => Err(Status::Unreadable),
             };
             let sent = match read {
+                Err(Status::TooLarge) => send_big(&mirror, oid, &served, &send),
                 Ok(data) => {
                     crate::stats::bump(&served.blobs_served, 1);
                     send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, data.len() as u64)))
@@ -127,6 +130,44 @@ pub fn spawn_reader(
         send(bytes::Bytes::copy_from_slice(&end_frame()));
     })?;
     Ok(rx)
+}
+
+/// Streams a large blob from its pack ([`crate::tree::bigblob`]) in
+/// `BLOB_STREAM_CHUNK_BYTES` chunks, after a first pass checked it; a blob
+/// it cannot stream is refused per item. False when the client went away.
+fn send_big(
+    mirror: &std::path::Path,
+    oid: &[u8; 20],
+    served: &crate::stats::ShardStats,
+    send: &dyn Fn(bytes::Bytes) -> bool,
+) -> bool {
+    use std::io::Read;
+    let refuse = |status: Status| send(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, 0)));
+    let Some(blob) = crate::tree::bigblob::PackedBlob::find(mirror, oid) else { return refuse(Status::TooLarge) };
+    if blob.size > crate::limits::BLOB_STREAM_MAX_BYTES {
+        return refuse(Status::TooLarge);
+    }
+    if !blob.verify(oid) {
+        tracing::warn!(oid = %oid_hex(oid), "a large blob in the mirror does not match its id; not served");
+        return refuse(Status::Unreadable);
+    }
+    let Some(mut reader) = blob.reader() else { return refuse(Status::Unreadable) };
+    if !send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, blob.size))) {
+        return false;
+    }
+    let mut left = blob.size;
+    while left > 0 {
+        let n = (crate::limits::BLOB_STREAM_CHUNK_BYTES as u64).min(left);
+        let mut chunk = vec![0u8; n as usize];
+        // It inflated whole a moment ago; failing now is the disk, and a
+        // stream cut before its end frame is what the client then sees.
+        if reader.read_exact(&mut chunk).is_err() || !send(bytes::Bytes::from(chunk)) {
+            return false;
+        }
+        left -= n;
+    }
+    crate::stats::bump(&served.blobs_served, 1);
+    true
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! `build.rs` is what a shard does: index a commit once and keep the index
 //! in the tiers. This module never speaks HTTP and never runs git.
 
+pub mod bigblob;
 pub mod blobs;
 pub mod build;
 pub mod index;

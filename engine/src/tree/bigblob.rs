@@ -1,0 +1,75 @@
+//! Blobs too large to read whole (over `BLOB_SERVE_MAX_BYTES`), streamed
+//! straight from their pack.
+//!
+//! gix inflates a packed object whole into memory; a multi-GiB asset must
+//! not be. A large blob that is stored whole in a pack (not as a delta: git
+//! does not delta files over `core.bigFileThreshold`, 512 MiB by default,
+//! and rarely finds a base for big unique assets) is one zlib stream at a
+//! known pack offset, so it is inflated as it is read, in bounded chunks.
+//! A deltified or loose large blob is not served (`too_large`).
+//!
+//! The pack index and pack are read with gix-pack; every byte comes from
+//! the mirror, which this node cloned, but the blob is still hashed whole
+//! before its first byte is sent (a first pass), so a corrupt pack entry is
+//! `unreadable`, never a frame.
+
+use flate2::read::ZlibDecoder;
+use std::io::Read;
+use std::path::Path;
+
+/// A large blob located in a pack.
+pub struct PackedBlob {
+    pack: gix::odb::pack::data::File,
+    data_offset: u64,
+    pub size: u64,
+}
+
+impl PackedBlob {
+    /// Finds `oid` as a whole (non-delta) blob in one of `mirror`'s packs.
+    pub fn find(mirror: &Path, oid: &[u8; 20]) -> Option<PackedBlob> {
+        let id = gix::ObjectId::from_bytes_or_panic(oid);
+        let packs = mirror.join("objects/pack");
+        for entry in std::fs::read_dir(&packs).ok()?.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "idx") {
+                continue;
+            }
+            let Ok(index) = gix::odb::pack::index::File::at(&path, gix::hash::Kind::Sha1) else { continue };
+            let Some(i) = index.lookup(id) else { continue };
+            let offset = index.pack_offset_at_index(i);
+            let pack = gix::odb::pack::data::File::at(path.with_extension("pack"), gix::hash::Kind::Sha1).ok()?;
+            let e = pack.entry(offset).ok()?;
+            if e.header != gix::odb::pack::data::entry::Header::Blob {
+                return None;
+            }
+            return Some(PackedBlob { data_offset: e.data_offset, size: e.decompressed_size, pack });
+        }
+        None
+    }
+
+    /// Its bytes, inflated as they are read.
+    pub fn reader(&self) -> Option<impl Read + '_> {
+        let compressed = self.pack.entry_slice(self.data_offset..self.pack.data_len() as u64)?;
+        Some(ZlibDecoder::new(compressed).take(self.size))
+    }
+
+    /// Whether its bytes are the blob `oid` (one whole pass).
+    pub fn verify(&self, oid: &[u8; 20]) -> bool {
+        let Some(mut r) = self.reader() else { return false };
+        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+        hasher.update(format!("blob {}\0", self.size).as_bytes());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut seen = 0u64;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    seen += n as u64;
+                    hasher.update(&buf[..n]);
+                }
+                Err(_) => return false,
+            }
+        }
+        seen == self.size && hasher.try_finalize().is_ok_and(|h| h.as_bytes() == oid.as_slice())
+    }
+}
