@@ -245,6 +245,17 @@ impl Shared {
         }
     }
 
+    /// The table and node of directory `ino` for a listing from `offset`;
+    /// the first listing (offset 0) queues its files for prefetch.
+    fn dir_to_list(&self, ino: u64, offset: u64) -> Result<(&Arc<Table>, &Node), Errno> {
+        let t = self.table()?;
+        let n = t.node(ino).ok_or(Errno::ENOENT)?;
+        if offset == 0 {
+            self.prefetch(t, ino);
+        }
+        Ok((t, n))
+    }
+
     /// The entries of directory `ino` from `offset`: (ino, offset, kind, name).
     fn listing<'t>(
         &self,
@@ -479,11 +490,10 @@ impl Filesystem for TroveFs {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let s = &self.shared;
-        let t = ready!(s, reply);
-        let n = node!(t, ino, reply);
-        if offset == 0 {
-            s.prefetch(t, ino.0);
-        }
+        let (t, n) = match s.dir_to_list(ino.0, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
         for (i, off, child, name) in s.listing(t, ino.0, n, offset) {
             if reply.add(INodeNo(i), off, kind_of(child), OsStr::from_bytes(name)) {
                 break;
@@ -494,11 +504,10 @@ impl Filesystem for TroveFs {
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let s = &self.shared;
-        let t = ready!(s, reply);
-        let n = node!(t, ino, reply);
-        if offset == 0 {
-            s.prefetch(t, ino.0);
-        }
+        let (t, n) = match s.dir_to_list(ino.0, offset) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
         for (i, off, child, name) in s.listing(t, ino.0, n, offset) {
             if reply.add(INodeNo(i), off, OsStr::from_bytes(name), &BASE_TREE_TTL, &s.attr(i, child), Generation(0)) {
                 break;

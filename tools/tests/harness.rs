@@ -44,15 +44,22 @@ fn lock_port(port: u16) -> bool {
     true
 }
 
-pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
+    if !poll_until(timeout, ok) {
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+/// Whether `ok` became true within `timeout` (checked every 20 ms).
+pub fn poll_until(timeout: Duration, mut ok: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ok() {
-            return;
+            return true;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    ok()
 }
 
 /// A running node. Killed (SIGKILL) on drop unless already stopped.
@@ -818,18 +825,20 @@ pub fn stop_child(child: Child, what: &str, within: Duration) -> Option<i32> {
 /// Waits for `child` to exit and returns its code; kills it and panics if
 /// it is still running after `within`.
 pub fn exit_code(mut child: Child, what: &str, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            return st.code();
+    let mut code = None;
+    let exited = poll_until(within, || match child.try_wait() {
+        Ok(Some(st)) => {
+            code = st.code();
+            true
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+        _ => false,
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{what} did not exit within {within:?}");
     }
+    code
 }
 
 /// Whether `dir` is a mountpoint now (from /proc/self/mountinfo).
