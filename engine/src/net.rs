@@ -10,12 +10,14 @@
 //! This module must never block the shard thread: every syscall here is
 //! non-blocking (MSG_DONTWAIT).
 
+use crate::stats::{bump, ShardStats};
 use futures_lite::{AsyncRead, AsyncWrite};
 use hyper::rt::ReadBufCursor;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Most bytes one read asks for. hyper hands out uninitialised buffers,
@@ -48,11 +50,23 @@ pub struct HyperIo<T> {
     inner: T,
     /// Bytes the next read asks for, READ_SLICE_MIN_BYTES..=READ_SLICE_MAX_BYTES.
     read_window: usize,
+    /// A write through glommio went Pending: its readiness poll is armed,
+    /// and the next write must go through glommio too.
+    glommio_pending: bool,
+    /// The shard's counters, for a connection the server accepted.
+    stats: Option<Arc<ShardStats>>,
 }
 
 impl<T> HyperIo<T> {
     pub fn new(inner: T) -> Self {
-        Self { inner, read_window: READ_SLICE_MIN_BYTES }
+        Self { inner, read_window: READ_SLICE_MIN_BYTES, glommio_pending: false, stats: None }
+    }
+
+    /// Counts this connection's zero-copy bytes and full-socket waits in
+    /// `stats`.
+    pub fn counted(mut self, stats: Arc<ShardStats>) -> Self {
+        self.stats = Some(stats);
+        self
     }
 
     pub fn into_inner(self) -> T {
@@ -91,9 +105,67 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     }
 }
 
+impl<T: AsyncWrite + RawSocket + Unpin> HyperIo<T> {
+    /// Writes through glommio. When the socket is full, glommio arms a
+    /// readiness poll on the ring and wakes this task when there is room:
+    /// that poll is the only wait of a full socket (no timer). A mapped
+    /// buffer is offered one byte at a time here, so at most one byte of it
+    /// is copied; the rest goes with sendfile once there is room.
+    fn poll_glommio(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let mapped = crate::store::mapped::sendfile_source(buf).is_some();
+        let buf = if mapped { &buf[..buf.len().min(1)] } else { buf };
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.glommio_pending = r.is_pending();
+        if let (true, Some(stats)) = (r.is_pending(), &self.stats) {
+            bump(&stats.sends_socket_full, 1);
+        }
+        r
+    }
+
+    /// Sends `bytes`, a checked mapping of `file` at `off`, with sendfile:
+    /// the kernel takes the page-cache pages, no copy. The socket is
+    /// blocking for glommio's sake (it polls on the ring and sends with
+    /// MSG_DONTWAIT), so it is made non-blocking for this one call.
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        sock: RawFd,
+        bytes: &[u8],
+        file: RawFd,
+        off: u64,
+    ) -> Poll<io::Result<usize>> {
+        // SAFETY: the socket belongs to `self.inner`; the file to the live
+        // mapping `bytes` lies in. Both outlive this call.
+        let (sock_fd, file_fd) = unsafe { (BorrowedFd::borrow_raw(sock), BorrowedFd::borrow_raw(file)) };
+        let sent = (|| {
+            let flags = rustix::fs::fcntl_getfl(sock_fd)?;
+            rustix::fs::fcntl_setfl(sock_fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+            let mut at = off;
+            let sent = rustix::fs::sendfile(sock_fd, file_fd, Some(&mut at), bytes.len());
+            rustix::fs::fcntl_setfl(sock_fd, flags)?;
+            sent
+        })();
+        match sent {
+            Ok(n) if n > 0 => {
+                if let Some(stats) = &self.stats {
+                    bump(&stats.sendfile_bytes, n as u64);
+                }
+                Poll::Ready(Ok(n))
+            }
+            // Full (or, never expected, nothing sent): glommio waits for room.
+            Ok(_) | Err(rustix::io::Errno::AGAIN) => self.poll_glommio(cx, bytes),
+            Err(e) => Poll::Ready(Err(e.into())),
+        }
+    }
+}
+
 impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let source = crate::store::mapped::sendfile_source(buf);
+        match (self.glommio_pending, self.inner.raw_socket(), source) {
+            (false, Some(sock), Some((file, off))) if !buf.is_empty() => self.poll_sendfile(cx, sock, buf, file, off),
+            _ => self.poll_glommio(cx, buf),
+        }
     }
 
     fn poll_write_vectored(
@@ -101,20 +173,29 @@ impl<T: AsyncWrite + RawSocket + Unpin> hyper::rt::Write for HyperIo<T> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let nonempty = bufs.iter().filter(|b| !b.is_empty()).count();
-        if let (true, Some(raw)) = (nonempty > 1, self.inner.raw_socket()) {
+        let bufs = &bufs[bufs.iter().take_while(|b| b.is_empty()).count()..];
+        let first = bufs.first().map(|b| &**b).unwrap_or(&[]);
+        let raw = match self.inner.raw_socket() {
+            Some(raw) if !self.glommio_pending && !first.is_empty() => raw,
+            _ => return self.poll_glommio(cx, first),
+        };
+        if let Some((file, off)) = crate::store::mapped::sendfile_source(first) {
+            return self.poll_sendfile(cx, raw, first, file, off);
+        }
+        // The buffers up to the first mapped one, in one sendmsg.
+        let plain = bufs.iter().take_while(|b| crate::store::mapped::sendfile_source(b).is_none()).count();
+        if bufs[..plain].iter().filter(|b| !b.is_empty()).count() > 1 {
             // SAFETY: the fd belongs to `self.inner`, which outlives this call.
             let fd = unsafe { BorrowedFd::borrow_raw(raw) };
             let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-            match rustix::net::sendmsg(fd, bufs, &mut Default::default(), flags) {
+            match rustix::net::sendmsg(fd, &bufs[..plain], &mut Default::default(), flags) {
                 Ok(n) => return Poll::Ready(Ok(n)),
                 Err(rustix::io::Errno::AGAIN) => {}
                 Err(e) => return Poll::Ready(Err(e.into())),
             }
         }
         // One buffer, or the socket is full: glommio waits for readiness.
-        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &**b).unwrap_or(&[]);
-        Pin::new(&mut self.inner).poll_write(cx, first)
+        self.poll_glommio(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -54,6 +54,8 @@ counters! {
     mirror_bytes: "disk the mirrors this shard owns used at the last count",
     upload_pack_runs: "git upload-pack processes run for clients",
     pack_cache_follows: "clone requests answered from another identical request's pack",
+    sendfile_bytes: "response bytes sent with sendfile from checked, locked page-cache units (no copy through user space)",
+    sends_socket_full: "response writes that found the client's socket full and waited on the ring for room",
     slow_clients_closed: "connections closed for a request head or body slower than --head-timeout allows",
     repo_states: "repos this shard keeps a record of (mirrors, jobs, recent failures)",
     upstream_jobs_refused: "clones and fetches refused because every upstream job slot and the queue were taken",

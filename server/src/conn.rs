@@ -172,7 +172,10 @@ async fn serve_connection(
         // that read would trip the idle timeout on long downloads.
         .half_close(true)
         .keep_alive(true)
-        .serve_connection(HyperIo::new(Clocked::new(stream, clock.clone())), service);
+        .serve_connection(
+            HyperIo::new(Clocked::new(stream, clock.clone())).counted(node.stats[usize::from(shard_id)].clone()),
+            service,
+        );
     let stopped = stop.listen();
     let finished = if node.is_stopping() {
         Ending::Stop

@@ -38,6 +38,10 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
                 "singleflight_followers": sum("singleflight_followers"),
             }
         },
+        "send": {
+            "sendfile_bytes": sum("sendfile_bytes"),
+            "sends_socket_full": sum("sends_socket_full"),
+        },
         "git": {
             "snapshot_builds": sum("snapshot_builds"),
             "bundle_builds": sum("bundle_builds"),

@@ -141,6 +141,20 @@ fn a_flipped_byte_is_never_served() {
     flip_byte(&file, len - 4096 + 70);
     assert_eq!(get(&node.object_url("ns", "trailer")).status, 404);
     assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 3);
+
+    // In a long object, whose GET goes through the page cache and leaves
+    // with sendfile: checked before it is sent all the same.
+    let long = bytes(12, 20 << 20);
+    put(&node.object_url("ns", "long"), long.clone());
+    let file = object_files(&data).pop().expect("one file");
+    let bad_block_start = 15_000_000 / 262_144 * 262_144;
+    flip_byte(&file, 15_000_000);
+    let out = curl(&["-s", "-o", "-", &node.object_url("ns", "long")]);
+    assert!(!out.status.success(), "curl must see a cut transfer");
+    assert!(out.stdout.len() <= bad_block_start, "{} bytes sent, past the bad block", out.stdout.len());
+    assert_eq!(&out.stdout[..], &long[..out.stdout.len()], "only good bytes were sent");
+    assert_eq!(get(&node.object_url("ns", "long")).status, 404);
+    assert_eq!(node.stats()["tiers"]["local"]["checksum_failures"], 4);
 }
 
 /// A reader that finds its file corrupt must not take down a newer version

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod fleet;
+mod full_socket;
 mod git;
 mod hostile;
 mod http_limits;

@@ -27,6 +27,8 @@ pub mod index;
 pub mod landing;
 pub mod lock;
 pub mod lru;
+pub mod mapped;
+pub mod mapper;
 pub mod open;
 pub mod read;
 pub mod recency;

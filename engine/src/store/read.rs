@@ -12,15 +12,22 @@
 //! and doubles per read up to 4 MiB, so a short range stays cheap and a long
 //! stream issues the large requests the disk streams best. A stream holds at
 //! most READ_AHEAD_UNITS units in memory.
+//!
+//! A long range (at least MAPPED_MIN_BYTES) of a sealed file that is not
+//! landing goes through the page cache instead (`mapped.rs`): each unit is
+//! checked on the shard's mapper thread and sent with `sendfile`, with no
+//! copy through user space.
 
 use crate::error::EngineError;
 use crate::limits::{
-    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, READ_AHEAD_UNITS, READ_UNIT_BLOCKS, READ_UNIT_MAX_BLOCKS,
-    SMALL_FILE_BYTES,
+    ALIGN_BYTES, BLOCK_BYTES, LANDING_POLL_INTERVAL, MAPPED_MIN_BYTES, READ_AHEAD_UNITS, READ_UNIT_BLOCKS,
+    READ_UNIT_MAX_BLOCKS, SMALL_FILE_BYTES,
 };
 use crate::store::format::{self, ObjectMeta};
 use crate::store::hot::HotObject;
 use crate::store::landing::{Landing, LandingState};
+use crate::store::mapped::{self, MappedUnit};
+use crate::store::mapper;
 use crate::store::open::{len_of, open_dma};
 use bytes::Buf;
 use futures_lite::Stream;
@@ -31,11 +38,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
-/// Bytes of a sealed file: a DMA read buffer, or a memory-tier copy.
+/// Bytes of a sealed file: a DMA read buffer, a memory-tier copy, or a
+/// checked page-cache mapping (sent with `sendfile`).
 #[derive(Clone)]
 enum FileBytes {
     Dma(ReadResult),
     Heap(bytes::Bytes),
+    Mapped(Rc<MappedUnit>),
 }
 
 impl std::ops::Deref for FileBytes {
@@ -45,6 +54,7 @@ impl std::ops::Deref for FileBytes {
         match self {
             FileBytes::Dma(b) => b,
             FileBytes::Heap(b) => b,
+            FileBytes::Mapped(m) => m,
         }
     }
 }
@@ -253,6 +263,10 @@ impl SealedObject {
         // waits for one block, not a whole unit, so the first byte goes out
         // as soon as one verified block has landed.
         let landing = self.landing.as_ref().is_some_and(|l| l.state() == LandingState::Running);
+        let plain = match &self.file {
+            Some(f) if self.landing.is_none() && end.saturating_sub(start) >= MAPPED_MIN_BYTES => reopen_plain(f),
+            _ => None,
+        };
         let state = StreamState {
             obj: Rc::new(self),
             start,
@@ -263,6 +277,7 @@ impl SealedObject {
             current: None,
             pending: VecDeque::new(),
             failed: false,
+            plain,
         };
         futures_lite::stream::unfold(state, |mut st| async move {
             let item = st.next().await?;
@@ -272,7 +287,7 @@ impl SealedObject {
 }
 
 /// One read unit in flight.
-type UnitRead = glommio::Task<Result<ReadResult, EngineError>>;
+type UnitRead = glommio::Task<Result<FileBytes, EngineError>>;
 
 struct StreamState {
     obj: Rc<SealedObject>,
@@ -288,6 +303,9 @@ struct StreamState {
     /// Read units in flight, in order, with their first block and block count.
     pending: VecDeque<(u64, u64, UnitRead)>,
     failed: bool,
+    /// The same file without O_DIRECT, when this stream goes through the
+    /// page cache.
+    plain: Option<Arc<std::fs::File>>,
 }
 
 impl StreamState {
@@ -312,7 +330,7 @@ impl StreamState {
                         self.pending.pop_front().expect("read-ahead keeps the next unit queued");
                     debug_assert_eq!(first, block);
                     match task.await {
-                        Ok(b) => self.current = Some((first, blocks, FileBytes::Dma(b))),
+                        Ok(b) => self.current = Some((first, blocks, b)),
                         Err(e) => {
                             self.failed = true;
                             return Some(Err(e));
@@ -327,7 +345,11 @@ impl StreamState {
             self.failed = true;
             return Some(Err(self.corrupt(format!("block {block} is short"))));
         }
-        if let Err(e) = format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]) {
+        let verified = match &buf {
+            FileBytes::Mapped(_) => Ok(()), // checked whole on the mapper thread
+            _ => format::verify_block(&self.obj.meta, block, &buf[at..at + block_len as usize]),
+        };
+        if let Err(e) = verified {
             self.failed = true;
             return Some(Err(self.corrupt(e.to_string())));
         }
@@ -346,19 +368,23 @@ impl StreamState {
             let pos = first * BLOCK_BYTES;
             let len = format::align_up((self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES));
             let obj = self.obj.clone();
-            self.pending.push_back((
-                first,
-                blocks,
-                glommio::spawn_local(async move {
+            let task = match &self.plain {
+                Some(plain) => {
+                    let data = (self.obj.meta.data_len - pos).min(blocks * BLOCK_BYTES) as usize;
+                    glommio::spawn_local(map_unit(obj, plain.clone(), first, data))
+                }
+                None => glommio::spawn_local(async move {
                     if let Some(landing) = &obj.landing {
                         wait_landed(landing, pos + len).await?;
                     }
                     let file = obj.file.as_ref().expect("objects not read whole keep their file open");
                     file.read_at_aligned(pos, len as usize)
                         .await
+                        .map(FileBytes::Dma)
                         .map_err(|e| EngineError::glommio("reading", &obj.path, e))
                 }),
-            ));
+            };
+            self.pending.push_back((first, blocks, task));
             self.next_read += blocks;
         }
     }
@@ -366,6 +392,33 @@ impl StreamState {
     fn corrupt(&self, what: String) -> EngineError {
         tracing::error!(path = %self.obj.path.display(), %what, "checksum mismatch; the object is dropped");
         EngineError::Corrupt { path: self.obj.path.clone(), what }
+    }
+}
+
+/// The same open file without O_DIRECT, for a stream through the page
+/// cache; None (the stream stays on O_DIRECT) where that cannot be had.
+/// Opening through /proc reaches the very inode, even if it was unlinked
+/// since, and touches no disk.
+fn reopen_plain(file: &DmaFile) -> Option<Arc<std::fs::File>> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+    std::fs::File::open(format!("/proc/self/fd/{fd}")).ok().map(Arc::new)
+}
+
+/// Maps, locks and checks one unit on the shard's mapper thread
+/// (mapper.rs), then takes it onto this shard.
+async fn map_unit(
+    obj: Rc<SealedObject>,
+    plain: Arc<std::fs::File>,
+    first: u64,
+    len: usize,
+) -> Result<FileBytes, EngineError> {
+    match mapper::map_verified(plain, first * BLOCK_BYTES, len, first, obj.meta.block_sums.clone()).await {
+        Ok(unit) => Ok(FileBytes::Mapped(Rc::new(MappedUnit::adopt(unit)))),
+        Err(mapped::MapError::Map(e)) => Err(EngineError::io("mapping", &obj.path, e)),
+        Err(mapped::MapError::Checksum(e)) => {
+            tracing::error!(path = %obj.path.display(), what = %e, "checksum mismatch; the object is dropped");
+            Err(EngineError::Corrupt { path: obj.path.clone(), what: e.to_string() })
+        }
     }
 }
 
