@@ -104,6 +104,10 @@ pub struct ObjectArgs {
     /// Size of the large object, in bytes (at least 256 MiB for the figure).
     #[arg(long, default_value_t = 256 << 20)]
     large_bytes: usize,
+    /// Requests per second of the small-object open-loop phase; by default
+    /// half of nginx's closed-loop maximum measured in the same run.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Keep-alive connections of the load generator.
     #[arg(long, default_value_t = 32)]
     connections: usize,
@@ -131,6 +135,7 @@ pub fn run(cmd: BenchCommand, trove: PathBuf) -> anyhow::Result<()> {
                 small_bytes: a.small_bytes,
                 large_bytes: a.large_bytes,
                 connections: a.connections,
+                rate: a.rate,
                 work_dir: a.work_dir,
                 out: a.out,
                 server_cpu: a.server_cpu,

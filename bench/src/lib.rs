@@ -3,7 +3,8 @@
 //! TCP) and the reports. It talks to trove only over HTTP, as a user would,
 //! and never imports the engine.
 //!
-//! Files: `loadgen.rs` the generator; `baseline/` what trove is compared
+//! Files: `loadgen.rs` the closed-loop generator and `openloop.rs` the
+//! open-loop one; `baseline/` what trove is compared
 //! with; `node.rs` starting a node and loading it; `object.rs` the object
 //! benchmark; `git.rs` and `mount.rs` the git and mount benchmarks; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
 
@@ -15,5 +16,6 @@ pub mod loadgen;
 pub mod mount;
 pub mod node;
 pub mod object;
+pub mod openloop;
 pub mod report;
 pub mod seaweed;

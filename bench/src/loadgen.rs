@@ -1,13 +1,10 @@
-//! The load generator: HTTP/1.1 GETs over keep-alive connections on a
-//! monoio (io_uring, thread-per-core) runtime pinned to its own CPU, so it
-//! never competes with the server's shards for a core.
+//! The load generator: HTTP/1.1 GETs over keep-alive connections, pinned
+//! to a CPU of its own, so it never competes with the server's shards.
 //!
-//! Open loop (the wrk2 model): request i is due at start + i/rate whatever
-//! happened before. Its latency is measured from when it was due, not from
-//! when it was sent, so a stalled server is charged for every request it
-//! delayed: coordinated omission is corrected by construction. Closed loop
-//! (each connection sends its next request when the last one finished)
-//! finds the maximum rate.
+//! Closed loop (each connection sends its next request when the last one
+//! finished) finds the maximum rate, on a monoio (io_uring) runtime. Open
+//! loop (the wrk2 model, CO-corrected) is openloop.rs; `run` picks by the
+//! spec's rate.
 
 use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -35,6 +32,10 @@ pub struct LoadSpec {
 pub struct LoadResult {
     /// Latency in microseconds, corrected for coordinated omission.
     pub latency_us: Histogram<u64>,
+    /// How late the generator itself sent each request after its due
+    /// time, in microseconds (open loop): the generator's share of
+    /// `latency_us`, which must stay far below the server's.
+    pub send_lag_us: Histogram<u64>,
     pub requests: u64,
     pub errors: u64,
     pub bytes: u64,
@@ -51,8 +52,12 @@ impl LoadResult {
     }
 }
 
-/// Runs `spec` on a fresh thread pinned to `spec.cpu` and waits for it.
+/// Runs `spec` and waits for it: open loop on threads of its own
+/// (openloop.rs), closed loop on a monoio runtime pinned to `spec.cpu`.
 pub fn run(spec: LoadSpec) -> std::io::Result<LoadResult> {
+    if let Some(rate) = spec.rate {
+        return crate::openloop::run(&spec, rate);
+    }
     std::thread::Builder::new()
         .name("trove-loadgen".into())
         .spawn(move || {
@@ -65,10 +70,7 @@ pub fn run(spec: LoadSpec) -> std::io::Result<LoadResult> {
 }
 
 struct Shared {
-    next: Cell<u64>,
-    total: u64,
     start: Instant,
-    interval: Option<Duration>,
     deadline: Instant,
     hist: RefCell<Histogram<u64>>,
     requests: Cell<u64>,
@@ -78,12 +80,8 @@ struct Shared {
 
 async fn drive(spec: LoadSpec) -> std::io::Result<LoadResult> {
     let start = Instant::now() + Duration::from_millis(50);
-    let total = spec.rate.map_or(u64::MAX, |r| (r * spec.duration.as_secs_f64()).ceil() as u64);
     let shared = Rc::new(Shared {
-        next: Cell::new(0),
-        total,
         start,
-        interval: spec.rate.map(|r| Duration::from_secs_f64(1.0 / r)),
         deadline: start + spec.duration,
         hist: RefCell::new(Histogram::new_with_bounds(1, 120_000_000, 3).map_err(std::io::Error::other)?),
         requests: Cell::new(0),
@@ -99,10 +97,10 @@ async fn drive(spec: LoadSpec) -> std::io::Result<LoadResult> {
         t.await;
     }
     let elapsed = shared.deadline.min(Instant::now()).saturating_duration_since(start).max(Duration::from_millis(1));
-    let elapsed = if spec.rate.is_some() { spec.duration.max(elapsed) } else { elapsed };
     let latency_us = shared.hist.borrow().clone();
     Ok(LoadResult {
         latency_us,
+        send_lag_us: Histogram::new(3).map_err(std::io::Error::other)?,
         requests: shared.requests.get(),
         errors: shared.errors.get(),
         bytes: shared.bytes.get(),
@@ -114,29 +112,12 @@ async fn connection(addr: SocketAddr, request: Rc<Vec<u8>>, sh: Rc<Shared>) {
     let mut conn: Option<TcpStream> = None;
     let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
     loop {
-        let i = sh.next.get();
-        if i >= sh.total {
+        let now = Instant::now();
+        if now >= sh.deadline {
             return;
         }
-        sh.next.set(i + 1);
-        let due = match sh.interval {
-            Some(iv) => {
-                let due = sh.start + iv.mul_f64(i as f64);
-                let now = Instant::now();
-                if due > now {
-                    monoio::time::sleep(due - now).await;
-                }
-                due
-            }
-            None => {
-                let now = Instant::now();
-                if now >= sh.deadline {
-                    return;
-                }
-                now.max(sh.start)
-            }
-        };
-        if sh.interval.is_none() && Instant::now() < sh.start {
+        let due = now.max(sh.start);
+        if Instant::now() < sh.start {
             monoio::time::sleep(sh.start - Instant::now()).await;
         }
         if conn.is_none() {
@@ -170,6 +151,59 @@ async fn connection(addr: SocketAddr, request: Rc<Vec<u8>>, sh: Rc<Shared>) {
     }
 }
 
+/// The head's length and the body's (Content-Length) once `head` holds a
+/// whole 2xx response head; None while it is still partial.
+pub(crate) fn parse_head(head: &[u8]) -> std::io::Result<Option<(usize, u64)>> {
+    let fail = |m: &str| std::io::Error::other(m.to_owned());
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head) {
+        Ok(httparse::Status::Complete(len)) => {
+            if resp.code != Some(200) && resp.code != Some(206) {
+                return Err(fail("non-2xx status"));
+            }
+            let body = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            body.map(|b| Some((len, b))).ok_or_else(|| fail("no content-length"))
+        }
+        Ok(httparse::Status::Partial) if head.len() < 64 * 1024 => Ok(None),
+        _ => Err(fail("bad response head")),
+    }
+}
+
+/// Times `n` GETs of `path` one after another on one keep-alive
+/// connection, each from its request's send to its last body byte; on
+/// `cpu`. Returns each GET's body bytes and time.
+pub fn timed_gets(addr: SocketAddr, path: &str, n: usize, cpu: usize) -> std::io::Result<Vec<(u64, Duration)>> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes();
+    std::thread::Builder::new()
+        .name("trove-loadgen".into())
+        .spawn(move || {
+            let request = Rc::new(request);
+            let _ = monoio::utils::bind_to_cpu_set([cpu]);
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
+            rt.block_on(async move {
+                let mut s = TcpStream::connect(addr).await?;
+                let _ = s.set_nodelay(true);
+                let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+                let mut out = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let started = Instant::now();
+                    let (r, b) = exchange(&mut s, &request, buf).await;
+                    buf = b;
+                    out.push((r?, started.elapsed()));
+                }
+                Ok(out)
+            })
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the load generator thread panicked"))?
+}
+
 /// Sends one request and reads the whole response; returns its body
 /// length. `buf` is the read buffer (monoio fills it from its start).
 async fn exchange(s: &mut TcpStream, request: &Rc<Vec<u8>>, mut buf: Vec<u8>) -> (std::io::Result<u64>, Vec<u8>) {
@@ -187,26 +221,10 @@ async fn exchange(s: &mut TcpStream, request: &Rc<Vec<u8>>, mut buf: Vec<u8>) ->
             Ok(n) => head.extend_from_slice(&buf[..n]),
             Err(e) => return (Err(e), buf),
         }
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&head) {
-            Ok(httparse::Status::Complete(len)) => {
-                if resp.code != Some(200) && resp.code != Some(206) {
-                    return (Err(fail("non-2xx status")), buf);
-                }
-                let body = resp
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                match body {
-                    Some(b) => break (len, b),
-                    None => return (Err(fail("no content-length")), buf),
-                }
-            }
-            Ok(httparse::Status::Partial) if head.len() < 64 * 1024 => continue,
-            _ => return (Err(fail("bad response head")), buf),
+        match parse_head(&head) {
+            Ok(Some(lengths)) => break lengths,
+            Ok(None) => continue,
+            Err(e) => return (Err(e), buf),
         }
     };
     let mut remaining = body_len.saturating_sub((head.len() - head_len) as u64);

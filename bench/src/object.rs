@@ -8,7 +8,7 @@
 use crate::baseline::{disk, nginx::Nginx, tcp};
 use crate::loadgen::{self, LoadResult, LoadSpec};
 use crate::node::{bytes, work_subdir, BenchNode};
-use crate::report::{self, Latency};
+use crate::report::{self, Latency, Spread};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,12 +21,29 @@ pub struct ObjectBench {
     pub small_bytes: usize,
     pub large_bytes: usize,
     pub connections: usize,
+    /// Open-loop rate of the small-object phase; None: half nginx's maximum.
+    pub rate: Option<f64>,
     pub work_dir: PathBuf,
     pub out: PathBuf,
     pub server_cpu: usize,
     pub loadgen_cpu: usize,
     /// Rounds of each phase, alternating trove and nginx.
     pub rounds: usize,
+}
+
+/// The small-object p99.9 trove aims for under the open-loop load.
+const SMALL_P99_9_TARGET_US: u64 = 2000;
+
+/// Timed GETs of a large object from the page cache, per round.
+const WARM_GETS: usize = 5;
+
+/// Large-GET rates by round, bytes per second.
+#[derive(Default)]
+struct Large {
+    trove_cold: Vec<f64>,
+    trove_warm: Vec<f64>,
+    nginx_cold: Vec<f64>,
+    nginx_warm: Vec<f64>,
 }
 
 fn gbps(b: f64) -> String {
@@ -57,10 +74,10 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     // Write back everything the set-up dirtied, so background writeback
     // does not land inside a measured phase (it showed as 20-40 ms stalls).
     sync();
-    eprintln!("measuring the ceilings: fio O_DIRECT read, loopback TCP");
-    let disk_bps = disk::read_ceiling(&work, 1024)?;
-    let tcp_bps = tcp::loopback_ceiling(Duration::from_secs(3), cfg.server_cpu, cfg.loadgen_cpu)?;
-    eprintln!("  disk {}  tcp {}", gbps(disk_bps), gbps(tcp_bps));
+    eprintln!("measuring the loopback TCP ceiling: write() and sendfile");
+    let tcp = tcp::loopback_ceiling(Duration::from_secs(3), &files.join("large.bin"), cfg.server_cpu, cfg.loadgen_cpu)?;
+    let tcp_bps = tcp.best();
+    eprintln!("  write() {}  sendfile {}", gbps(tcp.write_bps), gbps(tcp.sendfile_bps));
     sync();
 
     let load = |addr: SocketAddr, path: &str, connections: usize, rate: Option<f64>| -> anyhow::Result<LoadResult> {
@@ -93,37 +110,63 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     let t_max = pick(t_maxes.clone(), |r| r.requests_per_sec(), Pick::Max);
     let n_max = pick(n_maxes.clone(), |r| r.requests_per_sec(), Pick::Max);
     eprintln!("  trove {:.0} req/s  nginx {:.0} req/s", t_max.requests_per_sec(), n_max.requests_per_sec());
-    let rate = (n_max.requests_per_sec() * 0.5).max(100.0);
-    eprintln!("small objects: open loop at {rate:.0} req/s (half nginx's maximum), {rounds} rounds");
+    let rate = cfg.rate.unwrap_or((n_max.requests_per_sec() * 0.5).max(100.0));
+    eprintln!("small objects: open loop at {rate:.0} req/s, {rounds} rounds");
     let (mut t_opens, mut n_opens) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         t_opens.push(load(node.addr, trove_small, cfg.connections, Some(rate))?);
         n_opens.push(load(nginx.addr, "/small.bin", cfg.connections, Some(rate))?);
     }
     let p99 = |r: &LoadResult| r.latency_us.value_at_quantile(0.99) as f64;
+    let p999 = |r: &LoadResult| r.latency_us.value_at_quantile(0.999) as f64;
+    let (t_p99s, n_p99s): (Vec<f64>, Vec<f64>) = (t_opens.iter().map(p99).collect(), n_opens.iter().map(p99).collect());
+    let (t_p999s, n_p999s): (Vec<f64>, Vec<f64>) =
+        (t_opens.iter().map(p999).collect(), n_opens.iter().map(p999).collect());
     let t_open = pick(t_opens.clone(), p99, Pick::Median);
     let n_open = pick(n_opens.clone(), p99, Pick::Median);
 
-    eprintln!("large objects ({} MiB): one connection, sequential GETs, {rounds} rounds", cfg.large_bytes >> 20);
+    eprintln!(
+        "large objects ({} MiB): one connection; per round one GET after the page cache is dropped and {WARM_GETS} from it, each timed alone, {rounds} rounds",
+        cfg.large_bytes >> 20
+    );
     let trove_large = "/api/v1/object/bench/large.bin";
-    let (mut t_larges, mut n_colds, mut n_warms) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        t_larges.push(load(node.addr, trove_large, 1, None)?);
-        // Dirty pages cannot be dropped: write back first. One GET, cold.
+    // Each GET's rate from its own send to its last byte; a round's figure
+    // is the median of its GETs.
+    let timed = |addr: SocketAddr, path: &str, n: usize| -> anyhow::Result<f64> {
+        let gets = loadgen::timed_gets(addr, path, n, cfg.loadgen_cpu)?;
+        let mut bps: Vec<f64> = gets.iter().map(|(b, t)| *b as f64 / t.as_secs_f64()).collect();
+        anyhow::ensure!(
+            gets.iter().all(|(b, _)| *b as usize == cfg.large_bytes),
+            "a large GET of {addr}{path} came back short"
+        );
+        bps.sort_by(f64::total_cmp);
+        Ok(bps[bps.len() / 2])
+    };
+    // One GET right after the page cache is dropped (dirty pages cannot be
+    // dropped: write back first); None where that is not allowed.
+    let cold = |addr: SocketAddr, path: &str| -> anyhow::Result<Option<f64>> {
         sync();
-        if std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok() {
-            let cold = load(nginx.addr, "/large.bin", 1, Some(1.0 / cfg.duration.as_secs_f64()))?;
-            n_colds.push(cold.bytes as f64 / (cold.latency_us.max() as f64 / 1e6));
+        if std::fs::write("/proc/sys/vm/drop_caches", "3").is_err() {
+            return Ok(None);
         }
-        n_warms.push(load(nginx.addr, "/large.bin", 1, None)?);
+        timed(addr, path, 1).map(Some)
+    };
+    let mut large = Large::default();
+    for _ in 0..rounds {
+        large.trove_cold.extend(cold(node.addr, trove_large)?);
+        large.trove_warm.push(timed(node.addr, trove_large, WARM_GETS)?);
+        large.nginx_cold.extend(cold(nginx.addr, "/large.bin")?);
+        large.nginx_warm.push(timed(nginx.addr, "/large.bin", WARM_GETS)?);
     }
-    let t_large = pick(t_larges.clone(), |r| r.bytes_per_sec(), Pick::Median);
-    let n_large_warm = pick(n_warms.clone(), |r| r.bytes_per_sec(), Pick::Median);
-    let cold_bps = (!n_colds.is_empty()).then(|| pick(n_colds.clone(), |b| *b, Pick::Median));
     drop(nginx);
     drop(node);
-    // What O_DIRECT itself gives on trove's own file (skipped for --url).
-    let odirect_same_bps = largest_file(&node_dir).map(|f| disk::same_pattern(&f)).transpose()?;
+    // What O_DIRECT gives on the file trove's GETs read (nginx's copy for --url).
+    eprintln!("measuring the disk ceiling: fio O_DIRECT on the object's file");
+    sync();
+    let fio_file = largest_file(&node_dir).unwrap_or_else(|| files.join("large.bin"));
+    let disk_patterns = disk::file_ceiling(&fio_file)?;
+    let disk_bps = disk_patterns.iter().map(|(_, b)| *b).fold(0.0, f64::max);
+    eprintln!("  disk {}", gbps(disk_bps));
 
     let ceiling = disk_bps.min(tcp_bps);
     let json = serde_json::json!({
@@ -131,30 +174,39 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
         "machine": { "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "kernel": kernel() },
         "setup": { "server_cpu": cfg.server_cpu, "loadgen_cpu": cfg.loadgen_cpu, "connections": cfg.connections,
                    "duration_s": cfg.duration.as_secs_f64(), "small_bytes": cfg.small_bytes, "large_bytes": cfg.large_bytes },
-        "ceilings": { "disk_odirect_read_bps": disk_bps, "loopback_tcp_bps": tcp_bps, "odirect_trove_pattern_on_trove_file_bps": odirect_same_bps },
+        "ceilings": {
+            "disk_odirect_read_bps": disk_bps,
+            "disk_patterns_bps": disk_patterns.iter().map(|(p, b)| (p.clone(), serde_json::json!(b))).collect::<serde_json::Map<_, _>>(),
+            "loopback_tcp_bps": tcp_bps,
+            "loopback_tcp_write_bps": tcp.write_bps,
+            "loopback_tcp_sendfile_bps": tcp.sendfile_bps,
+        },
         "rounds": {
             "small_max_rps": { "trove": t_maxes.iter().map(|r| r.requests_per_sec()).collect::<Vec<_>>(), "nginx": n_maxes.iter().map(|r| r.requests_per_sec()).collect::<Vec<_>>() },
-            "small_p99_us": { "trove": t_opens.iter().map(p99).collect::<Vec<_>>(), "nginx": n_opens.iter().map(p99).collect::<Vec<_>>() },
-            "large_bps": { "trove": t_larges.iter().map(|r| r.bytes_per_sec()).collect::<Vec<_>>(), "nginx_warm": n_warms.iter().map(|r| r.bytes_per_sec()).collect::<Vec<_>>(), "nginx_cold": n_colds },
+            "small_p99_us": { "trove": t_p99s, "nginx": n_p99s },
+            "small_p99_9_us": { "trove": t_p999s, "nginx": n_p999s },
+            "large_bps": { "trove_cold": large.trove_cold, "trove_warm": large.trove_warm, "nginx_cold": large.nginx_cold, "nginx_warm": large.nginx_warm },
         },
         "small": {
             "max_rps": { "trove": t_max.requests_per_sec(), "nginx": n_max.requests_per_sec() },
             "open_loop_rate_rps": rate,
             "latency": { "trove": Latency::of(&t_open.latency_us), "nginx": Latency::of(&n_open.latency_us) },
+            "generator_send_lag": { "trove": Latency::of(&t_open.send_lag_us), "nginx": Latency::of(&n_open.send_lag_us) },
+            "p99_9_us": { "trove": Spread::of(&t_p999s), "nginx": Spread::of(&n_p999s), "target": SMALL_P99_9_TARGET_US },
             "errors": { "trove": t_opens.iter().chain(&t_maxes).map(|r| r.errors).sum::<u64>(), "nginx": n_opens.iter().chain(&n_maxes).map(|r| r.errors).sum::<u64>() },
         },
         "large": {
-            "trove_bps": t_large.bytes_per_sec(),
-            "nginx_warm_bps": n_large_warm.bytes_per_sec(),
-            "nginx_cold_bps": cold_bps,
-            "latency": { "trove": Latency::of(&t_large.latency_us), "nginx_warm": Latency::of(&n_large_warm.latency_us) },
+            "trove_cold_bps": Spread::of(&large.trove_cold),
+            "trove_warm_bps": Spread::of(&large.trove_warm),
+            "nginx_cold_bps": Spread::of(&large.nginx_cold),
+            "nginx_warm_bps": Spread::of(&large.nginx_warm),
         },
         "ratios": {
-            "large_trove_over_nginx_warm": t_large.bytes_per_sec() / n_large_warm.bytes_per_sec(),
-            "large_trove_over_nginx_cold": cold_bps.map(|c| t_large.bytes_per_sec() / c),
-            "large_trove_over_ceiling": t_large.bytes_per_sec() / ceiling,
-            "large_trove_over_odirect_same_pattern": odirect_same_bps.map(|b| t_large.bytes_per_sec() / b),
-            "small_p99_trove_over_nginx": t_open.latency_us.value_at_quantile(0.99) as f64 / n_open.latency_us.value_at_quantile(0.99).max(1) as f64,
+            "large_trove_over_nginx_cold": Spread::ratio(&large.trove_cold, &large.nginx_cold),
+            "large_trove_over_nginx_warm": Spread::ratio(&large.trove_warm, &large.nginx_warm),
+            "large_cold_trove_over_ceiling": Spread::of(&large.trove_cold.iter().map(|t| t / ceiling).collect::<Vec<_>>()),
+            "small_p99_trove_over_nginx": Spread::ratio(&t_p99s, &n_p99s),
+            "small_p99_9_trove_over_nginx": Spread::ratio(&t_p999s, &n_p999s),
             "small_max_rps_trove_over_nginx": t_max.requests_per_sec() / n_max.requests_per_sec(),
         },
     });
@@ -184,9 +236,10 @@ fn markdown(j: &serde_json::Value) -> String {
     let g = |v: &serde_json::Value| v.as_f64().map_or("not measured".into(), gbps);
     let mut s = String::new();
     s.push_str(&format!(
-        "### Ceilings\n\n| disk O_DIRECT read (fio, fresh file, 4 MiB x 8) | fio on trove's object file, trove's steady pattern (4 MiB x 4) | loopback TCP (write) |\n|---|---|---|\n| {} | {} | {} |\n\n",
+        "### Ceilings\n\n| disk: fio O_DIRECT on the object's file, best of {} | loopback TCP, best of write() {} and sendfile {} |\n|---|---|\n| {} | {} |\n\n",
+        j["ceilings"]["disk_patterns_bps"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k} {}", g(v))).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+        g(&j["ceilings"]["loopback_tcp_write_bps"]), g(&j["ceilings"]["loopback_tcp_sendfile_bps"]),
         g(&j["ceilings"]["disk_odirect_read_bps"]),
-        g(&j["ceilings"]["odirect_trove_pattern_on_trove_file_bps"]),
         g(&j["ceilings"]["loopback_tcp_bps"])
     ));
     s.push_str(&format!(
@@ -206,15 +259,20 @@ fn markdown(j: &serde_json::Value) -> String {
             j["small"]["max_rps"][name].as_f64().unwrap_or(0.0)
         ));
     }
+    let sp = |v: &serde_json::Value| Spread::show(v, |x| format!("{:.2}", x / 1e9));
+    let l = &j["large"];
     s.push_str(&format!(
-        "\n### Large objects ({} MiB), one connection (median round)\n\n| trove (O_DIRECT, never cached) | nginx sendfile, cold cache | nginx sendfile, warm cache |\n|---|---|---|\n| {} | {} | {} |\n\n",
-        j["setup"]["large_bytes"].as_u64().unwrap_or(0) >> 20, g(&j["large"]["trove_bps"]), g(&j["large"]["nginx_cold_bps"]), g(&j["large"]["nginx_warm_bps"])
+        "\n### Large objects ({} MiB), one connection, each GET timed alone, GB/s: median round (min-max)\n\n| | trove | nginx sendfile |\n|---|---|---|\n| page cache dropped first | {} | {} |\n| page-cached | {} | {} |\n\n",
+        j["setup"]["large_bytes"].as_u64().unwrap_or(0) >> 20, sp(&l["trove_cold_bps"]), sp(&l["nginx_cold_bps"]), sp(&l["trove_warm_bps"]), sp(&l["nginx_warm_bps"])
     ));
     let r = &j["ratios"];
+    let x = |v: &serde_json::Value| Spread::show(v, |x| format!("{x:.2}"));
     s.push_str(&format!(
-        "### Ratios\n\n| large: trove / nginx cold | large: trove / nginx warm | large: trove / min(disk, tcp) | large: trove / fio same pattern | small p99: trove / nginx | small max req/s: trove / nginx |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n",
-        f(&r["large_trove_over_nginx_cold"]), f(&r["large_trove_over_nginx_warm"]), f(&r["large_trove_over_ceiling"]), f(&r["large_trove_over_odirect_same_pattern"]),
-        f(&r["small_p99_trove_over_nginx"]), f(&r["small_max_rps_trove_over_nginx"])
+        "### Ratios, trove / baseline: median round (min-max)\n\n| large, cold: / nginx cold | large, warm: / nginx warm | large, cold: / min(disk, TCP) | small p99: / nginx | small p99.9: / nginx |\n|---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n\nSmall-object p99.9, median round (min-max): trove {}, nginx {}; target {} us. Closed-loop maximum rate, trove / nginx (best rounds): {}.\n",
+        x(&r["large_trove_over_nginx_cold"]), x(&r["large_trove_over_nginx_warm"]), x(&r["large_cold_trove_over_ceiling"]),
+        x(&r["small_p99_trove_over_nginx"]), x(&r["small_p99_9_trove_over_nginx"]),
+        Spread::show(&j["small"]["p99_9_us"]["trove"], |u| format!("{u:.0} us")), Spread::show(&j["small"]["p99_9_us"]["nginx"], |u| format!("{u:.0} us")),
+        SMALL_P99_9_TARGET_US, f(&r["small_max_rps_trove_over_nginx"])
     ));
     s
 }

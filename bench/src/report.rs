@@ -34,6 +34,38 @@ impl Latency {
     }
 }
 
+/// One figure over a run's rounds: the median round and the spread, so
+/// one noisy round cannot carry a claim. Empty when nothing was measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub rounds: usize,
+}
+
+impl Spread {
+    pub fn of(rounds: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = rounds.iter().copied().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        Some(Spread { median: *v.get(v.len() / 2)?, min: v[0], max: v[v.len() - 1], rounds: v.len() })
+    }
+
+    /// The ratio `a / b` round by round (rounds pair up by index: both
+    /// sides of a round ran back to back).
+    pub fn ratio(a: &[f64], b: &[f64]) -> Option<Spread> {
+        Spread::of(&a.iter().zip(b).map(|(a, b)| a / b).collect::<Vec<_>>())
+    }
+
+    /// "median (min-max)" of a JSON Spread, each figure through `fmt`.
+    pub fn show(v: &serde_json::Value, fmt: impl Fn(f64) -> String) -> String {
+        match (v["median"].as_f64(), v["min"].as_f64(), v["max"].as_f64()) {
+            (Some(m), Some(lo), Some(hi)) => format!("{} ({}-{})", fmt(m), fmt(lo), fmt(hi)),
+            _ => "not measured".into(),
+        }
+    }
+}
+
 /// A curve for the plot: (percentile, latency in us).
 pub fn curve(h: &Histogram<u64>) -> Vec<(f64, u64)> {
     let mut pts = Vec::new();

@@ -1,12 +1,42 @@
-//! The loopback TCP ceiling: one sender writing 1 MiB buffers to one
-//! receiver for a fixed time, each on its own pinned CPU.
+//! The loopback TCP ceiling: one sender to one receiver for a fixed time,
+//! each on its own pinned CPU, sending two ways: `write()` of 1 MiB
+//! buffers (a copy into the socket, what a server sending from user
+//! memory pays), and `sendfile` of a page-cached file (std's `io::copy`
+//! from a file to a socket, no copy: what nginx and trove's long reads
+//! pay). The ceiling is the faster of the two.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Bytes per second over one loopback TCP connection.
-pub fn loopback_ceiling(duration: Duration, sender_cpu: usize, receiver_cpu: usize) -> anyhow::Result<f64> {
+/// The two ways' rates, bytes per second.
+pub struct TcpCeiling {
+    pub write_bps: f64,
+    pub sendfile_bps: f64,
+}
+
+impl TcpCeiling {
+    pub fn best(&self) -> f64 {
+        self.write_bps.max(self.sendfile_bps)
+    }
+}
+
+/// Both ways over one loopback connection each; `file` (read once first,
+/// so it is page-cached) is what sendfile sends, over and over.
+pub fn loopback_ceiling(
+    duration: Duration,
+    file: &Path,
+    sender_cpu: usize,
+    receiver_cpu: usize,
+) -> anyhow::Result<TcpCeiling> {
+    let _ = std::fs::read(file)?;
+    let write_bps = one_way(duration, None, sender_cpu, receiver_cpu)?;
+    let sendfile_bps = one_way(duration, Some(file.to_owned()), sender_cpu, receiver_cpu)?;
+    Ok(TcpCeiling { write_bps, sendfile_bps })
+}
+
+fn one_way(duration: Duration, file: Option<PathBuf>, sender_cpu: usize, receiver_cpu: usize) -> anyhow::Result<f64> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
     let sender = std::thread::spawn(move || -> std::io::Result<()> {
@@ -15,7 +45,12 @@ pub fn loopback_ceiling(duration: Duration, sender_cpu: usize, receiver_cpu: usi
         let buf = vec![0x42u8; 1 << 20];
         let end = Instant::now() + duration;
         while Instant::now() < end {
-            if s.write_all(&buf).is_err() {
+            let sent = match &file {
+                // std sends a file to a socket with sendfile(2).
+                Some(f) => std::io::copy(&mut std::fs::File::open(f)?, &mut s).map(|_| ()),
+                None => s.write_all(&buf),
+            };
+            if sent.is_err() {
                 break;
             }
         }
