@@ -35,6 +35,17 @@ impl Tier {
 impl Shard {
     /// Opens `key` for reading; `Ok(None)` when no tier has it.
     pub async fn open_object(self: &Rc<Self>, key: &ObjectKey) -> Result<Option<(SealedObject, Tier)>, EngineError> {
+        self.open_object_sized(key, None).await
+    }
+
+    /// [`Self::open_object`], told the stored file's length (`file_len`,
+    /// from a snapshot pointer: a hint, checked against S3's answer): a
+    /// miss then asks S3 for the tail and the first range at once.
+    pub async fn open_object_sized(
+        self: &Rc<Self>,
+        key: &ObjectKey,
+        file_len: Option<u64>,
+    ) -> Result<Option<(SealedObject, Tier)>, EngineError> {
         let hash = key.hash();
         let owner = key.owner(self.nr_shards());
         let hot = self.hot.borrow_mut().get(hash, &self.node.versions);
@@ -72,10 +83,10 @@ impl Shard {
             return Ok(None);
         }
         let reply = if owner == self.id {
-            self.owner_fetch(key.clone()).await
+            self.owner_fetch(key.clone(), file_len).await
         } else {
             let key = key.clone();
-            self.call(owner, move |reply| ShardRequest::Fetch { key, reply }).await?
+            self.call(owner, move |reply| ShardRequest::Fetch { key, len: file_len, reply }).await?
         };
         match reply {
             FetchReply::Local => match self.open_local(key).await? {

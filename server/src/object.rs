@@ -52,10 +52,21 @@ pub async fn handle(
 /// Answers a GET or HEAD of `key` (also for the git face's stored
 /// snapshots and bundles).
 pub async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
+    get_sized(shard, req, key, None).await
+}
+
+/// [`get`], told the stored file's length when a snapshot pointer says it
+/// (a cold fetch then asks S3 for the tail and the first range at once).
+pub async fn get_sized(
+    shard: &Rc<Shard>,
+    req: &Request<Incoming>,
+    key: &ObjectKey,
+    file_len: Option<u64>,
+) -> Result<Response<RespBody>, ApiError> {
     // A corrupt first block has its file dropped before the error comes
     // back (stream_object); the second look finds the remote copy or nothing.
     for _attempt in 0..2 {
-        let Some((obj, tier)) = shard.open_object(key).await? else {
+        let Some((obj, tier)) = shard.open_object_sized(key, file_len).await? else {
             return Err(ApiError::not_found(format!("no object {}/{}", key.namespace(), key.key())));
         };
         match respond(shard, req, obj, tier).await {

@@ -39,9 +39,9 @@ pub async fn snapshot(
     for _ in 0..2 {
         let answer = shard.snapshot(key, auth.clone(), stale.take()).await.map_err(repo_error)?;
         match answer {
-            SnapshotAnswer::Stored { commit, object, head, cold, private } => {
+            SnapshotAnswer::Stored { commit, object, head, cold, private, file_len } => {
                 shard.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
-                let mut resp = match object::get(shard, req, &object).await {
+                let mut resp = match object::get_sized(shard, req, &object, file_len).await {
                     Err(e) if e.status == StatusCode::NOT_FOUND => {
                         tracing::warn!(repo = %key, commit = %commit, "stored snapshot not found; building again");
                         stale = Some(commit);

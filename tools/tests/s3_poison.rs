@@ -6,7 +6,7 @@
 
 use crate::git::{git, repo_url, Upstream};
 use crate::harness::*;
-use crate::snapshot::s3_node;
+use crate::snapshot::{git_stats, s3_node};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 use trove_engine::store::format::{align_up, block_sum, encode_trailer, etag_of, ObjectMeta};
@@ -129,4 +129,60 @@ fn a_mirror_snapshot_with_hooks_and_commands_runs_nothing_on_the_node() {
         }
     }
     assert!(alive(&node));
+}
+
+/// The data of a sealed object file: its first `data_len` bytes, where
+/// `data_len` is read from the trailer.
+fn unsealed(file: &[u8]) -> Vec<u8> {
+    let tlen = trove_engine::store::format::decode_tail(file, file.len() as u64).expect("a sealed file");
+    let trailer = &file[file.len() - tlen as usize..];
+    let meta = trove_engine::store::format::decode_trailer(trailer, file.len() as u64).expect("its trailer");
+    file[..meta.data_len as usize].to_vec()
+}
+
+fn bucket_url(s3: &S3, namespace: &str, key: &str) -> String {
+    let hash = trove_engine::ObjectKey::new(namespace, key).expect("a valid key").hash();
+    let hex = trove_engine::key::hash_hex(hash);
+    format!("{}/{}/trove/objects/{}/{hex}", s3.endpoint(), s3.bucket, &hex[..2])
+}
+
+/// A snapshot pointer carries the stored file's length, so a cold node
+/// asks S3 for the tail and the first range at once. The length is only a
+/// hint: a pointer that lies about it (longer, absurd, tiny) still gets
+/// the right bytes, with a warning, and no node falls over.
+#[test]
+fn a_snapshot_pointer_says_the_file_length_and_a_lying_one_is_only_a_hint() {
+    let s3 = S3::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Upstream::new(dir.path());
+    // Incompressible, so the snapshot is past the tail plus the first range.
+    std::fs::write(up.work.join("big.bin"), bytes(9, 4 << 20)).expect("write");
+    let head = up.commit(1);
+    let a = s3_node(&s3, &dir.path().join("a"), &up, &[]);
+    let reference = get(&format!("{}/snapshot.tar.zst", repo_url(&a))).body;
+    wait_until("A uploaded the mirror snapshot", Duration::from_secs(30), || {
+        a.log_text().contains("mirror snapshot uploaded")
+    });
+    drop(a);
+
+    let name = "example.test:org:repo";
+    let pointer: serde_json::Value =
+        serde_json::from_slice(&unsealed(&get(&bucket_url(&s3, "git-snapshot", name)).body)).expect("pointer JSON");
+    let stored = get(&bucket_url(&s3, "git-snapshot", &format!("{name}@{head}")));
+    assert_eq!(stored.status, 200);
+    assert_eq!(pointer["file_len"].as_u64(), Some(stored.body.len() as u64), "the pointer says the stored length");
+
+    let truth = stored.body.len() as u64;
+    for (i, lie) in [truth + 4096, u64::MAX / 2, 5].into_iter().enumerate() {
+        let mut p = pointer.clone();
+        p["file_len"] = lie.into();
+        put_in_bucket(&s3, "git-snapshot", name, p.to_string().as_bytes());
+        let node = s3_node(&s3, &dir.path().join(format!("lie{i}")), &up, &[]);
+        let r = get(&format!("{}/snapshot.tar.zst", repo_url(&node)));
+        assert_eq!(r.status, 200, "pointer length {lie}: {}", node.log_text());
+        assert!(r.body == reference, "pointer length {lie}: the stored snapshot's bytes");
+        assert_eq!(git_stats(&node, "snapshot_builds"), 0, "pointer length {lie}: served from S3");
+        assert!(node.log_text().contains("differs from the pointer's"), "pointer length {lie}: the lie is reported");
+        assert!(alive(&node));
+    }
 }

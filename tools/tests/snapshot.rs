@@ -43,7 +43,7 @@ fn restore_ok(node: &Node, dir: &Path, extra: &[&str]) {
     assert!(out.status.success(), "trove restore failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn git_stats(node: &Node, name: &str) -> u64 {
+pub(crate) fn git_stats(node: &Node, name: &str) -> u64 {
     node.stats()["git"][name].as_u64().expect("git stats are numbers")
 }
 

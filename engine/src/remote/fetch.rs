@@ -3,7 +3,12 @@
 //! 1. One GET of the last REMOTE_TAIL_BYTES (`Range: bytes=-N`) gives the
 //!    object's size (Content-Range) and its trailer, so the object's length,
 //!    ETag and block sums are known before any data lands. A small object
-//!    arrives whole in this one GET.
+//!    arrives whole in this one GET. When the asker knows the file's length
+//!    (a snapshot pointer carries it), the first range's GET goes out with
+//!    the tail's, so a cold first byte waits one S3 round trip, not two;
+//!    the length is a hint from hostile input: when S3's Content-Range
+//!    disagrees, that early GET is dropped and the first range is asked
+//!    for again.
 //! 2. The rest, `[0, tail start)`, is split into ranges: a first one of
 //!    REMOTE_FIRST_PART_BYTES, written a block at a time, then
 //!    REMOTE_PART_BYTES ones. The first runs alone and the others start
@@ -43,12 +48,13 @@ use std::sync::Arc;
 pub async fn land(
     remote: &Rc<RemoteTier>,
     key: &ObjectKey,
+    len_hint: Option<u64>,
     tmp_path: PathBuf,
     final_path: PathBuf,
     on_landing: impl FnOnce(Arc<Landing>),
 ) -> Result<Option<Arc<Landing>>, RemoteError> {
     let mut published: Option<Arc<Landing>> = None;
-    let result = land_inner(remote, key, &tmp_path, final_path, |l| {
+    let result = land_inner(remote, key, len_hint, &tmp_path, final_path, |l| {
         published = Some(l.clone());
         on_landing(l);
     })
@@ -65,15 +71,25 @@ pub async fn land(
 async fn land_inner(
     remote: &Rc<RemoteTier>,
     key: &ObjectKey,
+    len_hint: Option<u64>,
     tmp_path: &std::path::Path,
     final_path: PathBuf,
     on_landing: impl FnOnce(Arc<Landing>),
 ) -> Result<Option<Arc<Landing>>, RemoteError> {
     let hash = key.hash();
+    // The first range, early, only where it cannot overlap the tail.
+    let early = len_hint.filter(|&len| len >= REMOTE_TAIL_BYTES + REMOTE_FIRST_PART_BYTES).map(|_| {
+        let remote = remote.clone();
+        glommio::spawn_local(async move { remote.get_range(hash, &first_range(REMOTE_FIRST_PART_BYTES)).await })
+    });
     let Some(resp) = remote.get_range(hash, &format!("bytes=-{REMOTE_TAIL_BYTES}")).await? else {
         return Ok(None);
     };
     let (tail_start, total) = content_range(&resp)?;
+    if len_hint.is_some_and(|len| len != total) {
+        tracing::warn!(key = %key.key(), hint = ?len_hint, total, "the stored length differs from the pointer's; fetching without it");
+    }
+    let early = early.filter(|_| len_hint == Some(total));
     let tail = http::read_small("GET", resp.into_body(), REMOTE_TAIL_BYTES as usize, remote.response_timeout()).await?;
     remote.stats().remote_bytes_read.fetch_add(tail.len() as u64, Ordering::Relaxed);
     if tail.len() as u64 != total - tail_start {
@@ -121,6 +137,7 @@ async fn land_inner(
         landing: landing.clone(),
         total,
         first_done: Gate::default(),
+        early: RefCell::new(early),
     });
     let count = fetch.ranges.len();
     parallel::for_each_index(count, REMOTE_PARALLELISM, move |i| {
@@ -202,6 +219,15 @@ struct RangeFetch {
     total: u64,
     /// Opens when the first range is done (or failed).
     first_done: Gate,
+    /// The first range's GET, sent with the tail's (`land_inner`).
+    early: RefCell<Option<EarlyGet>>,
+}
+
+type EarlyGet = glommio::Task<Result<Option<::http::Response<Incoming>>, RemoteError>>;
+
+/// The Range header of `[0, len)`.
+fn first_range(len: u64) -> String {
+    format!("bytes=0-{}", len - 1)
 }
 
 impl RangeFetch {
@@ -209,11 +235,13 @@ impl RangeFetch {
     /// are written (the first range a block at a time).
     async fn range(&self, i: usize) -> Result<(), RemoteError> {
         let (start, end) = self.ranges[i];
-        let resp = self
-            .remote
-            .get_range(self.hash, &format!("bytes={}-{}", start, end - 1))
-            .await?
-            .ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
+        // The early GET asked for exactly [0, REMOTE_FIRST_PART_BYTES).
+        let early = self.early.borrow_mut().take().filter(|_| (start, end) == (0, REMOTE_FIRST_PART_BYTES));
+        let resp = match early {
+            Some(task) => task.await?,
+            None => self.remote.get_range(self.hash, &format!("bytes={}-{}", start, end - 1)).await?,
+        };
+        let resp = resp.ok_or_else(|| RemoteError::Corrupt("object vanished mid-fetch".into()))?;
         let (got_start, _) = content_range(&resp)?;
         if got_start != start || resp.status().as_u16() != 206 {
             return Err(RemoteError::Protocol { op: "GET", what: "the store ignored the Range header".into() });

@@ -68,6 +68,11 @@ pub struct Pointer {
     /// the client's credentials before serving the snapshot.
     #[serde(default)]
     pub private: bool,
+    /// Length of the stored snapshot's sealed file, so a cold node asks S3
+    /// for its tail and its first range at once. Hostile input like the
+    /// rest: only a hint, which S3's Content-Range must confirm.
+    #[serde(default)]
+    pub file_len: Option<u64>,
 }
 
 impl Pointer {
@@ -106,7 +111,15 @@ pub enum SnapshotAnswer {
     /// from `commit` to it is on offer when they differ). `cold` is held
     /// while a cold node serves it.
     /// `private`: only for clients the upstream accepts (repo/access.rs).
-    Stored { commit: String, object: ObjectKey, head: Option<String>, cold: Option<ColdServe>, private: bool },
+    /// `file_len`: the stored file's length, as the pointer says.
+    Stored {
+        commit: String,
+        object: ObjectKey,
+        head: Option<String>,
+        cold: Option<ColdServe>,
+        private: bool,
+        file_len: Option<u64>,
+    },
     /// Being built: follow it.
     Building { build: Arc<Build>, head: Option<String>, private: bool },
 }
@@ -275,6 +288,7 @@ impl Shard {
                     }
                 }
                 break 'b Ok(SnapshotAnswer::Stored {
+                    file_len: p.file_len,
                     object: snapshot_object(&key, &p.commit),
                     commit: p.commit,
                     head,
@@ -321,8 +335,13 @@ impl Shard {
         let (waiters, started) = self.with_repo(&key, |st| {
             let started = match step {
                 FleetStep::Landed => {
-                    st.snap.pointer =
-                        Some(Pointer { commit: commit.clone(), built_ms: crate::now_ms(), head: commit, private });
+                    st.snap.pointer = Some(Pointer {
+                        commit: commit.clone(),
+                        built_ms: crate::now_ms(),
+                        head: commit,
+                        private,
+                        file_len: None,
+                    });
                     None
                 }
                 FleetStep::Build(lease) if st.snap.building.is_none() => {
@@ -411,6 +430,7 @@ impl Shard {
             built_ms: crate::now_ms(),
             head: build.commit.clone(),
             private: crate::repo::access::is_private(&mirror_path(self, &key)),
+            file_len: Some(crate::store::format::sealed_len(object.namespace().len(), object.key().len(), len)),
         };
         match &stored {
             Ok(()) => self.write_pointer(&key, &pointer).await,

@@ -29,7 +29,9 @@ pub enum ShardRequest {
     /// These objects were read (recency for eviction). No reply.
     Touch { hashes: Vec<u128> },
     /// Local miss: find the object in the remote tier, once for all askers.
-    Fetch { key: ObjectKey, reply: oneshot::Sender<FetchReply> },
+    /// `len`: the stored file's length if the asker knows it (a snapshot
+    /// pointer says it), so the first range can go with the tail.
+    Fetch { key: ObjectKey, len: Option<u64>, reply: oneshot::Sender<FetchReply> },
     /// Make a repo's mirror meet `need` (clone, check, fetch), once for all
     /// askers. `auth` is the client's Authorization header, for the upstream.
     Repo { key: RepoKey, auth: Option<Secret>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },

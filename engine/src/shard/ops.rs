@@ -31,8 +31,8 @@ impl Shard {
                     self.local.touch(h);
                 }
             }
-            ShardRequest::Fetch { key, reply } => {
-                let _ = reply.send(self.owner_fetch(key).await);
+            ShardRequest::Fetch { key, len, reply } => {
+                let _ = reply.send(self.owner_fetch(key, len).await);
             }
             ShardRequest::Repo { key, auth, need, reply } => {
                 let _ = reply.send(self.owner_repo(key, auth, need).await);
@@ -84,7 +84,7 @@ impl Shard {
 
     /// Finds `key` in the remote tier. The first asker starts the fetch;
     /// everyone else, on any shard, joins it.
-    pub(crate) async fn owner_fetch(self: &Rc<Self>, key: ObjectKey) -> FetchReply {
+    pub(crate) async fn owner_fetch(self: &Rc<Self>, key: ObjectKey, len: Option<u64>) -> FetchReply {
         let hash = key.hash();
         if self.local.index.borrow().get(hash).is_some() {
             return FetchReply::Local;
@@ -103,20 +103,20 @@ impl Shard {
                 }
                 None => {
                     flights.insert(hash, Flight::Starting(vec![tx]));
-                    glommio::spawn_local(self.clone().run_fetch(key)).detach();
+                    glommio::spawn_local(self.clone().run_fetch(key, len)).detach();
                 }
             }
         }
         rx.await.unwrap_or_else(|_| FetchReply::Failed(RemoteError::LocalIo("the fetch was abandoned".into())))
     }
 
-    async fn run_fetch(self: Rc<Self>, key: ObjectKey) {
+    async fn run_fetch(self: Rc<Self>, key: ObjectKey, len: Option<u64>) {
         let hash = key.hash();
         let remote = self.remote.clone().expect("fetches run only with a remote tier");
         let tmp = self.layout().tmp_path(self.id);
         let dest = self.layout().object_path(self.id, hash);
         let me = self.clone();
-        let landed = fetch::land(&remote, &key, tmp.clone(), dest, move |landing| {
+        let landed = fetch::land(&remote, &key, len, tmp.clone(), dest, move |landing| {
             let previous = me.flights.borrow_mut().insert(hash, Flight::Landing(landing.clone()));
             if let Some(Flight::Starting(waiters)) = previous {
                 for w in waiters {

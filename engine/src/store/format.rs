@@ -72,6 +72,13 @@ impl ObjectMeta {
     }
 }
 
+/// Byte length of the sealed file of `data_len` bytes named `ns`/`key`.
+pub fn sealed_len(ns_len: usize, key_len: usize, data_len: u64) -> u64 {
+    align_up(data_len) + trailer_len(ns_len, key_len, block_count(data_len) as usize)
+}
+
+impl ObjectMeta {}
+
 /// Why a trailer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
