@@ -31,6 +31,7 @@ pub mod stats;
 pub mod store;
 pub mod tiers;
 pub mod tree;
+pub mod units;
 
 pub use config::NodeConfig;
 pub use error::{EngineError, KeyError};

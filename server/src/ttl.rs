@@ -1,21 +1,14 @@
-//! The `Time-To-Live` request header: seconds (`3600`) or a number with
-//! one unit (`90s`, `15m`, `1h`, `7d`).
+//! The `Time-To-Live` request header: a duration in trove's one grammar
+//! (engine units.rs: `3600`, `90s`, `15m`, `1h`, `7d`), whole seconds,
+//! from 1 second to TTL_MAX_SECS.
 
 use trove_engine::limits::TTL_MAX_SECS;
 
 pub fn parse_secs(v: &str) -> Result<u64, String> {
-    let v = v.trim();
-    let (num, mult) = match v.char_indices().last() {
-        Some((i, 's')) => (&v[..i], 1),
-        Some((i, 'm')) => (&v[..i], 60),
-        Some((i, 'h')) => (&v[..i], 3600),
-        Some((i, 'd')) => (&v[..i], 86_400),
-        _ => (v, 1),
-    };
-    let n: u64 =
-        num.parse().map_err(|_| format!("Time-To-Live {v:?} is not a number of seconds or like 90s, 15m, 1h, 7d"))?;
-    let secs = n.checked_mul(mult).filter(|s| *s > 0 && *s <= TTL_MAX_SECS);
-    secs.ok_or_else(|| format!("Time-To-Live {v:?} must be between 1 second and {TTL_MAX_SECS} seconds"))
+    let d = trove_engine::units::parse_duration(v).map_err(|e| format!("Time-To-Live: {e}"))?;
+    let whole = d.subsec_nanos() == 0;
+    let secs = Some(d.as_secs()).filter(|s| whole && *s > 0 && *s <= TTL_MAX_SECS);
+    secs.ok_or_else(|| format!("Time-To-Live {:?} must be whole seconds from 1 to {TTL_MAX_SECS}", v.trim()))
 }
 
 #[cfg(test)]

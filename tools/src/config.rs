@@ -2,11 +2,11 @@
 //! variables (clap reads both), then the TOML file, then defaults. Every
 //! key of the TOML file is the flag's name with `_` for `-`.
 
-use crate::units::{parse_duration, parse_size};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use trove_engine::units::{parse_duration, parse_size};
 use trove_engine::{NodeConfig, RemoteConfig, Secret};
 use trove_server::ServerConfig;
 

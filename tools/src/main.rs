@@ -9,7 +9,6 @@ mod mount;
 mod port_check;
 mod restore;
 mod serve;
-mod units;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

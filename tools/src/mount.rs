@@ -51,17 +51,17 @@ pub struct MountArgs {
     pub data_dir: Option<PathBuf>,
     /// Most hydrated bytes kept; the least recently opened blobs go first
     /// and come back on their next open.
-    #[arg(long, default_value = "8GiB", value_parser = crate::units::parse_size)]
+    #[arg(long, default_value = "8GiB", value_parser = trove_engine::units::parse_size)]
     pub cache_capacity: u64,
     /// `dir`: listing a directory fetches its small files ahead (up to 256);
     /// `off`: only what is opened is fetched.
     #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
     pub prefetch: String,
     /// How long an open waits on the node before it fails with EIO.
-    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = trove_engine::units::parse_duration)]
     pub fetch_timeout: Duration,
     /// How long an operation that arrives before the tree is ready waits for it.
-    #[arg(long, default_value = "30s", value_parser = crate::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = trove_engine::units::parse_duration)]
     pub ready_timeout: Duration,
     /// Serve every read through the daemon, never FUSE passthrough (slower;
     /// for kernels or sandboxes that refuse it).
@@ -165,7 +165,7 @@ pub struct UmountArgs {
     /// The mountpoint.
     pub mountpoint: PathBuf,
     /// How long to wait for a live mount to finish unmounting.
-    #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = trove_engine::units::parse_duration)]
     pub timeout: Duration,
 }
 

@@ -1,5 +1,7 @@
-//! Human-friendly sizes (`64GiB`, `512M`, `4096`) and durations (`90s`,
-//! `500ms`, `2m`, `1h`) for flags, TOML and environment variables.
+//! The one grammar of sizes (`64GiB`, `512M`, `4096`: binary units) and
+//! durations (`500ms`, `90s`, `2m`, `1h`, `7d`; a bare number is seconds)
+//! that trove reads: flags, TOML, `TROVE_*` variables and the
+//! `Time-To-Live` header. It never reads anything but the one string.
 
 use std::time::Duration;
 
@@ -23,14 +25,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 90s, 2m or 1h"))?;
-    Ok(match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m or h)")),
-    })
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 500ms, 90s, 2m, 1h or 7d"))?;
+    let (per, millis) = match unit.trim() {
+        "ms" => (1, true),
+        "" | "s" => (1, false),
+        "m" => (60, false),
+        "h" => (3600, false),
+        "d" => (86_400, false),
+        other => return Err(format!("{s:?}: unknown duration unit {other:?} (use ms, s, m, h or d)")),
+    };
+    let n = n.checked_mul(per).ok_or_else(|| format!("{s:?} is too long"))?;
+    Ok(if millis { Duration::from_millis(n) } else { Duration::from_secs(n) })
 }
 
 #[cfg(test)]
@@ -46,6 +51,10 @@ mod tests {
         assert!(parse_size("").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        for bad in ["soon", "", "-5s", "1.5h", "99999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }
