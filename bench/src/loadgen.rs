@@ -43,6 +43,19 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Nothing measured yet, over `elapsed`.
+    pub fn empty(elapsed: Duration) -> std::io::Result<LoadResult> {
+        let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).map_err(std::io::Error::other);
+        Ok(LoadResult {
+            latency_us: histogram()?,
+            send_lag_us: histogram()?,
+            requests: 0,
+            errors: 0,
+            bytes: 0,
+            elapsed,
+        })
+    }
+
     pub fn requests_per_sec(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -58,12 +71,23 @@ pub fn run(spec: LoadSpec) -> std::io::Result<LoadResult> {
     if let Some(rate) = spec.rate {
         return crate::openloop::run(&spec, rate);
     }
+    let cpu = spec.cpu;
+    on_pinned_runtime(cpu, move || drive(spec))
+}
+
+/// Runs the future `make` gives on a monoio runtime of a fresh thread
+/// pinned to `cpu`, and waits for it.
+fn on_pinned_runtime<T, F>(cpu: usize, make: impl FnOnce() -> F + Send + 'static) -> std::io::Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = std::io::Result<T>>,
+{
     std::thread::Builder::new()
         .name("trove-loadgen".into())
         .spawn(move || {
-            let _ = monoio::utils::bind_to_cpu_set([spec.cpu]);
+            let _ = monoio::utils::bind_to_cpu_set([cpu]);
             let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
-            rt.block_on(drive(spec))
+            rt.block_on(make())
         })?
         .join()
         .map_err(|_| std::io::Error::other("the load generator thread panicked"))?
@@ -97,15 +121,12 @@ async fn drive(spec: LoadSpec) -> std::io::Result<LoadResult> {
         t.await;
     }
     let elapsed = shared.deadline.min(Instant::now()).saturating_duration_since(start).max(Duration::from_millis(1));
-    let latency_us = shared.hist.borrow().clone();
-    Ok(LoadResult {
-        latency_us,
-        send_lag_us: Histogram::new(3).map_err(std::io::Error::other)?,
-        requests: shared.requests.get(),
-        errors: shared.errors.get(),
-        bytes: shared.bytes.get(),
-        elapsed,
-    })
+    let mut out = LoadResult::empty(elapsed)?;
+    out.latency_us = shared.hist.borrow().clone();
+    out.requests = shared.requests.get();
+    out.errors = shared.errors.get();
+    out.bytes = shared.bytes.get();
+    Ok(out)
 }
 
 async fn connection(addr: SocketAddr, request: Rc<Vec<u8>>, sh: Rc<Shared>) {
@@ -180,28 +201,20 @@ pub(crate) fn parse_head(head: &[u8]) -> std::io::Result<Option<(usize, u64)>> {
 /// `cpu`. Returns each GET's body bytes and time.
 pub fn timed_gets(addr: SocketAddr, path: &str, n: usize, cpu: usize) -> std::io::Result<Vec<(u64, Duration)>> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").into_bytes();
-    std::thread::Builder::new()
-        .name("trove-loadgen".into())
-        .spawn(move || {
-            let request = Rc::new(request);
-            let _ = monoio::utils::bind_to_cpu_set([cpu]);
-            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
-            rt.block_on(async move {
-                let mut s = TcpStream::connect(addr).await?;
-                let _ = s.set_nodelay(true);
-                let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-                let mut out = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let started = Instant::now();
-                    let (r, b) = exchange(&mut s, &request, buf).await;
-                    buf = b;
-                    out.push((r?, started.elapsed()));
-                }
-                Ok(out)
-            })
-        })?
-        .join()
-        .map_err(|_| std::io::Error::other("the load generator thread panicked"))?
+    on_pinned_runtime(cpu, move || async move {
+        let request = Rc::new(request);
+        let mut s = TcpStream::connect(addr).await?;
+        let _ = s.set_nodelay(true);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            let (r, b) = exchange(&mut s, &request, buf).await;
+            buf = b;
+            out.push((r?, started.elapsed()));
+        }
+        Ok(out)
+    })
 }
 
 /// Sends one request and reads the whole response; returns its body

@@ -13,7 +13,6 @@
 //! (7/8 of it with 8 connections), for nginx as for trove.
 
 use crate::loadgen::{parse_head, LoadResult, LoadSpec};
-use hdrhistogram::Histogram;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,14 +39,7 @@ pub fn run(spec: &LoadSpec, rate: f64) -> std::io::Result<LoadResult> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let mut out = LoadResult {
-        latency_us: histogram()?,
-        send_lag_us: histogram()?,
-        requests: 0,
-        errors: 0,
-        bytes: 0,
-        elapsed: spec.duration,
-    };
+    let mut out = LoadResult::empty(spec.duration)?;
     for t in threads {
         let r = t.join().map_err(|_| std::io::Error::other("a generator thread panicked"))??;
         out.latency_us.add(&r.latency_us).map_err(std::io::Error::other)?;
@@ -57,10 +49,6 @@ pub fn run(spec: &LoadSpec, rate: f64) -> std::io::Result<LoadResult> {
         out.bytes += r.bytes;
     }
     Ok(out)
-}
-
-fn histogram() -> std::io::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, 120_000_000, 3).map_err(std::io::Error::other)
 }
 
 fn micros(d: Duration) -> u64 {
@@ -75,14 +63,7 @@ fn connection(
     start: Instant,
     interval: Duration,
 ) -> std::io::Result<LoadResult> {
-    let mut r = LoadResult {
-        latency_us: histogram()?,
-        send_lag_us: histogram()?,
-        requests: 0,
-        errors: 0,
-        bytes: 0,
-        elapsed: Duration::ZERO,
-    };
+    let mut r = LoadResult::empty(Duration::ZERO)?;
     let mut conn: Option<TcpStream> = None;
     let mut buf = vec![0u8; 256 * 1024];
     loop {

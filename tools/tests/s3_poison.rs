@@ -32,9 +32,7 @@ fn sealed(namespace: &str, key: &str, data: &[u8]) -> Vec<u8> {
 
 /// Puts `data` into the bucket where a node looks for `namespace/key`.
 fn put_in_bucket(s3: &S3, namespace: &str, key: &str, data: &[u8]) {
-    let hash = trove_engine::ObjectKey::new(namespace, key).expect("a valid key").hash();
-    let hex = trove_engine::key::hash_hex(hash);
-    let url = format!("{}/{}/trove/objects/{}/{hex}", s3.endpoint(), s3.bucket, &hex[..2]);
+    let url = bucket_url(s3, namespace, key);
     assert_eq!(put(&url, sealed(namespace, key, data)).status, 200, "writing {url} into SeaweedFS");
 }
 
@@ -140,6 +138,7 @@ fn unsealed(file: &[u8]) -> Vec<u8> {
     file[..meta.data_len as usize].to_vec()
 }
 
+/// Where a node's object `namespace/key` lives in the bucket.
 fn bucket_url(s3: &S3, namespace: &str, key: &str) -> String {
     let hash = trove_engine::ObjectKey::new(namespace, key).expect("a valid key").hash();
     let hex = trove_engine::key::hash_hex(hash);
