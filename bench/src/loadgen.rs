@@ -36,10 +36,15 @@ pub struct LoadResult {
     /// time, in microseconds (open loop): the generator's share of
     /// `latency_us`, which must stay far below the server's.
     pub send_lag_us: Histogram<u64>,
+    /// From each request's actual send to its last byte, in microseconds
+    /// (open loop): the server's share alone, not CO-corrected.
+    pub service_us: Histogram<u64>,
     pub requests: u64,
     pub errors: u64,
     pub bytes: u64,
     pub elapsed: Duration,
+    /// CPU time the generator used (open loop; zero where not measured).
+    pub generator_cpu: Duration,
 }
 
 impl LoadResult {
@@ -49,15 +54,22 @@ impl LoadResult {
         Ok(LoadResult {
             latency_us: histogram()?,
             send_lag_us: histogram()?,
+            service_us: histogram()?,
             requests: 0,
             errors: 0,
             bytes: 0,
             elapsed,
+            generator_cpu: Duration::ZERO,
         })
     }
 
     pub fn requests_per_sec(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The share of one CPU the generator kept busy over the run.
+    pub fn generator_busy(&self) -> f64 {
+        self.generator_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
     }
 
     pub fn bytes_per_sec(&self) -> f64 {
