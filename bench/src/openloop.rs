@@ -136,35 +136,24 @@ impl Generator {
     /// request up, as a real client's would.
     fn send(&mut self, c: usize, due: Instant) {
         let _ = self.out.send_lag_us.record(micros(due.elapsed()));
+        let sent = Instant::now();
+        self.conns[c].busy = Some(Exchange { due, sent, head: Vec::new(), remaining: None, body_len: 0 });
         if self.conns[c].stream.is_none() {
-            match self.connect() {
-                Ok(s) => {
-                    if epoll::add(&self.epoll, s.as_fd(), epoll::EventData::new_u64(c as u64), epoll::EventFlags::IN)
-                        .is_err()
-                    {
-                        self.out.errors += 1;
-                        self.free.push(c);
-                        return;
-                    }
-                    self.conns[c].stream = Some(s);
-                }
-                Err(_) => {
-                    self.out.errors += 1;
-                    self.free.push(c);
-                    return;
-                }
+            let watched = self.connect().and_then(|s| {
+                epoll::add(&self.epoll, s.as_fd(), epoll::EventData::new_u64(c as u64), epoll::EventFlags::IN)?;
+                Ok(s)
+            });
+            match watched {
+                Ok(s) => self.conns[c].stream = Some(s),
+                Err(_) => return self.fail(c),
             }
         }
-        let stream = self.conns[c].stream.as_mut().expect("connected above");
         // A request of a few dozen bytes on an idle keep-alive connection
         // fits its empty send buffer; a short write means the server is
         // not reading, which is an error like any other.
-        let sent = Instant::now();
-        match stream.write(&self.request) {
-            Ok(n) if n == self.request.len() => {
-                self.conns[c].busy = Some(Exchange { due, sent, head: Vec::new(), remaining: None, body_len: 0 });
-            }
-            _ => self.fail(c),
+        let stream = self.conns[c].stream.as_mut().expect("connected above");
+        if !matches!(stream.write(&self.request), Ok(n) if n == self.request.len()) {
+            self.fail(c);
         }
     }
 
@@ -228,14 +217,15 @@ impl Generator {
         }
     }
 
-    /// Counts an error on connection `c`, drops its stream (the next
-    /// request reconnects) and frees it.
+    /// Drops connection `c`'s stream (the next request reconnects) and
+    /// frees it; the request it carried, if any, counts as an error. An
+    /// idle connection the server closed costs nothing.
     fn fail(&mut self, c: usize) {
-        self.out.errors += 1;
         if let Some(s) = self.conns[c].stream.take() {
             let _ = epoll::delete(&self.epoll, s.as_fd());
         }
-        if self.conns[c].busy.take().is_some() || !self.free.contains(&c) {
+        if self.conns[c].busy.take().is_some() {
+            self.out.errors += 1;
             self.free.push(c);
         }
     }
@@ -249,4 +239,101 @@ fn thread_cpu() -> Duration {
 
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(1, 120_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+    use std::net::TcpListener;
+
+    const BODY: &str = "0123456789abcdef";
+
+    /// A real HTTP/1.1 keep-alive server on a thread per connection:
+    /// `answer(n)` for the n-th request overall says how long to wait and
+    /// whether to answer at all (false: close the connection).
+    fn server(answer: impl Fn(u64) -> (Duration, bool) + Send + Sync + 'static) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let addr = l.local_addr().expect("its address");
+        let answer = std::sync::Arc::new(answer);
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let (answer, count) = (answer.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let Ok(read_half) = s.try_clone() else { return };
+                    let mut r = std::io::BufReader::new(read_half);
+                    let mut s = s;
+                    loop {
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let (wait, ok) = answer(count.fetch_add(1, Ordering::Relaxed));
+                        std::thread::sleep(wait);
+                        if !ok {
+                            return;
+                        }
+                        // One write: head and body apart would meet Nagle and
+                        // the client's delayed ACK (40 ms a response).
+                        let mut response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", BODY.len());
+                        response.push_str(BODY);
+                        if s.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    use std::sync::atomic::Ordering;
+
+    fn spec(addr: SocketAddr, connections: usize, millis: u64) -> LoadSpec {
+        LoadSpec { addr, path: "/x".into(), connections, duration: Duration::from_millis(millis), rate: None, cpu: 0 }
+    }
+
+    #[test]
+    fn every_due_request_is_sent_once_and_answered() {
+        let addr = server(|_| (Duration::ZERO, true));
+        let r = run(&spec(addr, 4, 500), 2000.0).expect("the run");
+        assert_eq!((r.requests, r.errors), (1000, 0));
+        assert_eq!(r.bytes, 1000 * BODY.len() as u64);
+        assert_eq!(r.latency_us.len(), 1000);
+        assert_eq!(r.service_us.len(), 1000);
+        assert!(r.generator_cpu > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_stalled_response_is_charged_to_every_request_it_delayed() {
+        // One connection at 1000 req/s; the 100th response takes 200 ms.
+        // Measured from send, one request is slow; from due time (CO
+        // corrected), the ~200 requests that fell due behind it are too.
+        let addr = server(|n| (if n == 100 { Duration::from_millis(200) } else { Duration::ZERO }, true));
+        let r = run(&spec(addr, 1, 1000), 1000.0).expect("the run");
+        assert_eq!((r.requests, r.errors), (1000, 0));
+        let slow = |h: &hdrhistogram::Histogram<u64>| {
+            h.iter_recorded().filter(|v| v.value_iterated_to() >= 50_000).map(|v| v.count_at_value()).sum::<u64>()
+        };
+        assert!(slow(&r.service_us) <= 2, "service time counts only the stalled request");
+        assert!(slow(&r.latency_us) >= 100, "CO correction charges the requests queued behind the stall");
+    }
+
+    #[test]
+    fn a_server_that_hangs_up_costs_errors_and_the_run_still_ends() {
+        // Every 5th request gets its connection closed instead of an
+        // answer; the generator reconnects and goes on.
+        let addr = server(|n| (Duration::ZERO, n % 5 != 4));
+        let r = run(&spec(addr, 2, 500), 1000.0).expect("the run");
+        assert!(r.errors >= 50, "hang-ups counted: {}", r.errors);
+        assert_eq!(r.requests + r.errors, 500);
+        assert!(r.requests >= 350);
+    }
 }
