@@ -119,12 +119,11 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     }
     let p99 = |r: &LoadResult| r.latency_us.value_at_quantile(0.99) as f64;
     let p999 = |r: &LoadResult| r.latency_us.value_at_quantile(0.999) as f64;
-    let (t_p99s, n_p99s): (Vec<f64>, Vec<f64>) = (t_opens.iter().map(p99).collect(), n_opens.iter().map(p99).collect());
-    let (t_p999s, n_p999s): (Vec<f64>, Vec<f64>) =
-        (t_opens.iter().map(p999).collect(), n_opens.iter().map(p999).collect());
+    let per_round = |rs: &[LoadResult], f: &dyn Fn(&LoadResult) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
+    let (t_p99s, n_p99s) = (per_round(&t_opens, &p99), per_round(&n_opens, &p99));
+    let (t_p999s, n_p999s) = (per_round(&t_opens, &p999), per_round(&n_opens, &p999));
     // What the run can resolve: the generator's own lateness and load, and
     // the latency from each request's actual send (the server's share).
-    let per_round = |rs: &[LoadResult], f: &dyn Fn(&LoadResult) -> f64| rs.iter().map(f).collect::<Vec<f64>>();
     let lag999 = |r: &LoadResult| r.send_lag_us.value_at_quantile(0.999) as f64;
     let service999 = |r: &LoadResult| r.service_us.value_at_quantile(0.999) as f64;
     let busy = |r: &LoadResult| r.generator_busy();
@@ -283,15 +282,15 @@ fn markdown(j: &serde_json::Value) -> String {
     ));
     let r = &j["ratios"];
     let x = |v: &serde_json::Value| Spread::show(v, |x| format!("{x:.2}"));
+    let ms = |v: &serde_json::Value| Spread::show(v, |u| format!("{u:.0} us"));
     s.push_str(&format!(
         "### Ratios, trove / baseline: median round (min-max)\n\n| large, cold: / nginx cold | large, warm: / nginx warm | large, cold: / min(disk, TCP) | small p99: / nginx | small p99.9: / nginx |\n|---|---|---|---|---|\n| {} | {} | {} | {} | {} |\n\nSmall-object p99.9, median round (min-max): trove {}, nginx {}; target {} us. Closed-loop maximum rate, trove / nginx (best rounds): {}.\n",
         x(&r["large_trove_over_nginx_cold"]), x(&r["large_trove_over_nginx_warm"]), x(&r["large_cold_trove_over_ceiling"]),
         x(&r["small_p99_trove_over_nginx"]), x(&r["small_p99_9_trove_over_nginx"]),
-        Spread::show(&j["small"]["p99_9_us"]["trove"], |u| format!("{u:.0} us")), Spread::show(&j["small"]["p99_9_us"]["nginx"], |u| format!("{u:.0} us")),
+        ms(&j["small"]["p99_9_us"]["trove"]), ms(&j["small"]["p99_9_us"]["nginx"]),
         SMALL_P99_9_TARGET_US, f(&r["small_max_rps_trove_over_nginx"])
     ));
     let small = &j["small"];
-    let ms = |v: &serde_json::Value| Spread::show(v, |u| format!("{u:.0} us"));
     let share = |v: &serde_json::Value| Spread::show(v, |x| format!("{:.0}%", x * 100.0));
     s.push_str(&format!(
         "\nWhat this run can resolve, median round (min-max), trove's rounds / nginx's rounds:\n\n\
