@@ -4,10 +4,13 @@
 //! wants decide whether the mirror must fetch first), up to 64 MiB, and
 //! inflated up to 64 MiB more. Each connection alone is bounded; together
 //! they were not (100 concurrent 60 MB bodies took the node to 2.6 GB).
-//! Every buffered body reserves its bytes here as its frames arrive and
-//! holds the [`Reservation`] as long as it holds the bytes; past the budget
-//! the request gets 503 with Retry-After. Shared by every shard (atomics;
-//! no lock, no hop).
+//! Every buffered body reserves here what it holds as its frames arrive
+//! (its buffer's capacity, not its length, and both buffers while one
+//! grows), then what looking its wants up in the mirror holds, and keeps
+//! the [`Reservation`] as long as it holds the memory. Past the budget the
+//! request gets 503 with Retry-After; a request that alone needs more than
+//! the whole budget gets 413, since retrying cannot help. Shared by every
+//! shard (atomics; no lock, no hop).
 
 use crate::error::ApiError;
 use http::StatusCode;
@@ -41,9 +44,22 @@ impl BodyBudget {
 }
 
 impl Reservation {
-    /// Takes `more` bytes, or says the node holds too much already.
+    /// Takes `more` bytes, or says the node holds too much already (503,
+    /// retry), or that this request alone needs more than the whole budget
+    /// (413: retrying cannot help).
     pub fn grow(&mut self, more: u64) -> Result<(), ApiError> {
         let b = &self.budget;
+        if self.bytes.saturating_add(more) > b.max_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "this request needs more memory than the {} bytes the node may hold for all request bodies \
+                     (--body-memory); send a smaller request (fewer wants), or raise --body-memory",
+                    b.max_bytes
+                ),
+            ));
+        }
         b.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| (h + more <= b.max_bytes).then_some(h + more))
             .map_err(|_| {
@@ -56,6 +72,13 @@ impl Reservation {
             })?;
         self.bytes += more;
         Ok(())
+    }
+
+    /// Gives back `less` of the bytes taken (no more than were).
+    pub fn give_back(&mut self, less: u64) {
+        let less = less.min(self.bytes);
+        self.budget.held.fetch_sub(less, Ordering::AcqRel);
+        self.bytes -= less;
     }
 }
 
@@ -75,10 +98,16 @@ mod tests {
         let mut r1 = b.reservation();
         r1.grow(60).expect("room");
         let mut r2 = b.reservation();
-        assert!(r2.grow(50).is_err(), "60 + 50 > 100");
+        assert_eq!(r2.grow(50).map_err(|e| e.status), Err(StatusCode::SERVICE_UNAVAILABLE), "60 + 50 > 100");
+        assert_eq!(r2.grow(101).map_err(|e| e.status), Err(StatusCode::PAYLOAD_TOO_LARGE), "never fits");
         r2.grow(40).expect("60 + 40 fits");
         drop(r1);
         assert_eq!(b.held_bytes(), 40);
+        r2.give_back(30);
+        assert_eq!(b.held_bytes(), 10);
+        r2.give_back(30);
+        assert_eq!(b.held_bytes(), 0, "no more than was taken");
+        r2.grow(100).expect("all of it is free again");
         drop(r2);
         assert_eq!(b.held_bytes(), 0);
     }

@@ -176,8 +176,12 @@ async fn upload_pack(
     let head = request.head(&mut reservation).await?;
     let mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
     // "not our ref": fetch once from the upstream (not again for the same
-    // wants within the refs TTL), then serve.
+    // wants within the refs TTL), then serve. Looking the wants up holds
+    // memory for each, from the same budget.
+    let resolving = head.wants.len() as u64 * trove_engine::repo::mirror::RESOLVE_BYTES_PER_NAME;
+    reservation.grow(resolving)?;
     shard.resolve_fetching(key, auth, &mirror, &head.wants).await.map_err(repo_error)?;
+    reservation.give_back(resolving);
     if head.whole && trove_engine::repo::packcache::shareable(&head.bytes) {
         return crate::shared_pack::serve(shard, key, &mirror, protocol, (head.bytes, reservation)).await;
     }

@@ -27,8 +27,11 @@ use trove_engine::repo::wants::WantScan;
 
 /// Once the wants are known, bodies longer than this stream.
 pub const STREAM_AFTER_BYTES: usize = 256 * 1024;
-/// Memory a want held costs beyond its bytes in the body (its String).
-const WANT_HELD_BYTES: usize = 64;
+/// Memory a want held costs beyond its bytes in the body: its String's
+/// 40 bytes in a 48-byte allocation, and its 24-byte slot in a list that
+/// grows by doubling, whose old and new buffers live side by side while it
+/// moves (3 slots a want at worst).
+const WANT_HELD_BYTES: usize = 48 + 3 * 24;
 
 /// The request as far as it has been read.
 pub struct PackRequest {
@@ -77,10 +80,7 @@ impl PackRequest {
                 return Ok(Head { bytes, wants: scan.wants, whole: false });
             }
             match self.next_inflated().await? {
-                Some(data) => {
-                    reservation.grow(data.len() as u64)?;
-                    bytes.extend_from_slice(&data);
-                }
+                Some(data) => hold(&mut bytes, &data, reservation)?,
                 None => self.ended = true,
             }
         }
@@ -137,6 +137,26 @@ impl PackRequest {
         }
         Ok(data)
     }
+}
+
+/// Appends `data` to `held`, first taking from `reservation` what the
+/// buffer grows by. What a Vec holds is its capacity, not its length, and
+/// while it moves the old buffer lives beside the new one: both are
+/// charged until the move is done.
+fn hold(held: &mut Vec<u8>, data: &[u8], reservation: &mut Reservation) -> Result<(), ApiError> {
+    let need = held.len() + data.len();
+    let old = held.capacity();
+    if need > old {
+        let new = need.max(old * 2);
+        reservation.grow(new as u64)?;
+        held.reserve_exact(new - held.len());
+        reservation.give_back(old as u64);
+        if held.capacity() > new {
+            reservation.grow((held.capacity() - new) as u64)?;
+        }
+    }
+    held.extend_from_slice(data);
+    Ok(())
 }
 
 fn corrupt_gzip(e: std::io::Error) -> ApiError {

@@ -532,28 +532,41 @@ async fn fetch_mirror(
 /// What each of `names` (refs, or object expressions like `<sha>^{commit}`)
 /// resolves to in `dir`, in order; None where it does not. One process for
 /// all of them. Names must not hold whitespace (the caller validates).
+///
+/// Its memory grows with the names (a request may name 10^6 wants):
+/// [`RESOLVE_BYTES_PER_NAME`] bounds what it holds at once for each.
 pub async fn resolve(dir: &Path, names: &[String]) -> Result<Vec<Option<String>>, RepoError> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let input = names.join("\n") + "\n";
-    let out = Git::new(["cat-file", "--batch-check=%(objectname)"])
-        .dir(dir)
-        .run(input.into_bytes(), SHORT_GIT_TIMEOUT)
-        .await?;
+    let mut input = Vec::with_capacity(names.iter().map(|n| n.len() + 1).sum());
+    for n in names {
+        input.extend_from_slice(n.as_bytes());
+        input.push(b'\n');
+    }
+    let out = Git::new(["cat-file", "--batch-check=%(objectname)"]).dir(dir).run(input, SHORT_GIT_TIMEOUT).await?;
     if !out.ok() {
         return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: out.stderr });
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let found: Vec<Option<String>> = text
-        .lines()
-        .map(|l| (!l.ends_with(" missing") && !l.ends_with(" ambiguous")).then(|| l.trim().to_owned()))
-        .collect();
+    let mut found = Vec::with_capacity(names.len());
+    for l in text.lines() {
+        found.push((!l.ends_with(" missing") && !l.ends_with(" ambiguous")).then(|| l.trim().to_owned()));
+    }
     if found.len() != names.len() {
         return Err(RepoError::Git { what: "git cat-file --batch-check".into(), stderr: "short output".into() });
     }
     Ok(found)
 }
+
+/// The most [`resolve`] (and `Shard::resolve_fetching`, which holds one
+/// answer at a time) holds at once for each name of 40 hex digits, beyond
+/// the name: its input line (41), cat-file's output line (at most `<name>
+/// missing`, 49) in a buffer that grows by doubling (98), the answer (a
+/// 24-byte slot and a 40-byte id in a 48-byte allocation) and the list of
+/// names missing (8, doubling: 16). A caller that resolves names a client
+/// sent charges this to its budget.
+pub const RESOLVE_BYTES_PER_NAME: u64 = 41 + 98 + 24 + 48 + 16;
 
 /// What HEAD points to in `dir` (None for a repo with no commits) and a
 /// hash of HEAD and every ref with what it points to, in one process.

@@ -76,6 +76,9 @@ impl Shard {
         if lacking.is_empty() || self.misses.all_recent(repo, &lacking, ttl) {
             return Ok(Resolved { ids, fetched: false });
         }
+        // The first answer goes before the second is made: a caller's
+        // budget covers one resolve at a time.
+        drop((lacking, ids));
         self.repo(key, auth, Need::Fetch).await?;
         let ids = crate::repo::mirror::resolve(mirror, names).await?;
         self.misses.remember(repo, &missing(&ids), ttl);
