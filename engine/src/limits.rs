@@ -180,6 +180,11 @@ pub const BLOB_SERVE_MAX_BYTES: u64 = 256 << 20;
 /// Largest blob `POST .../blobs` streams from its pack (past
 /// BLOB_SERVE_MAX_BYTES it is streamed, not read whole).
 pub const BLOB_STREAM_MAX_BYTES: u64 = 64 << 30;
+/// Largest blob a node rebuilds from a delta (through git, which holds
+/// the base and the result whole in its memory; one at a time per node).
+/// git itself deltas no file over 512 MiB (`core.bigFileThreshold`), so a
+/// larger delta is an upstream's odd packing, and gets `too_large`.
+pub const BLOB_REBUILD_MAX_BYTES: u64 = 1 << 30;
 /// Chunk of a streamed blob: with BLOBS_READ_AHEAD, a slow client holds at
 /// most 4 MiB of it in the node.
 pub const BLOB_STREAM_CHUNK_BYTES: usize = 1 << 20;
@@ -220,3 +225,4 @@ pub const HYDRATE_EVICT_TO_PERCENT: u64 = 90;
 const _: () = assert!(HYDRATE_BATCH_BLOBS <= BLOBS_PER_REQUEST_MAX);
 const _: () = assert!(HYDRATE_BLOB_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);
 const _: () = assert!(BLOB_SERVE_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);
+const _: () = assert!(BLOB_SERVE_MAX_BYTES <= BLOB_REBUILD_MAX_BYTES);

@@ -475,3 +475,69 @@ fn a_blob_too_large_to_read_whole_streams_from_the_pack() {
     assert!(got == big, "byte for byte");
     assert_eq!(blobs_served(&node), served + 1);
 }
+
+/// 260 MiB (over the 256 MiB a node reads whole) of zeros with the marker
+/// `version` every 16 MiB: quick to pack, and each version a small delta
+/// of the others.
+fn large_asset(version: u64) -> Vec<u8> {
+    let len = 260usize << 20;
+    let mut big = vec![0u8; len];
+    for (i, at) in (0..len).step_by(16 << 20).enumerate() {
+        big[at..at + 16].copy_from_slice(&[(i as u64 + 1).to_le_bytes(), version.to_le_bytes()].concat());
+    }
+    big
+}
+
+/// The objects directory of the node's one mirror.
+fn mirror_objects(data: &Path) -> std::path::PathBuf {
+    let shards = std::fs::read_dir(data.join("shards")).expect("shards").flatten();
+    let mirrors = shards.flat_map(|s| std::fs::read_dir(s.path().join("mirrors")).into_iter().flatten().flatten());
+    mirrors.map(|m| m.path().join("objects")).find(|o| o.is_dir()).expect("a mirror")
+}
+
+#[test]
+fn a_large_blob_stored_as_a_delta_or_loose_is_rebuilt_by_git() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let bare = up.bare();
+    let commit_asset = |version: u64| -> (String, Vec<u8>) {
+        let big = large_asset(version);
+        std::fs::write(up.work.join("asset.bin"), &big).expect("write");
+        git(&up.work, &["add", "-A"]);
+        git(&up.work, &["commit", "-qm", &format!("asset v{version}")]);
+        git(&up.work, &["push", "-q", bare.to_str().expect("utf8"), "HEAD:main"]);
+        (git(&up.work, &["rev-parse", "HEAD"]), big)
+    };
+    let (c1, v1) = commit_asset(1);
+    let (c2, v2) = commit_asset(2);
+    // Packed with deltas, as an upstream that raised core.bigFileThreshold
+    // has them; a clone keeps them.
+    git(&bare, &["-c", "core.bigFileThreshold=1g", "repack", "-adfq", "--window=10"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let mount_at = |name: &str, commit: &str| {
+        let base = dir.path().join(name);
+        std::fs::create_dir_all(&base).expect("mkdir");
+        Mount::start(&base, &node.url, REPO, &["--commit", commit, "--prefetch", "off"])
+    };
+    let m1 = mount_at("m1", &c1);
+    let objects = mirror_objects(&dir.path().join("data"));
+    let pack = std::fs::read_dir(objects.join("pack")).expect("packs").flatten().map(|e| e.path());
+    let idx = pack.into_iter().find(|p| p.extension().is_some_and(|e| e == "idx")).expect("an index");
+    let listing = git(&objects, &["verify-pack", "-v", idx.to_str().expect("utf8")]);
+    let deltas = listing.lines().filter(|l| l.contains(" blob ") && l.split_whitespace().count() == 7).count();
+    assert_eq!(deltas, 1, "one version is a delta in the mirror (else this proves nothing):\n{listing}");
+    let m2 = mount_at("m2", &c2);
+    let served = blobs_served(&node);
+    assert!(std::fs::read(m1.path("asset.bin")).expect("v1 reads") == v1, "v1 byte for byte");
+    assert!(std::fs::read(m2.path("asset.bin")).expect("v2 reads") == v2, "v2 byte for byte");
+    assert_eq!(blobs_served(&node), served + 2);
+
+    // A commit the mirror lacks: the node fetches it, and a fetch of a few
+    // objects leaves them loose.
+    let (c3, v3) = commit_asset(3);
+    let m3 = mount_at("m3", &c3);
+    let oid = git(&up.work, &["rev-parse", "HEAD:asset.bin"]);
+    assert!(objects.join(&oid[..2]).join(&oid[2..]).is_file(), "v3 is loose in the mirror");
+    assert!(std::fs::read(m3.path("asset.bin")).expect("v3 reads") == v3, "v3 byte for byte");
+    assert_eq!(blobs_served(&node), served + 3);
+}

@@ -6,7 +6,7 @@
 //! does not delta files over `core.bigFileThreshold`, 512 MiB by default,
 //! and rarely finds a base for big unique assets) is one zlib stream at a
 //! known pack offset, so it is inflated as it is read, in bounded chunks.
-//! A deltified or loose large blob is not served (`too_large`).
+//! A deltified or loose large blob is git's to rebuild (`gitblob.rs`).
 //!
 //! The pack index and pack are read with gix-pack; every byte comes from
 //! the mirror, which this node cloned, but the blob is still hashed whole
@@ -24,12 +24,23 @@ pub struct PackedBlob {
     pub size: u64,
 }
 
+/// How a blob is stored in a mirror.
+pub enum Stored {
+    /// Whole in a pack: streamable here.
+    Whole(PackedBlob),
+    /// A delta in a pack: rebuilding it takes its base.
+    Delta,
+    /// In no pack: loose (or absent).
+    Unpacked,
+}
+
 impl PackedBlob {
-    /// Finds `oid` as a whole (non-delta) blob in one of `mirror`'s packs.
-    pub fn find(mirror: &Path, oid: &[u8; 20]) -> Option<PackedBlob> {
+    /// Finds how `oid` is stored in `mirror`'s packs.
+    pub fn find(mirror: &Path, oid: &[u8; 20]) -> Stored {
         let id = gix::ObjectId::from_bytes_or_panic(oid);
         let packs = mirror.join("objects/pack");
-        for entry in std::fs::read_dir(&packs).ok()?.flatten() {
+        let Ok(entries) = std::fs::read_dir(&packs) else { return Stored::Unpacked };
+        for entry in entries.flatten() {
             let path = entry.path();
             if path.extension().is_none_or(|e| e != "idx") {
                 continue;
@@ -37,14 +48,18 @@ impl PackedBlob {
             let Ok(index) = gix::odb::pack::index::File::at(&path, gix::hash::Kind::Sha1) else { continue };
             let Some(i) = index.lookup(id) else { continue };
             let offset = index.pack_offset_at_index(i);
-            let pack = gix::odb::pack::data::File::at(path.with_extension("pack"), gix::hash::Kind::Sha1).ok()?;
-            let e = pack.entry(offset).ok()?;
-            if e.header != gix::odb::pack::data::entry::Header::Blob {
-                return None;
-            }
-            return Some(PackedBlob { data_offset: e.data_offset, size: e.decompressed_size, pack });
+            let Ok(pack) = gix::odb::pack::data::File::at(path.with_extension("pack"), gix::hash::Kind::Sha1) else {
+                continue;
+            };
+            let Ok(e) = pack.entry(offset) else { continue };
+            return match e.header {
+                gix::odb::pack::data::entry::Header::Blob => {
+                    Stored::Whole(PackedBlob { data_offset: e.data_offset, size: e.decompressed_size, pack })
+                }
+                _ => Stored::Delta,
+            };
         }
-        None
+        Stored::Unpacked
     }
 
     /// Its bytes, inflated as they are read.
@@ -55,21 +70,25 @@ impl PackedBlob {
 
     /// Whether its bytes are the blob `oid` (one whole pass).
     pub fn verify(&self, oid: &[u8; 20]) -> bool {
-        let Some(mut r) = self.reader() else { return false };
-        let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
-        hasher.update(format!("blob {}\0", self.size).as_bytes());
-        let mut buf = vec![0u8; 1 << 20];
-        let mut seen = 0u64;
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    seen += n as u64;
-                    hasher.update(&buf[..n]);
-                }
-                Err(_) => return false,
-            }
-        }
-        seen == self.size && hasher.try_finalize().is_ok_and(|h| h.as_bytes() == oid.as_slice())
+        self.reader().is_some_and(|r| hashes_to(oid, self.size, r))
     }
+}
+
+/// Whether `r` yields exactly the `size` bytes of the blob `oid`.
+pub fn hashes_to(oid: &[u8; 20], size: u64, mut r: impl Read) -> bool {
+    let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
+    hasher.update(format!("blob {size}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                seen += n as u64;
+                hasher.update(&buf[..n]);
+            }
+            Err(_) => return false,
+        }
+    }
+    seen == size && hasher.try_finalize().is_ok_and(|h| h.as_bytes() == oid.as_slice())
 }

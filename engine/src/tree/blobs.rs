@@ -7,8 +7,8 @@
 //! ```text
 //! oid      20 bytes
 //! status   u8       0 ok, 1 missing, 2 not a blob, 3 too large (over
-//!                   BLOB_SERVE_MAX_BYTES and not streamable: deltified,
-//!                   loose, or over BLOB_STREAM_MAX_BYTES), 4 unreadable
+//!                   BLOB_STREAM_MAX_BYTES, or a delta over
+//!                   BLOB_REBUILD_MAX_BYTES), 4 unreadable
 //! len      u64 LE   bytes that follow (0 unless ok)
 //! bytes    len
 //! end:     20 zero bytes, status 255, len 0
@@ -16,9 +16,10 @@
 //!
 //! A blob is read whole and hashed (`blob <len>\0` + bytes, SHA-1) before
 //! its frame is made: a mirror's corrupt object is `unreadable`, never
-//! sent. A larger one is streamed from its pack after a first pass hashed
-//! it (`bigblob.rs`). A stream without its end frame was cut. The reader checks each
-//! blob against its oid again: it trusts no node.
+//! sent. A larger one (over BLOB_SERVE_MAX_BYTES) is streamed after a
+//! first pass hashed it: from its pack (`bigblob.rs`), or, a delta or
+//! loose, from git (`gitblob.rs`). A stream without its end frame was cut.
+//! The reader checks each blob against its oid again: it trusts no node.
 
 use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_SERVE_MAX_BYTES};
 use crate::tree::{oid_hex, parse_oid};
@@ -115,7 +116,10 @@ pub fn spawn_reader(
                 None => Err(Status::Unreadable),
             };
             let sent = match read {
-                Err(Status::TooLarge) => send_big(&mirror, oid, &served, &send),
+                Err(Status::TooLarge) => {
+                    let size = repo.as_ref().and_then(|r| blob_size(r, oid)).unwrap_or(0);
+                    send_big(&mirror, oid, size, &served, &send)
+                }
                 Ok(data) => {
                     crate::stats::bump(&served.blobs_served, 1);
                     send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, data.len() as u64)))
@@ -132,41 +136,74 @@ pub fn spawn_reader(
     Ok(rx)
 }
 
-/// Streams a large blob from its pack ([`crate::tree::bigblob`]) in
-/// `BLOB_STREAM_CHUNK_BYTES` chunks, after a first pass checked it; a blob
-/// it cannot stream is refused per item. False when the client went away.
+/// The size the object header of `oid` gives (a delta's rebuilt size).
+fn blob_size(repo: &gix::Repository, oid: &[u8; 20]) -> Option<u64> {
+    repo.try_find_header(gix::ObjectId::from_bytes_or_panic(oid)).ok().flatten().map(|h| h.size())
+}
+
+/// Streams a large blob of `size` bytes in `BLOB_STREAM_CHUNK_BYTES`
+/// chunks, after a first pass checked it: from its pack
+/// ([`crate::tree::bigblob`]) or through git ([`crate::tree::gitblob`]). A
+/// blob it cannot stream is refused per item. False when the client went
+/// away.
 fn send_big(
     mirror: &std::path::Path,
     oid: &[u8; 20],
+    size: u64,
     served: &crate::stats::ShardStats,
     send: &dyn Fn(bytes::Bytes) -> bool,
 ) -> bool {
-    use std::io::Read;
+    use crate::limits::{BLOB_REBUILD_MAX_BYTES, BLOB_STREAM_MAX_BYTES};
+    use crate::tree::{bigblob::Stored, gitblob::GitBlob};
     let refuse = |status: Status| send(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, 0)));
-    let Some(blob) = crate::tree::bigblob::PackedBlob::find(mirror, oid) else { return refuse(Status::TooLarge) };
-    if blob.size > crate::limits::BLOB_STREAM_MAX_BYTES {
-        return refuse(Status::TooLarge);
-    }
-    if !blob.verify(oid) {
+    let unreadable = || {
         tracing::warn!(oid = %oid_hex(oid), "a large blob in the mirror does not match its id; not served");
-        return refuse(Status::Unreadable);
+        refuse(Status::Unreadable)
+    };
+    let sent = match crate::tree::bigblob::PackedBlob::find(mirror, oid) {
+        Stored::Whole(blob) if blob.size > BLOB_STREAM_MAX_BYTES => return refuse(Status::TooLarge),
+        Stored::Whole(blob) => {
+            if !blob.verify(oid) {
+                return unreadable();
+            }
+            let Some(reader) = blob.reader() else { return refuse(Status::Unreadable) };
+            send_chunks(oid, blob.size, reader, send)
+        }
+        Stored::Delta if size > BLOB_REBUILD_MAX_BYTES => return refuse(Status::TooLarge),
+        Stored::Unpacked if size > BLOB_STREAM_MAX_BYTES => return refuse(Status::TooLarge),
+        stored => {
+            let blob = GitBlob::new(mirror, oid, size);
+            let _turn = matches!(stored, Stored::Delta).then(GitBlob::rebuild_turn);
+            if !blob.verify(oid) {
+                return unreadable();
+            }
+            let Ok(reader) = blob.reader() else { return refuse(Status::Unreadable) };
+            send_chunks(oid, size, reader, send)
+        }
+    };
+    if sent {
+        crate::stats::bump(&served.blobs_served, 1);
     }
-    let Some(mut reader) = blob.reader() else { return refuse(Status::Unreadable) };
-    if !send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, blob.size))) {
+    sent
+}
+
+/// A blob's frame: its header, then `size` bytes of `reader` in chunks.
+fn send_chunks(oid: &[u8; 20], size: u64, mut reader: impl std::io::Read, send: &dyn Fn(bytes::Bytes) -> bool) -> bool {
+    if !send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, size))) {
         return false;
     }
-    let mut left = blob.size;
+    let mut left = size;
     while left > 0 {
         let n = (crate::limits::BLOB_STREAM_CHUNK_BYTES as u64).min(left);
         let mut chunk = vec![0u8; n as usize];
-        // It inflated whole a moment ago; failing now is the disk, and a
-        // stream cut before its end frame is what the client then sees.
+        // It was read whole and checked a moment ago; failing now is the
+        // disk, and a stream cut before its end frame is what the client
+        // then sees.
         if reader.read_exact(&mut chunk).is_err() || !send(bytes::Bytes::from(chunk)) {
             return false;
         }
         left -= n;
     }
-    crate::stats::bump(&served.blobs_served, 1);
     true
 }
 

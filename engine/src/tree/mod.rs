@@ -5,13 +5,17 @@
 //! oid and size of every entry), written by the node and read, as hostile
 //! input, by the mount. `walk.rs` builds an index from a mirror without
 //! inflating a blob (sizes come from object headers). `blobs.rs` is the
-//! framed blob stream of `POST .../blobs` and the checked read of one blob.
-//! `build.rs` is what a shard does: index a commit once and keep the index
-//! in the tiers. This module never speaks HTTP and never runs git.
+//! framed blob stream of `POST .../blobs` and the checked read of one blob;
+//! a blob too large to read whole streams from its pack (`bigblob.rs`) or,
+//! stored as a delta or loose, from `git cat-file` (`gitblob.rs`, the one
+//! place this module runs git). `build.rs` is what a shard does: index a
+//! commit once and keep the index in the tiers. This module never speaks
+//! HTTP.
 
 pub mod bigblob;
 pub mod blobs;
 pub mod build;
+pub mod gitblob;
 pub mod index;
 pub mod walk;
 
