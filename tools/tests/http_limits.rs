@@ -111,14 +111,21 @@ fn upload_packs_at_once(url: &str, body: &[u8], n: usize) -> Vec<Resp> {
     })
 }
 
-#[test]
-fn buffered_upload_pack_bodies_are_bounded_node_wide() {
+/// An upstream under `dir`, a node with `--body-memory body_memory` in
+/// front of it with its mirror made, and the repo's URL on the node.
+fn mirrored_node(dir: &std::path::Path, body_memory: &str) -> (crate::git::Upstream, Node, String) {
     use crate::git::{node_for, repo_url, Upstream};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let up = Upstream::new(dir.path());
-    let node = node_for(dir.path(), &up, &["--body-memory", "64M"]);
+    let up = Upstream::new(dir);
+    let node = node_for(dir, &up, &["--body-memory", body_memory]);
     let base = repo_url(&node);
     assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
+    (up, node, base)
+}
+
+#[test]
+fn buffered_upload_pack_bodies_are_bounded_node_wide() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_up, node, base) = mirrored_node(dir.path(), "64M");
     let before = peak_rss(node.pid());
     // Ten 12 MB want sections at once (what the node must hold before it
     // can admit a request): it could hold one alone (in 45 MB), not two.
@@ -151,12 +158,8 @@ fn distinct_wants(len: usize) -> Vec<u8> {
 
 #[test]
 fn wants_the_budget_cannot_look_up_are_refused_before_the_lookup() {
-    use crate::git::{node_for, repo_url, Upstream};
     let dir = tempfile::tempdir().expect("tempdir");
-    let up = Upstream::new(dir.path());
-    let node = node_for(dir.path(), &up, &["--body-memory", "64M"]);
-    let base = repo_url(&node);
-    assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
+    let (_up, node, base) = mirrored_node(dir.path(), "64M");
     let before = peak_rss(node.pid());
     // 250 000 wants: held, they fit 64 MB; looked up in the mirror (and
     // again after a fetch for the ones it lacks) they would not.
@@ -176,13 +179,9 @@ fn wants_the_budget_cannot_look_up_are_refused_before_the_lookup() {
 
 #[test]
 fn a_fetch_with_a_huge_have_list_streams_into_upload_pack() {
-    use crate::git::{git, node_for, repo_url, Upstream};
     let dir = tempfile::tempdir().expect("tempdir");
-    let up = Upstream::new(dir.path());
-    let head = git(&up.work, &["rev-parse", "HEAD"]);
-    let node = node_for(dir.path(), &up, &["--body-memory", "16M"]);
-    let base = repo_url(&node);
-    assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
+    let (up, node, base) = mirrored_node(dir.path(), "16M");
+    let head = crate::git::git(&up.work, &["rev-parse", "HEAD"]);
     let before = peak_rss(node.pid());
     // A fetch whose negotiation names 12 MB of commits the mirror lacks:
     // past its wants it need not be held, so ten at once fit a 16 MB budget.
