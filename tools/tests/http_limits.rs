@@ -111,12 +111,13 @@ fn upload_packs_at_once(url: &str, body: &[u8], n: usize) -> Vec<Resp> {
     })
 }
 
-/// An upstream under `dir`, a node with `--body-memory body_memory` in
-/// front of it with its mirror made, and the repo's URL on the node.
+/// An upstream under `dir`, a node of 2 shards with `--body-memory
+/// body_memory` in front of it with its mirror made, and the repo's URL on
+/// the node.
 fn mirrored_node(dir: &std::path::Path, body_memory: &str) -> (crate::git::Upstream, Node, String) {
     use crate::git::{node_for, repo_url, Upstream};
     let up = Upstream::new(dir);
-    let node = node_for(dir, &up, &["--body-memory", body_memory]);
+    let node = node_for(dir, &up, &["--body-memory", body_memory, "--shards", "2"]);
     let base = repo_url(&node);
     assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200);
     (up, node, base)
@@ -136,10 +137,14 @@ fn buffered_upload_pack_bodies_are_bounded_node_wide() {
     let statuses: Vec<u16> = upload_packs_at_once(&url, &body, 10).iter().map(|r| r.status).collect();
     assert!(statuses.contains(&503), "past the budget, 503: {statuses:?}");
     assert!(statuses.iter().all(|s| *s == 503 || *s == 413 || *s == 0), "{statuses:?}");
-    // What the budget does not count (connection buffers, the allocator's
-    // own) is small beside it.
+    // The budget bounds what is held at once. Peak RSS also counts what
+    // the allocator keeps: each of the node's 2 shard threads allocates
+    // from an arena of its own, which keeps its own high-water mark, so a
+    // body freed on one shard does not make room for one on the other
+    // (96 MB seen once, in a full suite run). Beyond that, connection
+    // buffers are small.
     let grew = peak_rss(node.pid()).saturating_sub(before);
-    assert!(grew < 80 << 20, "the node's peak memory grew by {} MB for a 64 MB budget", grew >> 20);
+    assert!(grew < (2 * 64 + 16) << 20, "the node's peak memory grew by {} MB for a 64 MB budget", grew >> 20);
     assert_eq!(get(&format!("{base}/info/refs?service=git-upload-pack")).status, 200, "and it serves on");
 }
 
