@@ -66,8 +66,17 @@ pub fn end_frame() -> [u8; FRAME_HEADER_BYTES] {
     frame_header(&[0; 20], END_STATUS, 0)
 }
 
+/// What [`read_checked`] read.
+pub enum Whole {
+    /// The blob's bytes, checked against its id.
+    Checked(Vec<u8>),
+    /// Over `BLOB_SERVE_MAX_BYTES`, so not read: its size (a delta's
+    /// rebuilt size), for streaming.
+    Large(u64),
+}
+
 /// Reads blob `oid` whole from `repo` and checks it against its id.
-pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Vec<u8>, Status> {
+pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Whole, Status> {
     let id = gix::ObjectId::from_bytes_or_panic(oid);
     let header = match repo.try_find_header(id) {
         Ok(Some(h)) => h,
@@ -78,7 +87,7 @@ pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Vec<u8>, S
         return Err(Status::NotABlob);
     }
     if header.size() > BLOB_SERVE_MAX_BYTES {
-        return Err(Status::TooLarge);
+        return Ok(Whole::Large(header.size()));
     }
     let object = repo.find_object(id).map_err(|_| Status::Unreadable)?;
     let data = object.detach().data;
@@ -86,7 +95,7 @@ pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Vec<u8>, S
         tracing::warn!(oid = %oid_hex(oid), "a blob in the mirror does not match its id; not served");
         return Err(Status::Unreadable);
     }
-    Ok(data)
+    Ok(Whole::Checked(data))
 }
 
 /// Whether `data` is the blob named `oid`.
@@ -116,11 +125,8 @@ pub fn spawn_reader(
                 None => Err(Status::Unreadable),
             };
             let sent = match read {
-                Err(Status::TooLarge) => {
-                    let size = repo.as_ref().and_then(|r| blob_size(r, oid)).unwrap_or(0);
-                    send_big(&mirror, oid, size, &served, &send)
-                }
-                Ok(data) => {
+                Ok(Whole::Large(size)) => send_big(&mirror, oid, size, &served, &send),
+                Ok(Whole::Checked(data)) => {
                     crate::stats::bump(&served.blobs_served, 1);
                     send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, data.len() as u64)))
                         && send(bytes::Bytes::from(data))
@@ -134,11 +140,6 @@ pub fn spawn_reader(
         send(bytes::Bytes::copy_from_slice(&end_frame()));
     })?;
     Ok(rx)
-}
-
-/// The size the object header of `oid` gives (a delta's rebuilt size).
-fn blob_size(repo: &gix::Repository, oid: &[u8; 20]) -> Option<u64> {
-    repo.try_find_header(gix::ObjectId::from_bytes_or_panic(oid)).ok().flatten().map(|h| h.size())
 }
 
 /// Streams a large blob of `size` bytes in `BLOB_STREAM_CHUNK_BYTES`
