@@ -225,6 +225,9 @@ pub fn run(
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
         fill(&mut r, &store, &counters);
+        // On disk before "ready" is said: whoever saw it and asks `trove
+        // mounts` must find it ready too.
+        let _ = r.write();
         r.clone()
     };
     on_ready(&ready, started.elapsed());
