@@ -83,6 +83,7 @@ pub fn repo_error(e: RepoError) -> ApiError {
         RepoError::Timeout(..) | RepoError::Stalled(..) => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
         }
+        RepoError::Redirected { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "upstream_redirect", msg),
         RepoError::Backoff { .. } | RepoError::Git { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "upstream_failed", msg)
         }

@@ -77,7 +77,7 @@ pub async fn pass(
     suffix: &str,
 ) -> Result<Response<RespBody>, ApiError> {
     let base = shard.config().repo.upstreams.url(key).map_err(crate::error::repo_error)?;
-    let target = upstream_url(&base, suffix, req.uri().query())?;
+    let target = upstream_url(&base, suffix, kind, req.uri().query())?;
     let deadline = shard.config().repo.upstream_timeout;
     let headers: Vec<(&str, String)> = REQUEST_HEADERS
         .iter()
@@ -100,6 +100,22 @@ pub async fn pass(
     .await?;
     trove_engine::stats::bump(&shard.stats().passthrough_requests, 1);
     let (parts, body) = sent.into_parts();
+    if parts.status.is_redirection() {
+        // Not relayed: the client would follow it with its credentials to
+        // wherever it points. Say where it leads instead.
+        let to = parts.headers.get(header::LOCATION).and_then(|v| v.to_str().ok()).map(without_userinfo);
+        return Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_redirect",
+            format!(
+                "the upstream answered {op} with a redirect (HTTP {}) to {}; the node does not follow or relay \
+                 upstream redirects: point --upstream at that URL, or {} there directly",
+                parts.status.as_u16(),
+                to.as_deref().unwrap_or("nowhere it named"),
+                if kind == Kind::Push { "push" } else { "use Git LFS" },
+            ),
+        ));
+    }
     let mut resp = Response::builder().status(parts.status);
     for name in &RESPONSE_HEADERS {
         for v in parts.headers.get_all(name) {
@@ -111,21 +127,52 @@ pub async fn pass(
         key: key.clone(),
         auth,
     });
-    let stream = UpstreamStream { body, deadline, after };
+    let stream = UpstreamStream::new(body, deadline, after);
     let body = RespBody::bytes_stream(futures_lite::stream::unfold(stream, UpstreamStream::next));
     // A Content-Length from upstream is the body's: keep it (an empty LFS
     // reply must not turn into a chunked one).
     Ok(resp.body(body).expect("headers copied from a valid response are valid"))
 }
 
-/// `base` (`https://host/org/repo`) joined with what the client asked for.
-fn upstream_url(base: &str, suffix: &str, query: Option<&str>) -> Result<url::Url, ApiError> {
+/// `url` without the user and password a URL may carry (never shown).
+fn without_userinfo(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => "an unparsable location".to_owned(),
+    }
+}
+
+/// `base` (`https://host/org/repo`) joined with what the client asked for,
+/// checked after normalization to lie where `kind` may reach: under
+/// `{base}.git/info/lfs/` for LFS, exactly `{base}{suffix}` for a push, on
+/// the base's own origin.
+fn upstream_url(base: &str, suffix: &str, kind: Kind, query: Option<&str>) -> Result<url::Url, ApiError> {
     let mut s = format!("{base}{suffix}");
     if let Some(q) = query {
         s.push('?');
         s.push_str(q);
     }
-    let url = url::Url::parse(&s).map_err(|e| ApiError::bad_request("invalid_repo", format!("{e}")))?;
+    let invalid = |e: url::ParseError| ApiError::bad_request("invalid_repo", format!("{e}"));
+    let url = url::Url::parse(&s).map_err(invalid)?;
+    let allowed = url::Url::parse(&match kind {
+        Kind::Lfs => format!("{base}.git/info/lfs/"),
+        Kind::Push => format!("{base}{suffix}"),
+    })
+    .map_err(invalid)?;
+    let inside = match kind {
+        Kind::Lfs => url.path().starts_with(allowed.path()),
+        Kind::Push => matches!(suffix, "/info/refs" | "/git-receive-pack") && url.path() == allowed.path(),
+    };
+    if !inside || url.origin() != allowed.origin() {
+        return Err(ApiError::not_found(format!(
+            "{suffix:?} leads outside the repo's {} routes on its upstream",
+            if kind == Kind::Lfs { "Git LFS" } else { "push" }
+        )));
+    }
     match url.scheme() {
         "http" | "https" => Ok(url),
         other => Err(ApiError::new(
@@ -276,27 +323,56 @@ impl FetchAfterPush {
     }
 }
 
-/// The upstream's answer, a frame at a time, each within the deadline.
+/// The upstream's answer, a frame at a time: each window of the deadline
+/// must bring `UPSTREAM_LOW_SPEED_BYTES`, as git's jobs must, so neither
+/// silence nor a trickle holds the client.
 struct UpstreamStream {
     body: Incoming,
     deadline: Duration,
     after: Option<FetchAfterPush>,
+    window_started: Instant,
+    window_bytes: u64,
 }
 
 impl UpstreamStream {
+    fn new(body: Incoming, deadline: Duration, after: Option<FetchAfterPush>) -> Self {
+        Self { body, deadline, after, window_started: Instant::now(), window_bytes: 0 }
+    }
+
+    /// Counts `n` bytes; false when a whole window brought too few.
+    fn progressed(&mut self, n: usize) -> bool {
+        self.window_bytes += n as u64;
+        if self.window_started.elapsed() < self.deadline {
+            return true;
+        }
+        let enough = self.window_bytes >= trove_engine::limits::UPSTREAM_LOW_SPEED_BYTES;
+        (self.window_started, self.window_bytes) = (Instant::now(), 0);
+        enough
+    }
+
     async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
         loop {
+            let left = self.deadline.saturating_sub(self.window_started.elapsed());
             let frame = futures_lite::future::or(async { Some(self.body.frame().await) }, async {
-                glommio::timer::sleep(self.deadline).await;
+                glommio::timer::sleep(left).await;
                 None
             })
             .await;
+            let n = match &frame {
+                Some(Some(Ok(f))) => f.data_ref().map_or(0, |d| d.len()),
+                _ => 0,
+            };
+            if frame.is_none() || !self.progressed(n) {
+                let e = std::io::Error::other(format!(
+                    "the upstream sent fewer than {} bytes in {:?} (see --upstream-timeout)",
+                    trove_engine::limits::UPSTREAM_LOW_SPEED_BYTES,
+                    self.deadline
+                ));
+                self.after = None;
+                return Some((Err(e), self));
+            }
             match frame {
-                None => {
-                    let e = std::io::Error::other(format!("the upstream went silent for {:?}", self.deadline));
-                    self.after = None;
-                    return Some((Err(e), self));
-                }
+                None => unreachable!("handled above"),
                 Some(None) => {
                     if let Some(after) = self.after.take() {
                         after.run().await;
@@ -323,5 +399,36 @@ impl UpstreamStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_sent_stays_under_the_repos_lfs_routes_or_is_its_push_route() {
+        let base = "https://git.example/base/org/repo";
+        let ok = upstream_url(base, ".git/info/lfs/objects/batch", Kind::Lfs, None).expect("batch");
+        assert_eq!(ok.as_str(), "https://git.example/base/org/repo.git/info/lfs/objects/batch");
+        let q = upstream_url(base, ".git/info/lfs/locks", Kind::Lfs, Some("path=a%2Fb&cursor=1")).expect("q");
+        assert_eq!(q.path(), "/base/org/repo.git/info/lfs/locks");
+        for escape in [
+            ".git/info/lfs/../../../../admin",
+            ".git/info/lfs/%2e%2e/%2e%2e/x",
+            ".git/info/lfs/..\\..\\x",
+            ".git/info/lfs/.%2E/x",
+            ".git/info/lfs/..//x",
+            "/../../x",
+        ] {
+            assert!(upstream_url(base, escape, Kind::Lfs, None).is_err(), "{escape}");
+        }
+        assert!(upstream_url(base, "/git-receive-pack", Kind::Push, None).is_ok());
+        assert!(upstream_url(base, "/git-receive-pack/../../x", Kind::Push, None).is_err());
+    }
+
+    #[test]
+    fn a_location_is_shown_without_credentials() {
+        assert_eq!(without_userinfo("https://u:p@h.example/x"), "https://h.example/x");
     }
 }

@@ -432,3 +432,116 @@ fn a_private_repos_tree_and_blobs_need_what_its_clone_needs() {
     assert_eq!(&r.body[29..29 + 10_000], bytes(1, 10_000).as_slice(), "f1's bytes");
     assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
 }
+
+/// An upstream host that answers every request with a redirect to `to`
+/// (same path and query), counting what reached it.
+fn redirector(to: String, hits: Arc<Mutex<usize>>) -> TcpServer {
+    TcpServer::start(move |conn| {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                break;
+            }
+        }
+        *hits.lock().expect("hits") += 1;
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        let mut conn = conn;
+        let _ = conn.write_all(
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}{target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+    })
+}
+
+#[test]
+fn an_upstream_redirect_to_another_host_is_never_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The other host serves a real repo (what would be mirrored under the
+    // allowed name) and logs every request, so a credential or a clone
+    // that reached it shows.
+    let other = Upstream::new(&dir.path().join("other"));
+    let elsewhere = PrivateUpstream::start_with(&other.root, Anonymous::ServedAfterFailing(0));
+    let hits = Arc::new(Mutex::new(0));
+    let front = redirector(elsewhere.server.url(), hits.clone());
+    let upstream = format!("redirect.test=http://127.0.0.1:{}", front.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let url = node.url("/git/redirect.test/org/repo");
+    let good = format!("Bearer {SECRET}");
+
+    // Anonymous and with a token: the node asks its upstream, is
+    // redirected, refuses, and says why.
+    for auth in [None, Some(good.as_str())] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        let r = http("GET", &format!("{url}/info/refs?service=git-upload-pack"), &headers, Vec::new());
+        assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+        let body = r.json();
+        assert!(
+            body["code"] == "upstream_redirect" || body["error"].as_str().is_some_and(|e| e.contains("redirect")),
+            "the client is told it was a redirect: {body}"
+        );
+    }
+    let clone = dir.path().join("clone");
+    let out = git_with(dir.path(), Some(&good), &["clone", "-q", &url, clone.to_str().expect("utf8")]);
+    assert!(!out.status.success(), "nothing from the other host is served");
+    // A tree index and blobs go through the same upstream jobs.
+    assert_eq!(http("GET", &format!("{url}/tree?ref=main"), &[], Vec::new()).status, 502);
+
+    assert!(*hits.lock().expect("hits") >= 1, "the node did ask its upstream");
+    let seen = elsewhere.seen.lock().expect("seen");
+    assert_eq!((seen.authorized, seen.refused), (0, 0), "nothing, credential or clone, reached the other host");
+    assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
+}
+
+#[test]
+fn only_the_lfs_api_routes_reach_the_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    let gateway = PrivateUpstream::start(&up.root);
+    let upstream = format!("private.test=http://127.0.0.1:{}", gateway.server.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &upstream]);
+    let reached = || {
+        let s = gateway.seen.lock().expect("seen");
+        s.authorized + s.refused
+    };
+    // Raw requests: an HTTP client would normalize the dots itself.
+    let ask = |method: &str, path: &str| -> u16 {
+        let req = format!(
+            "{method} /git/private.test/org/repo.git/info/lfs/{path} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {SECRET}\r\nContent-Type: application/vnd.git-lfs+json\r\n\
+             Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let out = raw(node.port, req.as_bytes(), std::time::Duration::from_secs(20));
+        let head = String::from_utf8_lossy(&out);
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
+    for (method, path) in [
+        ("POST", "../../../../org/repo/git-receive-pack"),
+        ("GET", "%2e%2e/%2e%2e/%2e%2e/admin"),
+        ("POST", "objects/batch/..%2f..%2f..%2fadmin"),
+        ("POST", "..\\..\\..\\admin"),
+        ("POST", "objects//batch"),
+        ("GET", "//evil.example/x"),
+        ("POST", "objects/0123"),
+        ("DELETE", "locks"),
+        ("PUT", "objects/batch"),
+        ("GET", "objects/batch"),
+        ("PATCH", "locks/1/unlock"),
+        ("POST", "locks/../../../x/unlock"),
+    ] {
+        let status = ask(method, path);
+        assert!(matches!(status, 400 | 404 | 405), "{method} {path}: {status}");
+    }
+    assert_eq!(reached(), 0, "nothing outside the LFS API reached the upstream");
+    // The API's own routes still pass, with their methods.
+    for (method, path) in
+        [("POST", "objects/batch"), ("GET", "locks"), ("POST", "locks/verify"), ("POST", "locks/7/unlock")]
+    {
+        assert_eq!(ask(method, path), 200, "{method} {path}");
+    }
+    assert_eq!(reached(), 4);
+}

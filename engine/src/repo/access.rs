@@ -175,6 +175,10 @@ impl Shard {
             .run(Vec::new(), SHORT_GIT_TIMEOUT)
             .await?;
         if !out.ok() {
+            if let Some(status) = crate::repo::git::redirect_status(&out.stderr) {
+                let what = "git ls-remote (checking your access)".into();
+                return Err(RepoError::Redirected { key: key.canonical(), what, status });
+            }
             if refused(&out.stderr) {
                 return Err(RepoError::Unauthorized(key.canonical()));
             }

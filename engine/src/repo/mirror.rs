@@ -615,6 +615,9 @@ fn upstream_error(key: &RepoKey, what: &str, stderr: &str, no_progress: Duration
     if s.contains("operation too slow") || s.contains("timed out") {
         return RepoError::Stalled(what.to_owned(), no_progress);
     }
+    if let Some(status) = crate::repo::git::redirect_status(stderr) {
+        return RepoError::Redirected { key: key.canonical(), what: what.to_owned(), status };
+    }
     if s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains("does not exist") {
         return RepoError::UpstreamNotFound(key.canonical());
     }

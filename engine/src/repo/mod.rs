@@ -145,6 +145,11 @@ pub enum RepoError {
     UnknownCommit(String),
     #[error("{0}")]
     Unsupported(String),
+    #[error(
+        "the upstream of {key} answered {what} with a redirect (HTTP {status}); the node never follows an upstream's \
+         redirect, since your credentials and the mirror would go with it: point --upstream at the URL it redirects to"
+    )]
+    Redirected { key: String, what: String, status: u16 },
 }
 
 /// Runs blocking work (archiving, unpacking) on a thread of its own and
