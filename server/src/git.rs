@@ -48,6 +48,8 @@ pub async fn handle(
     if let Some((repo, lfs)) = tail.split_once("/info/lfs/") {
         // Git LFS talks to `{remote}.git/info/lfs/...`: the upstream's.
         let key = RepoKey::parse(host, repo).map_err(repo_error)?;
+        // Only the LFS API's own routes, before anything reaches the upstream.
+        crate::lfs::check(req.method(), lfs)?;
         let suffix = format!(".git/info/lfs/{lfs}");
         return crate::passthrough::pass(shard, req, &key, Kind::Lfs, &suffix).await;
     }
@@ -86,7 +88,7 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
         (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
         (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
-        (&Method::POST, "blobs") => crate::tree::blobs(shard, req, &key, auth).await,
+        (&Method::POST, "blobs") => crate::tree::blobs(shard, cfg, req, &key, auth).await,
         (&Method::POST, "git-receive-pack") => {
             crate::passthrough::pass(shard, req, &key, Kind::Push, "/git-receive-pack").await
         }

@@ -29,6 +29,7 @@ pub mod conn;
 pub mod deadline;
 pub mod error;
 pub mod git;
+pub mod lfs;
 pub mod limits;
 pub mod object;
 pub mod pack_request;
@@ -67,6 +68,9 @@ pub struct ServerConfig {
     /// Request-body bytes all shards may hold in memory at once (one budget,
     /// shared: every shard's copy of this config points at it).
     pub body_budget: std::sync::Arc<budget::BodyBudget>,
+    /// Blob bytes all `POST .../blobs` responses may hold in memory at once
+    /// (one budget, shared by every shard). Default 256 MiB.
+    pub blob_memory: std::sync::Arc<trove_engine::tree::blob_memory::BlobMemory>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             head_timeout: limits::HEAD_TIMEOUT,
             max_connections: None,
             body_budget: budget::BodyBudget::new(limits::BUFFERED_BODY_BUDGET_BYTES),
+            blob_memory: trove_engine::tree::blob_memory::BlobMemory::new(trove_engine::limits::BLOB_MEMORY_BYTES),
         }
     }
 }

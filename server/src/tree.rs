@@ -5,8 +5,8 @@
 //!
 //! A tree index is served like any stored object (ETag, Range,
 //! conditionals); by commit it is immutable. Both routes pass the repo's
-//! access check. The blob stream holds at most `BLOBS_READ_AHEAD` frames
-//! ahead of the client.
+//! access check. The blob stream holds at most `BLOBS_READ_AHEAD` pieces
+//! ahead of the client, each charged to the node's blob memory.
 
 use crate::body::RespBody;
 use crate::error::repo_error;
@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::rc::Rc;
 use trove_engine::repo::{Need, RepoError, RepoKey};
+use trove_engine::tree::blobs::Piece;
 use trove_engine::{Secret, Shard};
 
 pub const TREE_TYPE: &str = "application/x-trove-tree";
@@ -83,9 +84,11 @@ async fn resolve_ref(
     found.into_iter().next().flatten().ok_or_else(|| ApiError::not_found(format!("the repo has no ref {name:?}")))
 }
 
-/// `POST .../blobs`.
+/// `POST .../blobs`. 503 at once when the node's blob memory
+/// (`--blob-memory`) is spent, before anything is read.
 pub async fn blobs(
     shard: &Rc<Shard>,
+    cfg: &crate::ServerConfig,
     req: Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -93,12 +96,28 @@ pub async fn blobs(
     let body = read_small(req.into_body()).await?;
     let ids = trove_engine::tree::blobs::parse_request(&body).map_err(|e| ApiError::bad_request("invalid_blobs", e))?;
     let mirror = shard.repo(key, auth, Need::Ready).await.map_err(repo_error)?;
+    if !cfg.blob_memory.has_room(trove_engine::limits::BLOB_STREAM_CHUNK_BYTES as u64) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "the node holds as many blob bytes for slow readers as it may ({} bytes, --blob-memory); retry after \
+                 the Retry-After seconds",
+                cfg.blob_memory.max_bytes()
+            ),
+        )
+        .retry_after(2));
+    }
     trove_engine::stats::bump(&shard.stats().blob_requests, 1);
     let stats = shard.node.stats[usize::from(shard.id)].clone();
-    let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats)
+    let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats, cfg.blob_memory.clone())
         .map_err(|e| repo_error(RepoError::Io(format!("starting the blob reader: {e}"))))?;
-    let stream = futures_lite::stream::unfold(rx.on_shard(), |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, std::io::Error>(b), rx))
+    // A piece's charge is given back once hyper asks for the next one: by
+    // then it holds the bytes for the socket, and at most that one piece.
+    let stream = futures_lite::stream::unfold((rx.on_shard(), None), |(mut rx, passed)| async move {
+        drop::<Option<Piece>>(passed);
+        let piece = rx.recv().await?;
+        Some((Ok::<Bytes, std::io::Error>(piece.bytes.clone()), (rx, Some(piece))))
     });
     Ok(Response::builder()
         .status(StatusCode::OK)

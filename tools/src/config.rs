@@ -47,12 +47,15 @@ pub struct ServeArgs {
     /// A request head must arrive whole within this (from the connect, or the first byte of the next request), and a request body must bring at least 1 KiB/s over each such window; slower clients are disconnected. [default: 10s]
     #[arg(long, env = "TROVE_HEAD_TIMEOUT")]
     pub head_timeout: Option<String>,
-    /// Most client connections node-wide; when full, the one idle longest makes room for a new one. [default: the open-file limit less 2048]
+    /// Most client connections node-wide; when full, the one idle longest makes room for a new one. [default: half of the open-file limit less 2048, as a request may hold a socket and a file]
     #[arg(long, env = "TROVE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Request bodies (git upload-pack requests, read whole) all connections together may hold in memory, e.g. 512M; past it, 503 with Retry-After. [default: 1G]
     #[arg(long, env = "TROVE_BODY_MEMORY")]
     pub body_memory: Option<String>,
+    /// Blob bytes all `POST .../blobs` responses (what mounts hydrate from) may hold in memory for clients that read slowly, e.g. 1G; past it, new requests get 503 with Retry-After. [default: 256M]
+    #[arg(long, env = "TROVE_BLOB_MEMORY")]
+    pub blob_memory: Option<String>,
     /// Close connections idle this long, e.g. 30s. [default: 60s]
     #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
@@ -192,6 +195,14 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
             bail!("--body-memory must be at least 1M");
         }
         server.body_budget = trove_server::budget::BodyBudget::new(bytes);
+    }
+    if let Some(s) = m.blob_memory {
+        let bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--blob-memory")?;
+        let least = 2 * trove_engine::limits::BLOB_SERVE_MAX_BYTES;
+        if bytes < least {
+            bail!("--blob-memory must be at least {}M (two of the largest blobs read whole)", least >> 20);
+        }
+        server.blob_memory = trove_engine::tree::blob_memory::BlobMemory::new(bytes);
     }
     if let Some(n) = m.max_connections {
         if n == 0 {

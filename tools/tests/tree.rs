@@ -121,6 +121,11 @@ fn a_tree_index_lists_the_commit_as_git_does_and_blobs_come_checked() {
     assert_eq!(frames[3].1, 1, "missing");
     assert_eq!(node.stats()["git"]["blob_requests"], 1);
 
+    // An id asked three times is read and answered once.
+    let thrice = format!("{main_rs}\n{main_rs}\n{main_rs}\n");
+    let r = http("POST", &format!("{base}/blobs"), &[], thrice.into_bytes());
+    assert_eq!(crate::tree::frames(&r.body).len(), 1, "duplicates are answered once");
+
     // Bad requests.
     assert_eq!(http("POST", &format!("{base}/blobs"), &[], b"not an id\n".to_vec()).status, 400);
     let many = format!("{main_rs}\n").repeat(1025);

@@ -16,12 +16,14 @@
 //!
 //! A blob is read whole and hashed (`blob <len>\0` + bytes, SHA-1) before
 //! its frame is made: a mirror's corrupt object is `unreadable`, never
-//! sent. A larger one (over BLOB_SERVE_MAX_BYTES) is streamed after a
+//! sent. What a stream holds in memory is charged to the node's blob
+//! memory (`blob_memory.rs`). An id asked twice is answered once. A larger one (over BLOB_SERVE_MAX_BYTES) is streamed after a
 //! first pass hashed it: from its pack (`bigblob.rs`), or, a delta or
 //! loose, from git (`gitblob.rs`). A stream without its end frame was cut.
 //! The reader checks each blob against its oid again: it trusts no node.
 
-use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_SERVE_MAX_BYTES};
+use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_MEMORY_WAIT, BLOB_SERVE_MAX_BYTES};
+use crate::tree::blob_memory::{BlobMemory, Charge};
 use crate::tree::{oid_hex, parse_oid};
 
 pub const FRAME_HEADER_BYTES: usize = 20 + 1 + 8;
@@ -66,17 +68,9 @@ pub fn end_frame() -> [u8; FRAME_HEADER_BYTES] {
     frame_header(&[0; 20], END_STATUS, 0)
 }
 
-/// What [`read_checked`] read.
-pub enum Whole {
-    /// The blob's bytes, checked against its id.
-    Checked(Vec<u8>),
-    /// Over `BLOB_SERVE_MAX_BYTES`, so not read: its size (a delta's
-    /// rebuilt size), for streaming.
-    Large(u64),
-}
-
-/// Reads blob `oid` whole from `repo` and checks it against its id.
-pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Whole, Status> {
+/// A blob's size from its object header, before anything is read: Err
+/// when it is missing, not a blob, or unreadable.
+pub fn blob_size(repo: &gix::Repository, oid: &[u8; 20]) -> Result<u64, Status> {
     let id = gix::ObjectId::from_bytes_or_panic(oid);
     let header = match repo.try_find_header(id) {
         Ok(Some(h)) => h,
@@ -86,16 +80,20 @@ pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Whole, Sta
     if header.kind() != gix::objs::Kind::Blob {
         return Err(Status::NotABlob);
     }
-    if header.size() > BLOB_SERVE_MAX_BYTES {
-        return Ok(Whole::Large(header.size()));
-    }
+    Ok(header.size())
+}
+
+/// Reads blob `oid` (at most BLOB_SERVE_MAX_BYTES, see [`blob_size`]) whole
+/// from `repo` and checks it against its id.
+pub fn read_checked(repo: &gix::Repository, oid: &[u8; 20]) -> Result<Vec<u8>, Status> {
+    let id = gix::ObjectId::from_bytes_or_panic(oid);
     let object = repo.find_object(id).map_err(|_| Status::Unreadable)?;
     let data = object.detach().data;
     if !matches(oid, &data) {
         tracing::warn!(oid = %oid_hex(oid), "a blob in the mirror does not match its id; not served");
         return Err(Status::Unreadable);
     }
-    Ok(Whole::Checked(data))
+    Ok(data)
 }
 
 /// Whether `data` is the blob named `oid`.
@@ -104,40 +102,75 @@ pub fn matches(oid: &[u8; 20], data: &[u8]) -> bool {
         .is_ok_and(|h| h.as_bytes() == oid.as_slice())
 }
 
-/// Reads `ids` from `mirror` on a thread of its own and yields the frames
-/// (a header, then a blob's bytes, as separate chunks), at most
-/// `BLOBS_READ_AHEAD` ahead of the consumer; `served` counts the blobs
-/// sent. Dropping the receiver stops the reader. The frames come through
-/// a doorbell channel (`crate::doorbell`): a plain thread's wake of a
-/// shard through a futures channel can wait for the shard's next timer.
+/// One piece of a blob stream (a frame header, a blob, or a chunk of
+/// one) with its charge on the node's blob memory: the charge is given
+/// back when the piece is dropped, after the shard has passed it on.
+pub struct Piece {
+    pub bytes: bytes::Bytes,
+    _charge: Option<Charge>,
+}
+
+impl Piece {
+    fn free(bytes: bytes::Bytes) -> Self {
+        Self { bytes, _charge: None }
+    }
+
+    fn header(oid: &[u8; 20], status: Status, len: u64) -> Self {
+        Self::free(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, len)))
+    }
+}
+
+/// Reads `ids` from `mirror` on a thread of its own and yields the pieces
+/// (a header, then a blob's bytes), at most `BLOBS_READ_AHEAD` ahead of
+/// the consumer; each blob or chunk is charged to `memory` before it is
+/// read, and the stream is cut (no end frame) when no room comes within
+/// BLOB_MEMORY_WAIT. An id asked twice is read and answered once.
+/// `served` counts the blobs sent. Dropping the receiver stops the reader.
+/// The pieces come through a doorbell channel (`crate::doorbell`): a plain
+/// thread's wake of a shard through a futures channel can wait for the
+/// shard's next timer.
 pub fn spawn_reader(
     mirror: std::path::PathBuf,
     ids: Vec<[u8; 20]>,
     served: std::sync::Arc<crate::stats::ShardStats>,
-) -> std::io::Result<crate::doorbell::Receiver<bytes::Bytes>> {
+    memory: std::sync::Arc<BlobMemory>,
+) -> std::io::Result<crate::doorbell::Receiver<Piece>> {
     let (tx, rx) = crate::doorbell::channel(Some(crate::limits::BLOBS_READ_AHEAD))?;
     std::thread::Builder::new().name("trove-blobs".into()).spawn(move || {
-        let send = |b: bytes::Bytes| -> bool { tx.send(b).is_ok() };
+        let send = |p: Piece| -> bool { tx.send(p).is_ok() };
+        let charge = |bytes: u64| memory.take(bytes, BLOB_MEMORY_WAIT);
         let repo = crate::tree::walk::open(&mirror).ok();
-        for oid in &ids {
-            let read = match &repo {
-                Some(r) => read_checked(r, oid),
+        let mut answered = std::collections::HashSet::with_capacity(ids.len());
+        for oid in ids.iter().filter(|o| answered.insert(**o)) {
+            let size = match &repo {
+                Some(r) => blob_size(r, oid),
                 None => Err(Status::Unreadable),
             };
-            let sent = match read {
-                Ok(Whole::Large(size)) => send_big(&mirror, oid, size, &served, &send),
-                Ok(Whole::Checked(data)) => {
-                    crate::stats::bump(&served.blobs_served, 1);
-                    send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, data.len() as u64)))
-                        && send(bytes::Bytes::from(data))
+            let sent = match size {
+                Ok(size) if size > BLOB_SERVE_MAX_BYTES => send_big(&mirror, oid, size, &served, &send, &charge),
+                Ok(size) => {
+                    let Some(held) = charge(size) else {
+                        tracing::warn!(
+                            "no blob memory came free in {BLOB_MEMORY_WAIT:?} (--blob-memory); cutting a blob stream"
+                        );
+                        return;
+                    };
+                    match read_checked(repo.as_ref().expect("a size was read from it"), oid) {
+                        Ok(data) => {
+                            crate::stats::bump(&served.blobs_served, 1);
+                            send(Piece::header(oid, Status::Ok, data.len() as u64))
+                                && send(Piece { bytes: bytes::Bytes::from(data), _charge: Some(held) })
+                        }
+                        Err(status) => send(Piece::header(oid, status, 0)),
+                    }
                 }
-                Err(status) => send(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, 0))),
+                Err(status) => send(Piece::header(oid, status, 0)),
             };
             if !sent {
-                return; // the client went away
+                return; // the client went away, or no memory came free
             }
         }
-        send(bytes::Bytes::copy_from_slice(&end_frame()));
+        send(Piece::free(bytes::Bytes::copy_from_slice(&end_frame())));
     })?;
     Ok(rx)
 }
@@ -152,11 +185,12 @@ fn send_big(
     oid: &[u8; 20],
     size: u64,
     served: &crate::stats::ShardStats,
-    send: &dyn Fn(bytes::Bytes) -> bool,
+    send: &dyn Fn(Piece) -> bool,
+    charge: &dyn Fn(u64) -> Option<Charge>,
 ) -> bool {
     use crate::limits::{BLOB_REBUILD_MAX_BYTES, BLOB_STREAM_MAX_BYTES};
     use crate::tree::{bigblob::Stored, gitblob::GitBlob};
-    let refuse = |status: Status| send(bytes::Bytes::copy_from_slice(&frame_header(oid, status as u8, 0)));
+    let refuse = |status: Status| send(Piece::header(oid, status, 0));
     let unreadable = || {
         tracing::warn!(oid = %oid_hex(oid), "a large blob in the mirror does not match its id; not served");
         refuse(Status::Unreadable)
@@ -168,7 +202,7 @@ fn send_big(
                 return unreadable();
             }
             let Some(reader) = blob.reader() else { return refuse(Status::Unreadable) };
-            send_chunks(oid, blob.size, reader, send)
+            send_chunks(oid, blob.size, reader, send, charge)
         }
         Stored::Delta if size > BLOB_REBUILD_MAX_BYTES => return refuse(Status::TooLarge),
         Stored::Unpacked if size > BLOB_STREAM_MAX_BYTES => return refuse(Status::TooLarge),
@@ -179,7 +213,7 @@ fn send_big(
                 return unreadable();
             }
             let Ok(reader) = blob.reader() else { return refuse(Status::Unreadable) };
-            send_chunks(oid, size, reader, send)
+            send_chunks(oid, size, reader, send, charge)
         }
     };
     if sent {
@@ -188,19 +222,33 @@ fn send_big(
     sent
 }
 
-/// A blob's frame: its header, then `size` bytes of `reader` in chunks.
-fn send_chunks(oid: &[u8; 20], size: u64, mut reader: impl std::io::Read, send: &dyn Fn(bytes::Bytes) -> bool) -> bool {
-    if !send(bytes::Bytes::copy_from_slice(&frame_header(oid, Status::Ok as u8, size))) {
+/// A blob's frame: its header, then `size` bytes of `reader` in chunks,
+/// each charged before it is read. False when the client went away or no
+/// memory came free: the stream is then cut.
+fn send_chunks(
+    oid: &[u8; 20],
+    size: u64,
+    mut reader: impl std::io::Read,
+    send: &dyn Fn(Piece) -> bool,
+    charge: &dyn Fn(u64) -> Option<Charge>,
+) -> bool {
+    if !send(Piece::header(oid, Status::Ok, size)) {
         return false;
     }
     let mut left = size;
     while left > 0 {
         let n = (crate::limits::BLOB_STREAM_CHUNK_BYTES as u64).min(left);
+        let Some(held) = charge(n) else {
+            tracing::warn!("no blob memory came free in {BLOB_MEMORY_WAIT:?} (--blob-memory); cutting a blob stream");
+            return false;
+        };
         let mut chunk = vec![0u8; n as usize];
         // It was read whole and checked a moment ago; failing now is the
         // disk, and a stream cut before its end frame is what the client
         // then sees.
-        if reader.read_exact(&mut chunk).is_err() || !send(bytes::Bytes::from(chunk)) {
+        if reader.read_exact(&mut chunk).is_err()
+            || !send(Piece { bytes: bytes::Bytes::from(chunk), _charge: Some(held) })
+        {
             return false;
         }
         left -= n;

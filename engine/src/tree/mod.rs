@@ -13,6 +13,7 @@
 //! HTTP.
 
 pub mod bigblob;
+pub mod blob_memory;
 pub mod blobs;
 pub mod build;
 pub mod gitblob;
@@ -32,6 +33,8 @@ pub enum TreeError {
     BadIndex(String),
     #[error("the tree has more than {0} entries; trove mounts trees up to that size")]
     TooManyEntries(usize),
+    #[error("the tree's paths take more than {0} bytes; trove mounts trees up to that size")]
+    PathBytes(u64),
     #[error("only SHA-1 repositories are served as trees")]
     Sha256,
 }
