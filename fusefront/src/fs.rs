@@ -29,7 +29,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use trove_engine::hydrate::{HydrateError, Hydrator, Priority, Want};
 use trove_engine::tree::index::Kind;
 
@@ -55,7 +55,6 @@ impl MountCounters {
 /// How a mount's filesystem is set up.
 pub struct FsOptions {
     pub prefetch: bool,
-    pub ready_wait: Duration,
     /// Ask the kernel for passthrough (it may still refuse).
     pub passthrough: bool,
 }
@@ -105,7 +104,7 @@ impl TroveFs {
 
 impl Shared {
     fn table(&self) -> Result<&Arc<Table>, Errno> {
-        self.gate.pass(self.options.ready_wait).map_err(|reason| {
+        self.gate.pass().map_err(|reason| {
             self.counters.error(format!("not ready: {reason}"));
             Errno::EIO
         })
@@ -402,6 +401,16 @@ impl Filesystem for TroveFs {
             Kind::File | Kind::Executable => {}
         }
         if n.size == 0 {
+            // One blob is empty, and it has one id: an index that says
+            // otherwise lies, and is not believed (no bytes at all are
+            // still bytes served).
+            if n.oid != EMPTY_BLOB {
+                s.counters.error(format!(
+                    "the tree index says a file is empty but names blob {}, which is not the empty blob",
+                    trove_engine::tree::oid_hex(&n.oid)
+                ));
+                return reply.error(Errno::EIO);
+            }
             let fh = s.handles.insert(Open::Empty);
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
         }
@@ -559,6 +568,12 @@ impl Filesystem for TroveFs {
         }
     }
 }
+
+/// The id of the empty blob (`git hash-object /dev/null`).
+const EMPTY_BLOB: [u8; 20] = [
+    0xe6, 0x9d, 0xe2, 0x9b, 0xb2, 0xd1, 0xd6, 0x43, 0x4b, 0x8b, 0x29, 0xae, 0x77, 0x5a, 0xd8, 0xc2, 0xe4, 0x8c, 0x53,
+    0x91,
+];
 
 fn libc_trunc() -> i32 {
     rustix::fs::OFlags::TRUNC.bits() as i32

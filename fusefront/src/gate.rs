@@ -1,19 +1,37 @@
 //! The readiness gate: FUSE operations that arrive before the inode table
-//! is built wait for it (bounded), and get EIO with the reason once
-//! preparing failed. After it opens, passing it is one atomic load.
+//! is built wait for it, until one deadline for the whole mount
+//! (`--ready-timeout` from the start), and get EIO with the reason once
+//! preparing failed or the deadline passed. Waiters do not queue behind
+//! each other: eight operations on two FUSE threads used to wait the
+//! timeout each, in turn (10, 10, 20, 20... s). After it opens, passing it
+//! is one atomic load.
 
 use crate::table::Table;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-#[derive(Default)]
 pub struct Gate {
     ready: OnceLock<Arc<Table>>,
     failed: Mutex<Option<String>>,
     changed: Condvar,
+    /// When waiting ends for every operation, ready or not.
+    deadline: Instant,
+    /// What `deadline` was set from, for the reason.
+    wait: Duration,
 }
 
 impl Gate {
+    /// A closed gate that holds operations for at most `wait` from now.
+    pub fn new(wait: Duration) -> Gate {
+        Gate {
+            ready: OnceLock::new(),
+            failed: Mutex::new(None),
+            changed: Condvar::new(),
+            deadline: Instant::now() + wait,
+            wait,
+        }
+    }
+
     /// Opens the gate on `table`.
     pub fn open(&self, table: Arc<Table>) {
         let _ = self.ready.set(table);
@@ -27,12 +45,12 @@ impl Gate {
         self.changed.notify_all();
     }
 
-    /// The table, waiting up to `wait` for it; Err says why there is none.
-    pub fn pass(&self, wait: Duration) -> Result<&Arc<Table>, String> {
+    /// The table, waiting for it until the gate's deadline; Err says why
+    /// there is none (at once once it failed or the deadline passed).
+    pub fn pass(&self) -> Result<&Arc<Table>, String> {
         if let Some(t) = self.ready.get() {
             return Ok(t);
         }
-        let deadline = Instant::now() + wait;
         let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(t) = self.ready.get() {
@@ -41,9 +59,12 @@ impl Gate {
             if let Some(reason) = failed.as_ref() {
                 return Err(reason.clone());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(format!("the tree index was not ready within {wait:?}"));
+                let reason = format!("the tree index was not ready within {:?} (--ready-timeout)", self.wait);
+                *failed = Some(reason.clone());
+                self.changed.notify_all();
+                return Err(reason);
             }
             failed = self.changed.wait_timeout(failed, left).unwrap_or_else(|p| p.into_inner()).0;
         }
@@ -57,14 +78,32 @@ mod tests {
 
     #[test]
     fn waiters_are_let_through_or_told_why_not() {
-        let gate = Arc::new(Gate::default());
-        assert!(gate.pass(Duration::from_millis(1)).is_err(), "bounded wait");
+        let gate = Arc::new(Gate::new(Duration::from_secs(60)));
         let g = gate.clone();
-        let waiter = std::thread::spawn(move || g.pass(Duration::from_secs(60)).map(|t| t.len()));
-        gate.open(Arc::new(Table::build(TreeIndex { commit: [0; 20], entries: vec![] }).expect("empty tree")));
+        let waiter = std::thread::spawn(move || g.pass().map(|t| t.len()));
+        gate.open(Arc::new(Table::build(TreeIndex::empty([0; 20])).expect("empty tree")));
         assert_eq!(waiter.join().expect("joined"), Ok(1));
-        let failed = Gate::default();
+        let failed = Gate::new(Duration::from_secs(60));
         failed.fail("the node is gone".into());
-        assert_eq!(failed.pass(Duration::from_secs(60)).err().as_deref(), Some("the node is gone"));
+        assert_eq!(failed.pass().err().as_deref(), Some("the node is gone"));
+    }
+
+    #[test]
+    fn the_deadline_is_one_for_the_mount_not_one_per_waiter() {
+        let gate = Arc::new(Gate::new(Duration::from_millis(300)));
+        let started = Instant::now();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.pass().err())
+            })
+            .collect();
+        for w in waiters {
+            assert!(w.join().expect("joined").is_some_and(|e| e.contains("--ready-timeout")));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let t = Instant::now();
+        assert!(gate.pass().is_err(), "later operations fail at once");
+        assert!(t.elapsed() < Duration::from_millis(100));
     }
 }

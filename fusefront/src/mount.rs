@@ -129,7 +129,10 @@ pub fn run(
         started_ms: trove_engine::now_ms(),
         ..Default::default()
     }));
-    let gate = Arc::new(Gate::default());
+    // One deadline for the whole preparation: the gate's waiters, and the
+    // wait for the index below.
+    let gate = Arc::new(Gate::new(options.ready_timeout));
+    let ready_by = Instant::now() + options.ready_timeout;
     let counters = Arc::new(MountCounters::default());
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
     let workers: Vec<_> = (0..COMPLETION_THREADS)
@@ -148,7 +151,7 @@ pub fn run(
         hydrator.clone(),
         jobs_tx,
         counters.clone(),
-        FsOptions { prefetch: options.prefetch, ready_wait: options.ready_timeout, passthrough: options.passthrough },
+        FsOptions { prefetch: options.prefetch, passthrough: options.passthrough },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -190,6 +193,15 @@ pub fn run(
     let prepared = crossbeam_channel::select! {
         recv(prepared_rx) -> r => r.unwrap_or_else(|_| Err(MountError::BadIndex("preparing stopped".into()))),
         recv(stop) -> _ => Err(MountError::Interrupted),
+        // A node that stalls or trickles the index: the thread is left to
+        // its own timeout, the mount fails now.
+        recv(crossbeam_channel::at(ready_by)) -> _ => Err(MountError::Unreachable {
+            node: options.node.clone(),
+            reason: format!(
+                "it did not send the tree index within {:?} (--ready-timeout; a node new to the repo clones it first)",
+                options.ready_timeout
+            ),
+        }),
     };
     let table = match prepared {
         Ok(t) => t,
@@ -358,9 +370,11 @@ fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
         Revision::Commit(c) => format!("{base}/{c}"),
         Revision::Ref(r) => format!("{base}?ref={}", url_escape(r)),
     };
+    // Never a redirect: the node's answer is the index, from the node.
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(options.fetch_timeout.min(Duration::from_secs(5)))
-        .timeout_read(Duration::from_secs(300))
+        .timeout(options.ready_timeout)
+        .redirects(0)
         .build();
     let mut req = agent.get(&url);
     if let Some(auth) = &options.auth {
@@ -382,6 +396,14 @@ fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
         }
         Err(e) => return Err(MountError::Unreachable { node: options.node.clone(), reason: e.to_string() }),
     };
+    if resp.status() != 200 {
+        return Err(MountError::Node {
+            status: resp.status(),
+            message:
+                "a redirect; a mount never follows one (it could lead anywhere): pass the node's own URL as --node"
+                    .into(),
+        });
+    }
     let mut compressed = Vec::new();
     resp.into_reader().take(TREE_INDEX_DOWNLOAD_MAX_BYTES + 1).read_to_end(&mut compressed).map_err(|e| {
         MountError::Unreachable { node: options.node.clone(), reason: format!("reading the tree index: {e}") }

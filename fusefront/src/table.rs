@@ -41,14 +41,19 @@ pub struct Table {
 
 impl Table {
     /// Builds the table. The index was already checked by its decoder
-    /// (every parent is a directory listed before its children, no `..`).
+    /// (every parent is a directory listed before its children, no `..`),
+    /// which also found each entry's directory (`parents`; an index made
+    /// by hand has none, and they are found here). Each path is freed as
+    /// its name is copied, so paths and names are never held twice.
     pub fn build(index: TreeIndex) -> Result<Table, String> {
         let n = index.entries.len() + 1;
         if u32::try_from(n).is_err() {
             return Err(format!("{n} entries do not fit the inode table"));
         }
+        let parents =
+            if index.parents.len() == index.entries.len() { index.parents } else { parents_of(&index.entries)? };
         let mut nodes = Vec::with_capacity(n);
-        let mut names = Vec::with_capacity(index.entries.iter().map(|e| e.path.len()).sum::<usize>() / 2);
+        let mut names = Vec::new();
         nodes.push(Node {
             parent: 0,
             name_start: 0,
@@ -60,22 +65,20 @@ impl Table {
             children_len: 0,
             subdirs: 0,
         });
-        let mut dirs: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
         let (mut files, mut file_bytes) = (0u64, 0u64);
-        for e in &index.entries {
-            let (parent_path, name) = match e.path.iter().rposition(|&b| b == b'/') {
-                Some(i) => (&e.path[..i], &e.path[i + 1..]),
-                None => (&e.path[..0], &e.path[..]),
+        for (e, parent) in index.entries.into_iter().zip(parents) {
+            let name = match e.path.iter().rposition(|&b| b == b'/') {
+                Some(i) => &e.path[i + 1..],
+                None => &e.path[..],
             };
-            let parent = if parent_path.is_empty() {
-                0
-            } else {
-                *dirs.get(parent_path).ok_or_else(|| "an entry's directory is not listed before it".to_owned())?
+            let Some(up) = nodes.get_mut(parent as usize) else {
+                return Err("an entry's directory is not listed before it".to_owned());
             };
-            let idx = nodes.len() as u32;
+            if up.kind != Kind::Dir {
+                return Err("an entry's directory is not a directory".to_owned());
+            }
             if e.kind == Kind::Dir {
-                dirs.insert(&e.path[..], idx);
-                nodes[parent as usize].subdirs += 1;
+                up.subdirs += 1;
             }
             if e.kind.is_blob() {
                 files += 1;
@@ -97,6 +100,7 @@ impl Table {
                 return Err("the names of the tree pass 4 GiB".into());
             }
         }
+        names.shrink_to_fit();
         let mut order: Vec<u32> = (1..nodes.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| {
             let (na, nb) = (&nodes[a as usize], &nodes[b as usize]);
@@ -165,6 +169,26 @@ fn name_of<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
     &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
 }
 
+/// Each entry's directory (0 the root, `j + 1` entry `j`), for an index
+/// made by hand rather than decoded.
+fn parents_of(entries: &[trove_engine::tree::index::Entry]) -> Result<Vec<u32>, String> {
+    let mut dirs: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    let mut parents = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let parent = match e.path.iter().rposition(|&b| b == b'/') {
+            None => 0,
+            Some(cut) => {
+                *dirs.get(&e.path[..cut]).ok_or_else(|| "an entry's directory is not listed before it".to_owned())?
+            }
+        };
+        if e.kind == Kind::Dir {
+            dirs.insert(&e.path[..], i as u32 + 1);
+        }
+        parents.push(parent);
+    }
+    Ok(parents)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +211,7 @@ mod tests {
                 entry(Kind::File, b"d/e/\xff\xfe", 0),
                 entry(Kind::Submodule, b"d/sub", 0),
             ],
+            parents: vec![],
         };
         let t = Table::build(index).expect("valid");
         assert_eq!(t.len(), 8);
@@ -207,8 +232,8 @@ mod tests {
 
     #[test]
     fn a_name_twice_in_one_directory_is_refused() {
-        let index =
-            TreeIndex { commit: [0; 20], entries: vec![entry(Kind::File, b"a", 1), entry(Kind::File, b"a", 2)] };
+        let entries = vec![entry(Kind::File, b"a", 1), entry(Kind::File, b"a", 2)];
+        let index = TreeIndex { commit: [0; 20], entries, parents: vec![] };
         assert!(Table::build(index).is_err());
     }
 }

@@ -178,6 +178,23 @@ fn fake_node(
     blobs: impl Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync + 'static,
     index_override: Option<Vec<u8>>,
 ) -> TcpServer {
+    fake_node_with(files, index_override, move |body, conn| match blobs(body) {
+        Some(b) => {
+            let _ = conn.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len()).as_bytes(),
+            );
+            let _ = conn.write_all(&b);
+        }
+        // Hold the connection until the client gives up on it.
+        None => {
+            let mut chunk = [0u8; 4096];
+            while conn.read(&mut chunk).is_ok_and(|n| n > 0) {}
+        }
+    })
+}
+
+/// The tree index of `files` (name, bytes), as a node makes it.
+fn index_of(files: &[(&'static str, Vec<u8>)]) -> Vec<u8> {
     use trove_engine::tree::index::{encode, Entry, Kind};
     let entries: Vec<Entry> = files
         .iter()
@@ -188,7 +205,17 @@ fn fake_node(
             path: name.as_bytes().to_vec(),
         })
         .collect();
-    let index = index_override.unwrap_or_else(|| encode(&[3; 20], &entries));
+    encode(&[3; 20], &entries)
+}
+
+/// As `fake_node`, with POST blobs answered by `respond` on the
+/// connection itself (the request body in).
+fn fake_node_with(
+    files: Vec<(&'static str, Vec<u8>)>,
+    index_override: Option<Vec<u8>>,
+    respond: impl Fn(&[u8], &mut std::net::TcpStream) + Send + Sync + 'static,
+) -> TcpServer {
+    let index = index_override.unwrap_or_else(|| index_of(&files));
     TcpServer::start(move |mut conn| {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -214,16 +241,13 @@ fn fake_node(
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        let body = if head.starts_with("get ") { Some(index.clone()) } else { blobs(&buf[head_end..head_end + len]) };
-        match body {
-            Some(b) => {
-                let _ = conn.write_all(
-                    format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len()).as_bytes(),
-                );
-                let _ = conn.write_all(&b);
-            }
-            // Hold the connection until the client gives up on it.
-            None => while conn.read(&mut chunk).is_ok_and(|n| n > 0) {},
+        if head.starts_with("get ") {
+            let _ = conn.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", index.len()).as_bytes(),
+            );
+            let _ = conn.write_all(&index);
+        } else {
+            respond(&buf[head_end..head_end + len], &mut conn);
         }
     })
 }
@@ -540,4 +564,146 @@ fn a_large_blob_stored_as_a_delta_or_loose_is_rebuilt_by_git() {
     assert!(objects.join(&oid[..2]).join(&oid[2..]).is_file(), "v3 is loose in the mirror");
     assert!(std::fs::read(m3.path("asset.bin")).expect("v3 reads") == v3, "v3 byte for byte");
     assert_eq!(blobs_served(&node), served + 3);
+}
+
+#[test]
+fn a_node_that_trickles_blobs_fails_the_open_within_a_deadline_that_grows_with_size() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let small = b"twelve bytes".to_vec();
+    let large = content(5, 1 << 20);
+    let files = vec![("small.txt", small.clone()), ("large.bin", large.clone())];
+    let by_oid: Vec<([u8; 20], Vec<u8>)> = files.iter().map(|(_, b)| (git_oid(b), b.clone())).collect();
+    // Every frame's bytes, one a second: each gap is within --fetch-timeout,
+    // the whole never arrives in time.
+    let fake = fake_node_with(files, None, move |body, conn| {
+        let mut out = Vec::new();
+        for line in String::from_utf8_lossy(body).lines() {
+            let oid = trove_engine::tree::parse_oid(line.trim()).expect("an id");
+            let bytes = &by_oid.iter().find(|(o, _)| *o == oid).expect("asked for a file of the index").1;
+            out.extend(frame(&oid, 0, bytes));
+        }
+        out.extend_from_slice(&trove_engine::tree::blobs::end_frame());
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", out.len());
+        if conn.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        for b in out {
+            if conn.write_all(&[b]).is_err() {
+                return; // the mount gave up
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "2s"]);
+    // 12 bytes: --fetch-timeout (2 s) and nothing for the size.
+    let t = Instant::now();
+    let e = std::fs::read(m.path("small.txt")).expect_err("a trickle is no answer");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(6), "the small open took {:?}", t.elapsed());
+    // 1 MiB: 2 s more at the documented 256 KiB/s.
+    let t = Instant::now();
+    let e = std::fs::read(m.path("large.bin")).expect_err("a trickle is no answer");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(10), "the 1 MiB open took {:?}", t.elapsed());
+    wait_until("trove mounts to say the node was too slow", Duration::from_secs(10), || {
+        m.records()[0]["last_error"].as_str().is_some_and(|e| e.contains("slower than"))
+    });
+}
+
+/// A tree index of `depth` nested directories and `files` files in the
+/// deepest: a few MB compressed, `files` x ~2 KB of paths raw.
+fn deep_index(depth: usize, files: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut raw = b"TROVETREE1\n".to_vec();
+    raw.extend_from_slice(&[3; 20]);
+    raw.extend_from_slice(&((depth + files) as u64).to_le_bytes());
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("zstd");
+    encoder.write_all(&raw).expect("write");
+    let mut entry = |kind: u8, size: u64, path: &[u8]| {
+        let mut e = vec![kind];
+        e.extend_from_slice(&[7; 20]);
+        e.extend_from_slice(&size.to_le_bytes());
+        e.extend_from_slice(&(path.len() as u32).to_le_bytes());
+        e.extend_from_slice(path);
+        encoder.write_all(&e).expect("write");
+    };
+    let mut dir = b"d".to_vec();
+    entry(4, 0, &dir);
+    for _ in 1..depth {
+        dir.extend_from_slice(b"/d");
+        entry(4, 0, &dir);
+    }
+    for i in 0..files {
+        let mut p = dir.clone();
+        p.extend_from_slice(format!("/{i:07}").as_bytes());
+        entry(1, 1, &p);
+    }
+    encoder.finish().expect("zstd")
+}
+
+#[test]
+fn a_tree_index_too_large_to_hold_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // 1000 nested directories and 300k files: ~600 MB of paths raw, over
+    // the 512 MiB every index's paths must fit.
+    let bomb = deep_index(1000, 300_000);
+    assert!(bomb.len() < 16 << 20, "a small body: {} bytes", bomb.len());
+    let fake = fake_node(vec![], |_| None, Some(bomb));
+    let (mut child, mnt, _, _, log, _) = Mount::spawn(dir.path(), &fake.url(), REPO, &[]);
+    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(peak < 1 << 30, "the mount's memory reached {} MB decoding a small index", peak >> 20);
+    assert_eq!(code, Some(6), "exit 6, the index refused: {log}");
+    assert!(log.contains("paths take more than"), "and why: {log}");
+    assert!(!is_mounted(&mnt));
+}
+
+#[test]
+fn an_index_that_calls_a_blob_empty_is_not_believed() {
+    use trove_engine::tree::index::{encode, Entry, Kind};
+    let dir = tempfile::tempdir().expect("tmp");
+    let entry = |path: &str, bytes: &[u8], size: u64| Entry {
+        kind: Kind::File,
+        oid: git_oid(bytes),
+        size,
+        path: path.as_bytes().to_vec(),
+    };
+    // "lie" names the blob of "hello" with size 0; "empty" is the real empty blob.
+    let index = encode(&[3; 20], &[entry("lie", b"hello", 0), entry("empty", b"", 0)]);
+    let fake = fake_node(vec![], |_| None, Some(index));
+    let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "2s"]);
+    assert_eq!(std::fs::read(m.path("empty")).expect("the empty blob reads"), b"");
+    let e = std::fs::read(m.path("lie")).expect_err("an empty read of a blob that is not empty");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+}
+
+#[test]
+fn a_blob_larger_than_the_whole_cache_is_refused_before_it_is_fetched() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().expect("tmp");
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = asked.clone();
+    let big = content(3, 3 << 20);
+    let fake = fake_node(
+        vec![("big.bin", big.clone()), ("small.txt", b"small".to_vec())],
+        move |body| {
+            counted.fetch_add(String::from_utf8_lossy(body).lines().count(), Ordering::SeqCst);
+            let mut out = Vec::new();
+            for line in String::from_utf8_lossy(body).lines() {
+                let oid = trove_engine::tree::parse_oid(line.trim()).expect("an id");
+                out.extend(frame(&oid, 0, if oid == git_oid(b"small") { b"small" } else { &big }));
+            }
+            out.extend_from_slice(&trove_engine::tree::blobs::end_frame());
+            Some(out)
+        },
+        None,
+    );
+    let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--cache-capacity", "1M"]);
+    let read = std::fs::read(m.path("big.bin"));
+    assert_eq!(read.as_ref().map(Vec::len).map_err(|e| e.raw_os_error()), Err(Some(EIO)), "it cannot be kept");
+    assert_eq!(asked.load(Ordering::SeqCst), 0, "never asked of the node");
+    assert_eq!(std::fs::read(m.path("small.txt")).expect("a small file reads"), b"small");
+    wait_until("trove mounts to say why", Duration::from_secs(10), || {
+        m.records()[0]["last_error"].as_str().is_some_and(|e| e.contains("--cache-capacity"))
+    });
 }

@@ -8,14 +8,19 @@
 //! whole and land through the page cache on the executor's blocking
 //! thread (see `land_whole` for why), so the shard never waits on them. No fdatasync: the id proves the blob on the next
 //! start (blobstore.rs). A wrong blob costs only itself; a broken stream
-//! fails every blob not yet landed, and the queue may ask again.
+//! fails every blob not yet landed, and the queue may ask again. A batch
+//! has a deadline that grows with its bytes (HYDRATE_MIN_BYTES_PER_SEC)
+//! beside `--fetch-timeout` for each gap, so a trickling node cannot hold
+//! an open.
 //!
 //! Runs on the owner shard's executor; it never blocks it on a read.
 
 use super::blobstore::BlobStore;
 use super::frames::{refusal, Event, FrameReader};
 use super::{hex, HydrateConfig, HydrateError, Oid};
-use crate::limits::{HYDRATE_SMALL_BLOB_BYTES, HYDRATE_SMALL_LANDINGS, HYDRATE_WRITE_BUFFER_BYTES};
+use crate::limits::{
+    HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_SMALL_LANDINGS, HYDRATE_WRITE_BUFFER_BYTES,
+};
 use crate::remote::http::{read_small, send, ClientOptions};
 use crate::remote::RemoteError;
 use bytes::Bytes;
@@ -71,6 +76,17 @@ pub async fn run_batch(
     batch: Vec<(Oid, u64)>,
     on_blob: &mut dyn FnMut(Oid, Result<(), HydrateError>),
 ) {
+    // A blob the index says is larger than the whole cache could never be
+    // kept: refused before a byte of it lands in tmp/ (the index is the
+    // node's word, and a lie about a size must not fill the disk).
+    let capacity = store.capacity_bytes();
+    let (batch, too_large): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(_, len)| *len <= capacity);
+    for (oid, len) in too_large {
+        on_blob(oid, Err(HydrateError::LargerThanCache { oid: hex(&oid), len, capacity }));
+    }
+    if batch.is_empty() {
+        return;
+    }
     let mut unanswered: Vec<Oid> = batch.iter().map(|(o, _)| *o).collect();
     let result = stream_batch(config, client, store, batch, &mut |oid, r| {
         if let Some(i) = unanswered.iter().position(|o| *o == oid) {
@@ -134,9 +150,17 @@ async fn stream_batch(
     let timeout = config.fetch_timeout;
     let started = std::time::Instant::now();
     let asked = batch.len();
-    let resp = send("POST blobs", http::Method::POST, &url, &headers, Bytes::from(body), client)
-        .await
-        .map_err(|e| from_remote(&node, e, timeout))?;
+    // The whole batch's deadline, beside each gap's: see HYDRATE_MIN_BYTES_PER_SEC.
+    let batch_bytes: u64 = batch.iter().map(|(_, len)| *len).sum();
+    let overall = timeout + Duration::from_secs_f64(batch_bytes as f64 / HYDRATE_MIN_BYTES_PER_SEC as f64);
+    let too_slow =
+        || HydrateError::TooSlow { bytes: batch_bytes, min_rate: HYDRATE_MIN_BYTES_PER_SEC, after: started.elapsed() };
+    let sent = send("POST blobs", http::Method::POST, &url, &headers, Bytes::from(body), client);
+    let resp = futures_lite::future::or(async { sent.await.map_err(|e| from_remote(&node, e, timeout)) }, async {
+        glommio::timer::sleep(overall).await;
+        Err(too_slow())
+    })
+    .await?;
     let status = resp.status().as_u16();
     if status != 200 {
         let text = read_small("POST blobs", resp.into_body(), 4096, timeout).await.unwrap_or_default();
@@ -217,7 +241,11 @@ async fn stream_batch(
             }
         }
         Ok(())
-    }
+    };
+    let outcome = futures_lite::future::or(outcome, async {
+        glommio::timer::sleep(overall.saturating_sub(started.elapsed())).await;
+        Err(too_slow())
+    })
     .await;
     // What landed is answered also when the stream broke after it.
     for task in smalls {

@@ -39,6 +39,13 @@ pub enum HydrateError {
     Unreachable { node: String, reason: String },
     #[error("the node did not answer within {0:?} (--fetch-timeout); try again, or raise it for a slow node")]
     Timeout(Duration),
+    #[error(
+        "the node sent {bytes} bytes of blobs slower than the {min_rate} bytes/s a fetch must keep (it was cut after \
+         {after:?}); the node is failing or the link is too slow"
+    )]
+    TooSlow { bytes: u64, min_rate: u64, after: Duration },
+    #[error("blob {oid} is {len} bytes, more than the whole blob cache ({capacity} bytes); raise --cache-capacity")]
+    LargerThanCache { oid: String, len: u64, capacity: u64 },
     #[error("the node answered {status} to POST blobs: {message}")]
     Status { status: u16, message: String },
     #[error("the node does not have blob {0}; the mount's tree index names an object its mirror lacks")]

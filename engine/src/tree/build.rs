@@ -120,7 +120,9 @@ pub fn tree_error(e: TreeError) -> RepoError {
     match e {
         TreeError::UnknownCommit(c) => RepoError::UnknownCommit(c),
         TreeError::BadCommit(c) => RepoError::BadName(format!("commit {c:?}")),
-        TreeError::Sha256 | TreeError::TooManyEntries(_) => RepoError::Unsupported(e.to_string()),
+        TreeError::Sha256 | TreeError::TooManyEntries(_) | TreeError::PathBytes(_) => {
+            RepoError::Unsupported(e.to_string())
+        }
         TreeError::Mirror(_) | TreeError::BadIndex(_) => RepoError::Io(e.to_string()),
     }
 }

@@ -21,14 +21,16 @@
 //! are bytes (git allows any but NUL and '/'), not necessarily UTF-8.
 //!
 //! [`decode`] treats its input as hostile (it comes over the network):
-//! sizes are bounded before anything is allocated, every path component
+//! the entry count, each path and all paths together are bounded
+//! (TREE_INDEX_MAX_ENTRIES, TREE_PATH_MAX_BYTES, TREE_INDEX_MAX_PATH_BYTES)
+//! in a first pass that keeps nothing, so what is then allocated is
+//! bounded by [`MAX_MEMORY_BYTES`]; every path component
 //! is checked (non-empty, not `.` or `..`, no NUL; `.git` refused, as git
 //! refuses it in a tree), and every entry's parent must be a directory
 //! listed before it.
 
-use crate::limits::{TREE_INDEX_MAX_ENTRIES, TREE_PATH_MAX_BYTES};
+use crate::limits::{TREE_INDEX_MAX_ENTRIES, TREE_INDEX_MAX_PATH_BYTES, TREE_PATH_MAX_BYTES};
 use crate::tree::TreeError;
-use std::collections::HashSet;
 use std::io::Read;
 
 const MAGIC: &[u8; 11] = b"TROVETREE1\n";
@@ -74,7 +76,39 @@ pub struct Entry {
 pub struct TreeIndex {
     pub commit: [u8; 20],
     pub entries: Vec<Entry>,
+    /// Each entry's directory, as decode found it: 0 the root, `j + 1` the
+    /// directory `entries[j]`. Empty for an index made by hand (see
+    /// [`TreeIndex::parents`]).
+    pub parents: Vec<u32>,
 }
+
+impl TreeIndex {
+    /// An index of no entries (a mount of an empty tree, in tests).
+    pub fn empty(commit: [u8; 20]) -> TreeIndex {
+        TreeIndex { commit, entries: Vec::new(), parents: Vec::new() }
+    }
+}
+
+/// Raw bytes of an index (before compression) at most: the fixed part of
+/// every entry at TREE_INDEX_MAX_ENTRIES, plus TREE_INDEX_MAX_PATH_BYTES.
+pub const MAX_RAW_BYTES: u64 =
+    (MAGIC.len() + 28) as u64 + TREE_INDEX_MAX_ENTRIES as u64 * ENTRY_FIXED_BYTES as u64 + TREE_INDEX_MAX_PATH_BYTES;
+
+/// Memory a decoded index and the mount's table of it take at most while
+/// the table is built, for `entries` entries whose paths hold `path_bytes`
+/// bytes: each entry's record, its path (with the allocator's overhead),
+/// its parent, its sort slot, and the table's node and child slot. The
+/// names the table keeps are the last components of paths it frees as it
+/// goes, so paths and names together stay under `path_bytes` plus the
+/// overhead. Measured in the README (a 4M-entry directory).
+pub const fn memory_bound_bytes(entries: u64, path_bytes: u64) -> u64 {
+    const PER_ENTRY: u64 = std::mem::size_of::<Entry>() as u64 + 16 + 4 + 4 + 64 + 4;
+    entries * PER_ENTRY + path_bytes
+}
+
+/// The most any index the decoder accepts takes, by [`memory_bound_bytes`].
+pub const MAX_MEMORY_BYTES: u64 = memory_bound_bytes(TREE_INDEX_MAX_ENTRIES as u64, TREE_INDEX_MAX_PATH_BYTES);
+const _: () = assert!(MAX_MEMORY_BYTES <= 3 << 29, "an index at the format's maxima must fit 1.5 GiB");
 
 /// Encodes `entries` (breadth first) for `commit`.
 pub fn encode(commit: &[u8; 20], entries: &[Entry]) -> Vec<u8> {
@@ -92,68 +126,142 @@ pub fn encode(commit: &[u8; 20], entries: &[Entry]) -> Vec<u8> {
     zstd::bulk::compress(&raw, 3).expect("compressing to memory does not fail")
 }
 
-/// Decodes and checks an index.
-pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
-    let bad = |why: &str| TreeError::BadIndex(why.to_owned());
-    // Bounded before it is inflated: a small bomb cannot take the memory.
-    let max_raw =
-        (MAGIC.len() + 28) as u64 + TREE_INDEX_MAX_ENTRIES as u64 * (ENTRY_FIXED_BYTES + TREE_PATH_MAX_BYTES) as u64;
-    let mut raw = Vec::new();
-    zstd::stream::read::Decoder::new(compressed)
-        .map_err(|e| bad(&format!("zstd: {e}")))?
-        .take(max_raw + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| bad(&format!("zstd: {e}")))?;
-    if raw.len() as u64 > max_raw {
-        return Err(bad("larger than any index trove writes"));
-    }
-    let mut r = Reader { buf: &raw, pos: 0 };
-    if r.take(MAGIC.len()).ok_or_else(|| bad("truncated"))? != MAGIC {
+/// What an index holds, from a first pass that allocates nothing: its
+/// entry count and the bytes of all its paths, each bounded.
+struct Extent {
+    count: u64,
+    path_bytes: u64,
+}
+
+/// The inflated index, read as a stream (never whole in memory) and cut
+/// at MAX_RAW_BYTES.
+fn raw_reader(compressed: &[u8]) -> Result<impl Read + '_, TreeError> {
+    let decoder = zstd::stream::read::Decoder::new(compressed).map_err(|e| bad(&format!("zstd: {e}")))?;
+    Ok(std::io::BufReader::with_capacity(64 << 10, decoder.take(MAX_RAW_BYTES + 1)))
+}
+
+fn bad(why: &str) -> TreeError {
+    TreeError::BadIndex(why.to_owned())
+}
+
+/// Reads exactly `buf.len()` bytes, or says the index is truncated.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> Result<(), TreeError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => bad("truncated (or larger than any index trove accepts)"),
+        _ => bad(&format!("zstd: {e}")),
+    })
+}
+
+/// The header: magic, commit and entry count (bounded).
+fn read_header(r: &mut impl Read) -> Result<([u8; 20], u64), TreeError> {
+    let mut head = [0u8; 11 + 20 + 8];
+    fill(r, &mut head)?;
+    if &head[..11] != MAGIC {
         return Err(bad("not a trove tree index (magic)"));
     }
-    let commit: [u8; 20] = r.take(20).ok_or_else(|| bad("truncated"))?.try_into().expect("20 bytes");
-    let count = r.u64().ok_or_else(|| bad("truncated"))?;
+    let commit: [u8; 20] = head[11..31].try_into().expect("20 bytes");
+    let count = u64::from_le_bytes(head[31..].try_into().expect("8 bytes"));
     if count > TREE_INDEX_MAX_ENTRIES as u64 {
         return Err(TreeError::TooManyEntries(TREE_INDEX_MAX_ENTRIES));
     }
-    // Every entry takes at least its fixed part: a count the bytes cannot
-    // hold is refused before the vector is made.
-    if count as usize * ENTRY_FIXED_BYTES > raw.len() {
-        return Err(bad("more entries than bytes"));
+    Ok((commit, count))
+}
+
+/// An entry's fixed part: kind, oid, size and path length (bounded).
+fn read_fixed(r: &mut impl Read) -> Result<(Kind, [u8; 20], u64, usize), TreeError> {
+    let mut fixed = [0u8; ENTRY_FIXED_BYTES];
+    fill(r, &mut fixed)?;
+    let kind = Kind::from_u8(fixed[0]).ok_or_else(|| bad("unknown kind"))?;
+    let oid: [u8; 20] = fixed[1..21].try_into().expect("20 bytes");
+    let size = u64::from_le_bytes(fixed[21..29].try_into().expect("8 bytes"));
+    let len = u32::from_le_bytes(fixed[29..33].try_into().expect("4 bytes")) as usize;
+    if len == 0 || len > TREE_PATH_MAX_BYTES {
+        return Err(bad("a path is empty or too long"));
     }
-    let mut entries = Vec::with_capacity(count as usize);
-    let mut dirs: HashSet<Vec<u8>> = HashSet::new();
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    if !kind.is_blob() && size != 0 {
+        return Err(bad("a directory or submodule with a size"));
+    }
+    Ok((kind, oid, size, len))
+}
+
+/// The first pass: sizes only, nothing kept.
+fn measure(compressed: &[u8]) -> Result<Extent, TreeError> {
+    let mut r = raw_reader(compressed)?;
+    let (_, count) = read_header(&mut r)?;
+    let mut path_bytes = 0u64;
+    let mut skip = vec![0u8; TREE_PATH_MAX_BYTES];
     for _ in 0..count {
-        let kind = Kind::from_u8(r.take(1).ok_or_else(|| bad("truncated"))?[0]).ok_or_else(|| bad("unknown kind"))?;
-        let oid: [u8; 20] = r.take(20).ok_or_else(|| bad("truncated"))?.try_into().expect("20 bytes");
-        let size = r.u64().ok_or_else(|| bad("truncated"))?;
-        let len = u32::from_le_bytes(r.take(4).ok_or_else(|| bad("truncated"))?.try_into().expect("4 bytes")) as usize;
-        if len == 0 || len > TREE_PATH_MAX_BYTES {
-            return Err(bad("a path is empty or too long"));
+        let (_, _, _, len) = read_fixed(&mut r)?;
+        path_bytes += len as u64;
+        if path_bytes > TREE_INDEX_MAX_PATH_BYTES {
+            return Err(TreeError::PathBytes(TREE_INDEX_MAX_PATH_BYTES));
         }
-        let path = r.take(len).ok_or_else(|| bad("truncated"))?.to_vec();
-        check_path(&path).map_err(|why| bad(&format!("{why}: {:?}", String::from_utf8_lossy(&path))))?;
-        if let Some(cut) = path.iter().rposition(|&b| b == b'/') {
-            if !dirs.contains(&path[..cut]) {
-                return Err(bad("an entry comes before its directory"));
-            }
-        }
-        if !seen.insert(path.clone()) {
-            return Err(bad("a path is listed twice"));
-        }
-        if kind == Kind::Dir {
-            dirs.insert(path.clone());
-        }
-        if !kind.is_blob() && size != 0 {
-            return Err(bad("a directory or submodule with a size"));
-        }
-        entries.push(Entry { kind, oid, size, path });
+        fill(&mut r, &mut skip[..len])?;
     }
-    if r.pos != raw.len() {
+    if r.read(&mut [0u8; 1]).map_err(|e| bad(&format!("zstd: {e}")))? != 0 {
         return Err(bad("bytes after the last entry"));
     }
-    Ok(TreeIndex { commit, entries })
+    Ok(Extent { count, path_bytes })
+}
+
+/// Decodes and checks an index. Two passes over the compressed bytes:
+/// the first bounds the entry count and the bytes of all paths without
+/// keeping anything (a small bomb costs a little CPU, no memory), the
+/// second keeps each path once, in its entry. Directories are found by a
+/// hash of their path pointing at their entry (no second copy), and
+/// duplicates by sorting entry numbers.
+pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
+    let extent = measure(compressed)?;
+    let mut r = raw_reader(compressed)?;
+    let (commit, count) = read_header(&mut r)?;
+    debug_assert_eq!(count, extent.count);
+    let n = usize::try_from(count).map_err(|_| TreeError::TooManyEntries(TREE_INDEX_MAX_ENTRIES))?;
+    let mut entries: Vec<Entry> = Vec::with_capacity(n);
+    let mut parents: Vec<u32> = Vec::with_capacity(n);
+    // Hash of a directory's path -> its entry number + 1.
+    let mut dirs: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+    let mut path_bytes = 0u64;
+    for i in 0..n {
+        let (kind, oid, size, len) = read_fixed(&mut r)?;
+        path_bytes += len as u64;
+        if path_bytes > extent.path_bytes {
+            return Err(bad("the index changed between its two readings"));
+        }
+        let mut path = vec![0u8; len];
+        fill(&mut r, &mut path)?;
+        check_path(&path).map_err(|why| bad(&format!("{why}: {:?}", String::from_utf8_lossy(&path))))?;
+        let parent = match path.iter().rposition(|&b| b == b'/') {
+            None => 0,
+            Some(cut) => {
+                let dir = &path[..cut];
+                match dirs.get(&xxh3(dir)) {
+                    Some(&d) if entries[d as usize - 1].path == dir => d,
+                    _ => return Err(bad("an entry comes before its directory")),
+                }
+            }
+        };
+        if kind == Kind::Dir {
+            let slot = u32::try_from(i + 1).expect("entries are bounded far below u32");
+            if dirs.insert(xxh3(&path), slot).is_some() {
+                // The same path twice, or two paths of one hash: only a
+                // hostile index has either.
+                return Err(bad("a directory is listed twice"));
+            }
+        }
+        parents.push(parent);
+        entries.push(Entry { kind, oid, size, path });
+    }
+    drop(dirs);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.sort_unstable_by(|&a, &b| entries[a as usize].path.cmp(&entries[b as usize].path));
+    if order.windows(2).any(|w| entries[w[0] as usize].path == entries[w[1] as usize].path) {
+        return Err(bad("a path is listed twice"));
+    }
+    Ok(TreeIndex { commit, entries, parents })
+}
+
+fn xxh3(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 /// What git itself refuses in a tree's names, and what would escape a
@@ -169,23 +277,6 @@ fn check_path(path: &[u8]) -> Result<(), &'static str> {
         }
     }
     Ok(())
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let out = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(out)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
 }
 
 #[cfg(test)]
@@ -207,6 +298,7 @@ mod tests {
         ];
         let got = decode(&encode(&[1; 20], &entries)).expect("valid");
         assert_eq!((got.commit, got.entries), ([1; 20], entries));
+        assert_eq!(got.parents, vec![0, 0, 0, 2, 2], "each entry's directory, by entry number + 1");
     }
 
     #[test]
@@ -229,5 +321,6 @@ mod tests {
         raw.extend_from_slice(&(u64::MAX).to_le_bytes());
         assert!(decode(&zstd::bulk::compress(&raw, 1).expect("zstd")).is_err());
         assert!(decode(b"not zstd").is_err());
+        assert!(decode(&encode(&[0; 20], &[e(Kind::Dir, b"a", 0), e(Kind::Dir, b"a", 0)])).is_err(), "dir twice");
     }
 }

@@ -2,7 +2,7 @@
 //! and reads each blob's size from its object header (no blob is
 //! inflated). Blocking: run it off the shard.
 
-use crate::limits::TREE_INDEX_MAX_ENTRIES;
+use crate::limits::{TREE_INDEX_MAX_ENTRIES, TREE_INDEX_MAX_PATH_BYTES};
 use crate::tree::index::{Entry, Kind};
 use crate::tree::TreeError;
 use gix::objs::tree::EntryKind;
@@ -34,6 +34,11 @@ pub fn index_commit(mirror: &Path, commit: &[u8; 20]) -> Result<Vec<u8>, TreeErr
     tree.traverse().breadthfirst(&mut recorder).map_err(|e| TreeError::Mirror(format!("walking {hex}: {e}")))?;
     if recorder.records.len() > TREE_INDEX_MAX_ENTRIES {
         return Err(TreeError::TooManyEntries(TREE_INDEX_MAX_ENTRIES));
+    }
+    // What a mount accepts (index.rs): a node never makes an index past it.
+    let path_bytes: u64 = recorder.records.iter().map(|r| r.filepath.len() as u64).sum();
+    if path_bytes > TREE_INDEX_MAX_PATH_BYTES {
+        return Err(TreeError::PathBytes(TREE_INDEX_MAX_PATH_BYTES));
     }
     let mut entries = Vec::with_capacity(recorder.records.len());
     for r in recorder.records {
