@@ -44,8 +44,7 @@ pub mod codes {
     pub const TARGET: i32 = 8;
 }
 
-/// Bytes per ranged GET.
-const RANGE_BYTES: u64 = 8 << 20;
+use crate::limits::{BUNDLE_MAX_BYTES, ENSURE_REPLY_MAX_BYTES, RANGE_BYTES, SNAPSHOT_STREAM_MAX_BYTES};
 
 #[derive(clap::Args)]
 pub struct RestoreArgs {
@@ -199,17 +198,67 @@ struct Snapshot {
     git_config: Vec<u8>,
 }
 
+/// Restore's HTTP client. A node's redirect is never followed: it could
+/// send restore to any host (the bundle URL's "a path on the node" rule
+/// went around that way).
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(5)).timeout_read(Duration::from_secs(300)).build()
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(300))
+        .redirects(0)
+        .build()
 }
 
-/// One GET, mapped to the client's exit codes on failure.
+/// One GET, mapped to the client's exit codes on failure; a redirect is
+/// a failure.
 fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)]) -> Result<ureq::Response> {
     let mut req = agent.get(url);
     for (k, v) in headers {
         req = req.set(k, v);
     }
-    req.call().map_err(|e| failure(e, url))
+    let resp = req.call().map_err(|e| failure(e, url))?;
+    refuse_redirect(&resp, url)?;
+    Ok(resp)
+}
+
+/// A 3xx from the node as the error restore exits with.
+fn refuse_redirect(resp: &ureq::Response, url: &str) -> Result<()> {
+    if (300..400).contains(&resp.status()) {
+        return Err(fail(
+            exit::SERVER_ERROR,
+            format!(
+                "{url}: the node answered with a redirect (HTTP {}); restore never follows one: pass the node's own URL as --url",
+                resp.status()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `reader` cut after `max` bytes, with an error (not a quiet end) when
+/// the node sends more.
+fn capped(reader: impl Read + Send + 'static, max: u64, what: &'static str) -> Box<dyn Read + Send> {
+    Box::new(Capped { inner: reader.take(max + 1), left: max, what })
+}
+
+struct Capped<R> {
+    inner: std::io::Take<R>,
+    left: u64,
+    what: &'static str,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(format!(
+                "the node sent more than the {} bytes {} may be",
+                self.left, self.what
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// What a range download reports when the ETag it is pinned to is gone.
@@ -246,8 +295,9 @@ fn download_and_unpack(
             set_total(progress, total);
             Box::new(Ranges::start(agent, url.to_owned(), etag, total, resp.into_reader(), parallel))
         } else {
-            set_total(progress, resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0));
-            resp.into_reader()
+            let length = resp.header("content-length").and_then(|v| v.parse().ok());
+            set_total(progress, length.unwrap_or(0));
+            capped(resp.into_reader(), length.unwrap_or(SNAPSHOT_STREAM_MAX_BYTES), "the snapshot")
         };
         let tap = Tap { inner: reader, progress: progress.clone(), first_error: Arc::new(Mutex::new(None)) };
         let download_error = tap.first_error.clone();
@@ -384,8 +434,11 @@ fn fetch_range(agent: &ureq::Agent, url: &str, etag: &str, start: u64, end: u64)
     for _try in 0..3 {
         match get(agent, url, &[("Range", &range), ("If-Match", etag)]) {
             Ok(r) if r.status() == 206 => {
-                let mut v = Vec::with_capacity((end - start + 1) as usize);
-                match r.into_reader().read_to_end(&mut v) {
+                // Never past the range's own length, whatever the node sends.
+                let len = end - start + 1;
+                let mut v = Vec::with_capacity(len as usize);
+                match r.into_reader().take(len + 1).read_to_end(&mut v) {
+                    Ok(_) if v.len() as u64 > len => last = format!("range {range} came long"),
                     Ok(_) if v.len() as u64 == end - start + 1 => return Ok(v),
                     Ok(_) => last = format!("range {range} came short"),
                     Err(e) => last = format!("range {range}: {e}"),
@@ -497,7 +550,13 @@ fn apply_bundle(url: &str, repo: &Path) -> Result<()> {
     }
     let path = repo.join(".git/trove-restore.bundle");
     let mut f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    std::io::copy(&mut resp.into_reader(), &mut f).map_err(|e| fail(exit::UNREACHABLE, format!("{url}: {e}")))?;
+    let max =
+        resp.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(BUNDLE_MAX_BYTES).min(BUNDLE_MAX_BYTES);
+    let copied = std::io::copy(&mut capped(resp.into_reader(), max, "the bundle"), &mut f);
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&path);
+        return Err(fail(exit::UNREACHABLE, format!("{url}: {e}")));
+    }
     let p = path.to_string_lossy().into_owned();
     let applied = (|| {
         git(repo, &["fetch", "-q", &p, "HEAD"])?;
@@ -520,7 +579,8 @@ fn ensure(base: &str, body: serde_json::Value) -> Result<()> {
         .set("Content-Type", "application/json")
         .send_string(&body.to_string())
         .map_err(|e| failure(e, &url))?;
-    let v: serde_json::Value = serde_json::from_reader(resp.into_reader())
+    refuse_redirect(&resp, &url)?;
+    let v: serde_json::Value = serde_json::from_reader(capped(resp.into_reader(), ENSURE_REPLY_MAX_BYTES, "a reply"))
         .map_err(|e| fail(exit::SERVER_ERROR, format!("{url}: unreadable reply: {e}")))?;
     if v["missing"].as_u64().unwrap_or(0) > 0 {
         return Err(fail(exit::NOT_FOUND, format!("the upstream does not have {body}: {v}")));

@@ -322,6 +322,14 @@ fn restore_refuses_archives_that_escape_the_target() {
             ],
         ),
         ("device", vec![Evil { name: "dev", kind: tar::EntryType::Char, link: None }]),
+        (
+            // Writing the tree's `h` would rewrite git's HEAD.
+            "a hard link into .git",
+            vec![
+                Evil { name: ".git/HEAD", kind: tar::EntryType::Regular, link: None },
+                Evil { name: "h", kind: tar::EntryType::Link, link: Some(".git/HEAD") },
+            ],
+        ),
     ];
     for (i, (what, entries)) in cases.into_iter().enumerate() {
         let case_dir = dir.path().join(format!("case{i}"));
@@ -475,4 +483,105 @@ fn kill_9_during_a_snapshot_build_serves_no_partial_snapshot_after_restart() {
     restore_ok(&node, &tree, &[]);
     assert_eq!(git(&tree, &["status", "--porcelain"]), "");
     git(&tree, &["fsck", "--no-progress"]);
+}
+
+/// A server posing as a node whose every body past the part restore
+/// asked for is endless: with `ranges`, `snapshot` answers the first range
+/// (206, so the rest is fetched in ranges) and the other ranges never end;
+/// without, it answers whole (200). ensure-refs answers with a JSON string
+/// that never ends.
+fn endless_node(snapshot: Vec<u8>, commit: String, ranges: bool) -> TcpServer {
+    use std::io::{BufRead, BufReader, Write};
+    TcpServer::start(move |conn| {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                break;
+            }
+            head.push(line.to_ascii_lowercase());
+        }
+        let first = head.first().cloned().unwrap_or_default();
+        let range =
+            head.iter().find_map(|h| h.strip_prefix("range: bytes=")).map(|r| r.trim().to_owned()).filter(|_| ranges);
+        let mut conn = conn;
+        let endless = |conn: &mut std::net::TcpStream, head: String, unit: &[u8]| {
+            if conn.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let chunk = unit.repeat((1 << 16) / unit.len());
+            while conn.write_all(&chunk).is_ok() {}
+        };
+        if first.contains("ensure-refs") {
+            let h =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"missing\":0,\"x\":\"";
+            endless(&mut conn, h.to_owned(), b"a");
+        } else if range.as_deref().is_some_and(|r| r.starts_with("0-")) {
+            let first = snapshot.len().min(8 << 20);
+            let h = format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-{}/{}\r\nContent-Length: {first}\r\nETag: \"e\"\r\nX-Trove-Snapshot-Commit: {commit}\r\nConnection: close\r\n\r\n",
+                first - 1,
+                snapshot.len()
+            );
+            let _ = conn.write_all(h.as_bytes());
+            let _ = conn.write_all(&snapshot[..first]);
+        } else if range.is_some() {
+            // Any later range: a 206 whose body never ends.
+            let h = format!("HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 8388608-16777215/{}\r\nETag: \"e\"\r\nConnection: close\r\n\r\n", snapshot.len());
+            endless(&mut conn, h, &[0u8]);
+        } else {
+            let h = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Trove-Snapshot-Commit: {commit}\r\nConnection: close\r\n\r\n",
+                snapshot.len()
+            );
+            let _ = conn.write_all(h.as_bytes());
+            let _ = conn.write_all(&snapshot);
+        }
+    })
+}
+
+#[test]
+fn restore_reads_no_node_body_past_what_it_asked_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Upstream::new(dir.path());
+    // Over one range, and not compressible: the rest comes in ranges.
+    std::fs::write(up.work.join("big.bin"), bytes(9, 12 << 20)).expect("write");
+    let head = up.commit(1);
+    let node = node_for(dir.path(), &up, &[]);
+    let snapshot = get(&format!("{}/snapshot.tar.zst", repo_url(&node))).body;
+    assert!(snapshot.len() > 8 << 20);
+    let evil = endless_node(snapshot.clone(), head.clone(), true);
+
+    // A range answered with an endless body.
+    let mut child = Command::new(trove_bin())
+        .args(["restore", "example.test/org/repo"])
+        .arg(dir.path().join("ranges"))
+        .args(["--url", &evil.url(), "--quiet"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trove restore");
+    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    assert!(peak < 256 << 20, "restore held {} MB of an endless range", peak >> 20);
+    assert!(code.is_some_and(|c| c != 0), "it fails: {code:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(err.contains("came long"), "and says why: {err}");
+    assert!(!dir.path().join("ranges").exists());
+
+    // An endless ensure-refs reply (the snapshot itself whole, 200).
+    let whole = endless_node(snapshot, head, false);
+    let mut child = Command::new(trove_bin())
+        .args(["restore", "example.test/org/repo"])
+        .arg(dir.path().join("ensure"))
+        .args(["--url", &whole.url(), "--quiet", "--ref", "main"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trove restore");
+    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    assert!(peak < 256 << 20, "restore held {} MB of an endless reply", peak >> 20);
+    assert!(code.is_some_and(|c| c != 0), "it fails: {code:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(err.contains("more than"), "and says why: {err}");
 }

@@ -249,6 +249,7 @@ fn read_entries(
     let mut tree = Tree::open(dest)?;
     let mut out = Unpacked::default();
     let mut symlinks = Vec::new();
+    let umask = process_umask();
     let mut buf = vec![0u8; COPY_BUF_BYTES];
     for entry in archive.entries().map_err(corrupt)? {
         if shared.first_error.lock().expect("not poisoned").is_some() {
@@ -290,8 +291,11 @@ fn read_entries(
         let io_err = |e: io::Error| ArchiveError::Io { path: dest.join(&rel), source: e };
         match kind {
             tar::EntryType::Directory => {
-                // Kept writable for the entries that follow, whatever it says.
-                tree.mkdir(&rel, mode | 0o700, &name)?;
+                // Kept writable for the entries that follow, whatever it
+                // says, and under the umask as a created file is (fchmod
+                // does not apply it): 02777 from a node is not a world-
+                // writable directory (`& 0o777` already dropped setgid).
+                tree.mkdir(&rel, (mode & !umask) | 0o700, &name)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous if entry.size() <= SMALL_FILE_BYTES => {
                 let mut data = Vec::with_capacity(entry.size() as usize);
@@ -336,6 +340,11 @@ fn read_entries(
                     // The link's source may still be queued.
                     writers.wait_idle();
                     let src = inside(&resolved).expect("checked above");
+                    // Writing the tree's file would write git's own (HEAD,
+                    // refs): a hard link into `.git` is refused.
+                    if src.components().next().is_some_and(|c| c.as_os_str().eq_ignore_ascii_case(".git")) {
+                        return Err(unsafe_entry("a hard link into .git"));
+                    }
                     let src_name = src.file_name().ok_or_else(|| unsafe_entry("a hard link to the target itself"))?;
                     let src_dir = tree.open_path(src.parent().unwrap_or(Path::new("")), &name)?;
                     let src_stat = rfs::statat(&src_dir, src_name, AtFlags::SYMLINK_NOFOLLOW)
@@ -365,6 +374,17 @@ fn read_entries(
         }
     }
     Ok(out)
+}
+
+/// This process's umask (from /proc, as reading it with umask(2) would
+/// change it for every thread); 022 when it cannot be read.
+fn process_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        .unwrap_or(0o022)
 }
 
 /// Creates a new regular file with `mode` (the umask applies, as on a
@@ -558,5 +578,21 @@ mod tests {
                 assert!(got == *data, "{path} with {writers} writers");
             }
         }
+    }
+
+    #[test]
+    fn a_directorys_mode_from_the_network_gets_the_umask_and_no_setgid() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(0);
+        h.set_mode(0o2777);
+        h.set_entry_type(tar::EntryType::Directory);
+        tar.append_data(&mut h, "d", &[][..]).expect("append");
+        let archive = zstd::encode_all(&tar.into_inner().expect("tar")[..], 1).expect("zstd");
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_safely(&archive[..], dir.path(), 1, keep_all).expect("unpack");
+        let mode = std::fs::metadata(dir.path().join("d")).expect("d").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o777 & !process_umask(), "0{mode:o}: the umask applies, setgid is dropped");
     }
 }
