@@ -224,3 +224,12 @@ pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
     rustix::io::fcntl_setfd(fd, flags | rustix::io::FdFlags::CLOEXEC)?;
     Ok(())
 }
+
+/// Copies what is waiting on socket `fd` into `buf` without reading it
+/// (MSG_PEEK) and without waiting: how many bytes, 0 when none are there.
+pub fn peek_now(fd: RawFd, buf: &mut [u8]) -> usize {
+    // SAFETY: the caller owns `fd` (a socket it holds) for the whole call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+    rustix::net::recv(fd, buf, flags).map_or(0, |(n, _)| n)
+}

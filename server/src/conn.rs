@@ -13,8 +13,9 @@
 use crate::body::RespBody;
 use crate::deadline::{Clocked, ConnClock, ConnTable, Finishing};
 use crate::limits::{
-    DEADLINE_TICK, DRAIN_TIMEOUT, FD_RESERVE, LINGER_MAX_BYTES, LINGER_TIME, MAX_CONNECTIONS_PER_SHARD,
-    MAX_HEADER_BYTES, OVERFLOW_CONNECTIONS_PER_SHARD, STOP_POLL_INTERVAL,
+    DEADLINE_TICK, DRAIN_TIMEOUT, FDS_PER_CONNECTION, FD_RESERVE, LINGER_MAX_BYTES, LINGER_TIME,
+    MAX_CONNECTIONS_PER_SHARD, MAX_HEADER_BYTES, OVERFLOW_CONNECTIONS_PER_SHARD, OVERFLOW_HEAD_TIMEOUT,
+    STOP_POLL_INTERVAL,
 };
 use crate::routes;
 use crate::ServerConfig;
@@ -85,15 +86,19 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
                 // Full: the connection that waited longest for a request
                 // makes room; if every one is in a request, a few more may
                 // still ask for health, and past that new ones are closed.
-                let place = if connections.get() >= cap && !table.shed_idlest() {
+                // A health check whose request is already in (under a flood
+                // the accept loop lags, so it is) is answered whatever the
+                // load: one answer, from the descriptor reserve.
+                let (place, overflow) = if connections.get() >= cap && !table.shed_idlest() {
                     match table.take_overflow(OVERFLOW_CONNECTIONS_PER_SHARD) {
-                        Some(p) => Some(p),
+                        Some(p) => (Some(p), true),
+                        None if asks_for_health(&stream) => (None, true),
                         None => continue, // dropped: closed at once
                     }
                 } else {
-                    None
+                    (None, false)
                 };
-                let clock = ConnClock::new(place.is_some());
+                let clock = ConnClock::new(overflow);
                 table.add(&clock);
                 let live = Live::new(&connections);
                 let (shard, cfg, stop) = (shard.clone(), cfg.clone(), stop.clone());
@@ -171,7 +176,8 @@ async fn serve_connection(
         // Never poll the socket for EOF while a response is being written:
         // that read would trip the idle timeout on long downloads.
         .half_close(true)
-        .keep_alive(true)
+        // An overflow connection gets one answer, then closes.
+        .keep_alive(!clock.overflow)
         .serve_connection(
             HyperIo::new(Clocked::new(stream, clock.clone())).counted(node.stats[usize::from(shard_id)].clone()),
             service,
@@ -185,10 +191,17 @@ async fn serve_connection(
             stopped.await;
             Ending::Stop
         };
+        // An overflow place is for a health check, which sends its head at
+        // once: a client that does not must not hold the place.
+        let (tick, head_timeout) = if clock.overflow {
+            (OVERFLOW_HEAD_TIMEOUT, OVERFLOW_HEAD_TIMEOUT)
+        } else {
+            (DEADLINE_TICK, cfg.head_timeout)
+        };
         let deadline = async {
             loop {
-                glommio::timer::sleep(DEADLINE_TICK).await;
-                if let Some(why) = clock.expired(cfg.head_timeout) {
+                glommio::timer::sleep(tick).await;
+                if let Some(why) = clock.expired(head_timeout) {
                     return Ending::Expired(why);
                 }
             }
@@ -214,7 +227,11 @@ async fn serve_connection(
         }
     };
     match result {
-        Ok(()) if !node.is_stopping() => linger(conn.into_parts().io.into_inner().into_inner()).await,
+        // An overflow connection does not linger: its place is for the next
+        // health check.
+        Ok(()) if !node.is_stopping() && !clock.overflow => {
+            linger(conn.into_parts().io.into_inner().into_inner()).await
+        }
         Ok(()) => {}
         Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
     }
@@ -228,13 +245,28 @@ enum Ending {
 }
 
 /// This shard's share of the node's connection cap: `--max-connections`,
-/// else the open-file limit less the descriptors kept in reserve.
+/// else the open-file limit less the descriptors kept in reserve, over
+/// the descriptors a connection may hold in a request (its socket and the
+/// file it streams to or from): counting the socket alone, ~19,000 PUTs in
+/// flight ran the node out of descriptors, and accepts, health checks
+/// included, failed.
 fn connection_cap(cfg: &ServerConfig, shards: usize) -> usize {
     let total = cfg.max_connections.unwrap_or_else(|| {
         let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
-        nofile.saturating_sub(FD_RESERVE).max(64) as usize
+        (nofile.saturating_sub(FD_RESERVE) / FDS_PER_CONNECTION).max(64) as usize
     });
     (total / shards.max(1)).clamp(1, MAX_CONNECTIONS_PER_SHARD)
+}
+
+/// Whether the first bytes waiting on `stream` are a request for
+/// `/_liveness` or `/_readiness` (a peek: nothing is read, nothing waits).
+fn asks_for_health(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 24];
+    let n = trove_engine::net::peek_now(std::os::fd::AsRawFd::as_raw_fd(stream), &mut buf);
+    let head = &buf[..n];
+    [b"GET /_liveness".as_slice(), b"GET /_readiness", b"HEAD /_liveness", b"HEAD /_readiness"]
+        .iter()
+        .any(|p| head.starts_with(p))
 }
 
 /// See `limits::LINGER_TIME`.

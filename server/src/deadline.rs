@@ -40,6 +40,10 @@ pub struct ConnClock {
     window_bytes: Cell<u64>,
     /// Set by the shard to take this connection's place.
     shed: Event,
+    /// Already chosen to make room: it still counts until its task ends,
+    /// and must not make room twice (a burst of accepts re-shed one idle
+    /// connection again and again, and the cap stopped holding).
+    shed_chosen: Cell<bool>,
     /// Accepted past the cap: health checks only.
     pub overflow: bool,
 }
@@ -62,6 +66,7 @@ impl ConnClock {
             window_start: Cell::new(now),
             window_bytes: Cell::new(0),
             shed: Event::new(),
+            shed_chosen: Cell::new(false),
             overflow,
         })
     }
@@ -241,11 +246,12 @@ impl ConnTable {
         let idlest = conns
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|c| !c.overflow)
+            .filter(|c| !c.overflow && !c.shed_chosen.get())
             .filter_map(|c| c.waiting_since().map(|t| (t, c)))
             .min_by_key(|(t, _)| *t);
         match idlest {
             Some((_, c)) => {
+                c.shed_chosen.set(true);
                 c.shed.notify(usize::MAX);
                 true
             }

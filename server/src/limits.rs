@@ -51,9 +51,19 @@ pub const DEADLINE_TICK: Duration = Duration::from_secs(1);
 /// Descriptors kept out of the connection cap for the node's own files,
 /// mirrors, git processes and S3 connections.
 pub const FD_RESERVE: u64 = 2048;
+/// Descriptors one connection may hold while in a request: its socket and
+/// the one file it streams to or from (a PUT's tmp file, a GET's object).
+/// What holds more (upload-pack's pipes, S3 connections, blob readers) is
+/// bounded by its own slots and lives in FD_RESERVE.
+pub const FDS_PER_CONNECTION: u64 = 2;
 /// Connections a full shard (nothing idle to shed) still takes for health
 /// checks only, each closed after one answer.
 pub const OVERFLOW_CONNECTIONS_PER_SHARD: usize = 16;
+/// An overflow connection must send its whole head within this; it gets
+/// one answer, no keep-alive and no lingering close, so a flood of
+/// connections past the cap holds each place for at most this long and
+/// health checks still find one.
+pub const OVERFLOW_HEAD_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Request-body bytes (upload-pack requests, read whole, and their
 /// inflated form) all shards together may hold; past it, 503. Eight

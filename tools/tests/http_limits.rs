@@ -1,7 +1,7 @@
 //! Limits: header and body size, idle clients, many idle connections.
 
 use crate::harness::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -92,9 +92,7 @@ fn raise_fd_limit() {
 
 /// The node's peak resident memory so far (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).expect("VmHWM").trim().trim_end_matches(" kB");
-    kb.trim().parse::<u64>().expect("a number") * 1024
+    proc_status_bytes(pid, "VmHWM")
 }
 
 /// `n` upload-pack POSTs of `body` to `url` at once, answered in order.
@@ -205,4 +203,141 @@ fn a_fetch_with_a_huge_have_list_streams_into_upload_pack() {
     }
     let grew = peak_rss(node.pid()).saturating_sub(before);
     assert!(grew < 60 << 20, "the node's peak memory grew by {} MB for 120 MB of bodies", grew >> 20);
+}
+
+/// `pid`'s anonymous resident memory (heap, not mapped files), in bytes.
+fn rss_anon(pid: u32) -> u64 {
+    proc_status_bytes(pid, "RssAnon")
+}
+
+/// Samples `pid`'s anonymous resident memory (heap, not the mirror's
+/// mapped pack files) until dropped; `max()` is the highest seen.
+struct AnonPeak {
+    max: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AnonPeak {
+    fn start(pid: u32) -> AnonPeak {
+        use std::sync::atomic::Ordering;
+        let max = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, s) = (max.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                m.fetch_max(rss_anon(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        AnonPeak { max, stop, thread: Some(thread) }
+    }
+
+    fn max(&self) -> u64 {
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for AnonPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn slow_readers_of_large_blobs_are_bounded_node_wide() {
+    use crate::git::{git, node_for, repo_url, Upstream};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    std::fs::write(up.work.join("big.bin"), bytes(77, 100 << 20)).expect("write");
+    git(&up.work, &["add", "big.bin"]);
+    git(&up.work, &["commit", "-qm", "a 100 MiB asset"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let big = git(&up.work, &["rev-parse", "HEAD:big.bin"]);
+    let node = node_for(dir.path(), &up, &["--blob-memory", "64M", "--shards", "2"]);
+    let base = repo_url(&node);
+    assert_eq!(get(&format!("{base}/tree?ref=main")).status, 200, "the mirror is made");
+    let idle_anon = rss_anon(node.pid());
+    let peak = AnonPeak::start(node.pid());
+
+    // Sixteen clients ask for the 100 MiB blob and never read.
+    raise_fd_limit();
+    let request = format!(
+        "POST /git/example.test/org/repo/blobs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{big}\n",
+        big.len() + 1
+    );
+    let slow: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", node.port)).expect("connect");
+            s.write_all(request.as_bytes()).expect("request");
+            s
+        })
+        .collect();
+    // Once they hold the budget, a new request is told at once to come back.
+    wait_until("a blobs request to get 503 while the budget is held", Duration::from_secs(60), || {
+        let r = http("POST", &format!("{base}/blobs"), &[], format!("{big}\n").into_bytes());
+        r.status == 503 && r.header("retry-after").is_some()
+    });
+    let t = Instant::now();
+    assert_eq!(get(&node.url("/_liveness")).status, 200, "liveness answers");
+    assert!(t.elapsed() < Duration::from_secs(2), "at once: {:?}", t.elapsed());
+    let grew = peak.max().saturating_sub(idle_anon);
+    assert!(grew < (64 + 64) << 20, "the node's heap grew by {} MB for a 64 MB blob budget", grew >> 20);
+    drop(slow);
+    // A reader that does read gets the whole blob once the others are gone.
+    wait_until("a full read of the blob", Duration::from_secs(60), || {
+        let r = http("POST", &format!("{base}/blobs"), &[], format!("{big}\n").into_bytes());
+        r.status == 200 && r.body.len() == 29 + (100 << 20) + 29
+    });
+}
+
+#[test]
+fn puts_in_flight_never_run_the_node_out_of_descriptors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 4096 descriptors: the cap used to let 2048 connections in, and 2048
+    // PUTs in flight (a socket and a tmp file each) took them all.
+    let node = Node::start_with_nofile(&dir.path().join("data"), &["--head-timeout", "120s", "--shards", "2"], 4096);
+    raise_fd_limit();
+    let body = bytes(5, 64 << 10);
+    let mut puts: Vec<TcpStream> = Vec::new();
+    for i in 0..2300 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", node.port)) else { break };
+        let head = format!("PUT /api/v1/object/ns/k{i} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len());
+        if s.write_all(head.as_bytes()).and_then(|()| s.write_all(&body[..1024])).is_ok() {
+            puts.push(s);
+        }
+    }
+    // Health answers under this load, at once, every time.
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = get(&node.url("/_liveness"));
+        assert_eq!(r.status, 200, "liveness after {:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_secs(2), "liveness took {:?}", t.elapsed());
+        assert_eq!(get(&node.url("/_readiness")).status, 200);
+    }
+    assert!(!node.log_text().contains("Too many open files"), "{}", node.log_text());
+    // The first PUTs finish, and what the node acknowledged is there.
+    let mut acknowledged = Vec::new();
+    for (i, s) in puts.iter_mut().enumerate().take(20) {
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        if s.write_all(&body[1024..]).is_err() {
+            continue;
+        }
+        let mut answer = [0u8; 12];
+        if s.read_exact(&mut answer).is_ok() && (answer.starts_with(b"HTTP/1.1 20")) {
+            acknowledged.push(i);
+        }
+    }
+    assert!(acknowledged.len() >= 10, "the first PUTs were served: {acknowledged:?}");
+    // Once the other PUTs are gone, their places serve reads again.
+    drop(puts);
+    for i in acknowledged {
+        let url = node.object_url("ns", &format!("k{i}"));
+        wait_until("the node to serve reads again", Duration::from_secs(30), || get(&url).status != 503);
+        let r = get(&url);
+        assert_eq!((r.status, r.body == body), (200, true), "k{i}");
+    }
 }
