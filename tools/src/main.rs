@@ -4,8 +4,10 @@
 mod client;
 mod config;
 mod index_stat;
+mod limits;
 mod log;
 mod mount;
+mod orphans;
 mod port_check;
 mod restore;
 mod serve;
@@ -105,6 +107,12 @@ enum Command {
     /// Latency and throughput benchmarks, side by side with baselines.
     #[command(subcommand)]
     Bench(trove_bench::cli::BenchCommand),
+    /// Started by `trove serve` beside itself (see orphans.rs); not for users.
+    #[command(name = "watch-orphans", hide = true)]
+    WatchOrphans {
+        data_dir: PathBuf,
+        node_pid: u32,
+    },
 }
 
 fn main() {
@@ -140,5 +148,6 @@ fn run(command: Command) -> Result<()> {
         Command::Umount(args) => mount::umount(args),
         Command::Mounts(args) => mount::mounts(args),
         Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
+        Command::WatchOrphans { data_dir, node_pid } => orphans::watch(&data_dir, node_pid),
     }
 }

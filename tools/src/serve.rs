@@ -23,6 +23,9 @@ pub fn run(node: NodeConfig, server: ServerConfig) -> Result<()> {
     );
     let handle = trove_engine::start(node, move |shard| trove_server::serve(shard, server.clone()))
         .context("starting the node")?;
+    // Beside the node for its whole life; its pipe closes when the node
+    // exits, however it exits (orphans.rs).
+    let _watcher = crate::orphans::start(&handle.shared.config.data_dir)?;
     let shared = handle.shared.clone();
     let started = handle.shared.clone();
     std::thread::Builder::new()

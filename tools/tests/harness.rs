@@ -75,6 +75,8 @@ pub struct Node {
     /// The address it listens on (the port is `port`); clients of the
     /// harness always use 127.0.0.1.
     host: &'static str,
+    /// Its open-file limit (soft and hard), when a test sets one.
+    nofile: Option<u64>,
 }
 
 impl Node {
@@ -85,6 +87,15 @@ impl Node {
 
     /// Starts a node listening on `host` (`0.0.0.0` for every address).
     pub fn start_on(host: &'static str, data_dir: &Path, args: &[&str]) -> Node {
+        Node::start_limited(host, data_dir, args, None)
+    }
+
+    /// Starts a node whose open-file limit is `nofile` (soft and hard).
+    pub fn start_with_nofile(data_dir: &Path, args: &[&str], nofile: u64) -> Node {
+        Node::start_limited("127.0.0.1", data_dir, args, Some(nofile))
+    }
+
+    fn start_limited(host: &'static str, data_dir: &Path, args: &[&str], nofile: Option<u64>) -> Node {
         let port = free_port();
         let mut n = Node {
             child: None,
@@ -95,6 +106,7 @@ impl Node {
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: None,
             host,
+            nofile,
         };
         n.first_spawn();
         n
@@ -113,6 +125,7 @@ impl Node {
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: Some(cwd.to_owned()),
             host: "127.0.0.1",
+            nofile: None,
         };
         n.first_spawn();
         n
@@ -137,6 +150,17 @@ impl Node {
                 .arg(self.data_dir.strip_prefix(cwd).expect("a relative node's data dir is under its cwd")),
             None => cmd.arg("serve").arg("--data-dir").arg(&self.data_dir),
         };
+        if let Some(n) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = rustix::process::Rlimit { current: Some(n), maximum: Some(n) };
+            // SAFETY: between fork and exec the closure only calls
+            // setrlimit, which is async-signal-safe, and allocates nothing.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.arg("--listen")
             .arg(format!("{}:{}", self.host, self.port))
             .args(&self.args)
@@ -839,6 +863,40 @@ pub fn exit_code(mut child: Child, what: &str, within: Duration) -> Option<i32> 
         panic!("{what} did not exit within {within:?}");
     }
     code
+}
+
+/// A field of `/proc/{pid}/status` given in kB (`VmHWM`, `RssAnon`...), in
+/// bytes; 0 once the process is gone.
+pub fn proc_status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kb.unwrap_or(0) * 1024
+}
+
+/// Waits up to `within` for `child` to exit, sampling its peak resident
+/// memory (VmHWM); kills it once the peak passes `limit` bytes. Returns
+/// its exit code (None when killed or still running) and the peak seen.
+pub fn watch_memory(child: &mut Child, limit: u64, within: Duration) -> (Option<i32>, u64) {
+    let pid = child.id();
+    let (mut peak, mut code) = (0u64, None);
+    poll_until(within, || {
+        peak = peak.max(proc_status_bytes(pid, "VmHWM"));
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                code = st.code();
+                true
+            }
+            _ => peak > limit,
+        }
+    });
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (code, peak)
 }
 
 /// Whether `dir` is a mountpoint now (from /proc/self/mountinfo).

@@ -71,6 +71,21 @@ pub(crate) fn node_children(data_dir: &Path) -> Vec<u32> {
     pids
 }
 
+/// The pids of the orphan watchers of nodes on `data_dir`.
+fn watchers_of(data_dir: &Path) -> Vec<u32> {
+    let dir = data_dir.canonicalize().expect("data dir");
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.contains(&b"watch-orphans".as_slice()) && args.contains(&dir.as_os_str().as_encoded_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn timed_get(url: &str) -> (Resp, Duration) {
     let started = Instant::now();
     let r = get(url);
@@ -187,8 +202,7 @@ fn git_processes_die_with_the_node_on_sigterm_and_after_kill_9() {
     assert!(answered.status == 504 || answered.status == 503, "the waiting client got {}", answered.status);
     assert!(node_children(&node.data_dir).is_empty(), "git outlived the node");
 
-    // kill -9 leaves the clones' processes behind; the next start on the
-    // data dir ends them.
+    // kill -9: the clones die with the node (its orphan watcher ends them).
     node.restart();
     // Eight at once, so some connections wait in the backlog and are taken
     // by glommio's fast accept path (the one that forgets CLOEXEC).
@@ -203,7 +217,22 @@ fn git_processes_die_with_the_node_on_sigterm_and_after_kill_9() {
     // The dead node's connections close with it: no git inherited one
     // (glommio's fast accept path makes sockets without CLOEXEC; net.rs).
     assert!(killed.elapsed() < Duration::from_secs(10), "clients of the killed node hung {:?}", killed.elapsed());
-    assert!(!node_children(&node.data_dir).is_empty(), "a killed node's clones live on until something ends them");
+    wait_until("the clones died with the node", Duration::from_secs(10), || node_children(&node.data_dir).is_empty());
+
+    // With its watcher killed too (say the OOM killer took both), the
+    // clones live on until the next start on the data dir ends them.
+    node.restart();
+    let urls: Vec<String> = (0..2).map(|i| refs_url(&node, "hole.test", &format!("org/s{i}"))).collect();
+    let askers: Vec<_> = urls.into_iter().map(|u| std::thread::spawn(move || get(&u))).collect();
+    wait_until("the clones are running", Duration::from_secs(10), || node_children(&node.data_dir).len() >= 2);
+    let watchers = watchers_of(&node.data_dir);
+    assert_eq!(watchers.len(), 1, "one orphan watcher per node");
+    run("kill", &["-9", &watchers[0].to_string()]);
+    node.kill9();
+    for a in askers {
+        let _ = a.join();
+    }
+    assert!(!node_children(&node.data_dir).is_empty(), "with no watcher, the clones outlive the node");
     node.restart();
     wait_until("the restarted node swept the orphans", Duration::from_secs(10), || {
         node_children(&node.data_dir).is_empty()

@@ -12,7 +12,9 @@
 //!
 //! Secrets: a client's Authorization header reaches git through
 //! `GIT_CONFIG_*` environment variables (`http.extraHeader`), never argv,
-//! and is never logged. This module must never block the shard thread.
+//! and is never logged. An upstream job never follows a redirect, so the
+//! header never leaves the upstream's origin. This module must never block
+//! the shard thread.
 
 use crate::repo::{reaper, RepoError};
 use crate::secret::Secret;
@@ -112,6 +114,11 @@ impl Git {
             // curl's own low-speed abort for http(s), beside the watchdog.
             c.arg("-c").arg(format!("http.lowSpeedLimit={}", crate::limits::UPSTREAM_LOW_SPEED_BYTES));
             c.arg("-c").arg(format!("http.lowSpeedTime={}", window.as_secs().max(1)));
+            // An upstream's redirect is never followed: git would send the
+            // client's Authorization (http.extraHeader) to wherever it
+            // points, and mirror that host's repo under the allowed name.
+            // A 3xx then fails the job ([`redirect_status`] tells it).
+            c.arg("-c").arg("http.followRedirects=false");
             c.env(reaper::JOB_ENV, "upstream");
         }
         c.args(&self.args);
@@ -119,7 +126,7 @@ impl Git {
         // the node's marker, which every descendant inherits (reaper.rs).
         c.process_group(0);
         if let Some(m) = reaper::marker() {
-            c.env(reaper::NODE_ENV, m);
+            c.env(reaper::NODE_ENV, m).env(reaper::NODE_PID_ENV, std::process::id().to_string());
         }
         // Never prompt for credentials on a server; never read the
         // operator's global config into a cache's behaviour.
@@ -270,6 +277,15 @@ impl Streaming {
             Err(_) => Err(RepoError::Git { what, stderr: "the wait thread died".into() }),
         }
     }
+}
+
+/// The HTTP status of an upstream's redirect, when git's stderr says a job
+/// failed on one (with `http.followRedirects=false`, git reports a 3xx as
+/// "The requested URL returned error: 302").
+pub fn redirect_status(stderr: &str) -> Option<u16> {
+    let (_, after) = stderr.split_once("returned error: 3")?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    (digits.len() == 2).then(|| 300 + digits.parse::<u16>().unwrap_or(0))
 }
 
 fn read_stderr(stderr: Option<std::process::ChildStderr>) -> String {

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 
 /// The environment variable that marks a node's git processes.
 pub const NODE_ENV: &str = "TROVE_NODE";
+/// Set to the node's pid on its git processes, beside [`NODE_ENV`]: what a
+/// watcher of one node run ends, without touching the next run's jobs.
+pub const NODE_PID_ENV: &str = "TROVE_NODE_PID";
 /// Set (to `upstream`) on jobs that talk to an upstream.
 pub const JOB_ENV: &str = "TROVE_NODE_JOB";
 
@@ -44,10 +47,12 @@ pub fn marker() -> Option<&'static str> {
 }
 
 /// The pids whose environment holds `NODE_ENV=marker` (and, with
-/// `upstream_only`, `JOB_ENV=upstream`).
-fn marked_pids(marker: &str, upstream_only: bool) -> Vec<i32> {
+/// `upstream_only`, `JOB_ENV=upstream`; with `of_node`, `NODE_PID_ENV` of
+/// that node's pid).
+fn marked_pids(marker: &str, upstream_only: bool, of_node: Option<u32>) -> Vec<i32> {
     let node = format!("{NODE_ENV}={marker}");
     let job = format!("{JOB_ENV}=upstream");
+    let run = of_node.map(|p| format!("{NODE_PID_ENV}={p}"));
     let me = std::process::id() as i32;
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -56,13 +61,13 @@ fn marked_pids(marker: &str, upstream_only: bool) -> Vec<i32> {
             continue;
         }
         let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
-        let mut vars = env.split(|b| *b == 0);
-        let (mut is_node, mut is_upstream) = (false, false);
-        for v in &mut vars {
+        let (mut is_node, mut is_upstream, mut is_run) = (false, false, run.is_none());
+        for v in env.split(|b| *b == 0) {
             is_node |= v == node.as_bytes();
             is_upstream |= v == job.as_bytes();
+            is_run |= run.as_ref().is_some_and(|r| v == r.as_bytes());
         }
-        if is_node && (!upstream_only || is_upstream) {
+        if is_node && is_run && (!upstream_only || is_upstream) {
             pids.push(pid);
         }
     }
@@ -78,7 +83,16 @@ fn kill(pid: i32) {
 /// Kills every process marked as this data dir's node; returns how many.
 /// At start they are orphans of a killed node; at stop, leftovers.
 pub fn sweep(marker: &str) -> usize {
-    let pids = marked_pids(marker, false);
+    let pids = marked_pids(marker, false, None);
+    pids.iter().copied().for_each(kill);
+    pids.len()
+}
+
+/// Kills every process the node run `node_pid` on `marker` left (the
+/// orphan watcher's sweep once that node died); returns how many. Jobs of
+/// a later run on the same data dir carry another pid and are left alone.
+pub fn sweep_of(marker: &str, node_pid: u32) -> usize {
+    let pids = marked_pids(marker, false, Some(node_pid));
     pids.iter().copied().for_each(kill);
     pids.len()
 }
@@ -87,7 +101,7 @@ pub fn sweep(marker: &str) -> usize {
 /// upstream would hold the drain until its deadline).
 pub fn kill_upstream_jobs() {
     if let Some(m) = marker() {
-        marked_pids(m, true).into_iter().for_each(kill);
+        marked_pids(m, true, None).into_iter().for_each(kill);
     }
 }
 
