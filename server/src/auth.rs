@@ -80,7 +80,11 @@ impl ApiPolicy {
                 )
             });
         };
-        let token = presented.strip_prefix(b"Bearer ").unwrap_or(b"");
+        // The scheme is case-insensitive (RFC 9110 11.1): `bearer` is Bearer.
+        let token = match presented.iter().position(|&b| b == b' ') {
+            Some(i) if presented[..i].eq_ignore_ascii_case(b"bearer") => presented[i + 1..].trim_ascii_start(),
+            _ => b"",
+        };
         let d = digest(token);
         // Digests are compared, not tokens: how long a comparison takes says
         // something of a digest at most, which tells nothing of a token.
@@ -143,6 +147,10 @@ mod tests {
         assert_eq!(status(p.check(Some(far), &headers(None), true)), Some(401));
         assert_eq!(status(p.check(Some(far), &headers(Some("Bearer other")), true)), None);
         assert_eq!(status(p.check(Some(far), &headers(Some("Bearer t0kx")), true)), Some(403));
+        for scheme in ["bearer", "BEARER", "BeArEr"] {
+            let h = headers(Some(&format!("{scheme} other")));
+            assert_eq!(status(p.check(Some(far), &h, true)), None, "{scheme}: schemes are case-insensitive");
+        }
         assert_eq!(status(p.check(Some(far), &headers(Some("Basic dDBrOg==")), true)), Some(403));
         assert_eq!(status(p.check(None, &headers(None), true)), Some(401), "an unknown peer is not loopback");
         let read_auth = ApiPolicy::new(&[], vec![], true);

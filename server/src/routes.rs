@@ -19,7 +19,8 @@ pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>
         return e.into_response();
     }
     let path = req.uri().path().to_owned();
-    if path.starts_with("/api/") {
+    // /metrics shows what /api/v1/stats does: under the same rule.
+    if path.starts_with("/api/") || path == "/metrics" {
         let write = !matches!(*req.method(), Method::GET | Method::HEAD);
         let peer = req.extensions().get::<Peer>().map(|p| p.0);
         if let Err(e) = cfg.api.check(peer, req.headers(), write) {

@@ -48,6 +48,10 @@ fn writes_need_loopback_an_allowed_network_or_a_token_and_reads_stay_open() {
     let (status, _) =
         curl_from(&ns, &["-X", "PUT", "-H", "Authorization: Bearer ci-token-2", "--data-binary", "v2", &far]);
     assert_eq!(status, 201);
+    // The scheme is case-insensitive.
+    let (status, _) =
+        curl_from(&ns, &["-X", "PUT", "-H", "Authorization: bearer ci-token-2", "--data-binary", "v2", &far]);
+    assert_eq!(status, 201, "a lowercase scheme");
     assert_eq!(get(&node.object_url("ci", "k")).body, b"v2");
     let file = dir.path().join("upload");
     std::fs::write(&file, "v3 by trove put").expect("write");
@@ -76,5 +80,8 @@ fn writes_need_loopback_an_allowed_network_or_a_token_and_reads_stay_open() {
     let far = format!("http://{}:{}/api/v1", ns.host_ip, node.port);
     assert_eq!(curl_from(&ns, &[&format!("{far}/object/ci/k")]).0, 403, "reads need the rule too");
     assert_eq!(curl_from(&ns, &[&format!("{far}/stats")]).0, 403);
+    let metrics = format!("http://{}:{}/metrics", ns.host_ip, node.port);
+    assert_eq!(curl_from(&ns, &[&metrics]).0, 403, "/metrics shows what stats hides: the same rule");
     assert_eq!(get(&node.url("/api/v1/stats")).status, 200, "loopback reads");
+    assert_eq!(get(&node.url("/metrics")).status, 200);
 }
