@@ -167,22 +167,25 @@ fn upstream_url(base: &str, suffix: &str, kind: Kind, query: Option<&str>) -> Re
         Kind::Lfs => url.path().starts_with(allowed.path()),
         Kind::Push => matches!(suffix, "/info/refs" | "/git-receive-pack") && url.path() == allowed.path(),
     };
+    // Only http(s) is passed on (a file:// URL's origin is opaque, so its
+    // scheme is answered first).
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "push_unsupported",
+            format!(
+                "this host's upstream is {}://, which the node cannot pass pushes or LFS to; push to the upstream directly (git remote set-url --push origin <upstream>)",
+                url.scheme()
+            ),
+        ));
+    }
     if !inside || url.origin() != allowed.origin() {
         return Err(ApiError::not_found(format!(
             "{suffix:?} leads outside the repo's {} routes on its upstream",
             if kind == Kind::Lfs { "Git LFS" } else { "push" }
         )));
     }
-    match url.scheme() {
-        "http" | "https" => Ok(url),
-        other => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "push_unsupported",
-            format!(
-                "this host's upstream is {other}://, which the node cannot pass pushes or LFS to; push to the upstream directly (git remote set-url --push origin <upstream>)"
-            ),
-        )),
-    }
+    Ok(url)
 }
 
 thread_local! {
@@ -425,6 +428,8 @@ mod tests {
         }
         assert!(upstream_url(base, "/git-receive-pack", Kind::Push, None).is_ok());
         assert!(upstream_url(base, "/git-receive-pack/../../x", Kind::Push, None).is_err());
+        let file = upstream_url("file:///srv/org/repo", "/git-receive-pack", Kind::Push, None);
+        assert_eq!(file.err().map(|e| e.status.as_u16()), Some(501), "other schemes: what to do instead");
     }
 
     #[test]
