@@ -541,6 +541,23 @@ fn endless_node(snapshot: Vec<u8>, commit: String, ranges: bool) -> TcpServer {
     })
 }
 
+/// `trove restore` from `url` into `target`, killed past 1 GB: its exit
+/// code, peak memory and stderr.
+fn restore_watched(url: &str, target: &Path, extra: &[&str]) -> (Option<i32>, u64, String) {
+    let mut child = Command::new(trove_bin())
+        .args(["restore", "example.test/org/repo"])
+        .arg(target)
+        .args(["--url", url, "--quiet"])
+        .args(extra)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("trove restore");
+    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    (code, peak, err)
+}
+
 #[test]
 fn restore_reads_no_node_body_past_what_it_asked_for() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -554,34 +571,16 @@ fn restore_reads_no_node_body_past_what_it_asked_for() {
     let evil = endless_node(snapshot.clone(), head.clone(), true);
 
     // A range answered with an endless body.
-    let mut child = Command::new(trove_bin())
-        .args(["restore", "example.test/org/repo"])
-        .arg(dir.path().join("ranges"))
-        .args(["--url", &evil.url(), "--quiet"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("trove restore");
-    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    let (code, peak, err) = restore_watched(&evil.url(), &dir.path().join("ranges"), &[]);
     assert!(peak < 256 << 20, "restore held {} MB of an endless range", peak >> 20);
     assert!(code.is_some_and(|c| c != 0), "it fails: {code:?}");
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
     assert!(err.contains("came long"), "and says why: {err}");
     assert!(!dir.path().join("ranges").exists());
 
     // An endless ensure-refs reply (the snapshot itself whole, 200).
     let whole = endless_node(snapshot, head, false);
-    let mut child = Command::new(trove_bin())
-        .args(["restore", "example.test/org/repo"])
-        .arg(dir.path().join("ensure"))
-        .args(["--url", &whole.url(), "--quiet", "--ref", "main"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("trove restore");
-    let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
+    let (code, peak, err) = restore_watched(&whole.url(), &dir.path().join("ensure"), &["--ref", "main"]);
     assert!(peak < 256 << 20, "restore held {} MB of an endless reply", peak >> 20);
     assert!(code.is_some_and(|c| c != 0), "it fails: {code:?}");
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
     assert!(err.contains("more than"), "and says why: {err}");
 }
