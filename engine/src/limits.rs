@@ -166,17 +166,31 @@ pub const SNAPSHOT_LEASE_GENERATIONS: u32 = 64;
 /// Default of `--mirror-capacity`: disk the bare mirrors may use, node-wide.
 pub const MIRROR_CAPACITY_BYTES: u64 = 64 << 30;
 
-/// Most entries a tree index may hold (files, directories, submodules):
-/// about 300 MB of memory for a mount at this size.
+/// Most entries a tree index may hold (files, directories, submodules).
+/// With TREE_INDEX_MAX_PATH_BYTES this bounds a mount's table
+/// (`tree::index::MAX_MEMORY_BYTES`); the README has measured figures.
 pub const TREE_INDEX_MAX_ENTRIES: usize = 4_000_000;
 /// Longest path in a tree index, in bytes (Linux's PATH_MAX).
 pub const TREE_PATH_MAX_BYTES: usize = 4096;
+/// Bytes of all the paths of a tree index together. A 4M-entry tree with
+/// 128-byte paths fits (real trees average 40-80); 4M paths of PATH_MAX
+/// (16 GB) do not: without this bound a 4 MB compressed index of deep
+/// paths took a mount past 10 GB.
+pub const TREE_INDEX_MAX_PATH_BYTES: u64 = 512 << 20;
 /// Most blobs one `POST .../blobs` may ask for.
 pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
-/// Largest blob `POST .../blobs` serves, in bytes: each is read whole and
-/// checked against its oid before it is sent. Larger ones get a per-item
-/// `too_large` frame.
-pub const BLOB_SERVE_MAX_BYTES: u64 = 256 << 20;
+/// Largest blob `POST .../blobs` reads whole, in bytes: each is read and
+/// checked against its oid before it is sent. Larger ones stream in
+/// BLOB_STREAM_CHUNK_BYTES chunks, so what a slow client pins is a few
+/// chunks, not a whole asset.
+pub const BLOB_SERVE_MAX_BYTES: u64 = 16 << 20;
+/// Default of `--blob-memory`: blob bytes all `POST .../blobs` responses
+/// together may hold in memory (read, not yet written to the socket).
+/// Past it, a new request gets 503 and a stream waits for room.
+pub const BLOB_MEMORY_BYTES: u64 = 256 << 20;
+/// Longest a blob stream waits for room in the blob memory before it is
+/// cut (the client sees a stream without its end frame, and may retry).
+pub const BLOB_MEMORY_WAIT: Duration = Duration::from_secs(30);
 /// Largest blob `POST .../blobs` streams from its pack (past
 /// BLOB_SERVE_MAX_BYTES it is streamed, not read whole).
 pub const BLOB_STREAM_MAX_BYTES: u64 = 64 << 30;
@@ -217,6 +231,12 @@ pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
 /// Default of `trove mount --fetch-timeout`: how long an open waits on the
 /// node (to connect, for the answer, between frames) before it gets EIO.
 pub const HYDRATE_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The slowest a hydration batch may arrive, in bytes per second, on
+/// average: a batch of N bytes is cut after `--fetch-timeout` plus
+/// N / this. `--fetch-timeout` alone bounds each gap between frames, so a
+/// node trickling a byte every few seconds held an open for minutes.
+/// 256 KiB/s keeps a 2 Mbit/s link working.
+pub const HYDRATE_MIN_BYTES_PER_SEC: u64 = 256 << 10;
 /// Default of `trove mount --cache-capacity`: hydrated bytes kept.
 pub const HYDRATE_CACHE_CAPACITY_BYTES: u64 = 8 << 30;
 /// Eviction takes the cache down to this share of its capacity, in
@@ -226,3 +246,5 @@ const _: () = assert!(HYDRATE_BATCH_BLOBS <= BLOBS_PER_REQUEST_MAX);
 const _: () = assert!(HYDRATE_BLOB_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);
 const _: () = assert!(BLOB_SERVE_MAX_BYTES <= BLOB_STREAM_MAX_BYTES);
 const _: () = assert!(BLOB_SERVE_MAX_BYTES <= BLOB_REBUILD_MAX_BYTES);
+// A stream that holds its read-ahead of whole blobs still leaves room.
+const _: () = assert!(BLOB_MEMORY_BYTES >= 4 * BLOBS_READ_AHEAD as u64 * BLOB_SERVE_MAX_BYTES);
