@@ -3,8 +3,9 @@
 //! TCP) and the reports. It talks to trove only over HTTP, as a user would,
 //! and never imports the engine.
 //!
-//! Files: `loadgen.rs` the closed-loop generator and `openloop.rs` the
-//! open-loop one; `baseline/` what trove is compared
+//! Files: `load.rs` what a load run is and measured, `loadgen.rs` the
+//! closed-loop generator and `openloop.rs` the open-loop one (neither
+//! imports the other); `baseline/` what trove is compared
 //! with; `node.rs` starting a node and loading it; `object.rs` the object
 //! benchmark; `git.rs` and `mount.rs` the git and mount benchmarks; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
 
@@ -12,6 +13,7 @@ pub mod baseline;
 pub mod cli;
 pub mod coldstart;
 pub mod git;
+pub mod load;
 pub mod loadgen;
 pub mod mount;
 pub mod node;

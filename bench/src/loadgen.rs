@@ -3,9 +3,11 @@
 //!
 //! Closed loop (each connection sends its next request when the last one
 //! finished) finds the maximum rate, on a monoio (io_uring) runtime. Open
-//! loop (the wrk2 model, CO-corrected) is openloop.rs; `run` picks by the
-//! spec's rate.
+//! loop (the wrk2 model, CO-corrected) is openloop.rs; what a run is and
+//! what it measured is load.rs, which both use and neither imports the
+//! other.
 
+use crate::load::{parse_head, LoadResult, LoadSpec};
 use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -14,75 +16,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// What one load run should do.
-#[derive(Debug, Clone)]
-pub struct LoadSpec {
-    pub addr: SocketAddr,
-    pub path: String,
-    pub connections: usize,
-    pub duration: Duration,
-    /// Requests per second; `None` runs closed loop as fast as possible.
-    pub rate: Option<f64>,
-    /// The CPU the generator runs on.
-    pub cpu: usize,
-}
-
-/// What a load run measured.
-#[derive(Debug, Clone)]
-pub struct LoadResult {
-    /// Latency in microseconds, corrected for coordinated omission.
-    pub latency_us: Histogram<u64>,
-    /// How late the generator itself sent each request after its due
-    /// time, in microseconds (open loop): the generator's share of
-    /// `latency_us`, which must stay far below the server's.
-    pub send_lag_us: Histogram<u64>,
-    /// From each request's actual send to its last byte, in microseconds
-    /// (open loop): the server's share alone, not CO-corrected.
-    pub service_us: Histogram<u64>,
-    pub requests: u64,
-    pub errors: u64,
-    pub bytes: u64,
-    pub elapsed: Duration,
-    /// CPU time the generator used (open loop; zero where not measured).
-    pub generator_cpu: Duration,
-}
-
-impl LoadResult {
-    /// Nothing measured yet, over `elapsed`.
-    pub fn empty(elapsed: Duration) -> std::io::Result<LoadResult> {
-        let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).map_err(std::io::Error::other);
-        Ok(LoadResult {
-            latency_us: histogram()?,
-            send_lag_us: histogram()?,
-            service_us: histogram()?,
-            requests: 0,
-            errors: 0,
-            bytes: 0,
-            elapsed,
-            generator_cpu: Duration::ZERO,
-        })
-    }
-
-    pub fn requests_per_sec(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// The share of one CPU the generator kept busy over the run.
-    pub fn generator_busy(&self) -> f64 {
-        self.generator_cpu.as_secs_f64() / self.elapsed.as_secs_f64()
-    }
-
-    pub fn bytes_per_sec(&self) -> f64 {
-        self.bytes as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Runs `spec` and waits for it: open loop on threads of its own
-/// (openloop.rs), closed loop on a monoio runtime pinned to `spec.cpu`.
+/// Runs `spec` closed loop (its rate is ignored: as fast as it goes) on a
+/// monoio runtime pinned to `spec.cpu`, and waits for it. The open loop
+/// is `openloop::run`; the caller picks (`load::LoadSpec::rate`).
 pub fn run(spec: LoadSpec) -> std::io::Result<LoadResult> {
-    if let Some(rate) = spec.rate {
-        return crate::openloop::run(&spec, rate);
-    }
     let cpu = spec.cpu;
     on_pinned_runtime(cpu, move || drive(spec))
 }
@@ -181,30 +118,6 @@ async fn connection(addr: SocketAddr, request: Rc<Vec<u8>>, sh: Rc<Shared>) {
                 conn = None;
             }
         }
-    }
-}
-
-/// The head's length and the body's (Content-Length) once `head` holds a
-/// whole 2xx response head; None while it is still partial.
-pub(crate) fn parse_head(head: &[u8]) -> std::io::Result<Option<(usize, u64)>> {
-    let fail = |m: &str| std::io::Error::other(m.to_owned());
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(head) {
-        Ok(httparse::Status::Complete(len)) => {
-            if resp.code != Some(200) && resp.code != Some(206) {
-                return Err(fail("non-2xx status"));
-            }
-            let body = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            body.map(|b| Some((len, b))).ok_or_else(|| fail("no content-length"))
-        }
-        Ok(httparse::Status::Partial) if head.len() < 64 * 1024 => Ok(None),
-        _ => Err(fail("bad response head")),
     }
 }
 

@@ -6,9 +6,10 @@
 //! load generator another, so neither competes with the generator.
 
 use crate::baseline::{disk, nginx::Nginx, tcp};
-use crate::loadgen::{self, LoadResult, LoadSpec};
+use crate::load::{LoadResult, LoadSpec};
 use crate::node::{bytes, work_subdir, BenchNode};
 use crate::report::{self, Latency, Spread};
+use crate::{loadgen, openloop};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,14 +82,12 @@ pub fn run(cfg: ObjectBench) -> anyhow::Result<PathBuf> {
     sync();
 
     let load = |addr: SocketAddr, path: &str, connections: usize, rate: Option<f64>| -> anyhow::Result<LoadResult> {
-        let r = loadgen::run(LoadSpec {
-            addr,
-            path: path.into(),
-            connections,
-            duration: cfg.duration,
-            rate,
-            cpu: cfg.loadgen_cpu,
-        })?;
+        let spec =
+            LoadSpec { addr, path: path.into(), connections, duration: cfg.duration, rate, cpu: cfg.loadgen_cpu };
+        let r = match rate {
+            Some(rate) => openloop::run(&spec, rate)?,
+            None => loadgen::run(spec)?,
+        };
         anyhow::ensure!(r.requests > 0, "no request to {addr}{path} succeeded ({} errors)", r.errors);
         Ok(r)
     };

@@ -20,7 +20,7 @@
 //!   the spinning vCPU was taken away for tens of milliseconds, and
 //!   p99.9 grew from a few ms to 35-90 ms.
 
-use crate::loadgen::{parse_head, LoadResult, LoadSpec};
+use crate::load::{parse_head, LoadResult, LoadSpec};
 use rustix::buffer::spare_capacity;
 use rustix::event::{epoll, Timespec};
 use std::io::{ErrorKind, Read, Write};

@@ -707,3 +707,55 @@ fn a_blob_larger_than_the_whole_cache_is_refused_before_it_is_fetched() {
         m.records()[0]["last_error"].as_str().is_some_and(|e| e.contains("--cache-capacity"))
     });
 }
+
+#[test]
+fn a_node_that_stalls_or_trickles_the_tree_index_fails_every_wait_and_the_mount_in_time() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // One that takes the request and never answers, one that answers a
+    // byte a second.
+    let silent = TcpServer::start(|mut conn| {
+        let mut buf = [0u8; 4096];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let trickle = TcpServer::start(|mut conn| {
+        let mut buf = [0u8; 4096];
+        let _ = conn.read(&mut buf);
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n";
+        if conn.write_all(head).is_err() {
+            return;
+        }
+        while conn.write_all(b"x").is_ok() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    for (what, node) in [("stalled", silent.url()), ("trickled", trickle.url())] {
+        let base = dir.path().join(what);
+        let (child, mnt, _, run_dir, log, _) = Mount::spawn(&base, &node, REPO, &["--ready-timeout", "3s"]);
+        let started = Instant::now();
+        wait_until("the mount to be mounted and preparing", Duration::from_secs(20), || {
+            let out = Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output();
+            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"preparing\""))
+        });
+        // Eight stats at once on two FUSE threads: none waits for another.
+        let took: Vec<Duration> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = mnt.join(format!("f{i}"));
+                    s.spawn(move || {
+                        let _ = std::fs::metadata(&p);
+                        started.elapsed()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("thread")).collect()
+        });
+        for t in &took {
+            assert!(*t < Duration::from_secs(7), "{what}: a stat returned {t:?} after the mount started: {took:?}");
+        }
+        let code = exit_code(child, "trove mount", Duration::from_secs(15));
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(code, Some(5), "{what}: the mount fails: {log}");
+        assert!(log.contains("--ready-timeout"), "{what}: and says why: {log}");
+        assert!(!is_mounted(&mnt));
+    }
+}
