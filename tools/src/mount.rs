@@ -57,10 +57,10 @@ pub struct MountArgs {
     /// `off`: only what is opened is fetched.
     #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
     pub prefetch: String,
-    /// How long an open waits on the node before it fails with EIO.
+    /// How long an open waits on the node for each part of a fetch before it fails with EIO; the whole fetch must also arrive at 256 KiB/s on average.
     #[arg(long, default_value = "10s", value_parser = trove_engine::units::parse_duration)]
     pub fetch_timeout: Duration,
-    /// How long an operation that arrives before the tree is ready waits for it.
+    /// How long from the start the mount may take to get its tree index: operations that arrive earlier wait until then, and a node that has not sent the index by then (a node new to a large repo clones it first) fails the mount with exit 5; run it again once the node has the repo, or raise this.
     #[arg(long, default_value = "30s", value_parser = trove_engine::units::parse_duration)]
     pub ready_timeout: Duration,
     /// Serve every read through the daemon, never FUSE passthrough (slower;
