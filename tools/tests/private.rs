@@ -545,3 +545,60 @@ fn only_the_lfs_api_routes_reach_the_upstream() {
     }
     assert_eq!(reached(), 4);
 }
+
+#[test]
+fn a_passed_through_redirect_is_a_clear_502_and_a_trickling_answer_is_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An LFS server that redirects the batch and trickles the locks list.
+    let upstream = TcpServer::start(|conn| {
+        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                break;
+            }
+        }
+        let mut conn = conn;
+        if line.contains("objects/batch") {
+            let _ = conn.write_all(
+                b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://user:pw@elsewhere.example/lfs\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.git-lfs+json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n";
+        if conn.write_all(head).is_err() {
+            return;
+        }
+        while conn.write_all(b" ").is_ok() {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    });
+    let spec = format!("lfs.test=http://127.0.0.1:{}", upstream.port);
+    let node = Node::start(&dir.path().join("data"), &["--upstream", &spec, "--upstream-timeout", "2s"]);
+    let base = node.url("/git/lfs.test/org/repo.git/info/lfs");
+    let r = http(
+        "POST",
+        &format!("{base}/objects/batch"),
+        &[("Content-Type", "application/vnd.git-lfs+json")],
+        b"{}".to_vec(),
+    );
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    let body = r.json();
+    assert_eq!(body["code"], "upstream_redirect");
+    let said = body["error"].as_str().unwrap_or_default();
+    assert!(said.contains("https://elsewhere.example/lfs"), "it says where: {said}");
+    assert!(!said.contains("pw"), "without the credentials in the location: {said}");
+
+    let started = std::time::Instant::now();
+    let r = http("GET", &format!("{base}/locks"), &[], Vec::new());
+    assert!(r.body.len() < 100, "the trickle was cut: {} bytes", r.body.len());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "within windows of --upstream-timeout: {:?}",
+        started.elapsed()
+    );
+}

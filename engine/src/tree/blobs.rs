@@ -16,10 +16,11 @@
 //!
 //! A blob is read whole and hashed (`blob <len>\0` + bytes, SHA-1) before
 //! its frame is made: a mirror's corrupt object is `unreadable`, never
-//! sent. What a stream holds in memory is charged to the node's blob
-//! memory (`blob_memory.rs`). An id asked twice is answered once. A larger one (over BLOB_SERVE_MAX_BYTES) is streamed after a
+//! sent. A larger one (over BLOB_SERVE_MAX_BYTES) is streamed after a
 //! first pass hashed it: from its pack (`bigblob.rs`), or, a delta or
 //! loose, from git (`gitblob.rs`). A stream without its end frame was cut.
+//! What a stream holds in memory is charged to the node's blob memory
+//! (`blob_memory.rs`). An id asked twice is answered once.
 //! The reader checks each blob against its oid again: it trusts no node.
 
 use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_MEMORY_WAIT, BLOB_SERVE_MAX_BYTES};
