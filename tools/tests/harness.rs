@@ -899,6 +899,19 @@ pub fn watch_memory(child: &mut Child, limit: u64, within: Duration) -> (Option<
     (code, peak)
 }
 
+/// Lazily unmounts `0` on drop if it is still a mountpoint: for a test
+/// that runs `trove mount` as a bare child, so a kill or a failed assert
+/// leaves no (dead) mount behind.
+pub struct UnmountOnDrop(pub PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
 /// Whether `dir` is a mountpoint now (from /proc/self/mountinfo).
 pub fn is_mounted(dir: &Path) -> bool {
     let Ok(abs) = std::fs::canonicalize(dir.parent().unwrap_or(dir)) else { return false };

@@ -650,6 +650,7 @@ fn a_tree_index_too_large_to_hold_is_refused_in_bounded_memory() {
     assert!(bomb.len() < 16 << 20, "a small body: {} bytes", bomb.len());
     let fake = fake_node(vec![], |_| None, Some(bomb));
     let (mut child, mnt, _, _, log, _) = Mount::spawn(dir.path(), &fake.url(), REPO, &[]);
+    let _cleanup = UnmountOnDrop(mnt.clone());
     let (code, peak) = watch_memory(&mut child, 1 << 30, Duration::from_secs(120));
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(peak < 1 << 30, "the mount's memory reached {} MB decoding a small index", peak >> 20);
@@ -731,6 +732,7 @@ fn a_node_that_stalls_or_trickles_the_tree_index_fails_every_wait_and_the_mount_
     for (what, node) in [("stalled", silent.url()), ("trickled", trickle.url())] {
         let base = dir.path().join(what);
         let (child, mnt, _, run_dir, log, _) = Mount::spawn(&base, &node, REPO, &["--ready-timeout", "3s"]);
+        let _cleanup = UnmountOnDrop(mnt.clone());
         let started = Instant::now();
         wait_until("the mount to be mounted and preparing", Duration::from_secs(20), || {
             let out = Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output();
