@@ -433,21 +433,25 @@ fn a_private_repos_tree_and_blobs_need_what_its_clone_needs() {
     assert!(!node.log_text().contains(SECRET), "credentials in the node's log");
 }
 
+/// A request's first line, its headers read past (a stand-in server's
+/// start); None when the client went away.
+fn request_line(conn: &TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            return Some(line);
+        }
+    }
+}
+
 /// An upstream host that answers every request with a redirect to `to`
 /// (same path and query), counting what reached it.
 fn redirector(to: String, hits: Arc<Mutex<usize>>) -> TcpServer {
     TcpServer::start(move |conn| {
-        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                break;
-            }
-        }
+        let Some(line) = request_line(&conn) else { return };
         *hits.lock().expect("hits") += 1;
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
         let mut conn = conn;
@@ -551,17 +555,7 @@ fn a_passed_through_redirect_is_a_clear_502_and_a_trickling_answer_is_cut() {
     let dir = tempfile::tempdir().expect("tempdir");
     // An LFS server that redirects the batch and trickles the locks list.
     let upstream = TcpServer::start(|conn| {
-        let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-        let mut line = String::new();
-        if reader.read_line(&mut line).is_err() {
-            return;
-        }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                break;
-            }
-        }
+        let Some(line) = request_line(&conn) else { return };
         let mut conn = conn;
         if line.contains("objects/batch") {
             let _ = conn.write_all(
