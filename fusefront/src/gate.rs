@@ -32,6 +32,11 @@ impl Gate {
         }
     }
 
+    /// When waiting ends for every operation, ready or not.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Opens the gate on `table`.
     pub fn open(&self, table: Arc<Table>) {
         let _ = self.ready.set(table);

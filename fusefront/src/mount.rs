@@ -132,7 +132,6 @@ pub fn run(
     // One deadline for the whole preparation: the gate's waiters, and the
     // wait for the index below.
     let gate = Arc::new(Gate::new(options.ready_timeout));
-    let ready_by = Instant::now() + options.ready_timeout;
     let counters = Arc::new(MountCounters::default());
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Job>();
     let workers: Vec<_> = (0..COMPLETION_THREADS)
@@ -195,7 +194,7 @@ pub fn run(
         recv(stop) -> _ => Err(MountError::Interrupted),
         // A node that stalls or trickles the index: the thread is left to
         // its own timeout, the mount fails now.
-        recv(crossbeam_channel::at(ready_by)) -> _ => Err(MountError::Unreachable {
+        recv(crossbeam_channel::at(gate.deadline())) -> _ => Err(MountError::Unreachable {
             node: options.node.clone(),
             reason: format!(
                 "it did not send the tree index within {:?} (--ready-timeout; a node new to the repo clones it first)",

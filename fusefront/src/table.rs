@@ -42,16 +42,16 @@ pub struct Table {
 impl Table {
     /// Builds the table. The index was already checked by its decoder
     /// (every parent is a directory listed before its children, no `..`),
-    /// which also found each entry's directory (`parents`; an index made
-    /// by hand has none, and they are found here). Each path is freed as
-    /// its name is copied, so paths and names are never held twice.
+    /// which also found each entry's directory (`parents`). Each path is
+    /// freed as its name is copied, so paths and names are never held twice.
     pub fn build(index: TreeIndex) -> Result<Table, String> {
         let n = index.entries.len() + 1;
         if u32::try_from(n).is_err() {
             return Err(format!("{n} entries do not fit the inode table"));
         }
-        let parents =
-            if index.parents.len() == index.entries.len() { index.parents } else { parents_of(&index.entries)? };
+        if index.parents.len() != index.entries.len() {
+            return Err("the index has no directory for each entry".into());
+        }
         let mut nodes = Vec::with_capacity(n);
         let mut names = Vec::new();
         nodes.push(Node {
@@ -66,7 +66,7 @@ impl Table {
             subdirs: 0,
         });
         let (mut files, mut file_bytes) = (0u64, 0u64);
-        for (e, parent) in index.entries.into_iter().zip(parents) {
+        for (e, parent) in index.entries.into_iter().zip(index.parents) {
             let name = match e.path.iter().rposition(|&b| b == b'/') {
                 Some(i) => &e.path[i + 1..],
                 None => &e.path[..],
@@ -169,26 +169,6 @@ fn name_of<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
     &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
 }
 
-/// Each entry's directory (0 the root, `j + 1` entry `j`), for an index
-/// made by hand rather than decoded.
-fn parents_of(entries: &[trove_engine::tree::index::Entry]) -> Result<Vec<u32>, String> {
-    let mut dirs: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
-    let mut parents = Vec::with_capacity(entries.len());
-    for (i, e) in entries.iter().enumerate() {
-        let parent = match e.path.iter().rposition(|&b| b == b'/') {
-            None => 0,
-            Some(cut) => {
-                *dirs.get(&e.path[..cut]).ok_or_else(|| "an entry's directory is not listed before it".to_owned())?
-            }
-        };
-        if e.kind == Kind::Dir {
-            dirs.insert(&e.path[..], i as u32 + 1);
-        }
-        parents.push(parent);
-    }
-    Ok(parents)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,7 +191,8 @@ mod tests {
                 entry(Kind::File, b"d/e/\xff\xfe", 0),
                 entry(Kind::Submodule, b"d/sub", 0),
             ],
-            parents: vec![],
+            // Each entry's directory: 0 the root, j + 1 entry j.
+            parents: vec![0, 0, 0, 2, 2, 5, 2],
         };
         let t = Table::build(index).expect("valid");
         assert_eq!(t.len(), 8);
@@ -233,7 +214,7 @@ mod tests {
     #[test]
     fn a_name_twice_in_one_directory_is_refused() {
         let entries = vec![entry(Kind::File, b"a", 1), entry(Kind::File, b"a", 2)];
-        let index = TreeIndex { commit: [0; 20], entries, parents: vec![] };
+        let index = TreeIndex { commit: [0; 20], entries, parents: vec![0, 0] };
         assert!(Table::build(index).is_err());
     }
 }

@@ -29,7 +29,7 @@ use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
 use http_body_util::BodyExt;
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How the owner reaches the node.
 pub fn client_options(config: &HydrateConfig) -> Result<ClientOptions, HydrateError> {
@@ -153,13 +153,12 @@ async fn stream_batch(
     // The whole batch's deadline, beside each gap's: see HYDRATE_MIN_BYTES_PER_SEC.
     let batch_bytes: u64 = batch.iter().map(|(_, len)| *len).sum();
     let overall = timeout + Duration::from_secs_f64(batch_bytes as f64 / HYDRATE_MIN_BYTES_PER_SEC as f64);
-    let too_slow =
-        || HydrateError::TooSlow { bytes: batch_bytes, min_rate: HYDRATE_MIN_BYTES_PER_SEC, after: started.elapsed() };
+    let deadline = started + overall;
     let sent = send("POST blobs", http::Method::POST, &url, &headers, Bytes::from(body), client);
-    let resp = futures_lite::future::or(async { sent.await.map_err(|e| from_remote(&node, e, timeout)) }, async {
-        glommio::timer::sleep(overall).await;
-        Err(too_slow())
-    })
+    let resp = futures_lite::future::or(
+        async { sent.await.map_err(|e| from_remote(&node, e, timeout)) },
+        too_slow(started, deadline, batch_bytes),
+    )
     .await?;
     let status = resp.status().as_u16();
     if status != 200 {
@@ -242,11 +241,7 @@ async fn stream_batch(
         }
         Ok(())
     };
-    let outcome = futures_lite::future::or(outcome, async {
-        glommio::timer::sleep(overall.saturating_sub(started.elapsed())).await;
-        Err(too_slow())
-    })
-    .await;
+    let outcome = futures_lite::future::or(outcome, too_slow(started, deadline, batch_bytes)).await;
     // What landed is answered also when the stream broke after it.
     for task in smalls {
         let (oid, r) = task.await;
@@ -264,6 +259,13 @@ async fn stream_batch(
         "hydration batch"
     );
     outcome
+}
+
+/// Resolves at `deadline` with the error of a batch of `bytes` that came
+/// slower than HYDRATE_MIN_BYTES_PER_SEC since `started`.
+async fn too_slow<T>(started: Instant, deadline: Instant, bytes: u64) -> Result<T, HydrateError> {
+    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+    Err(HydrateError::TooSlow { bytes, min_rate: HYDRATE_MIN_BYTES_PER_SEC, after: started.elapsed() })
 }
 
 async fn begin(store: &BlobStore, oid: Oid, len: u64) -> Result<Landing, HydrateError> {

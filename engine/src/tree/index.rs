@@ -77,8 +77,7 @@ pub struct TreeIndex {
     pub commit: [u8; 20],
     pub entries: Vec<Entry>,
     /// Each entry's directory, as decode found it: 0 the root, `j + 1` the
-    /// directory `entries[j]`. Empty for an index made by hand (see
-    /// [`TreeIndex::parents`]).
+    /// directory `entries[j]`; one per entry.
     pub parents: Vec<u32>,
 }
 
