@@ -452,14 +452,18 @@ fn listing_a_directory_prefetches_its_small_files() {
     assert_eq!(blob_requests(&node), requests, "prefetched files open without a fetch");
 }
 
+/// A node that takes every request and never answers it.
+fn silent_node() -> TcpServer {
+    TcpServer::start(|mut conn| {
+        let mut buf = [0u8; 4096];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    })
+}
+
 #[test]
 fn a_signal_ends_a_mount_still_waiting_for_its_tree() {
     let dir = tempfile::tempdir().expect("tmp");
-    // A node that takes the request and never answers it.
-    let silent = TcpServer::start(|mut conn| {
-        let mut buf = [0u8; 4096];
-        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
-    });
+    let silent = silent_node();
     let (child, mnt, _, run_dir, log, _) = Mount::spawn(dir.path(), &silent.url(), REPO, &[]);
     wait_until("the mount to be mounted and preparing", Duration::from_secs(20), || {
         let out = Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output();
@@ -714,10 +718,7 @@ fn a_node_that_stalls_or_trickles_the_tree_index_fails_every_wait_and_the_mount_
     let dir = tempfile::tempdir().expect("tmp");
     // One that takes the request and never answers, one that answers a
     // byte a second.
-    let silent = TcpServer::start(|mut conn| {
-        let mut buf = [0u8; 4096];
-        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
-    });
+    let silent = silent_node();
     let trickle = TcpServer::start(|mut conn| {
         let mut buf = [0u8; 4096];
         let _ = conn.read(&mut buf);
