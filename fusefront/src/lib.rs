@@ -10,12 +10,15 @@
 //!   passthrough backing files, hydration off the FUSE threads.
 //! - [`handles`]: open file handles (and the passthrough ids they keep alive).
 //! - [`status`]: the record `trove mounts` reads.
+//! - `engine`: the daemon's engine, the shard runtime composed with
+//!   hydration alone (none of the node's services).
 //!
 //! It never imports the server: what it needs of a node is HTTP it speaks
 //! itself (the tree index) or through the engine (blobs). It trusts no byte
 //! the node sends: the index is decoded as hostile input and every blob is
 //! checked against its id before the kernel sees it.
 
+mod engine;
 pub mod fs;
 pub mod gate;
 pub mod handles;

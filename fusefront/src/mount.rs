@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trove_engine::hydrate::blobstore::BlobStore;
-use trove_engine::hydrate::{HydrateConfig, Hydrator, OwnerEnd};
+use trove_engine::hydrate::{HydrateConfig, Hydrator};
 use trove_engine::Secret;
 
 /// Which commit to mount.
@@ -104,7 +104,7 @@ pub fn run(
         .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
     // The engine first: it locks the data dir, so no other mount's blobs
     // (landing in its tmp/) are touched below.
-    let (engine, to_owner) = start_engine(&options)?;
+    let (engine, to_owner) = crate::engine::start_engine(&options)?;
     let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes)
         .map_err(|e| MountError::DataDir(e.to_string()))?;
     let node_url = url::Url::parse(&options.node)
@@ -330,36 +330,6 @@ fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
         return Err(MountError::Mountpoint(format!("{} is already a trove mount", abs.display())));
     }
     Ok(abs)
-}
-
-/// Starts the engine on the mount's data dir. Its one shard serves the
-/// hydration queue whose end is sent on the returned channel (dropping
-/// the sender lets the shard stop).
-fn start_engine(
-    options: &MountOptions,
-) -> Result<(trove_engine::NodeHandle, futures_channel::oneshot::Sender<OwnerEnd>), MountError> {
-    let config = trove_engine::NodeConfig {
-        shards: 1,
-        data_dir: options.data_dir.clone(),
-        memory_cache_bytes: 0,
-        io_memory_bytes: 8 << 20,
-        ..Default::default()
-    };
-    let (tx, rx) = futures_channel::oneshot::channel::<OwnerEnd>();
-    let rx = Arc::new(Mutex::new(Some(rx)));
-    let engine = trove_engine::start(config, move |_shard| {
-        let rx = rx.lock().ok().and_then(|mut r| r.take());
-        async move {
-            if let Some(Ok(end)) = match rx {
-                Some(rx) => Some(rx.await),
-                None => None,
-            } {
-                trove_engine::hydrate::queue::serve(end).await;
-            }
-        }
-    })
-    .map_err(|e| MountError::DataDir(e.to_string()))?;
-    Ok((engine, tx))
 }
 
 /// Fetches the tree index and builds the inode table.

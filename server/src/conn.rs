@@ -28,9 +28,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use trove_engine::net::HyperIo;
+use trove_engine::remote::hyper_io::HyperIo;
 use trove_engine::stats::bump;
-use trove_engine::Shard;
+use trove_engine::NodeServices;
 
 /// Counts a live connection of this shard while it exists.
 struct Live(Rc<Cell<usize>>);
@@ -49,7 +49,8 @@ impl Drop for Live {
 }
 
 /// Runs the HTTP face on this shard until the node stops and drains.
-pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
+pub async fn serve(services: Rc<NodeServices>, cfg: Rc<ServerConfig>) {
+    let shard = services.shard.clone();
     let listener = match TcpListener::bind(cfg.listen) {
         Ok(l) => l,
         Err(e) => {
@@ -79,7 +80,7 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
             Some(Ok(stream)) => {
                 // At once, before any other task of this shard can fork a
                 // git: no child may inherit a client socket (net.rs).
-                if let Err(e) = trove_engine::net::set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
+                if let Err(e) = trove_engine::remote::hyper_io::set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
                     tracing::warn!(shard = shard.id, error = %e, "could not mark a connection close-on-exec; closing it");
                     continue;
                 }
@@ -101,9 +102,9 @@ pub async fn serve(shard: Rc<Shard>, cfg: Rc<ServerConfig>) {
                 let clock = ConnClock::new(overflow);
                 table.add(&clock);
                 let live = Live::new(&connections);
-                let (shard, cfg, stop) = (shard.clone(), cfg.clone(), stop.clone());
+                let (services, cfg, stop) = (services.clone(), cfg.clone(), stop.clone());
                 glommio::spawn_local(async move {
-                    serve_connection(shard, cfg, stream, stop, clock).await;
+                    serve_connection(services, cfg, stream, stop, clock).await;
                     drop((live, place));
                 })
                 .detach();
@@ -127,7 +128,7 @@ type ServiceFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Finishing<RespBody>>, std::convert::Infallible>>>>;
 
 async fn serve_connection(
-    shard: Rc<Shard>,
+    services: Rc<NodeServices>,
     cfg: Rc<ServerConfig>,
     stream: TcpStream,
     stop: Rc<Event>,
@@ -137,12 +138,12 @@ async fn serve_connection(
     if stream.set_read_timeout(Some(cfg.idle_timeout)).is_err() {
         return;
     }
-    let (node, shard_id) = (shard.node.clone(), shard.id);
+    let (node, shard_id) = (services.shard.node.clone(), services.shard.id);
     let peer = stream.peer_addr().ok().map(|a| crate::auth::Peer(a.ip()));
     let route_cfg = cfg.clone();
     let service_clock = clock.clone();
     let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        let (shard, cfg, clock) = (shard.clone(), route_cfg.clone(), service_clock.clone());
+        let (services, cfg, clock) = (services.clone(), route_cfg.clone(), service_clock.clone());
         clock.request_started();
         if let Some(p) = peer {
             req.extensions_mut().insert(p);
@@ -157,17 +158,17 @@ async fn serve_connection(
                 .retry_after(1);
                 return Ok(busy.into_response().map(|b| Finishing::new(b, clock)));
             }
-            bump(&shard.stats().requests, 1);
+            bump(&services.shard.stats().requests, 1);
             // The access log is for debugging: off, it costs no allocation.
             let logged = tracing::enabled!(tracing::Level::DEBUG)
                 .then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
-            let mut resp = routes::route(&shard, &cfg, req).await;
+            let mut resp = routes::route(&services, &cfg, req).await;
             if let Some((started, method, path)) = logged {
                 // Paths carry no secrets (credentials travel in headers only).
                 let head_us = started.elapsed().as_micros() as u64;
-                tracing::debug!(shard = shard.id, %method, %path, status = resp.status().as_u16(), head_us, "request");
+                tracing::debug!(shard = shard_id, %method, %path, status = resp.status().as_u16(), head_us, "request");
             }
-            resp.headers_mut().insert("x-trove-shard", http::HeaderValue::from(shard.id));
+            resp.headers_mut().insert("x-trove-shard", http::HeaderValue::from(shard_id));
             Ok(resp.map(|b| Finishing::new(b, clock)))
         }) as ServiceFuture
     });
@@ -262,7 +263,7 @@ fn connection_cap(cfg: &ServerConfig, shards: usize) -> usize {
 /// `/_liveness` or `/_readiness` (a peek: nothing is read, nothing waits).
 fn asks_for_health(stream: &TcpStream) -> bool {
     let mut buf = [0u8; 24];
-    let n = trove_engine::net::peek_now(std::os::fd::AsRawFd::as_raw_fd(stream), &mut buf);
+    let n = trove_engine::remote::hyper_io::peek_now(std::os::fd::AsRawFd::as_raw_fd(stream), &mut buf);
     let head = &buf[..n];
     [b"GET /_liveness".as_slice(), b"GET /_readiness", b"HEAD /_liveness", b"HEAD /_readiness"]
         .iter()

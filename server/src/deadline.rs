@@ -171,7 +171,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Clocked<T> {
     }
 }
 
-impl<T: trove_engine::net::RawSocket> trove_engine::net::RawSocket for Clocked<T> {
+impl<T: trove_engine::remote::hyper_io::RawSocket> trove_engine::remote::hyper_io::RawSocket for Clocked<T> {
     fn raw_socket(&self) -> Option<std::os::fd::RawFd> {
         self.inner.raw_socket()
     }

@@ -28,9 +28,10 @@ use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::rc::Rc;
 use std::time::Duration;
+use trove_engine::mirrors::Mirrors;
 use trove_engine::repo::{Need, RepoError, RepoKey};
 use trove_engine::stats::bump;
-use trove_engine::{Secret, Shard};
+use trove_engine::{NodeServices, Secret};
 
 pub const GIT_PREFIX: &str = "/git/";
 
@@ -39,7 +40,7 @@ const ADVERTISE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Serves everything under `/git/`.
 pub async fn handle(
-    shard: &Rc<Shard>,
+    services: &Rc<NodeServices>,
     cfg: &ServerConfig,
     req: Request<Incoming>,
     rest: &str,
@@ -51,14 +52,17 @@ pub async fn handle(
         // Only the LFS API's own routes, before anything reaches the upstream.
         crate::lfs::check(req.method(), lfs)?;
         let suffix = format!(".git/info/lfs/{lfs}");
-        return crate::passthrough::pass(shard, req, &key, Kind::Lfs, &suffix).await;
+        return crate::passthrough::pass(&services.mirrors, req, &key, Kind::Lfs, &suffix).await;
     }
     if let Some((repo, commit)) = tree_route(tail) {
         let key = RepoKey::parse(host, repo).map_err(repo_error)?;
-        shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
+        services.shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
         let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(Secret::new);
         return match *req.method() {
-            Method::GET | Method::HEAD => crate::tree::tree(shard, &req, &key, auth, commit).await,
+            Method::GET | Method::HEAD => {
+                crate::tree::tree((&services.indexes, &services.mirrors, &services.objects), &req, &key, auth, commit)
+                    .await
+            }
             _ => Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "tree takes GET")),
         };
     }
@@ -69,14 +73,14 @@ pub async fn handle(
     })?;
     let key = RepoKey::parse(host, repo).map_err(repo_error)?;
     // Refuse hosts not served before anything else.
-    shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
+    services.shard.config().repo.upstreams.url(&key).map_err(repo_error)?;
     let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(Secret::new);
     match (req.method(), action) {
         (&Method::GET, "info/refs") => {
             let service = query_param(req.uri().query().unwrap_or(""), "service");
             match service.as_deref() {
-                Some("git-upload-pack") => advertise(shard, &req, &key, auth).await,
-                Some("git-receive-pack") => crate::passthrough::pass(shard, req, &key, Kind::Push, "/info/refs").await,
+                Some("git-upload-pack") => advertise(&services.mirrors, &req, &key, auth).await,
+                Some("git-receive-pack") => crate::passthrough::pass(&services.mirrors, req, &key, Kind::Push, "/info/refs").await,
                 _ => Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "dumb_http_unsupported",
@@ -84,13 +88,13 @@ pub async fn handle(
                 )),
             }
         }
-        (&Method::POST, "git-upload-pack") => upload_pack(shard, cfg, req, &key, auth).await,
-        (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot(shard, &req, &key, auth).await,
-        (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle(shard, &req, &key, auth).await,
-        (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(shard, req, &key, auth).await,
-        (&Method::POST, "blobs") => crate::tree::blobs(shard, cfg, req, &key, auth).await,
+        (&Method::POST, "git-upload-pack") => upload_pack(services, cfg, req, &key, auth).await,
+        (&Method::GET | &Method::HEAD, "snapshot.tar.zst") => crate::snapshot::snapshot((&services.snapshots, &services.mirrors, &services.objects), &req, &key, auth).await,
+        (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle((&services.snapshots, &services.objects), &req, &key, auth).await,
+        (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(&services.mirrors, req, &key, auth).await,
+        (&Method::POST, "blobs") => crate::tree::blobs(&services.mirrors, cfg, req, &key, auth).await,
         (&Method::POST, "git-receive-pack") => {
-            crate::passthrough::pass(shard, req, &key, Kind::Push, "/git-receive-pack").await
+            crate::passthrough::pass(&services.mirrors, req, &key, Kind::Push, "/git-receive-pack").await
         }
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -122,16 +126,16 @@ fn bad_path(rest: &str) -> ApiError {
 }
 
 async fn advertise(
-    shard: &Rc<Shard>,
+    mirrors: &Rc<Mirrors>,
     req: &Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
 ) -> Result<Response<RespBody>, ApiError> {
-    let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
+    let mirror = mirrors.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
     let protocol = git_protocol(req);
     let v2 = protocol.as_deref().is_some_and(|p| p.split(':').any(|x| x == "version=2"));
     // An advertisement is an upload-pack run too: it takes a slot.
-    let permit = upload_pack_slot(shard).await?;
+    let permit = upload_pack_slot(mirrors).await?;
     let out = upload_pack_cmd(protocol.as_deref(), &["--advertise-refs"], &mirror)
         .run(Vec::new(), ADVERTISE_TIMEOUT)
         .await
@@ -154,7 +158,7 @@ async fn advertise(
 }
 
 async fn upload_pack(
-    shard: &Rc<Shard>,
+    services: &Rc<NodeServices>,
     cfg: &ServerConfig,
     req: Request<Incoming>,
     key: &RepoKey,
@@ -176,19 +180,21 @@ async fn upload_pack(
     let mut reservation = cfg.body_budget.reservation();
     let mut request = PackRequest::new(req.into_body(), gzip);
     let head = request.head(&mut reservation).await?;
-    let mirror = shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
+    let mirrors = &services.mirrors;
+    let mirror = mirrors.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
     // "not our ref": fetch once from the upstream (not again for the same
     // wants within the refs TTL), then serve. Looking the wants up holds
     // memory for each, from the same budget.
-    let resolving = head.wants.len() as u64 * trove_engine::repo::mirror::RESOLVE_BYTES_PER_NAME;
+    let resolving = head.wants.len() as u64 * trove_engine::repo::plumbing::RESOLVE_BYTES_PER_NAME;
     reservation.grow(resolving)?;
-    shard.resolve_fetching(key, auth, &mirror, &head.wants).await.map_err(repo_error)?;
+    mirrors.resolve_fetching(key, auth, &mirror, &head.wants).await.map_err(repo_error)?;
     reservation.give_back(resolving);
-    if head.whole && trove_engine::repo::packcache::shareable(&head.bytes) {
-        return crate::shared_pack::serve(shard, key, &mirror, protocol, (head.bytes, reservation)).await;
+    if head.whole && trove_engine::packs::shareable(&head.bytes) {
+        return crate::shared_pack::serve(mirrors, &services.packs, key, &mirror, protocol, (head.bytes, reservation))
+            .await;
     }
-    let permit = upload_pack_slot(shard).await?;
-    bump(&shard.stats().upload_pack_runs, 1);
+    let permit = upload_pack_slot(mirrors).await?;
+    bump(&services.shard.stats().upload_pack_runs, 1);
     let mut proc = upload_pack_cmd(protocol.as_deref(), &[], &mirror).spawn_streaming().map_err(repo_error)?;
     let mut stdin = proc.stdin.take().expect("spawned with a stdin");
     glommio::spawn_local(async move {

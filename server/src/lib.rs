@@ -48,7 +48,7 @@ pub mod upload_pack;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use trove_engine::Shard;
+use trove_engine::NodeServices;
 
 /// Configuration of the HTTP face.
 #[derive(Debug, Clone)]
@@ -87,7 +87,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// The per-shard entry point handed to `trove_engine::start`.
-pub async fn serve(shard: Rc<Shard>, cfg: ServerConfig) {
-    conn::serve(shard, Rc::new(cfg)).await
+/// The per-shard entry point handed to `trove_engine::start`: the HTTP
+/// face over the shard's services.
+pub async fn serve(services: Rc<NodeServices>, cfg: ServerConfig) {
+    conn::serve(services, Rc::new(cfg)).await
 }

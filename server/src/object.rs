@@ -17,17 +17,18 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::rc::Rc;
+use trove_engine::objects::Objects;
 use trove_engine::stats::bump;
-use trove_engine::{EngineError, ObjectKey, ObjectMeta, SealedObject, Shard, Tier};
+use trove_engine::{EngineError, ObjectKey, ObjectMeta, SealedObject, Tier};
 
 pub async fn handle(
-    shard: &Rc<Shard>,
+    objects: &Rc<Objects>,
     req: Request<Incoming>,
     ns: &str,
     key: &str,
 ) -> Result<Response<RespBody>, ApiError> {
     let key = ObjectKey::from_encoded(ns, key).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))?;
-    if trove_engine::repo::snapshot::is_reserved_namespace(key.namespace()) {
+    if trove_engine::repo::names::is_reserved_namespace(key.namespace()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "reserved_namespace",
@@ -38,9 +39,9 @@ pub async fn handle(
         ));
     }
     match *req.method() {
-        Method::GET | Method::HEAD => get(shard, &req, &key).await,
-        Method::PUT => put(shard, req, &key).await,
-        Method::DELETE => delete(shard, &req, &key).await,
+        Method::GET | Method::HEAD => get(objects, &req, &key).await,
+        Method::PUT => put(objects, req, &key).await,
+        Method::DELETE => delete(objects, &req, &key).await,
         _ => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -51,14 +52,18 @@ pub async fn handle(
 
 /// Answers a GET or HEAD of `key` (also for the git face's stored
 /// snapshots and bundles).
-pub async fn get(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
-    get_sized(shard, req, key, None).await
+pub async fn get(
+    objects: &Rc<Objects>,
+    req: &Request<Incoming>,
+    key: &ObjectKey,
+) -> Result<Response<RespBody>, ApiError> {
+    get_sized(objects, req, key, None).await
 }
 
 /// [`get`], told the stored file's length when a snapshot pointer says it
 /// (a cold fetch then asks S3 for the tail and the first range at once).
 pub async fn get_sized(
-    shard: &Rc<Shard>,
+    objects: &Rc<Objects>,
     req: &Request<Incoming>,
     key: &ObjectKey,
     file_len: Option<u64>,
@@ -66,10 +71,10 @@ pub async fn get_sized(
     // A corrupt first block has its file dropped before the error comes
     // back (stream_object); the second look finds the remote copy or nothing.
     for _attempt in 0..2 {
-        let Some((obj, tier)) = shard.open_object_sized(key, file_len).await? else {
+        let Some((obj, tier)) = objects.open_object_sized(key, file_len).await? else {
             return Err(ApiError::not_found(format!("no object {}/{}", key.namespace(), key.key())));
         };
-        match respond(shard, req, obj, tier).await {
+        match respond(objects, req, obj, tier).await {
             Err(ApiError { code: "corrupt", .. }) => continue,
             other => return other,
         }
@@ -78,7 +83,7 @@ pub async fn get_sized(
 }
 
 async fn respond(
-    shard: &Rc<Shard>,
+    objects: &Rc<Objects>,
     req: &Request<Incoming>,
     obj: SealedObject,
     tier: Tier,
@@ -122,10 +127,10 @@ async fn respond(
         return Ok(builder.body(RespBody::Empty).expect("valid"));
     }
     if let Some(bytes) = obj.memory_bytes(start, end) {
-        bump(&shard.stats().local_bytes_read, bytes.len() as u64);
+        bump(&objects.shard().stats().local_bytes_read, bytes.len() as u64);
         return Ok(builder.body(RespBody::full(bytes)).expect("valid"));
     }
-    let mut stream = Box::pin(shard.stream_object(obj, start, end));
+    let mut stream = Box::pin(objects.stream_object(obj, start, end));
     // Check the first block before committing to a status.
     let first = match stream.next().await {
         Some(Ok(c)) => c,
@@ -136,7 +141,7 @@ async fn respond(
         None => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "io_error", "the object ended early")),
     };
     let all = futures_lite::stream::once(Ok(first)).chain(stream);
-    let counter_shard = shard.clone();
+    let counter_shard = objects.shard().clone();
     let body = RespBody::stream(all, end - start, move |n| bump(&counter_shard.stats().local_bytes_read, n));
     Ok(builder.body(body).expect("valid"))
 }
@@ -155,8 +160,8 @@ fn base(status: StatusCode, meta: &ObjectMeta, etag: &str, tier: Tier) -> http::
     b
 }
 
-async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
-    let max = shard.config().max_object_bytes;
+async fn put(objects: &Rc<Objects>, req: Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
+    let max = objects.shard().config().max_object_bytes;
     let h = req.headers();
     if let Some(len) = header_str(h, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()) {
         if len > max {
@@ -169,8 +174,8 @@ async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Resu
         }
         None => 0,
     };
-    check_write_preconditions(shard, h, key).await?;
-    let mut writer = shard.begin_put().await?;
+    check_write_preconditions(objects, h, key).await?;
+    let mut writer = objects.begin_put().await?;
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
@@ -187,7 +192,7 @@ async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Resu
             }
         }
     }
-    let meta = shard.finish_put(key, writer, expires_ms).await?;
+    let meta = objects.finish_put(key, writer, expires_ms).await?;
     let body = serde_json::json!({ "etag": format!("{:032x}", meta.etag), "size": meta.data_len }).to_string();
     Ok(Response::builder()
         .status(StatusCode::CREATED)
@@ -199,12 +204,12 @@ async fn put(shard: &Rc<Shard>, req: Request<Incoming>, key: &ObjectKey) -> Resu
 }
 
 /// If-Match / If-None-Match on PUT and DELETE, against the current object.
-async fn check_write_preconditions(shard: &Rc<Shard>, h: &HeaderMap, key: &ObjectKey) -> Result<(), ApiError> {
+async fn check_write_preconditions(objects: &Rc<Objects>, h: &HeaderMap, key: &ObjectKey) -> Result<(), ApiError> {
     let (im, inm) = (etag_list(h, header::IF_MATCH)?, etag_list(h, header::IF_NONE_MATCH)?);
     if im.is_none() && inm.is_none() {
         return Ok(());
     }
-    let current = shard.open_object(key).await?.map(|(o, _)| o.meta.etag_header());
+    let current = objects.open_object(key).await?.map(|(o, _)| o.meta.etag_header());
     let failed = match (&im, &inm, &current) {
         (Some(im), _, Some(etag)) if !im.matches_strong(etag) => true,
         (Some(_), _, None) => true,
@@ -221,10 +226,14 @@ async fn check_write_preconditions(shard: &Rc<Shard>, h: &HeaderMap, key: &Objec
     Ok(())
 }
 
-async fn delete(shard: &Rc<Shard>, req: &Request<Incoming>, key: &ObjectKey) -> Result<Response<RespBody>, ApiError> {
-    check_write_preconditions(shard, req.headers(), key).await?;
-    let existed = shard.delete_object(key).await?;
-    if !existed && shard.remote.is_none() {
+async fn delete(
+    objects: &Rc<Objects>,
+    req: &Request<Incoming>,
+    key: &ObjectKey,
+) -> Result<Response<RespBody>, ApiError> {
+    check_write_preconditions(objects, req.headers(), key).await?;
+    let existed = objects.delete_object(key).await?;
+    if !existed && objects.remote().is_none() {
         return Err(ApiError::not_found(format!("no object {}/{}", key.namespace(), key.key())));
     }
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(RespBody::Empty).expect("valid"))

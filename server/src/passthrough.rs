@@ -29,9 +29,10 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use trove_engine::mirrors::Mirrors;
 use trove_engine::remote::http::{send_body, ClientOptions};
 use trove_engine::repo::{Need, RepoKey};
-use trove_engine::{RemoteError, Shard};
+use trove_engine::RemoteError;
 
 /// Request headers the upstream sees. Hop-by-hop ones, `Host` and
 /// everything else stay behind.
@@ -70,15 +71,15 @@ pub enum Kind {
 
 /// Passes `req` for `key` through to `upstream/{key's path}{suffix}`.
 pub async fn pass(
-    shard: &Rc<Shard>,
+    mirrors: &Rc<Mirrors>,
     req: Request<Incoming>,
     key: &RepoKey,
     kind: Kind,
     suffix: &str,
 ) -> Result<Response<RespBody>, ApiError> {
-    let base = shard.config().repo.upstreams.url(key).map_err(crate::error::repo_error)?;
+    let base = mirrors.shard().config().repo.upstreams.url(key).map_err(crate::error::repo_error)?;
     let target = upstream_url(&base, suffix, kind, req.uri().query())?;
-    let deadline = shard.config().repo.upstream_timeout;
+    let deadline = mirrors.shard().config().repo.upstream_timeout;
     let headers: Vec<(&str, String)> = REQUEST_HEADERS
         .iter()
         .filter_map(|n| Some((n.as_str(), req.headers().get(n)?.to_str().ok()?.to_owned())))
@@ -98,7 +99,7 @@ pub async fn pass(
         stalled(&progress, deadline, kind),
     )
     .await?;
-    trove_engine::stats::bump(&shard.stats().passthrough_requests, 1);
+    trove_engine::stats::bump(&mirrors.shard().stats().passthrough_requests, 1);
     let (parts, body) = sent.into_parts();
     if parts.status.is_redirection() {
         // Not relayed: the client would follow it with its credentials to
@@ -123,7 +124,7 @@ pub async fn pass(
         }
     }
     let after = (is_push_post && parts.status.is_success()).then(|| FetchAfterPush {
-        shard: shard.clone(),
+        mirrors: mirrors.clone(),
         key: key.clone(),
         auth,
     });
@@ -300,7 +301,7 @@ impl Body for Progressed {
 
 /// The mirror's fetch owed once an accepted push's answer has been read.
 struct FetchAfterPush {
-    shard: Rc<Shard>,
+    mirrors: Rc<Mirrors>,
     key: RepoKey,
     auth: Option<trove_engine::Secret>,
 }
@@ -309,10 +310,10 @@ impl FetchAfterPush {
     async fn run(self) {
         // Only a mirror the node already keeps follows; a push does not
         // start a clone.
-        if !trove_engine::repo::mirror::mirror_path(&self.shard, &self.key).exists() {
+        if !self.mirrors.mirror_path(&self.key).exists() {
             return;
         }
-        let fetch = self.shard.repo(&self.key, self.auth, Need::Fetch);
+        let fetch = self.mirrors.repo(&self.key, self.auth, Need::Fetch);
         let waited = futures_lite::future::or(async { Some(fetch.await) }, async {
             glommio::timer::sleep(FETCH_AFTER_PUSH_WAIT).await;
             None

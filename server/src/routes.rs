@@ -10,11 +10,11 @@ use crate::{git, object, status, ServerConfig};
 use http::{header, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::rc::Rc;
-use trove_engine::Shard;
+use trove_engine::NodeServices;
 
 const OBJECT_PREFIX: &str = "/api/v1/object/";
 
-pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>) -> Response<RespBody> {
+pub async fn route(services: &Rc<NodeServices>, cfg: &ServerConfig, req: Request<Incoming>) -> Response<RespBody> {
     if let Err(e) = framing(&req) {
         return e.into_response();
     }
@@ -31,18 +31,18 @@ pub async fn route(shard: &Rc<Shard>, cfg: &ServerConfig, req: Request<Incoming>
         (_, p) if p.starts_with(OBJECT_PREFIX) => {
             let rest = &p[OBJECT_PREFIX.len()..];
             match rest.split_once('/') {
-                Some((ns, key)) => object::handle(shard, req, ns, key).await,
+                Some((ns, key)) => object::handle(&services.objects, req, ns, key).await,
                 None => Err(ApiError::bad_request("invalid_key", "the path must be /api/v1/object/{namespace}/{key}")),
             }
         }
         (_, p) if p.starts_with(git::GIT_PREFIX) => {
             let rest = p[git::GIT_PREFIX.len()..].to_owned();
-            git::handle(shard, cfg, req, &rest).await
+            git::handle(services, cfg, req, &rest).await
         }
-        (&Method::GET, "/api/v1/stats") => Ok(status::stats_json(&shard.node)),
-        (&Method::GET, "/metrics") => Ok(status::metrics(&shard.node)),
+        (&Method::GET, "/api/v1/stats") => Ok(status::stats_json(&services.shard.node)),
+        (&Method::GET, "/metrics") => Ok(status::metrics(&services.shard.node)),
         (&Method::GET | &Method::HEAD, "/_liveness") => Ok(status::liveness()),
-        (&Method::GET | &Method::HEAD, "/_readiness") => Ok(status::readiness(&shard.node)),
+        (&Method::GET | &Method::HEAD, "/_readiness") => Ok(status::readiness(&services.shard.node)),
         (_, "/api/v1/stats" | "/metrics" | "/_liveness" | "/_readiness") => {
             Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route takes GET"))
         }

@@ -1,7 +1,7 @@
 //! Clones served from one shared upload-pack run.
 //!
 //! A request that wants objects and has none (a clone) asks the repo's
-//! owner for the run of its exact request (`packcache.rs`). The first one
+//! owner for the run of its exact request (the engine's shared-packs service). The first one
 //! takes an upload-pack slot and runs `git upload-pack --stateless-rpc`
 //! into the run's file, in a task of its own that finishes even if its
 //! client leaves; every request, the first included, streams that file as
@@ -24,8 +24,10 @@ use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use trove_engine::mirrors::Mirrors;
+use trove_engine::packs::SharedPacks;
+use trove_engine::packs::{request_id, PackClaim, PackRun};
 use trove_engine::repo::archive::Progress;
-use trove_engine::repo::packcache::{request_id, PackClaim, PackRun};
 use trove_engine::repo::RepoKey;
 use trove_engine::stats::bump;
 use trove_engine::Shard;
@@ -35,7 +37,8 @@ const FIRST_BYTE_POLL: Duration = Duration::from_millis(1);
 
 /// Serves a shareable upload-pack request of `key` from the shared run.
 pub async fn serve(
-    shard: &Rc<Shard>,
+    mirrors: &Mirrors,
+    packs: &Rc<SharedPacks>,
     key: &RepoKey,
     mirror: &Path,
     protocol: Option<String>,
@@ -43,7 +46,7 @@ pub async fn serve(
 ) -> Result<Response<RespBody>, ApiError> {
     let id = request_id(protocol.as_deref(), &body);
     let held = (body, reservation);
-    let run = match shard.pack_run(key, id, false).await.map_err(repo_error)? {
+    let run = match packs.pack_run(key, id, false).await.map_err(repo_error)? {
         Some(PackClaim::Follow(run) | PackClaim::Claimed(run)) => {
             // A follower needs its body no more: give its memory back.
             drop(held);
@@ -52,11 +55,11 @@ pub async fn serve(
         None => {
             // Nobody runs it: take a slot first, so a claimed run always
             // has one, then claim (unless another request just did).
-            let permit = upload_pack_slot(shard).await?;
-            match shard.pack_run(key, id, true).await.map_err(repo_error)? {
+            let permit = upload_pack_slot(mirrors).await?;
+            match packs.pack_run(key, id, true).await.map_err(repo_error)? {
                 Some(PackClaim::Claimed(run)) => {
                     let (body, reservation) = held;
-                    let task = pump(shard.clone(), run.clone(), protocol, mirror.to_owned(), body);
+                    let task = pump(packs.shard().clone(), run.clone(), protocol, mirror.to_owned(), body);
                     glommio::spawn_local(async move {
                         task.await;
                         drop((permit, reservation));

@@ -16,10 +16,12 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 use std::rc::Rc;
-use trove_engine::repo::snapshot::{parse_sha, BundleAnswer, SnapshotAnswer};
+use trove_engine::mirrors::Mirrors;
+use trove_engine::objects::Objects;
+use trove_engine::repo::names::parse_sha;
 use trove_engine::repo::{Need, RepoKey};
+use trove_engine::snapshots::{BundleAnswer, SnapshotAnswer, Snapshots};
 use trove_engine::Secret;
-use trove_engine::Shard;
 
 pub const SNAPSHOT_TYPE: &str = "application/zstd";
 pub const BUNDLE_TYPE: &str = "application/x-git-bundle";
@@ -29,7 +31,7 @@ const ENSURE_REFS_BODY_MAX_BYTES: usize = 64 * 1024;
 const ENSURE_REFS_MAX_NAMES: usize = 256;
 
 pub async fn snapshot(
-    shard: &Rc<Shard>,
+    (snapshots, mirrors, objects): (&Rc<Snapshots>, &Mirrors, &Rc<Objects>),
     req: &Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -37,11 +39,11 @@ pub async fn snapshot(
     let mut stale = None;
     // Twice at most: a stored snapshot found missing is built again.
     for _ in 0..2 {
-        let answer = shard.snapshot(key, auth.clone(), stale.take()).await.map_err(repo_error)?;
+        let answer = snapshots.snapshot(key, auth.clone(), stale.take()).await.map_err(repo_error)?;
         match answer {
             SnapshotAnswer::Stored { commit, object, head, cold, private, file_len } => {
-                shard.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
-                let mut resp = match object::get_sized(shard, req, &object, file_len).await {
+                mirrors.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
+                let mut resp = match object::get_sized(objects, req, &object, file_len).await {
                     Err(e) if e.status == StatusCode::NOT_FOUND => {
                         tracing::warn!(repo = %key, commit = %commit, "stored snapshot not found; building again");
                         stale = Some(commit);
@@ -56,7 +58,7 @@ pub async fn snapshot(
                 return Ok(resp);
             }
             SnapshotAnswer::Building { build, head, private } => {
-                shard.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
+                mirrors.check_access(key, private, auth.as_ref()).await.map_err(repo_error)?;
                 if req.headers().contains_key(header::IF_MATCH) {
                     return Err(ApiError::new(
                         StatusCode::PRECONDITION_FAILED,
@@ -103,7 +105,7 @@ fn decorate(resp: &mut Response<RespBody>, key: &RepoKey, commit: &str, head: Op
 }
 
 pub async fn bundle(
-    shard: &Rc<Shard>,
+    (snapshots, objects): (&Rc<Snapshots>, &Rc<Objects>),
     req: &Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -113,14 +115,14 @@ pub async fn bundle(
     let base = parse_sha(&raw).ok_or_else(|| {
         ApiError::bad_request("invalid_sha", format!("base {raw:?} is not a full commit id (40 or 64 hex digits)"))
     })?;
-    match shard.bundle(key, auth, &base).await.map_err(repo_error)? {
+    match snapshots.bundle(key, auth, &base).await.map_err(repo_error)? {
         BundleAnswer::UpToDate => Ok(Response::builder()
             .status(StatusCode::NO_CONTENT)
             .header("x-trove-head-commit", base)
             .body(RespBody::Empty)
             .expect("valid")),
         BundleAnswer::Stored(object) => {
-            let mut resp = object::get(shard, req, &object).await?;
+            let mut resp = object::get(objects, req, &object).await?;
             resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(BUNDLE_TYPE));
             Ok(resp)
         }
@@ -138,7 +140,7 @@ struct EnsureRefs {
 }
 
 pub async fn ensure_refs(
-    shard: &Rc<Shard>,
+    mirrors: &Rc<Mirrors>,
     req: Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -174,8 +176,8 @@ pub async fn ensure_refs(
     }
     let names: Vec<String> =
         want.refs.iter().cloned().chain(commits.iter().map(|c| format!("{c}^{{commit}}"))).collect();
-    let mirror = shard.repo(key, auth.clone(), Need::Fresh).await.map_err(repo_error)?;
-    let resolved = shard.resolve_fetching(key, auth, &mirror, &names).await.map_err(repo_error)?;
+    let mirror = mirrors.repo(key, auth.clone(), Need::Fresh).await.map_err(repo_error)?;
+    let resolved = mirrors.resolve_fetching(key, auth, &mirror, &names).await.map_err(repo_error)?;
     let (found, fetched) = (resolved.ids, resolved.fetched);
     let (ref_ids, commit_ids) = found.split_at(want.refs.len());
     let refs: serde_json::Map<String, serde_json::Value> =

@@ -17,9 +17,12 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::rc::Rc;
+use trove_engine::indexes::TreeIndexes;
+use trove_engine::mirrors::Mirrors;
+use trove_engine::objects::Objects;
 use trove_engine::repo::{Need, RepoError, RepoKey};
 use trove_engine::tree::blobs::Piece;
-use trove_engine::{Secret, Shard};
+use trove_engine::Secret;
 
 pub const TREE_TYPE: &str = "application/x-trove-tree";
 pub const BLOBS_TYPE: &str = "application/x-trove-blobs";
@@ -28,7 +31,7 @@ const BLOBS_BODY_MAX_BYTES: usize = trove_engine::limits::BLOBS_PER_REQUEST_MAX 
 
 /// `GET .../tree/{commit}`, or with `commit` None, `.../tree?ref=NAME`.
 pub async fn tree(
-    shard: &Rc<Shard>,
+    (indexes, mirrors, objects): (&Rc<TreeIndexes>, &Rc<Mirrors>, &Rc<Objects>),
     req: &Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -36,19 +39,19 @@ pub async fn tree(
 ) -> Result<Response<RespBody>, ApiError> {
     let (commit, by_ref) = match commit {
         Some(c) => (c.to_ascii_lowercase(), false),
-        None => (resolve_ref(shard, req, key, auth.clone()).await?, true),
+        None => (resolve_ref(mirrors, req, key, auth.clone()).await?, true),
     };
     if trove_engine::tree::parse_oid(&commit).is_none() {
         return Err(ApiError::bad_request("invalid_commit", format!("{commit:?} is not a commit id (40 hex digits)")));
     }
     // The access check on every request; a stored index is then read here,
     // once, and only a miss asks the index's owner to make it.
-    shard.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
-    let object = trove_engine::tree::build::tree_object(key, &commit);
-    let mut resp = match crate::object::get(shard, req, &object).await {
+    mirrors.repo(key, auth.clone(), Need::Ready).await.map_err(repo_error)?;
+    let object = trove_engine::repo::names::tree_object(key, &commit);
+    let mut resp = match crate::object::get(objects, req, &object).await {
         Err(e) if e.status == StatusCode::NOT_FOUND => {
-            shard.make_tree_index(key, auth, &commit).await.map_err(repo_error)?;
-            crate::object::get(shard, req, &object).await?
+            indexes.make_tree_index(key, auth, &commit).await.map_err(repo_error)?;
+            crate::object::get(objects, req, &object).await?
         }
         r => r?,
     };
@@ -62,7 +65,7 @@ pub async fn tree(
 
 /// The commit `?ref=NAME` names in the mirror, its refs checked first.
 async fn resolve_ref(
-    shard: &Rc<Shard>,
+    mirrors: &Rc<Mirrors>,
     req: &Request<Incoming>,
     key: &RepoKey,
     auth: Option<Secret>,
@@ -78,16 +81,16 @@ async fn resolve_ref(
     if !ok {
         return Err(ApiError::bad_request("invalid_ref", format!("{name:?} is not a ref name this node resolves")));
     }
-    let mirror = shard.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
+    let mirror = mirrors.repo(key, auth, Need::Fresh).await.map_err(repo_error)?;
     let found =
-        trove_engine::repo::mirror::resolve(&mirror, &[format!("{name}^{{commit}}")]).await.map_err(repo_error)?;
+        trove_engine::repo::plumbing::resolve(&mirror, &[format!("{name}^{{commit}}")]).await.map_err(repo_error)?;
     found.into_iter().next().flatten().ok_or_else(|| ApiError::not_found(format!("the repo has no ref {name:?}")))
 }
 
 /// `POST .../blobs`. 503 at once when the node's blob memory
 /// (`--blob-memory`) is spent, before anything is read.
 pub async fn blobs(
-    shard: &Rc<Shard>,
+    mirrors: &Rc<Mirrors>,
     cfg: &crate::ServerConfig,
     req: Request<Incoming>,
     key: &RepoKey,
@@ -95,7 +98,7 @@ pub async fn blobs(
 ) -> Result<Response<RespBody>, ApiError> {
     let body = read_small(req.into_body()).await?;
     let ids = trove_engine::tree::blobs::parse_request(&body).map_err(|e| ApiError::bad_request("invalid_blobs", e))?;
-    let mirror = shard.repo(key, auth, Need::Ready).await.map_err(repo_error)?;
+    let mirror = mirrors.repo(key, auth, Need::Ready).await.map_err(repo_error)?;
     if !cfg.blob_memory.has_room(trove_engine::limits::BLOB_STREAM_CHUNK_BYTES as u64) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -108,7 +111,8 @@ pub async fn blobs(
         )
         .retry_after(2));
     }
-    trove_engine::stats::bump(&shard.stats().blob_requests, 1);
+    trove_engine::stats::bump(&mirrors.shard().stats().blob_requests, 1);
+    let shard = mirrors.shard();
     let stats = shard.node.stats[usize::from(shard.id)].clone();
     let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats, cfg.blob_memory.clone())
         .map_err(|e| repo_error(RepoError::Io(format!("starting the blob reader: {e}"))))?;

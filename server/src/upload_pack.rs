@@ -4,9 +4,8 @@
 
 use crate::error::ApiError;
 use http::{Request, StatusCode};
-use std::rc::Rc;
+use trove_engine::mirrors::Mirrors;
 use trove_engine::repo::git::Git;
-use trove_engine::Shard;
 
 /// Retry-After given with a 503 when every upload-pack slot and the queue
 /// are taken, in seconds.
@@ -33,8 +32,8 @@ pub(crate) fn upload_pack_cmd(protocol: Option<&str>, extra: &[&str], dir: &std:
 
 /// One of the node's upload-pack slots, waiting in the bounded queue; a
 /// 503 with Retry-After when the queue is full.
-pub(crate) async fn upload_pack_slot(shard: &Rc<Shard>) -> Result<trove_engine::repo::admission::Permit, ApiError> {
-    shard.node.upload_packs.enter().await.map_err(|_| {
+pub(crate) async fn upload_pack_slot(mirrors: &Mirrors) -> Result<trove_engine::repo::admission::Permit, ApiError> {
+    mirrors.upload_packs().enter().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",

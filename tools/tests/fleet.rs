@@ -7,7 +7,7 @@ use crate::harness::*;
 use crate::snapshot::s3_node;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use trove_engine::repo::lease::lease_key;
+use trove_engine::repo::names::lease_key;
 use trove_engine::repo::RepoKey;
 
 fn builds(nodes: &[&Node]) -> u64 {

@@ -7,7 +7,7 @@
 //! head. URLs are presigned and carry credentials in their query string, so
 //! this module never logs a URL.
 
-use crate::net::{HyperIo, RawSocket};
+use crate::remote::hyper_io::{HyperIo, RawSocket};
 use crate::remote::RemoteError;
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};

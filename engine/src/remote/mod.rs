@@ -13,6 +13,7 @@
 
 pub mod fetch;
 pub mod http;
+pub mod hyper_io;
 pub mod parallel;
 pub mod resolve;
 pub mod tls;

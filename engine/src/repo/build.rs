@@ -1,6 +1,6 @@
 //! A file being written by one producer, and the readers that follow it:
 //! a snapshot being built, or a shared upload-pack response
-//! (`packcache.rs`).
+//! (the shared-packs service).
 //!
 //! A snapshot is built once, on its repo's owner, by a thread that writes
 //! the tar.zst to a plain file under the owner's `tmp/` and advances a

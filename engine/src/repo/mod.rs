@@ -1,38 +1,29 @@
-//! Repos: bare mirrors of upstream git repos, owned by one shard each.
+//! Git repos, the parts with no state of their own: names, the git CLI and
+//! what runs on a mirror's directory, the object names in the tiers, the
+//! archive formats, and the repo errors and settings. The services that
+//! keep state per repo (mirrors, snapshots, shared packs, tree indexes)
+//! build on these; nothing here names a service or a shard.
 //!
-//! The owner of a repo (`RepoKey::owner`) runs its state machine: Empty ->
-//! Cloning -> Ready, with every clone and fetch singleflighted and a failed
-//! clone sent back to Empty with backoff. Any shard serves a Ready mirror
-//! itself (its directory is published by rename, so it exists only whole),
-//! and asks the owner only for what changes state: a clone, a freshness
-//! check, a fetch of a missing commit.
-//!
-//! Split: `key.rs` names and upstream URLs; `git.rs` runs the git CLI off
-//! the shard thread; `mirror.rs` is what an owner does with mirrors;
-//! `snapshot.rs` snapshots, bundles and cold starts; `lease.rs` one build
-//! per snapshot for the whole fleet; `archive.rs` makes
-//! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs`
-//! follows an archive being built; `evict.rs` keeps mirrors under
-//! `--mirror-capacity`; `admission.rs` bounds upload-pack
-//! processes; `packcache.rs` shares the response of identical clone
-//! requests; `wants.rs` reads an upload-pack request's want section. This module never speaks HTTP.
+//! Split: `key.rs` names and upstream URLs; `names.rs` the objects' names
+//! in the tiers; `git.rs` runs the git CLI off the shard thread;
+//! `plumbing.rs` the git commands run on a mirror (fetch, resolve, HEAD);
+//! `reaper.rs` ends git processes that outlive their node; `untrusted.rs`
+//! keeps a repo's config and hooks from ever running; `archive.rs` makes
+//! tar.zst archives and `unpack.rs` unpacks them safely; `build.rs` a file
+//! being written that readers follow; `admission.rs` bounds processes
+//! node-wide; `wants.rs` reads an upload-pack request's want section.
+//! This module never speaks HTTP.
 
-pub mod access;
 pub mod admission;
 pub mod archive;
 pub mod build;
-pub mod evict;
 pub mod git;
 pub mod key;
-pub mod lease;
-pub mod mirror;
-pub mod misses;
-pub mod packcache;
+pub mod names;
+pub mod plumbing;
 pub mod reaper;
-pub mod snapshot;
 pub mod unpack;
 pub mod untrusted;
-pub mod upkeep;
 pub mod wants;
 
 pub use key::{RepoKey, Upstreams};

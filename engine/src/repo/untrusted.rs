@@ -63,10 +63,14 @@ fn git_dir_entry(rel: &Path, kind: EntryType) -> Verdict {
     }
 }
 
+/// The file in a mirror that says its repo is private (the mirrors
+/// service's `access.rs` writes and reads it).
+pub const PRIVATE_MARKER: &str = "trove-private";
+
 /// The verdict on an entry of a mirror snapshot (a bare mirror). The
 /// private-repo marker travels with it.
 pub fn mirror_entry(rel: &Path, kind: EntryType) -> Verdict {
-    if rel == Path::new(crate::repo::access::PRIVATE_MARKER) && kind.is_file() {
+    if rel == Path::new(PRIVATE_MARKER) && kind.is_file() {
         return Verdict::Keep;
     }
     git_dir_entry(rel, kind)

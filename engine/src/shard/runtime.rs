@@ -1,31 +1,57 @@
 //! Starting and stopping the shards.
 //!
-//! `start` recovers the data directory, then spawns one glommio executor
-//! per shard pinned to its CPU. Each shard joins the cross-shard mesh,
-//! rebuilds its index, starts its background jobs (recency flush, expiry
-//! sweep) and runs the caller's `serve` future (the HTTP face). Shutdown is
-//! two-phase: each shard's `serve` returns once it has drained; the shard
-//! keeps answering other shards' requests until every shard has drained,
-//! so an in-flight PUT on one shard can still commit on another.
+//! [`open_node`] prepares the data directory (lock, recovery) and the
+//! node-wide state; [`start`] spawns one glommio executor per shard pinned
+//! to its CPU. Each shard settles its device probe, joins the cross-shard
+//! mesh, has the composition build its services ([`Services::open`]),
+//! serves their messages, runs their background jobs and runs the caller's
+//! `serve` future (a face). Shutdown is two-phase: each shard's `serve`
+//! returns once it has drained; the shard keeps answering other shards'
+//! requests until every shard has drained, so an in-flight PUT on one
+//! shard can still commit on another.
+//!
+//! Generic over the composition: the runtime never names a service.
 
-use super::messages::ShardRequest;
+use super::mesh::Mesh;
 use super::{NodeShared, Shard};
 use crate::config::NodeConfig;
 use crate::key::ShardId;
-use crate::limits::{CROSS_SHARD_CHANNEL_DEPTH, EXPIRY_SWEEP_INTERVAL, RECENCY_FLUSH_INTERVAL, TOUCH_FLUSH_INTERVAL};
-use crate::remote::RemoteTier;
-use crate::stats::{bump, ShardStats};
-use crate::store::{recover, Layout, LocalTier};
+use crate::limits::CROSS_SHARD_CHANNEL_DEPTH;
+use crate::store::{recover, Layout};
 use crate::EngineError;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A shard's background job: runs until the shard stops, then is cancelled.
+pub type Job = Pin<Box<dyn Future<Output = ()>>>;
+
+/// The services of one shard, as the composition builds and reaches them.
+pub trait Services: Sized + 'static {
+    /// What travels between shards: one variant per service's messages.
+    type Envelope: Send + 'static;
+    /// What every shard's services share, built once for the node.
+    type NodeState: Send + Sync + 'static;
+
+    /// Builds this shard's services.
+    fn open(
+        shard: Rc<Shard>,
+        node: Arc<Self::NodeState>,
+        mesh: &Mesh<Self::Envelope>,
+    ) -> impl Future<Output = Result<Rc<Self>, EngineError>>;
+
+    /// Serves one message another shard sent.
+    fn handle(self: Rc<Self>, msg: Self::Envelope) -> impl Future<Output = ()>;
+
+    /// The shard's background jobs, run until it stops.
+    fn background(self: &Rc<Self>) -> Vec<Job>;
+}
 
 /// A running node: its shared state and its executor threads.
 pub struct NodeHandle {
@@ -50,74 +76,55 @@ impl NodeHandle {
                 first = r;
             }
         }
-        // Drained: what git still runs (a background fetch, an upkeep) has
-        // nobody left to serve.
-        if let Some(m) = crate::repo::reaper::marker() {
-            crate::repo::reaper::sweep(m);
-        }
         first
     }
 }
 
-/// Starts the node. `serve` runs once per shard and must return when
-/// `shard.node.is_stopping()` and its connections have drained.
-pub fn start<F, Fut>(config: NodeConfig, serve: F) -> Result<NodeHandle, EngineError>
-where
-    F: Fn(Rc<Shard>) -> Fut + Send + Sync + Clone + 'static,
-    Fut: Future<Output = ()> + 'static,
-{
+/// Makes the data directory the node's: created, absolute, locked
+/// (`on_locked` runs right after, before anything in it is touched) and
+/// recovered (tmp/ wiped, per-shard folders made).
+pub fn open_node(
+    config: NodeConfig,
+    on_locked: impl FnOnce(&Path),
+    on_stop: Vec<fn()>,
+) -> Result<Arc<NodeShared>, EngineError> {
     let nr = config.shards.max(1);
     assert!(nr <= usize::from(ShardId::MAX), "shard count fits ShardId");
     let mut config = config;
+    config.shards = nr;
     let dir = config.data_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("creating data dir", &dir, e))?;
     // Absolute from here on: git runs in other directories (clone --local
     // of a mirror), and a relative --data-dir would name nothing there.
     config.data_dir = dir.canonicalize().map_err(|e| EngineError::io("resolving data dir", &dir, e))?;
     // Before anything in the dir is touched: prepare wipes tmp/.
-    let data_dir_lock = crate::store::lock::lock_data_dir(&config.data_dir)?;
-    // Holding the lock, every git process marked with this data dir is an
-    // orphan of a node killed before it could end them.
-    crate::repo::reaper::set_marker(&config.data_dir);
-    let orphans = crate::repo::reaper::sweep(&config.data_dir.to_string_lossy());
-    if orphans > 0 {
-        tracing::warn!(orphans, "killed git processes a previous node on this data dir left running");
-    }
+    let lock = crate::store::lock::lock_data_dir(&config.data_dir)?;
+    on_locked(&config.data_dir);
     let layout = Layout::new(config.data_dir.clone());
     recover::prepare(&layout, nr)?;
-    let shared = Arc::new(NodeShared {
-        config: config.clone(),
-        layout,
-        stats: (0..nr).map(|_| Arc::new(ShardStats::default())).collect(),
-        stopping: AtomicBool::new(false),
-        drained: AtomicUsize::new(0),
-        serving: AtomicUsize::new(0),
-        upload_packs: Arc::new(crate::repo::admission::Admission::new(
-            config.repo.max_upload_packs,
-            config.repo.upload_pack_queue,
-        )),
-        upstream_jobs: Arc::new(crate::repo::admission::Admission::new(
-            config.repo.max_upstream_jobs,
-            config.repo.upstream_job_queue,
-        )),
-        versions: Arc::default(),
-        _data_dir_lock: data_dir_lock,
-    });
-    // Validate the remote config once, up front, for a clear error.
-    if let Some(rc) = &config.remote {
-        RemoteTier::new(rc, shared.stats[0].clone())?;
-    }
+    Ok(Arc::new(NodeShared::new(config, layout, nr, on_stop, lock)))
+}
+
+/// Starts the shards of `node`. `serve` runs once per shard and must
+/// return when `node.is_stopping()` and its connections have drained.
+pub fn start<S, F, Fut>(node: Arc<NodeShared>, state: Arc<S::NodeState>, serve: F) -> Result<NodeHandle, EngineError>
+where
+    S: Services,
+    F: Fn(Rc<S>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let nr = node.nr_shards();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mesh = MeshBuilder::<ShardRequest, _>::full(nr, CROSS_SHARD_CHANNEL_DEPTH);
+    let mesh = MeshBuilder::<S::Envelope, _>::full(nr, CROSS_SHARD_CHANNEL_DEPTH);
     let mut joins = Vec::with_capacity(nr);
     for id in 0..nr {
-        let (shared, mesh, serve) = (shared.clone(), mesh.clone(), serve.clone());
-        let cpu = (config.first_cpu + id) % cpus;
+        let (node, state, mesh, serve) = (node.clone(), state.clone(), mesh.clone(), serve.clone());
+        let cpu = (node.config.first_cpu + id) % cpus;
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("trove-shard-{id}"))
-            .spin_before_park(config.spin_before_park)
-            .io_memory(config.io_memory_bytes as usize)
-            .spawn(move || async move { run_shard(id as ShardId, shared, mesh, serve).await })
+            .spin_before_park(node.config.spin_before_park)
+            .io_memory(node.config.io_memory_bytes as usize)
+            .spawn(move || async move { run_shard::<S, F, Fut>(id as ShardId, node, state, mesh, serve).await })
             .map_err(|e| EngineError::Io {
                 op: "starting shard",
                 path: format!("cpu {cpu}").into(),
@@ -125,109 +132,46 @@ where
             })?;
         joins.push(handle);
     }
-    Ok(NodeHandle { shared, joins })
+    Ok(NodeHandle { shared: node, joins })
 }
 
-async fn run_shard<F, Fut>(
+async fn run_shard<S, F, Fut>(
     id: ShardId,
     node: Arc<NodeShared>,
-    mesh: MeshBuilder<ShardRequest, glommio::channels::channel_mesh::Full>,
+    state: Arc<S::NodeState>,
+    mesh: MeshBuilder<S::Envelope, glommio::channels::channel_mesh::Full>,
     serve: F,
 ) -> Result<(), EngineError>
 where
-    F: Fn(Rc<Shard>) -> Fut,
+    S: Services,
+    F: Fn(Rc<S>) -> Fut,
     Fut: Future<Output = ()>,
 {
     crate::store::settle_device_probe(&node.layout, id).await?;
-    let index = recover::rebuild_index(&node.layout, id, crate::now_ms()).await?;
     let (senders, mut receivers) = mesh.join().await.map_err(|_| EngineError::ShardGone { shard: id })?;
-    let stats = node.stats[usize::from(id)].clone();
-    let remote = match &node.config.remote {
-        Some(rc) => Some(Rc::new(RemoteTier::new(rc, stats)?)),
-        None => None,
-    };
-    let capacity = node.config.local_capacity_bytes / node.nr_shards() as u64;
-    let shard = Rc::new(Shard {
-        id,
-        local: LocalTier::new(id, node.layout.clone(), capacity, index, node.versions.clone()),
-        remote,
-        hot: RefCell::new(crate::store::hot::HotCache::new(node.config.memory_cache_bytes / node.nr_shards() as u64)),
-        senders,
-        flights: RefCell::new(HashMap::new()),
-        pending_touches: RefCell::new(vec![Vec::new(); node.nr_shards()]),
-        repos: RefCell::new(HashMap::new()),
-        access: RefCell::new(HashMap::new()),
-        misses: Default::default(),
-        tree_flights: Default::default(),
-        node: node.clone(),
-    });
-    shard.discover_mirrors().await;
-    // Capacity may have shrunk since the last run.
-    shard.local.evict_to_capacity().await;
-    shard.refresh_local_gauges();
+    let mesh = Mesh::new(senders);
+    let shard = Rc::new(Shard { id, node: node.clone() });
+    let services = S::open(shard, state, &mesh).await?;
 
     for (_, rx) in receivers.streams() {
-        let shard = shard.clone();
+        let services = services.clone();
         glommio::spawn_local(async move {
-            while let Some(req) = rx.recv().await {
-                glommio::spawn_local(shard.clone().handle(req)).detach();
+            while let Some(msg) = rx.recv().await {
+                glommio::spawn_local(services.clone().handle(msg)).detach();
             }
         })
         .detach();
     }
-    let background = glommio::spawn_local(background_jobs(shard.clone()));
-    let fetcher = glommio::spawn_local(background_fetches(shard.clone()));
+    let jobs: Vec<_> = services.background().into_iter().map(glommio::spawn_local).collect();
 
-    serve(shard.clone()).await;
+    serve(services.clone()).await;
 
     node.drained.fetch_add(1, Ordering::AcqRel);
     while node.drained.load(Ordering::Acquire) < node.nr_shards() {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
-    background.cancel().await;
-    fetcher.cancel().await;
+    for job in jobs {
+        job.cancel().await;
+    }
     Ok(())
-}
-
-/// Fetches this shard's recently used mirrors every `--fetch-interval`,
-/// then repacks those that fetches changed (at most every `--upkeep-interval`).
-async fn background_fetches(shard: Rc<Shard>) {
-    loop {
-        glommio::timer::sleep(shard.config().repo.fetch_interval).await;
-        shard.fetch_recent_mirrors().await;
-        shard.upkeep_mirrors().await;
-        shard.evict_mirrors().await;
-    }
-}
-
-/// Periodic work of a shard: flush recency notes to their owners, and
-/// remove this shard's expired objects.
-async fn background_jobs(shard: Rc<Shard>) {
-    let (mut since_sweep, mut since_recency) = (Duration::ZERO, Duration::ZERO);
-    loop {
-        glommio::timer::sleep(TOUCH_FLUSH_INTERVAL).await;
-        let batches: Vec<Vec<u128>> = shard.pending_touches.borrow_mut().iter_mut().map(std::mem::take).collect();
-        for (owner, hashes) in batches.into_iter().enumerate() {
-            if !hashes.is_empty() {
-                // Advisory: when the owner's queue is full, drop the notes.
-                let _ = shard.senders.try_send_to(owner, ShardRequest::Touch { hashes });
-            }
-        }
-        since_sweep += TOUCH_FLUSH_INTERVAL;
-        since_recency += TOUCH_FLUSH_INTERVAL;
-        if since_recency >= RECENCY_FLUSH_INTERVAL {
-            since_recency = Duration::ZERO;
-            shard.local.recency.flush(&shard.local.layout, shard.id).await;
-        }
-        if since_sweep >= EXPIRY_SWEEP_INTERVAL {
-            since_sweep = Duration::ZERO;
-            let expired = shard.local.index.borrow().expired(crate::now_ms());
-            for hash in expired {
-                if shard.local.remove(hash).await.is_ok() {
-                    bump(&shard.stats().expirations, 1);
-                }
-            }
-            shard.refresh_local_gauges();
-        }
-    }
 }

@@ -8,14 +8,13 @@
 //! framed blob stream of `POST .../blobs` and the checked read of one blob;
 //! a blob too large to read whole streams from its pack (`bigblob.rs`) or,
 //! stored as a delta or loose, from `git cat-file` (`gitblob.rs`, the one
-//! place this module runs git). `build.rs` is what a shard does: index a
-//! commit once and keep the index in the tiers. This module never speaks
-//! HTTP.
+//! place this module runs git). Making an index once and keeping it in the
+//! tiers is the tree-indexes service's (`crate::indexes`). This module
+//! keeps no state and never speaks HTTP.
 
 pub mod bigblob;
 pub mod blob_memory;
 pub mod blobs;
-pub mod build;
 pub mod gitblob;
 pub mod index;
 pub mod walk;

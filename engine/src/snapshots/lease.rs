@@ -25,18 +25,15 @@
 //! Expiry uses wall clocks, so nodes' clocks must agree to well within a
 //! lease. This module never builds anything itself.
 
-use crate::key::ObjectKey;
+use super::Snapshots;
 use crate::limits::{SNAPSHOT_LEASE_GENERATIONS, SNAPSHOT_LEASE_MAX_BYTES, SNAPSHOT_LEASE_POLL};
 use crate::remote::RemoteTier;
-use crate::repo::snapshot::{object_name, snapshot_object};
+use crate::repo::names::{lease_key, snapshot_object};
 use crate::repo::RepoKey;
-use crate::shard::Shard;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::rc::Rc;
 use std::time::Duration;
-
-pub const LEASE_NAMESPACE: &str = "git-snapshot-lease";
 
 /// What a node does about a snapshot it lacks.
 pub enum FleetStep {
@@ -63,13 +60,6 @@ struct LeaseBody {
     expires_ms: u64,
 }
 
-/// The key whose hash names generation `generation` of the lease on
-/// `key`'s snapshot of `commit` (`{prefix}leases/HASH` in S3).
-pub fn lease_key(key: &RepoKey, commit: &str, generation: u32) -> ObjectKey {
-    ObjectKey::new(LEASE_NAMESPACE, &format!("{}@{commit}.{generation}", object_name(key)))
-        .expect("repo names make valid keys")
-}
-
 enum Claim {
     Won(Lease),
     /// A live lease of this generation is another node's.
@@ -79,14 +69,14 @@ enum Claim {
     },
 }
 
-impl Shard {
+impl Snapshots {
     /// Decides who builds `key`'s snapshot of `commit`, waiting while
     /// another node holds a live lease on it.
-    pub(crate) async fn fleet_build(self: &Rc<Self>, key: &RepoKey, commit: &str) -> FleetStep {
-        let Some(remote) = self.remote.clone() else { return FleetStep::Build(None) };
+    pub(super) async fn fleet_build(self: &Rc<Self>, key: &RepoKey, commit: &str) -> FleetStep {
+        let Some(remote) = self.objects.remote().cloned() else { return FleetStep::Build(None) };
         let object = snapshot_object(key, commit).hash();
-        let ttl = self.config().repo.snapshot_lease;
-        let node = format!("pid {} shard {}", std::process::id(), self.id);
+        let ttl = self.shard.config().repo.snapshot_lease;
+        let node = format!("pid {} shard {}", std::process::id(), self.shard.id);
         let mut generation = 0;
         let mut waiting = false;
         loop {

@@ -1,38 +1,70 @@
-//! A commit's tree index, made once and kept in the tiers as
-//! `git-tree/<repo>@<commit>` (immutable: the commit fixes every byte, so
-//! its ETag is strong and it never needs rebuilding).
+//! The tree-indexes service: a commit's tree index, made once and kept in
+//! the tiers as `git-tree/<repo>@<commit>` (immutable: the commit fixes
+//! every byte, so its ETag is strong and it never needs rebuilding).
 //!
-//! Every read passes the repo's access check first (`Shard::repo`, by the
-//! asker, which reads a stored index itself). A missing one is made by the
+//! It owns the indexes being made on this shard and who waits for each;
+//! the mirror comes from the mirrors service, storage from the objects
+//! service, the walk from `tree::walk`. Every read passes the repo's
+//! access check first (`Mirrors::repo`, by the asker, which reads a stored
+//! index itself). A missing one is made by the
 //! index's owner shard, once for all who ask meanwhile. A commit
 //! the mirror lacks is fetched once (`resolve_fetching`, with its miss
 //! remembered for the refs TTL). The walk runs off the shard.
 
 use crate::key::ObjectKey;
-use crate::repo::snapshot::object_name;
+use crate::mirrors::Mirrors;
+use crate::objects::Objects;
+use crate::repo::names::tree_object;
 use crate::repo::{off_shard, Need, RepoError, RepoKey};
 use crate::secret::Secret;
-use crate::shard::messages::ShardRequest;
-use crate::shard::Shard;
+use crate::shard::{Port, Shard};
 use crate::tree::TreeError;
 use futures_channel::oneshot;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-pub const TREE_NAMESPACE: &str = "git-tree";
-
-pub fn tree_object(key: &RepoKey, commit: &str) -> ObjectKey {
-    ObjectKey::new(TREE_NAMESPACE, &format!("{}@{commit}", object_name(key))).expect("repo names make valid keys")
+/// What one shard may ask of an index's owner.
+pub enum IndexMsg {
+    /// Make the tree index of a repo's commit, once for all askers.
+    Make { key: RepoKey, auth: Option<Secret>, commit: String, reply: oneshot::Sender<Result<(), RepoError>> },
 }
 
-/// Tree indexes being made, by object hash, with who waits for each.
-pub type TreeFlights = RefCell<HashMap<u128, Vec<oneshot::Sender<Result<(), RepoError>>>>>;
+/// A request waiting for an index being made.
+type Waiter = oneshot::Sender<Result<(), RepoError>>;
 
-impl Shard {
+/// One shard's tree-indexes service.
+pub struct TreeIndexes {
+    shard: Rc<Shard>,
+    port: Port<IndexMsg>,
+    objects: Rc<Objects>,
+    mirrors: Rc<Mirrors>,
+    /// Tree indexes being made, by object hash, with who waits for each.
+    flights: RefCell<HashMap<u128, Vec<Waiter>>>,
+}
+
+impl TreeIndexes {
+    pub fn new(shard: Rc<Shard>, objects: Rc<Objects>, mirrors: Rc<Mirrors>, port: Port<IndexMsg>) -> Rc<Self> {
+        Rc::new(Self { shard, port, objects, mirrors, flights: Default::default() })
+    }
+
+    /// The shard this service runs on.
+    pub fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    /// Serves one request from another shard.
+    pub async fn handle(self: Rc<Self>, msg: IndexMsg) {
+        match msg {
+            IndexMsg::Make { key, auth, commit, reply } => {
+                let _ = reply.send(self.owner_tree_index(key, auth, commit).await);
+            }
+        }
+    }
+
     /// Makes the tree index of `key` at `commit` (40 hex digits) if it is
     /// not stored yet: by the owner of the index, once for every request
-    /// that asks meanwhile. The asker checks access first (`Shard::repo`)
+    /// that asks meanwhile. The asker checks access first (`Mirrors::repo`)
     /// and reads a stored index itself, with no hop; this is the miss path.
     pub async fn make_tree_index(
         self: &Rc<Self>,
@@ -42,20 +74,21 @@ impl Shard {
     ) -> Result<ObjectKey, RepoError> {
         crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
         let object = tree_object(key, commit);
-        let owner = object.owner(self.nr_shards());
-        if owner == self.id {
+        let owner = object.owner(self.shard.nr_shards());
+        if owner == self.shard.id {
             self.owner_tree_index(key.clone(), auth, commit.to_owned()).await?;
         } else {
             let (key, commit) = (key.clone(), commit.to_owned());
-            self.call(owner, move |reply| ShardRequest::TreeIndex { key, auth, commit, reply })
+            self.port
+                .call(owner, move |reply| IndexMsg::Make { key, auth, commit, reply })
                 .await
                 .map_err(|_| RepoError::ShardGone(owner))??;
         }
         Ok(object)
     }
 
-    /// The owner's side of [`Shard::make_tree_index`].
-    pub(crate) async fn owner_tree_index(
+    /// The owner's side of [`TreeIndexes::make_tree_index`].
+    async fn owner_tree_index(
         self: &Rc<Self>,
         key: RepoKey,
         auth: Option<Secret>,
@@ -65,7 +98,7 @@ impl Shard {
         let hash = object.hash();
         let (tx, rx) = oneshot::channel();
         let first = {
-            let mut flights = self.tree_flights.borrow_mut();
+            let mut flights = self.flights.borrow_mut();
             match flights.get_mut(&hash) {
                 Some(waiters) => {
                     waiters.push(tx);
@@ -81,13 +114,13 @@ impl Shard {
             let me = self.clone();
             glommio::spawn_local(async move {
                 let made = me.build_tree_index(&key, auth, &commit, &object).await;
-                for w in me.tree_flights.borrow_mut().remove(&hash).unwrap_or_default() {
+                for w in me.flights.borrow_mut().remove(&hash).unwrap_or_default() {
                     let _ = w.send(made.clone());
                 }
             })
             .detach();
         }
-        rx.await.map_err(|_| RepoError::ShardGone(self.id))?
+        rx.await.map_err(|_| RepoError::ShardGone(self.shard.id))?
     }
 
     async fn build_tree_index(
@@ -97,20 +130,23 @@ impl Shard {
         commit: &str,
         object: &ObjectKey,
     ) -> Result<(), RepoError> {
-        if self.open_object(object).await.ok().flatten().is_some() {
+        if self.objects.open_object(object).await.ok().flatten().is_some() {
             return Ok(()); // stored already (by an earlier flight, or another node)
         }
         let oid = crate::tree::parse_oid(commit).ok_or_else(|| RepoError::BadName(format!("commit {commit:?}")))?;
-        let mirror = self.repo(key, auth.clone(), Need::Ready).await?;
+        let mirror = self.mirrors.repo(key, auth.clone(), Need::Ready).await?;
         let wanted = [format!("{commit}^{{commit}}")];
-        let found = self.resolve_fetching(key, auth, &mirror, &wanted).await?;
+        let found = self.mirrors.resolve_fetching(key, auth, &mirror, &wanted).await?;
         if found.ids.first().is_none_or(Option::is_none) {
             return Err(RepoError::UnknownCommit(commit.to_owned()));
         }
         let made = off_shard("trove-tree", move || crate::tree::walk::index_commit(&mirror, &oid)).await;
         let bytes = made.map_err(|e| RepoError::Io(e.to_string()))?.map_err(tree_error)?;
-        self.put_bytes(object, &bytes).await.map_err(|e| RepoError::Io(format!("storing the tree index: {e}")))?;
-        crate::stats::bump(&self.stats().tree_indexes, 1);
+        self.objects
+            .put_bytes(object, &bytes)
+            .await
+            .map_err(|e| RepoError::Io(format!("storing the tree index: {e}")))?;
+        crate::stats::bump(&self.shard.stats().tree_indexes, 1);
         tracing::info!(repo = %key, %commit, bytes = bytes.len(), "tree index made");
         Ok(())
     }

@@ -1,10 +1,9 @@
-//! What an owner shard does when asked: publish, remove, note recency, and
-//! run the one remote fetch of a key (singleflight) for every asker on
-//! every shard.
+//! What an owner shard's objects service does when asked: publish,
+//! remove, drop what a reader found bad, note recency, and run the one
+//! remote fetch of a key (singleflight) for every asker on every shard.
 
-use super::messages::{FetchReply, ShardRequest};
-use super::{Flight, Shard};
-use crate::key::ObjectKey;
+use super::{FetchReply, Flight, ObjectMsg, Objects};
+use crate::key::{ObjectKey, ShardId};
 use crate::remote::{fetch, RemoteError};
 use crate::stats::bump;
 use crate::EngineError;
@@ -12,45 +11,33 @@ use futures_channel::oneshot;
 use std::path::Path;
 use std::rc::Rc;
 
-impl Shard {
-    /// Serves one request from another shard.
-    pub(crate) async fn handle(self: Rc<Self>, req: ShardRequest) {
-        match req {
-            ShardRequest::Commit { hash, tmp, disk_bytes, expires_ms, reply } => {
-                let _ = reply.send(self.owner_commit(hash, &tmp, disk_bytes, expires_ms).await);
-            }
-            ShardRequest::Remove { hash, reply } => {
-                let _ = reply.send(self.owner_remove(hash).await);
-            }
-            ShardRequest::Drop { hash, seen, reply } => {
-                self.owner_drop(hash, seen).await;
-                let _ = reply.send(());
-            }
-            ShardRequest::Touch { hashes } => {
-                for h in hashes {
-                    self.local.touch(h);
-                }
-            }
-            ShardRequest::Fetch { key, len, reply } => {
-                let _ = reply.send(self.owner_fetch(key, len).await);
-            }
-            ShardRequest::Repo { key, auth, need, reply } => {
-                let _ = reply.send(self.owner_repo(key, auth, need).await);
-            }
-            ShardRequest::Snapshot { key, auth, stale, reply } => {
-                let _ = reply.send(self.owner_snapshot(key, auth, stale).await);
-            }
-            ShardRequest::TreeIndex { key, auth, commit, reply } => {
-                let _ = reply.send(self.owner_tree_index(key, auth, commit).await);
-            }
-            ShardRequest::PackRun { key, id, claim, reply } => {
-                let _ = reply.send(self.owner_pack_run(&key, id, claim));
-            }
+impl Objects {
+    /// Notes that `hash`, owned by `owner`, was just read.
+    pub(super) fn note_touch(&self, owner: ShardId, hash: u128) {
+        if owner == self.shard.id {
+            self.local.touch(hash);
+            return;
+        }
+        let mut pending = self.pending_touches.borrow_mut();
+        let list = &mut pending[usize::from(owner)];
+        if list.len() < crate::limits::TOUCH_BUFFER_MAX {
+            list.push(hash);
+        }
+    }
+
+    /// Has the owner drop `hash`, found corrupt or expired in the file
+    /// opened when its change counter was `seen`, and waits until it has:
+    /// a second look then finds the remote copy, or a newer file.
+    pub(super) async fn drop_found(self: &Rc<Self>, owner: ShardId, hash: u128, seen: u64) {
+        if owner == self.shard.id {
+            self.owner_drop(hash, seen).await;
+        } else {
+            let _ = self.port.call(owner, move |reply| ObjectMsg::Drop { hash, seen, reply }).await;
         }
     }
 
     /// Removes an object this shard owns and updates the gauges.
-    pub(crate) async fn owner_remove(&self, hash: u128) -> Result<bool, EngineError> {
+    pub(super) async fn owner_remove(&self, hash: u128) -> Result<bool, EngineError> {
         let removed = self.local.remove(hash).await;
         self.refresh_local_gauges();
         removed
@@ -61,13 +48,13 @@ impl Shard {
     /// it meanwhile must not be taken down with it. (A publish bumps the
     /// counter before its rename too, so one in flight counts as a change;
     /// a file left by a false alarm is reported again by its next reader.)
-    pub(crate) async fn owner_drop(&self, hash: u128, seen: u64) {
-        if self.node.versions.current(hash) == seen {
+    pub(super) async fn owner_drop(&self, hash: u128, seen: u64) {
+        if self.versions.current(hash) == seen {
             let _ = self.owner_remove(hash).await;
         }
     }
 
-    pub(crate) async fn owner_commit(
+    pub(super) async fn owner_commit(
         &self,
         hash: u128,
         tmp: &Path,
@@ -84,7 +71,7 @@ impl Shard {
 
     /// Finds `key` in the remote tier. The first asker starts the fetch;
     /// everyone else, on any shard, joins it.
-    pub(crate) async fn owner_fetch(self: &Rc<Self>, key: ObjectKey, len: Option<u64>) -> FetchReply {
+    pub(super) async fn owner_fetch(self: &Rc<Self>, key: ObjectKey, len: Option<u64>) -> FetchReply {
         let hash = key.hash();
         if self.local.index.borrow().get(hash).is_some() {
             return FetchReply::Local;
@@ -113,8 +100,8 @@ impl Shard {
     async fn run_fetch(self: Rc<Self>, key: ObjectKey, len: Option<u64>) {
         let hash = key.hash();
         let remote = self.remote.clone().expect("fetches run only with a remote tier");
-        let tmp = self.layout().tmp_path(self.id);
-        let dest = self.layout().object_path(self.id, hash);
+        let tmp = self.shard.layout().tmp_path(self.shard.id);
+        let dest = self.shard.layout().object_path(self.shard.id, hash);
         let me = self.clone();
         let landed = fetch::land(&remote, &key, len, tmp.clone(), dest, move |landing| {
             let previous = me.flights.borrow_mut().insert(hash, Flight::Landing(landing.clone()));

@@ -19,9 +19,8 @@
 //! Recency is in memory; after a restart a mirror's is its directory's
 //! modification time (its last fetch or publish).
 
-use crate::repo::mirror::mirror_path;
+use super::{MirrorEvent, Mirrors};
 use crate::repo::off_shard;
-use crate::shard::Shard;
 use crate::stats::bump;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -31,20 +30,20 @@ use std::time::{Duration, Instant, SystemTime};
 /// How long an evicted mirror's files stay for the readers that had them.
 const EVICTED_GRACE: Duration = Duration::from_secs(600);
 
-impl Shard {
+impl Mirrors {
     /// Evicts this shard's least recently used mirrors until the rest fit
     /// its share of `--mirror-capacity`.
-    pub(crate) async fn evict_mirrors(self: &Rc<Self>) {
-        let share = self.config().repo.mirror_capacity / self.nr_shards().max(1) as u64;
+    pub(super) async fn evict_mirrors(self: &Rc<Self>) {
+        let share = self.config().mirror_capacity / self.shard.nr_shards().max(1) as u64;
         let mut mirrors: Vec<_> = self
             .repos
             .borrow()
             .values()
             .filter(|st| st.ready)
-            .map(|st| (st.key.clone(), st.used_at(), mirror_path(self, &st.key)))
+            .map(|st| (st.key.clone(), st.used_at, self.mirror_path(&st.key)))
             .collect();
         let paths: Vec<PathBuf> = mirrors.iter().map(|(_, _, p)| p.clone()).collect();
-        let evicted_dir = self.layout().shard_dir(self.id).join("evicted");
+        let evicted_dir = self.shard.layout().shard_dir(self.shard.id).join("evicted");
         let sized = off_shard("trove-mirror-du", move || {
             purge_old(&evicted_dir);
             paths.iter().map(|p| disk_bytes(p)).collect::<Vec<u64>>()
@@ -52,7 +51,7 @@ impl Shard {
         .await;
         let Ok(sizes) = sized else { return };
         let mut total: u64 = sizes.iter().sum();
-        self.stats().mirror_bytes.store(total, std::sync::atomic::Ordering::Relaxed);
+        self.shard.stats().mirror_bytes.store(total, std::sync::atomic::Ordering::Relaxed);
         if total <= share {
             return;
         }
@@ -69,10 +68,11 @@ impl Shard {
             if !taken {
                 continue;
             }
-            match unpublish(&path, &self.layout().shard_dir(self.id).join("evicted")) {
+            self.tell(key.hash(), MirrorEvent::Evicted);
+            match unpublish(&path, &self.shard.layout().shard_dir(self.shard.id).join("evicted")) {
                 Ok(()) => {
                     total = total.saturating_sub(bytes);
-                    bump(&self.stats().mirror_evictions, 1);
+                    bump(&self.shard.stats().mirror_evictions, 1);
                     tracing::info!(repo = %key, bytes, "mirror evicted to stay within --mirror-capacity; the next request clones it again");
                 }
                 Err(e) => {
@@ -81,13 +81,13 @@ impl Shard {
                 }
             }
         }
-        self.stats().mirror_bytes.store(total, std::sync::atomic::Ordering::Relaxed);
+        self.shard.stats().mirror_bytes.store(total, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 /// When a mirror found at startup was last used, as well as the disk
 /// knows: its directory's modification time.
-pub(crate) fn used_at_from_disk(path: &Path) -> Instant {
+pub(super) fn used_at_from_disk(path: &Path) -> Instant {
     let age = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .ok()

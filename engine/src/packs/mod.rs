@@ -11,18 +11,37 @@
 //! most PACKS_KEPT per repo. A failed run is forgotten, so the
 //! next request runs again.
 //!
-//! Owns the per-repo table and the rule for what may be shared. It never
+//! The shared-packs service owns the per-repo tables (on each repo's
+//! owner) and the rule for what may be shared; it hears of mirror changes
+//! from the mirrors service ([`MirrorListener`]). It never
 //! shares a request that names haves (a fetch: its answer depends on what
 //! the client has), and never runs git itself: the HTTP face does.
 
+use crate::mirrors::{MirrorEvent, MirrorListener, Mirrors};
 use crate::repo::build::Build;
 use crate::repo::key::RepoKey;
 use crate::repo::RepoError;
-use crate::shard::messages::ShardRequest;
-use crate::shard::Shard;
+use crate::shard::{Port, Shard};
 use crate::stats::bump;
+use futures_channel::oneshot;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
+
+/// What one shard may ask of a repo's owner about shared responses.
+pub enum PackMsg {
+    /// Find (or, with `claim`, start) the shared response to clone request
+    /// `id` of a repo.
+    Run { key: RepoKey, id: u128, claim: bool, reply: oneshot::Sender<Result<Option<PackClaim>, RepoError>> },
+}
+
+/// One shard's shared-packs service: the tables of the repos it owns.
+pub struct SharedPacks {
+    shard: Rc<Shard>,
+    port: Port<PackMsg>,
+    tables: RefCell<HashMap<u128, PackTable>>,
+}
 
 /// Finished responses kept per repo (the newest).
 const PACKS_KEPT: usize = 4;
@@ -45,14 +64,14 @@ pub enum PackClaim {
 
 /// A repo's shared responses, on its owner.
 #[derive(Default)]
-pub struct PackTable {
+struct PackTable {
     runs: Vec<(u128, Arc<PackRun>)>,
 }
 
 impl PackTable {
     /// Forgets every response (the mirror changed). Readers keep their
     /// descriptors; the files go.
-    pub fn clear(&mut self) {
+    fn clear(&mut self) {
         for (_, run) in self.runs.drain(..) {
             let _ = std::fs::remove_file(&run.build.path);
         }
@@ -92,7 +111,27 @@ pub fn request_id(protocol: Option<&str>, body: &[u8]) -> u128 {
     h.digest128()
 }
 
-impl Shard {
+impl SharedPacks {
+    pub fn new(shard: Rc<Shard>, mirrors: &Mirrors, port: Port<PackMsg>) -> Rc<Self> {
+        let packs = Rc::new(Self { shard, port, tables: Default::default() });
+        mirrors.listen(packs.clone());
+        packs
+    }
+
+    /// The shard this service runs on.
+    pub fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    /// Serves one request from another shard.
+    pub async fn handle(self: Rc<Self>, msg: PackMsg) {
+        match msg {
+            PackMsg::Run { key, id, claim, reply } => {
+                let _ = reply.send(self.owner_pack_run(&key, id, claim));
+            }
+        }
+    }
+
     /// The shared response to request `id` of `key`, on any shard: asks the
     /// owner. With `claim`, a request nobody runs yet is claimed for the
     /// caller; without, `None` says there is none.
@@ -102,41 +141,46 @@ impl Shard {
         id: u128,
         claim: bool,
     ) -> Result<Option<PackClaim>, RepoError> {
-        let owner = key.owner(self.nr_shards());
-        let answer = if owner == self.id {
+        let owner = key.owner(self.shard.nr_shards());
+        let answer = if owner == self.shard.id {
             self.owner_pack_run(key, id, claim)?
         } else {
             let key = key.clone();
-            self.call(owner, move |reply| ShardRequest::PackRun { key, id, claim, reply })
+            self.port
+                .call(owner, move |reply| PackMsg::Run { key, id, claim, reply })
                 .await
                 .map_err(|_| RepoError::ShardGone(owner))??
         };
         if let Some(PackClaim::Follow(_)) = &answer {
-            bump(&self.stats().pack_cache_follows, 1);
+            bump(&self.shard.stats().pack_cache_follows, 1);
         }
         Ok(answer)
     }
 
-    /// The owner's side of [`Shard::pack_run`].
-    pub(crate) fn owner_pack_run(
-        self: &Rc<Self>,
-        key: &RepoKey,
-        id: u128,
-        claim: bool,
-    ) -> Result<Option<PackClaim>, RepoError> {
-        let path = self.layout().tmp_path(self.id).with_extension("pack-response");
-        self.with_repo(key, |st| {
-            if let Some(run) = st.packs.find(id) {
-                return Ok(Some(PackClaim::Follow(run)));
-            }
-            if !claim {
-                return Ok(None);
-            }
-            let build = Build::create(format!("{id:032x}"), path)
-                .map_err(|e| RepoError::Io(format!("creating a pack response file: {e}")))?;
-            let run = Arc::new(PackRun { build: Arc::new(build), error: OnceLock::new() });
-            st.packs.insert(id, run.clone());
-            Ok(Some(PackClaim::Claimed(run)))
-        })
+    /// The owner's side of [`SharedPacks::pack_run`].
+    fn owner_pack_run(&self, key: &RepoKey, id: u128, claim: bool) -> Result<Option<PackClaim>, RepoError> {
+        let path = self.shard.layout().tmp_path(self.shard.id).with_extension("pack-response");
+        let mut tables = self.tables.borrow_mut();
+        if let Some(run) = tables.get_mut(&key.hash()).and_then(|t| t.find(id)) {
+            return Ok(Some(PackClaim::Follow(run)));
+        }
+        if !claim {
+            return Ok(None);
+        }
+        let build = Build::create(format!("{id:032x}"), path)
+            .map_err(|e| RepoError::Io(format!("creating a pack response file: {e}")))?;
+        let run = Arc::new(PackRun { build: Arc::new(build), error: OnceLock::new() });
+        tables.entry(key.hash()).or_default().insert(id, run.clone());
+        Ok(Some(PackClaim::Claimed(run)))
+    }
+}
+
+impl MirrorListener for SharedPacks {
+    /// Every change makes the responses stale or unwanted: a clone or a
+    /// fetch that moved a ref, an idle hour, an eviction, a dropped record.
+    fn mirror_changed(&self, repo: u128, _event: MirrorEvent) {
+        if let Some(mut table) = self.tables.borrow_mut().remove(&repo) {
+            table.clear();
+        }
     }
 }

@@ -6,13 +6,13 @@
 //! with no hop): a node fetches at most once per shard per TTL for one
 //! name. It is bounded ([`MISS_CACHE_MAX`]): past the bound the expired
 //! entries go, and if all are fresh the cache starts over, which costs
-//! only fetches. [`Shard::resolve_fetching`] is the one way the faces ask
+//! only fetches. [`Mirrors::resolve_fetching`] is the one way the faces ask
 //! "resolve these, fetching once if needed".
 
+use super::Mirrors;
 use crate::limits::MISS_CACHE_MAX;
 use crate::repo::{Need, RepoError, RepoKey};
 use crate::secret::Secret;
-use crate::shard::Shard;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,7 +47,7 @@ impl MissCache {
     }
 }
 
-/// What [`Shard::resolve_fetching`] found.
+/// What [`Mirrors::resolve_fetching`] found.
 pub struct Resolved {
     /// Each name's object id, in order; None where the mirror lacks it.
     pub ids: Vec<Option<String>>,
@@ -55,7 +55,7 @@ pub struct Resolved {
     pub fetched: bool,
 }
 
-impl Shard {
+impl Mirrors {
     /// Resolves `names` (refs or object expressions) in `key`'s mirror at
     /// `mirror`; when some are missing, fetches once from the upstream and
     /// resolves again, unless every missing name was already missed on this
@@ -67,11 +67,11 @@ impl Shard {
         mirror: &Path,
         names: &[String],
     ) -> Result<Resolved, RepoError> {
-        let ids = crate::repo::mirror::resolve(mirror, names).await?;
+        let ids = crate::repo::plumbing::resolve(mirror, names).await?;
         let missing = |ids: &[Option<String>]| -> Vec<&String> {
             names.iter().zip(ids).filter(|(_, id)| id.is_none()).map(|(n, _)| n).collect()
         };
-        let (ttl, repo) = (self.config().repo.refs_ttl, key.hash());
+        let (ttl, repo) = (self.config().refs_ttl, key.hash());
         let lacking = missing(&ids);
         if lacking.is_empty() || self.misses.all_recent(repo, &lacking, ttl) {
             return Ok(Resolved { ids, fetched: false });
@@ -80,7 +80,7 @@ impl Shard {
         // budget covers one resolve at a time.
         drop((lacking, ids));
         self.repo(key, auth, Need::Fetch).await?;
-        let ids = crate::repo::mirror::resolve(mirror, names).await?;
+        let ids = crate::repo::plumbing::resolve(mirror, names).await?;
         self.misses.remember(repo, &missing(&ids), ttl);
         Ok(Resolved { ids, fetched: true })
     }

@@ -1,17 +1,15 @@
-//! The cross-shard protocol: what one shard may ask of an owner. Every
-//! message is Send; replies travel on a oneshot channel.
+//! What one shard's objects service may ask of an owner's. Every message
+//! is Send; replies travel on a oneshot channel.
 
 use crate::key::ObjectKey;
 use crate::remote::RemoteError;
-use crate::repo::{Need, RepoError, RepoKey};
-use crate::secret::Secret;
 use crate::store::landing::Landing;
 use crate::EngineError;
 use futures_channel::oneshot;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub enum ShardRequest {
+pub enum ObjectMsg {
     /// Publish a synced tmp file as the object `hash`.
     Commit {
         hash: u128,
@@ -32,27 +30,6 @@ pub enum ShardRequest {
     /// `len`: the stored file's length if the asker knows it (a snapshot
     /// pointer says it), so the first range can go with the tail.
     Fetch { key: ObjectKey, len: Option<u64>, reply: oneshot::Sender<FetchReply> },
-    /// Make a repo's mirror meet `need` (clone, check, fetch), once for all
-    /// askers. `auth` is the client's Authorization header, for the upstream.
-    Repo { key: RepoKey, auth: Option<Secret>, need: Need, reply: oneshot::Sender<Result<(), RepoError>> },
-    /// Say where a repo's snapshot is (stored, or building), starting a
-    /// build when there is none. `stale`: a stored snapshot found missing.
-    Snapshot {
-        key: RepoKey,
-        auth: Option<Secret>,
-        stale: Option<String>,
-        reply: oneshot::Sender<Result<crate::repo::snapshot::SnapshotAnswer, RepoError>>,
-    },
-    /// Make the tree index of a repo's commit, once for all askers.
-    TreeIndex { key: RepoKey, auth: Option<Secret>, commit: String, reply: oneshot::Sender<Result<(), RepoError>> },
-    /// Find (or, with `claim`, start) the shared response to clone request
-    /// `id` of a repo.
-    PackRun {
-        key: RepoKey,
-        id: u128,
-        claim: bool,
-        reply: oneshot::Sender<Result<Option<crate::repo::packcache::PackClaim>, RepoError>>,
-    },
 }
 
 /// The owner's answer to a fetch.

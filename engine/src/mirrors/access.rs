@@ -12,7 +12,7 @@
 //! refs TTL. So a cache never hands a private repo to someone the upstream
 //! would turn away, and revoked credentials stop working within the TTL.
 //!
-//! Where it is checked: in `Shard::repo`, which every client-facing use of
+//! Where it is checked: in `Mirrors::repo`, which every client-facing use of
 //! a mirror goes through, and for snapshots, which a cold node serves with
 //! no mirror at hand, from the flag in the snapshot pointer.
 //!
@@ -23,18 +23,17 @@
 //! the tags mean nothing outside this process. git gets the header
 //! through the environment.
 
+use super::Mirrors;
 use crate::limits::ACCESS_CACHE_MAX;
 use crate::repo::git::Git;
-use crate::repo::mirror::SHORT_GIT_TIMEOUT;
+use crate::repo::plumbing::SHORT_GIT_TIMEOUT;
 use crate::repo::{RepoError, RepoKey};
 use crate::secret::Secret;
-use crate::shard::Shard;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-/// The file in a mirror that says it is private.
-pub(crate) const PRIVATE_MARKER: &str = "trove-private";
+use crate::repo::untrusted::PRIVATE_MARKER;
 
 /// What the marker holds when the upstream definitely refused anonymous
 /// reads.
@@ -87,7 +86,7 @@ fn write_marker(dir: &Path, text: &str) -> Result<(), RepoError> {
 /// the upstream refuses anonymous access. Only a definite refusal marks it
 /// for good; any other failure of the probe marks it unconfirmed, which is
 /// served as private (fail closed) and probed again (`reprobe_if_due`).
-pub(crate) async fn mark_if_private(
+pub(super) async fn mark_if_private(
     url: &str,
     dir: &Path,
     auth: Option<&Secret>,
@@ -118,26 +117,26 @@ pub(crate) fn header_tag(auth: &Secret) -> u128 {
     u128::from_le_bytes(tag.as_ref()[..16].try_into().expect("a SHA-256 tag has 32 bytes"))
 }
 
-impl Shard {
+impl Mirrors {
     /// A mirror marked unconfirmed whose marker is older than the refs TTL
     /// gets another anonymous probe, in the background (the request at hand
     /// is served as private): public removes the marker, a refusal makes
     /// it final. The marker's mtime is the time of the last probe.
-    pub(crate) fn reprobe_if_due(&self, key: &RepoKey, mirror: &Path) {
+    pub(super) fn reprobe_if_due(&self, key: &RepoKey, mirror: &Path) {
         let marker = mirror.join(PRIVATE_MARKER);
         let Ok(text) = std::fs::read_to_string(&marker) else { return };
         let age = std::fs::metadata(&marker).and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
-        if text != UNCONFIRMED || age.is_none_or(|a| a < self.config().repo.refs_ttl) {
+        if text != UNCONFIRMED || age.is_none_or(|a| a < self.config().refs_ttl) {
             return;
         }
         // Claim this round: no other request starts a probe meanwhile.
         let touched =
             std::fs::File::options().write(true).open(&marker).and_then(|f| f.set_modified(SystemTime::now()));
-        let Ok(url) = self.config().repo.upstreams.url(key) else { return };
+        let Ok(url) = self.config().upstreams.url(key) else { return };
         if touched.is_err() {
             return;
         }
-        let (key, dir, no_progress) = (key.clone(), mirror.to_owned(), self.config().repo.upstream_timeout);
+        let (key, dir, no_progress) = (key.clone(), mirror.to_owned(), self.config().upstream_timeout);
         glommio::spawn_local(async move {
             match probe_anonymous(&url, no_progress).await {
                 Probe::Public => {
@@ -164,14 +163,14 @@ impl Shard {
         }
         let auth = auth.ok_or_else(|| RepoError::Unauthorized(key.canonical()))?;
         let id = (key.hash(), header_tag(auth));
-        let ttl = self.config().repo.refs_ttl;
+        let ttl = self.config().refs_ttl;
         if self.access.borrow().get(&id).is_some_and(|at| at.elapsed() < ttl) {
             return Ok(());
         }
-        let url = self.config().repo.upstreams.url(key)?;
+        let url = self.config().upstreams.url(key)?;
         let out = Git::new(["ls-remote", "--quiet", "--", url.as_str(), "HEAD"])
             .auth(Some(auth))
-            .upstream(self.config().repo.upstream_timeout)
+            .upstream(self.config().upstream_timeout)
             .run(Vec::new(), SHORT_GIT_TIMEOUT)
             .await?;
         if !out.ok() {

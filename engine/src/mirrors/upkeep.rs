@@ -19,20 +19,19 @@
 //! flight, never on a mirror that nothing changed, and never blocks the shard
 //! (git runs as a child process).
 
+use super::Mirrors;
 use crate::repo::git::Git;
-use crate::repo::mirror::mirror_path;
 use crate::repo::{RepoError, RepoKey};
-use crate::shard::Shard;
 use crate::stats::bump;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::Instant;
 
-impl Shard {
+impl Mirrors {
     /// Repacks this shard's mirrors that fetches changed, where the last
     /// upkeep is at least `--upkeep-interval` old. Runs them one at a time.
-    pub(crate) async fn upkeep_mirrors(self: &Rc<Self>) {
-        let interval = self.config().repo.upkeep_interval;
+    pub(super) async fn upkeep_mirrors(self: &Rc<Self>) {
+        let interval = self.config().upkeep_interval;
         let due: Vec<_> = self
             .repos
             .borrow()
@@ -45,7 +44,7 @@ impl Shard {
             // Cleared first: a fetch that lands during the repack marks it again.
             self.with_repo(&key, |st| st.changed_since_upkeep = false);
             let started = Instant::now();
-            let done = repack(&key, &mirror_path(self, &key), self.config().repo.clone_timeout).await;
+            let done = repack(&key, &self.mirror_path(&key), self.config().clone_timeout).await;
             self.with_repo(&key, |st| {
                 st.upkept_at = Some(Instant::now());
                 if done.is_err() {
@@ -54,7 +53,7 @@ impl Shard {
             });
             match done {
                 Ok(()) => {
-                    bump(&self.stats().mirror_upkeeps, 1);
+                    bump(&self.shard.stats().mirror_upkeeps, 1);
                     tracing::info!(repo = %key, elapsed = ?started.elapsed(), "mirror repacked for serving");
                 }
                 Err(e) => tracing::warn!(repo = %key, error = %e, "mirror upkeep failed; it is served as it is"),
