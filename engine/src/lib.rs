@@ -20,6 +20,7 @@
 //! synced and checksum-verified; memory per stream is bounded whatever the
 //! object's size; nothing here blocks a shard thread.
 
+pub mod clock;
 pub mod config;
 pub mod doorbell;
 pub mod error;
@@ -41,6 +42,7 @@ pub mod store;
 pub mod tree;
 pub mod units;
 
+pub use clock::now_ms;
 pub use config::NodeConfig;
 pub use error::{EngineError, KeyError};
 pub use key::{ObjectKey, ShardId};
@@ -51,8 +53,3 @@ pub use services::{start, Node, NodeServices};
 pub use shard::{NodeShared, Shard};
 pub use store::format::ObjectMeta;
 pub use store::read::{DataChunk, SealedObject};
-
-/// Milliseconds since the Unix epoch (wall clock: TTLs are absolute).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}

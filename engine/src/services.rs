@@ -11,6 +11,7 @@
 //! uses. A mount daemon composes its own, smaller set on the same runtime.
 
 use crate::config::NodeConfig;
+use crate::error::EngineError;
 use crate::indexes::{IndexMsg, TreeIndexes};
 use crate::mirrors::{MirrorMsg, Mirrors, MirrorsNode};
 use crate::objects::{ObjectMsg, Objects, ObjectsNode};
@@ -20,7 +21,6 @@ use crate::repo::reaper;
 use crate::shard::runtime::{self, Job, NodeHandle, Services};
 use crate::shard::{Mesh, NodeShared, Shard};
 use crate::snapshots::{SnapshotMsg, Snapshots};
-use crate::EngineError;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;

@@ -5,8 +5,7 @@
 //! queue (`trove_engine::hydrate`) and nothing else, on the runtime every
 //! trove process shares. This module never touches the FUSE session.
 
-use crate::mount::MountError;
-use crate::mount::MountOptions;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use trove_engine::hydrate::OwnerEnd;
@@ -36,22 +35,22 @@ impl Services for MountShard {
     }
 }
 
-/// Starts the engine's runtime on the mount's data dir. Its one shard
+/// Starts the engine's runtime on the mount's `data_dir`. Its one shard
 /// serves the hydration queue whose end is sent on the returned channel
 /// (dropping the sender lets the shard stop).
 pub(crate) fn start_engine(
-    options: &MountOptions,
-) -> Result<(NodeHandle, futures_channel::oneshot::Sender<OwnerEnd>), MountError> {
+    data_dir: &Path,
+) -> Result<(NodeHandle, futures_channel::oneshot::Sender<OwnerEnd>), EngineError> {
     let config = trove_engine::NodeConfig {
         shards: 1,
-        data_dir: options.data_dir.clone(),
+        data_dir: data_dir.to_owned(),
         memory_cache_bytes: 0,
         io_memory_bytes: 8 << 20,
         ..Default::default()
     };
     let (tx, rx) = futures_channel::oneshot::channel::<OwnerEnd>();
     let rx = Arc::new(Mutex::new(Some(rx)));
-    let node = runtime::open_node(config, |_| {}, Vec::new()).map_err(|e| MountError::DataDir(e.to_string()))?;
+    let node = runtime::open_node(config, |_| {}, Vec::new())?;
     let engine = runtime::start::<MountShard, _, _>(node, Arc::new(()), move |_| {
         let rx = rx.lock().ok().and_then(|mut r| r.take());
         async move {
@@ -62,7 +61,6 @@ pub(crate) fn start_engine(
                 trove_engine::hydrate::queue::serve(end).await;
             }
         }
-    })
-    .map_err(|e| MountError::DataDir(e.to_string()))?;
+    })?;
     Ok((engine, tx))
 }

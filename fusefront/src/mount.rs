@@ -104,7 +104,8 @@ pub fn run(
         .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
     // The engine first: it locks the data dir, so no other mount's blobs
     // (landing in its tmp/) are touched below.
-    let (engine, to_owner) = crate::engine::start_engine(&options)?;
+    let (engine, to_owner) =
+        crate::engine::start_engine(&options.data_dir).map_err(|e| MountError::DataDir(e.to_string()))?;
     let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes)
         .map_err(|e| MountError::DataDir(e.to_string()))?;
     let node_url = url::Url::parse(&options.node)

@@ -11,6 +11,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== rustfmt"
 cargo fmt --all --check
+echo "== layers (no import cycles; the engine's layers point one way)"
+python3 tools/dev/layers.py
 echo "== clippy"
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 echo "== tests"

@@ -92,14 +92,23 @@ fn upstream_jobs_past_the_cap_and_queue_get_503_at_once() {
         &dir.path().join("data"),
         &["--upstream", &upstream, "--max-upstream-jobs", "2", "--upstream-job-queue", "2", "--upstream-timeout", "3s"],
     );
+    // Clone jobs, not processes: each job runs in a process group of its
+    // own, and a clone's child shows the clone's command line between its
+    // fork and its exec, so counting processes saw one job twice.
     let clones_running = || {
-        crate::upstream_faults::node_children(&node.data_dir)
+        let groups: std::collections::HashSet<String> = crate::upstream_faults::node_children(&node.data_dir)
             .into_iter()
             .filter(|pid| {
                 std::fs::read(format!("/proc/{pid}/cmdline"))
                     .is_ok_and(|c| String::from_utf8_lossy(&c).contains("--mirror"))
             })
-            .count()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // pid (comm) state ppid pgrp ...: comm may hold spaces.
+                stat.rsplit_once(')')?.1.split_whitespace().nth(2).map(str::to_owned)
+            })
+            .collect();
+        groups.len()
     };
     let done = std::sync::atomic::AtomicBool::new(false);
     let (answers, most) = std::thread::scope(|s| {

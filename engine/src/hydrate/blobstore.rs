@@ -32,7 +32,8 @@
 //! (publish, evict) behind one mutex that is held for map updates only,
 //! never across I/O.
 
-use super::{hex, HydrateError, Oid};
+use super::error::HydrateError;
+use super::want::{hex, Oid};
 use crate::limits::HYDRATE_EVICT_TO_PERCENT;
 use std::collections::HashMap;
 use std::fs::File;

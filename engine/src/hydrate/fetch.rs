@@ -16,8 +16,10 @@
 //! Runs on the owner shard's executor; it never blocks it on a read.
 
 use super::blobstore::BlobStore;
+use super::config::HydrateConfig;
+use super::error::HydrateError;
 use super::frames::{refusal, Event, FrameReader};
-use super::{hex, HydrateConfig, HydrateError, Oid};
+use super::want::{hex, Oid};
 use crate::limits::{
     HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_SMALL_LANDINGS, HYDRATE_WRITE_BUFFER_BYTES,
 };

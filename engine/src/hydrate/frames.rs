@@ -12,7 +12,8 @@
 //! a length, an unknown status, the end before every id was answered, and
 //! any byte after the end.
 
-use super::{hex, HydrateError, Oid};
+use super::error::HydrateError;
+use super::want::{hex, Oid};
 use crate::limits::HYDRATE_BLOB_MAX_BYTES;
 use crate::tree::blobs::{Status, END_STATUS, FRAME_HEADER_BYTES};
 use bytes::Bytes;

@@ -18,8 +18,10 @@
 //! borrowed across an await (and never while a task is spawned, since
 //! glommio runs a spawned task at once).
 
+use super::error::HydrateError;
 use super::fetch::{client_options, run_batch};
-use super::{Done, HydrateError, Oid, OwnerEnd, Priority, Want};
+use super::hydrator::OwnerEnd;
+use super::want::{Done, Oid, Priority, Want};
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -170,7 +172,7 @@ pub async fn serve(end: OwnerEnd) {
 fn cut_batches(
     q: &mut Queue,
     store: &super::blobstore::BlobStore,
-    config: &super::HydrateConfig,
+    config: &super::config::HydrateConfig,
 ) -> Vec<Vec<(Oid, u64)>> {
     let mut out = Vec::new();
     while q.batches < config.batches_in_flight {

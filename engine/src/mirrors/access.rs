@@ -23,7 +23,7 @@
 //! the tags mean nothing outside this process. git gets the header
 //! through the environment.
 
-use super::Mirrors;
+use super::service::Mirrors;
 use crate::limits::ACCESS_CACHE_MAX;
 use crate::repo::git::Git;
 use crate::repo::plumbing::SHORT_GIT_TIMEOUT;

@@ -3,7 +3,8 @@
 //! fetches changed (upkeep.rs), and evict past `--mirror-capacity`
 //! (evict.rs).
 
-use super::{MirrorEvent, Mirrors};
+use super::events::MirrorEvent;
+use super::service::Mirrors;
 use crate::repo::{Need, RepoKey};
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,7 +43,7 @@ impl Mirrors {
             .values()
             .filter(|s| s.ready && s.waiters.is_none() && s.used_at.elapsed() < RECENT_USE)
             // A private repo is fetched with a client's credentials, when one asks.
-            .filter(|s| !super::is_private(&self.mirror_path(&s.key)))
+            .filter(|s| !super::access::is_private(&self.mirror_path(&s.key)))
             .map(|s| s.key.clone())
             .collect();
         for key in recent {

@@ -19,7 +19,8 @@
 //! Recency is in memory; after a restart a mirror's is its directory's
 //! modification time (its last fetch or publish).
 
-use super::{MirrorEvent, Mirrors};
+use super::events::MirrorEvent;
+use super::service::Mirrors;
 use crate::repo::off_shard;
 use crate::stats::bump;
 use std::os::unix::fs::MetadataExt;
@@ -101,7 +102,7 @@ fn unpublish(path: &Path, evicted: &Path) -> std::io::Result<()> {
     let name = format!(
         "{}-{}",
         path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        crate::now_ms()
+        crate::clock::now_ms()
     );
     std::fs::rename(path, evicted.join(name))
 }

@@ -5,7 +5,9 @@
 //! a client that hangs up never cancels a clone others are waiting for.
 //! This module never speaks HTTP.
 
-use super::{MirrorEvent, MirrorMsg, Mirrors};
+use super::events::MirrorEvent;
+use super::messages::MirrorMsg;
+use super::service::Mirrors;
 use crate::repo::plumbing::{fetch_mirror, refs_state};
 use crate::repo::{Need, RepoError, RepoKey};
 use crate::secret::Secret;
@@ -57,7 +59,7 @@ impl Mirrors {
                     .map_err(|_| RepoError::ShardGone(owner))??;
             }
         }
-        let private = super::is_private(&path);
+        let private = super::access::is_private(&path);
         if private {
             self.reprobe_if_due(key, &path);
         }

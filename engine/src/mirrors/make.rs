@@ -7,7 +7,7 @@
 //! exists only whole, which is what lets any shard serve it without asking.
 //! A crash mid-clone leaves only `tmp/`, which startup wipes.
 
-use super::Mirrors;
+use super::service::Mirrors;
 use crate::repo::git::Git;
 use crate::repo::plumbing::{fetch_mirror, index_mirror, publish, upstream_error};
 use crate::repo::{RepoError, RepoKey};

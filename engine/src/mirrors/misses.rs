@@ -9,14 +9,9 @@
 //! only fetches. [`Mirrors::resolve_fetching`] is the one way the faces ask
 //! "resolve these, fetching once if needed".
 
-use super::Mirrors;
 use crate::limits::MISS_CACHE_MAX;
-use crate::repo::{Need, RepoError, RepoKey};
-use crate::secret::Secret;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::Path;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// (repo hash, name) to when a fetch last failed to bring it.
@@ -27,12 +22,12 @@ pub struct MissCache {
 
 impl MissCache {
     /// Whether every one of `names` was missed within `ttl`.
-    fn all_recent(&self, repo: u128, names: &[&String], ttl: Duration) -> bool {
+    pub(super) fn all_recent(&self, repo: u128, names: &[&String], ttl: Duration) -> bool {
         let seen = self.seen.borrow();
         !names.is_empty() && names.iter().all(|n| seen.get(&(repo, (*n).clone())).is_some_and(|at| at.elapsed() < ttl))
     }
 
-    fn remember(&self, repo: u128, names: &[&String], ttl: Duration) {
+    pub(super) fn remember(&self, repo: u128, names: &[&String], ttl: Duration) {
         let mut seen = self.seen.borrow_mut();
         if seen.len() + names.len() > MISS_CACHE_MAX {
             seen.retain(|_, at| at.elapsed() < ttl);
@@ -44,45 +39,6 @@ impl MissCache {
         for n in names.iter().take(MISS_CACHE_MAX) {
             seen.insert((repo, (*n).clone()), now);
         }
-    }
-}
-
-/// What [`Mirrors::resolve_fetching`] found.
-pub struct Resolved {
-    /// Each name's object id, in order; None where the mirror lacks it.
-    pub ids: Vec<Option<String>>,
-    /// Whether the upstream was fetched from for it.
-    pub fetched: bool,
-}
-
-impl Mirrors {
-    /// Resolves `names` (refs or object expressions) in `key`'s mirror at
-    /// `mirror`; when some are missing, fetches once from the upstream and
-    /// resolves again, unless every missing name was already missed on this
-    /// shard within the refs TTL.
-    pub async fn resolve_fetching(
-        self: &Rc<Self>,
-        key: &RepoKey,
-        auth: Option<Secret>,
-        mirror: &Path,
-        names: &[String],
-    ) -> Result<Resolved, RepoError> {
-        let ids = crate::repo::plumbing::resolve(mirror, names).await?;
-        let missing = |ids: &[Option<String>]| -> Vec<&String> {
-            names.iter().zip(ids).filter(|(_, id)| id.is_none()).map(|(n, _)| n).collect()
-        };
-        let (ttl, repo) = (self.config().refs_ttl, key.hash());
-        let lacking = missing(&ids);
-        if lacking.is_empty() || self.misses.all_recent(repo, &lacking, ttl) {
-            return Ok(Resolved { ids, fetched: false });
-        }
-        // The first answer goes before the second is made: a caller's
-        // budget covers one resolve at a time.
-        drop((lacking, ids));
-        self.repo(key, auth, Need::Fetch).await?;
-        let ids = crate::repo::plumbing::resolve(mirror, names).await?;
-        self.misses.remember(repo, &missing(&ids), ttl);
-        Ok(Resolved { ids, fetched: true })
     }
 }
 

@@ -3,7 +3,7 @@
 //! of cloned. The archive is hostile input: it is unpacked by
 //! `repo::unpack` keeping only the repo's data, never its config or hooks.
 
-use super::Mirrors;
+use super::service::Mirrors;
 use crate::repo::archive;
 use crate::repo::names::mirror_object;
 use crate::repo::{off_shard, RepoError, RepoKey};

@@ -19,7 +19,7 @@
 //! flight, never on a mirror that nothing changed, and never blocks the shard
 //! (git runs as a child process).
 
-use super::Mirrors;
+use super::service::Mirrors;
 use crate::repo::git::Git;
 use crate::repo::{RepoError, RepoKey};
 use crate::stats::bump;

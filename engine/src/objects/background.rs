@@ -1,7 +1,8 @@
 //! The objects service's periodic work on a shard: recency notes flushed
 //! to their owners, recency written to disk, expired objects removed.
 
-use super::{ObjectMsg, Objects};
+use super::messages::ObjectMsg;
+use super::service::Objects;
 use crate::limits::{EXPIRY_SWEEP_INTERVAL, RECENCY_FLUSH_INTERVAL, TOUCH_FLUSH_INTERVAL};
 use crate::stats::bump;
 use std::rc::Rc;
@@ -17,7 +18,7 @@ impl Objects {
             for (owner, hashes) in batches.into_iter().enumerate() {
                 if !hashes.is_empty() {
                     // Advisory: when the owner's queue is full, drop the notes.
-                    let _ = self.port.try_send(owner as crate::ShardId, ObjectMsg::Touch { hashes });
+                    let _ = self.port.try_send(owner as crate::key::ShardId, ObjectMsg::Touch { hashes });
                 }
             }
             since_sweep += TOUCH_FLUSH_INTERVAL;
@@ -28,7 +29,7 @@ impl Objects {
             }
             if since_sweep >= EXPIRY_SWEEP_INTERVAL {
                 since_sweep = Duration::ZERO;
-                let expired = self.local.index.borrow().expired(crate::now_ms());
+                let expired = self.local.index.borrow().expired(crate::clock::now_ms());
                 for hash in expired {
                     if self.local.remove(hash).await.is_ok() {
                         bump(&self.stats().expirations, 1);

@@ -1,10 +1,10 @@
 //! What one shard's objects service may ask of an owner's. Every message
 //! is Send; replies travel on a oneshot channel.
 
+use crate::error::EngineError;
 use crate::key::ObjectKey;
 use crate::remote::RemoteError;
 use crate::store::landing::Landing;
-use crate::EngineError;
 use futures_channel::oneshot;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,11 +2,12 @@
 //! remove, drop what a reader found bad, note recency, and run the one
 //! remote fetch of a key (singleflight) for every asker on every shard.
 
-use super::{FetchReply, Flight, ObjectMsg, Objects};
+use super::messages::{FetchReply, ObjectMsg};
+use super::service::{Flight, Objects};
+use crate::error::EngineError;
 use crate::key::{ObjectKey, ShardId};
 use crate::remote::{fetch, RemoteError};
 use crate::stats::bump;
-use crate::EngineError;
 use futures_channel::oneshot;
 use std::path::Path;
 use std::rc::Rc;

@@ -2,11 +2,12 @@
 //! itself: a warm hit makes no cross-shard hop), then the owner's one
 //! remote fetch for every asker.
 
-use super::{FetchReply, ObjectMsg, Objects};
+use super::messages::{FetchReply, ObjectMsg};
+use super::service::Objects;
+use crate::error::EngineError;
 use crate::key::ObjectKey;
 use crate::stats::bump;
 use crate::store::read::{DataChunk, SealedObject};
-use crate::EngineError;
 use std::rc::Rc;
 
 /// Which tier answered a read.
@@ -45,7 +46,7 @@ impl Objects {
         if let Some(hot) = hot {
             if hot.meta.namespace == key.namespace()
                 && hot.meta.key == key.key()
-                && !hot.meta.is_expired(crate::now_ms())
+                && !hot.meta.is_expired(crate::clock::now_ms())
             {
                 self.note_touch(owner, hash);
                 bump(&self.stats().local_hits, 1);
@@ -57,7 +58,7 @@ impl Objects {
         match self.open_local(key).await {
             Ok(Some(obj)) if obj.meta.namespace == key.namespace() && obj.meta.key == key.key() => {
                 let seen = obj.seen.expect("set for local files");
-                if !obj.meta.is_expired(crate::now_ms()) {
+                if !obj.meta.is_expired(crate::clock::now_ms()) {
                     self.note_touch(owner, hash);
                     bump(&self.stats().local_hits, 1);
                     if let Some(whole) = obj.verified_whole_file() {
@@ -83,10 +84,10 @@ impl Objects {
         };
         match reply {
             FetchReply::Local => match self.open_local(key).await? {
-                Some(obj) if !obj.meta.is_expired(crate::now_ms()) => Ok(Some((obj, Tier::Remote))),
+                Some(obj) if !obj.meta.is_expired(crate::clock::now_ms()) => Ok(Some((obj, Tier::Remote))),
                 _ => Ok(None),
             },
-            FetchReply::Landing(l) if l.meta.is_expired(crate::now_ms()) => Ok(None),
+            FetchReply::Landing(l) if l.meta.is_expired(crate::clock::now_ms()) => Ok(None),
             FetchReply::Landing(l) => Ok(Some((SealedObject::open_landing(l).await?, Tier::Remote))),
             FetchReply::NotFound => Ok(None),
             FetchReply::Failed(e) => Err(e.into()),

@@ -2,12 +2,13 @@
 //! stored in the remote tier when there is one, and published by its
 //! owner; a delete goes to the owner and to the remote tier.
 
-use super::{ObjectMsg, Objects};
+use super::messages::ObjectMsg;
+use super::service::Objects;
+use crate::error::EngineError;
 use crate::key::ObjectKey;
 use crate::stats::bump;
 use crate::store::format::ObjectMeta;
 use crate::store::write::ObjectWriter;
-use crate::EngineError;
 use std::rc::Rc;
 
 impl Objects {

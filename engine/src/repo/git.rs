@@ -16,7 +16,8 @@
 //! header never leaves the upstream's origin. This module must never block
 //! the shard thread.
 
-use crate::repo::{reaper, RepoError};
+use crate::repo::error::RepoError;
+use crate::repo::reaper;
 use crate::secret::Secret;
 use futures_channel::oneshot;
 use std::ffi::OsString;

@@ -11,7 +11,7 @@
 //!
 //! This module never touches the disk or the network.
 
-use crate::repo::RepoError;
+use crate::repo::error::RepoError;
 
 /// Longest canonical key, in bytes.
 pub const REPO_KEY_MAX_BYTES: usize = 512;
@@ -91,7 +91,7 @@ impl RepoKey {
         crate::key::name_hash("\0git", &self.canonical())
     }
 
-    pub fn owner(&self, nr_shards: usize) -> crate::ShardId {
+    pub fn owner(&self, nr_shards: usize) -> crate::key::ShardId {
         crate::key::owner(self.hash(), nr_shards)
     }
 }

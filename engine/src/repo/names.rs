@@ -8,7 +8,7 @@
 //! never touches the disk or the network.
 
 use crate::key::ObjectKey;
-use crate::repo::RepoKey;
+use crate::repo::key::RepoKey;
 
 pub const SNAPSHOT_NAMESPACE: &str = "git-snapshot";
 pub const BUNDLE_NAMESPACE: &str = "git-bundle";

@@ -3,8 +3,9 @@
 //! an upstream's failure means. Stateless: which mirror, and when, is the
 //! mirrors service's call. This module never speaks HTTP.
 
+use crate::repo::error::RepoError;
 use crate::repo::git::Git;
-use crate::repo::{RepoError, RepoKey};
+use crate::repo::key::RepoKey;
 use crate::secret::Secret;
 use std::path::Path;
 use std::time::Duration;

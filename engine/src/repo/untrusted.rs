@@ -18,7 +18,6 @@
 //! What this module must never do: write a byte of the archive's config, or
 //! let a value read from it through unchecked.
 
-use crate::repo::unpack::Verdict;
 use std::io::Write;
 use std::path::{Component, Path};
 use std::process::{Command, Stdio};
@@ -61,6 +60,27 @@ fn git_dir_entry(rel: &Path, kind: EntryType) -> Verdict {
         // hooks/, info/, config.worktree, commondir, modules/, FETCH_HEAD...
         _ => Verdict::Skip,
     }
+}
+
+/// What to do with one archive entry, by its path inside the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Not written; the unpack goes on.
+    Skip,
+    /// A regular file of at most `untrusted::CONFIG_MAX_BYTES`, handed to
+    /// the caller in `unpack::Unpacked::captured` and not written.
+    Capture,
+    /// The whole archive is refused, for this reason.
+    Refuse(&'static str),
+}
+
+/// Decides each entry's fate from its path (relative, `..` folded) and kind.
+pub type Filter = fn(&Path, tar::EntryType) -> Verdict;
+
+/// Keeps every entry (what is unsafe is refused all the same).
+pub fn keep_all(_: &Path, _: tar::EntryType) -> Verdict {
+    Verdict::Keep
 }
 
 /// The file in a mirror that says its repo is private (the mirrors

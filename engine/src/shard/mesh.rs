@@ -7,8 +7,8 @@
 //! that needs a reply carries a oneshot sender. Calls to one's own shard
 //! are plain calls and never come here.
 
+use crate::error::EngineError;
 use crate::key::ShardId;
-use crate::EngineError;
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::Senders;
 use std::future::Future;

@@ -12,44 +12,15 @@
 //! is the subsystem's, never a field here, and nothing adds methods to
 //! [`Shard`] from outside this folder.
 //!
-//! Split: `node.rs` is the node-wide shared state; `mesh.rs` the typed
-//! cross-shard calls; `runtime.rs` starts and stops the executors.
+//! Split: `context.rs` is one shard as its services see it; `node.rs` the
+//! node-wide shared state; `mesh.rs` the typed cross-shard calls;
+//! `runtime.rs` starts and stops the executors.
 
+pub mod context;
 pub mod mesh;
 pub mod node;
 pub mod runtime;
 
+pub use context::Shard;
 pub use mesh::{Mesh, Port};
 pub use node::NodeShared;
-
-use crate::config::NodeConfig;
-use crate::key::ShardId;
-use crate::stats::ShardStats;
-use crate::store::Layout;
-use std::sync::Arc;
-
-/// One shard as the services on it see it: which it is, and the node.
-/// Lives on its executor thread, behind an `Rc`.
-pub struct Shard {
-    pub id: ShardId,
-    pub node: Arc<NodeShared>,
-}
-
-impl Shard {
-    /// This shard's own counters.
-    pub fn stats(&self) -> &ShardStats {
-        &self.node.stats[usize::from(self.id)]
-    }
-
-    pub fn layout(&self) -> &Layout {
-        &self.node.layout
-    }
-
-    pub fn nr_shards(&self) -> usize {
-        self.node.nr_shards()
-    }
-
-    pub fn config(&self) -> &NodeConfig {
-        &self.node.config
-    }
-}

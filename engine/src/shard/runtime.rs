@@ -12,13 +12,14 @@
 //!
 //! Generic over the composition: the runtime never names a service.
 
+use super::context::Shard;
 use super::mesh::Mesh;
-use super::{NodeShared, Shard};
+use super::node::NodeShared;
 use crate::config::NodeConfig;
+use crate::error::EngineError;
 use crate::key::ShardId;
 use crate::limits::CROSS_SHARD_CHANNEL_DEPTH;
 use crate::store::{recover, Layout};
-use crate::EngineError;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use std::future::Future;

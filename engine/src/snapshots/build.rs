@@ -4,7 +4,8 @@
 //! (`repo::build`).
 
 use super::lease::Lease;
-use super::{Pointer, Snapshots};
+use super::pointer::Pointer;
+use super::service::Snapshots;
 use crate::repo::archive::{self, TreeSnapshotJob};
 use crate::repo::build::Build;
 use crate::repo::names::{mirror_object, snapshot_object};
@@ -74,7 +75,7 @@ impl Snapshots {
         let stored = self.objects.put_file(&object, &build.path, true).await;
         let pointer = Pointer {
             commit: build.commit.clone(),
-            built_ms: crate::now_ms(),
+            built_ms: crate::clock::now_ms(),
             head: build.commit.clone(),
             private: crate::mirrors::is_private(&self.mirrors.mirror_path(&key)),
             file_len: Some(crate::store::format::sealed_len(object.namespace().len(), object.key().len(), len)),
@@ -135,7 +136,7 @@ pub(super) fn zstd_workers() -> u32 {
 /// A snapshot file to build `commit` into, in the shard's tmp dir.
 pub(super) fn new_build(
     layout: &crate::store::Layout,
-    shard: crate::ShardId,
+    shard: crate::key::ShardId,
     commit: String,
 ) -> Result<Arc<Build>, RepoError> {
     let path = layout.tmp_path(shard).with_extension("tar.zst");

@@ -1,7 +1,8 @@
 //! Bundles: HEAD ^`base` from a repo's mirror, made once and stored in
 //! the tiers under a name that says what it holds.
 
-use super::{BundleAnswer, Snapshots};
+use super::answer::BundleAnswer;
+use super::service::Snapshots;
 use crate::repo::git::Git;
 use crate::repo::names::bundle_object;
 use crate::repo::plumbing::{head_of, SHORT_GIT_TIMEOUT};

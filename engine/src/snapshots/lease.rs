@@ -25,7 +25,7 @@
 //! Expiry uses wall clocks, so nodes' clocks must agree to well within a
 //! lease. This module never builds anything itself.
 
-use super::Snapshots;
+use super::service::Snapshots;
 use crate::limits::{SNAPSHOT_LEASE_GENERATIONS, SNAPSHOT_LEASE_MAX_BYTES, SNAPSHOT_LEASE_POLL};
 use crate::remote::RemoteTier;
 use crate::repo::names::{lease_key, snapshot_object};
@@ -140,7 +140,7 @@ async fn claim(
     from: u32,
     ttl: Duration,
     node: &str,
-) -> Result<Claim, Option<crate::RemoteError>> {
+) -> Result<Claim, Option<crate::remote::RemoteError>> {
     let (mut generation, mut freed) = (from, 0);
     while generation < SNAPSHOT_LEASE_GENERATIONS && freed < 3 {
         let name = remote.lease_name(lease_key(key, commit, generation).hash());
@@ -165,7 +165,7 @@ async fn claim(
 /// lease a live node would write.
 fn live(raw: &[u8], ttl: Duration) -> Option<String> {
     let body: LeaseBody = serde_json::from_slice(raw).ok()?;
-    let now = crate::now_ms();
+    let now = crate::clock::now_ms();
     let latest = now.saturating_add(2 * ttl.as_millis() as u64);
     if body.expires_ms > latest {
         tracing::warn!(
@@ -180,7 +180,7 @@ fn live(raw: &[u8], ttl: Duration) -> Option<String> {
 
 impl Lease {
     fn body(&self) -> Bytes {
-        let expires_ms = crate::now_ms().saturating_add(self.ttl.as_millis() as u64);
+        let expires_ms = crate::clock::now_ms().saturating_add(self.ttl.as_millis() as u64);
         Bytes::from(serde_json::to_vec(&LeaseBody { node: self.node.clone(), expires_ms }).expect("serializes"))
     }
 
@@ -211,7 +211,7 @@ mod tests {
     fn only_a_sane_unexpired_lease_is_live() {
         let ttl = Duration::from_secs(60);
         let at = |ms: u64| format!(r#"{{"node":"n1","expires_ms":{ms}}}"#).into_bytes();
-        let now = crate::now_ms();
+        let now = crate::clock::now_ms();
         assert_eq!(live(&at(now + 30_000), ttl).as_deref(), Some("n1"));
         assert_eq!(live(&at(now.saturating_sub(1)), ttl), None, "expired");
         assert_eq!(live(&at(u64::MAX), ttl), None, "poisoned: would block builds for ever");

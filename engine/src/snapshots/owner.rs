@@ -2,8 +2,11 @@
 //! build in flight, or a build to start once the fleet has decided who
 //! builds (lease.rs).
 
+use super::answer::SnapshotAnswer;
 use super::lease::FleetStep;
-use super::{Pointer, SnapshotAnswer, SnapshotMsg, Snapshots};
+use super::messages::SnapshotMsg;
+use super::pointer::Pointer;
+use super::service::Snapshots;
 use crate::repo::names::snapshot_object;
 use crate::repo::{Need, RepoError, RepoKey};
 use crate::secret::Secret;
@@ -105,7 +108,7 @@ impl Snapshots {
                 || st.pointer.as_ref().is_some_and(|p| p.private);
             if let Some(p) = st.pointer.clone() {
                 if let Some(h) = &mirror_head {
-                    let age = Duration::from_millis(crate::now_ms().saturating_sub(p.built_ms));
+                    let age = Duration::from_millis(crate::clock::now_ms().saturating_sub(p.built_ms));
                     let idle = st.building.is_none() && st.deciding.is_none();
                     if *h != p.commit && idle && age >= self.shard.config().repo.snapshot_interval {
                         tracing::info!(repo = %key, from = %p.commit, to = %h, "HEAD moved: rebuilding the snapshot");
@@ -169,7 +172,7 @@ impl Snapshots {
                 FleetStep::Landed => {
                     st.pointer = Some(Pointer {
                         commit: commit.clone(),
-                        built_ms: crate::now_ms(),
+                        built_ms: crate::clock::now_ms(),
                         head: commit,
                         private,
                         file_len: None,

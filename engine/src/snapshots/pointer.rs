@@ -2,14 +2,8 @@
 //! repo and the newest HEAD the fleet has seen. Read as hostile input
 //! (any node, or anyone with the bucket's keys, may have written it).
 
-use super::Snapshots;
-use crate::repo::names::{parse_sha, pointer_object};
-use crate::repo::RepoKey;
+use crate::repo::names::parse_sha;
 use serde::{Deserialize, Serialize};
-use std::rc::Rc;
-
-/// Largest pointer object read.
-const POINTER_MAX_BYTES: u64 = 64 * 1024;
 
 /// The newest snapshot of a repo, as stored in the tiers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,7 +13,7 @@ pub struct Pointer {
     /// The newest HEAD a node has seen, to advertise a bundle on the cold
     /// path, when no mirror is at hand to ask.
     pub head: String,
-    /// The repo's mirror is private (repo/access.rs): a cold node checks
+    /// The repo's mirror is private (the mirrors service's access.rs): a cold node checks
     /// the client's credentials before serving the snapshot.
     #[serde(default)]
     pub private: bool,
@@ -39,35 +33,5 @@ impl Pointer {
         let commit = parse_sha(&self.commit)?;
         let head = parse_sha(&self.head)?;
         Some(Pointer { commit, head, ..self })
-    }
-}
-
-impl Snapshots {
-    pub(super) async fn read_pointer(self: &Rc<Self>, key: &RepoKey) -> Option<Pointer> {
-        match self.objects.read_bytes(&pointer_object(key), POINTER_MAX_BYTES).await {
-            Ok(Some(b)) => match serde_json::from_slice::<Pointer>(&b).map(Pointer::checked) {
-                Ok(Some(p)) => Some(p),
-                Ok(None) => {
-                    tracing::warn!(repo = %key, "the snapshot pointer names no valid commit; ignoring it (building from the mirror)");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(repo = %key, error = %e, "unreadable snapshot pointer; ignoring it");
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(repo = %key, error = %e, "could not read the snapshot pointer; building from the mirror");
-                None
-            }
-        }
-    }
-
-    pub(super) async fn write_pointer(self: &Rc<Self>, key: &RepoKey, p: &Pointer) {
-        let bytes = serde_json::to_vec(p).expect("a pointer serializes");
-        if let Err(e) = self.objects.put_bytes(&pointer_object(key), &bytes).await {
-            tracing::warn!(repo = %key, error = %e, "could not store the snapshot pointer");
-        }
     }
 }

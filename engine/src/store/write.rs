@@ -142,7 +142,7 @@ impl ObjectWriter {
             namespace: namespace.to_owned(),
             key: key.to_owned(),
             data_len: self.data_len,
-            created_ms: crate::now_ms(),
+            created_ms: crate::clock::now_ms(),
             expires_ms,
             etag: etag_of(&block_sums, self.data_len),
             block_sums: block_sums.into(),

@@ -27,69 +27,32 @@
 //! `trove restore` and a node restoring its mirror. It blocks: it runs on a
 //! thread of its own, never on a shard. It never follows a link while
 //! creating, and never writes outside `dest`.
+//!
+//! Split: this file reads the archive and decides; `writers.rs` the
+//! writer threads; `at.rs` fd-relative creation along the open directory
+//! stack; `paths.rs` the lexical and resolved path checks.
+
+mod at;
+mod paths;
+mod writers;
 
 use super::archive::ArchiveError;
-use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
-use rustix::io::Errno;
-use std::ffi::{OsStr, OsString};
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use super::untrusted::{Filter, Verdict};
+use at::{process_umask, replacing, Tree};
+use paths::{inside, resolves_inside, target_is_absolute};
+use rustix::fs::{self as rfs, AtFlags};
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use writers::{write_file, write_jobs, Job, Shared, Writers};
 
 /// Copy buffer between the decompressor and a large file.
 const COPY_BUF_BYTES: usize = 256 << 10;
 /// Files up to this size go to the writer thread whole; larger ones are
 /// streamed by the reading thread (memory stays bounded).
 const SMALL_FILE_BYTES: u64 = 256 << 10;
-/// Small files go to the writers in batches of up to this many files...
-const BATCH_FILES: usize = 64;
-/// ...or of this many bytes, so a batch costs one channel operation and
-/// not 64: one per file cost 180k `sched_yield`s and 50k futex calls on
-/// the bench's 50k-file tree, taken from the cores doing the work.
-const BATCH_BYTES: usize = 1 << 20;
 /// Batches queued per writer: at most 8 x (1 MiB + one small file).
 const QUEUE_BATCHES: usize = 8;
-
-/// A small file for the writer thread.
-struct Job {
-    dir: Arc<OwnedFd>,
-    name: OsString,
-    rel: PathBuf,
-    mode: u32,
-    data: Vec<u8>,
-}
-
-/// What to do with one archive entry, by its path inside the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Keep,
-    /// Not written; the unpack goes on.
-    Skip,
-    /// A regular file of at most `untrusted::CONFIG_MAX_BYTES`, handed to
-    /// the caller in [`Unpacked::captured`] and not written.
-    Capture,
-    /// The whole archive is refused, for this reason.
-    Refuse(&'static str),
-}
-
-/// Decides each entry's fate from its path (relative, `..` folded) and kind.
-pub type Filter = fn(&Path, tar::EntryType) -> Verdict;
-
-/// Keeps every entry (what is unsafe is refused all the same).
-pub fn keep_all(_: &Path, _: tar::EntryType) -> Verdict {
-    Verdict::Keep
-}
-
-/// What the writer thread shares with the reading thread.
-#[derive(Default)]
-struct Shared {
-    /// Jobs sent and not yet done (a hard link waits for zero).
-    pending: AtomicUsize,
-    first_error: Mutex<Option<ArchiveError>>,
-}
 
 /// What an unpack left behind.
 #[derive(Default)]
@@ -135,103 +98,6 @@ pub fn unpack_safely(input: impl Read, dest: &Path, writers: usize, filter: Filt
         out.stats.extend(w);
     }
     Ok(out)
-}
-
-/// The reading thread's side of the writers: small files batched per
-/// writer. A directory's files always go to the same writer, so entries of
-/// one name keep their order (the later wins) and two writers never
-/// contend for one directory.
-struct Writers<'a> {
-    txs: Vec<crossbeam_channel::Sender<Vec<Job>>>,
-    batches: Vec<(Vec<Job>, usize)>,
-    shared: &'a Shared,
-}
-
-impl<'a> Writers<'a> {
-    fn new(txs: Vec<crossbeam_channel::Sender<Vec<Job>>>, shared: &'a Shared) -> Self {
-        let batches = txs.iter().map(|_| (Vec::with_capacity(BATCH_FILES), 0)).collect();
-        Writers { txs, batches, shared }
-    }
-
-    /// Queues `job`; false once a writer is gone (its error says why).
-    fn send(&mut self, job: Job) -> bool {
-        let dir = job.rel.parent().unwrap_or(Path::new(""));
-        let w = xxhash_rust::xxh3::xxh3_64(dir.as_os_str().as_bytes()) as usize % self.txs.len();
-        self.shared.pending.fetch_add(1, Ordering::AcqRel);
-        let (batch, bytes) = &mut self.batches[w];
-        *bytes += job.data.len();
-        batch.push(job);
-        if batch.len() < BATCH_FILES && *bytes < BATCH_BYTES {
-            return true;
-        }
-        self.flush_one(w)
-    }
-
-    fn flush_one(&mut self, w: usize) -> bool {
-        let (batch, bytes) = &mut self.batches[w];
-        *bytes = 0;
-        let full = std::mem::replace(batch, Vec::with_capacity(BATCH_FILES));
-        full.is_empty() || self.txs[w].send(full).is_ok()
-    }
-
-    /// Sends what is batched and waits until every queued file is written.
-    fn wait_idle(&mut self) {
-        for w in 0..self.txs.len() {
-            if !self.flush_one(w) {
-                return;
-            }
-        }
-        while self.shared.pending.load(Ordering::Acquire) > 0 {
-            std::thread::sleep(std::time::Duration::from_micros(200));
-        }
-    }
-}
-
-impl Drop for Writers<'_> {
-    /// Sends the last batches; dropping the senders then ends the writers.
-    fn drop(&mut self) {
-        for w in 0..self.txs.len() {
-            self.flush_one(w);
-        }
-    }
-}
-
-/// The writer thread: creates the files it is sent and returns their stat
-/// data. After the first error it only drains the queue.
-fn write_jobs(rx: crossbeam_channel::Receiver<Vec<Job>>, w: &Shared, dest: &Path) -> Vec<(PathBuf, rfs::Stat)> {
-    let mut stats = Vec::new();
-    for job in rx.into_iter().flatten() {
-        let failed = w.first_error.lock().expect("not poisoned").is_some();
-        if !failed {
-            match write_file(&job.dir, &job.name, job.mode, &mut &job.data[..], &mut []) {
-                Ok(st) => stats.push((job.rel, st)),
-                Err(e) => {
-                    let e = ArchiveError::Io { path: dest.join(&job.rel), source: e };
-                    w.first_error.lock().expect("not poisoned").get_or_insert(e);
-                }
-            }
-        }
-        w.pending.fetch_sub(1, Ordering::AcqRel);
-    }
-    stats
-}
-
-/// Creates `name` in `dir` with `mode` and the bytes of `data`, through
-/// `buf` when `data` is a stream (an empty `buf` means one read suffices).
-fn write_file(dir: &OwnedFd, name: &OsStr, mode: u32, data: &mut dyn Read, buf: &mut [u8]) -> io::Result<rfs::Stat> {
-    let mut file = std::fs::File::from(create(dir, name, mode)?);
-    if buf.is_empty() {
-        io::copy(data, &mut file)?;
-    } else {
-        loop {
-            let n = data.read(buf)?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n])?;
-        }
-    }
-    Ok(rfs::fstat(&file)?)
 }
 
 /// The reading thread: decompresses, checks every entry, makes directories
@@ -376,156 +242,10 @@ fn read_entries(
     Ok(out)
 }
 
-/// This process's umask (from /proc, as reading it with umask(2) would
-/// change it for every thread); 022 when it cannot be read.
-fn process_umask() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
-        .unwrap_or(0o022)
-}
-
-/// Creates a new regular file with `mode` (the umask applies, as on a
-/// checkout), replacing a non-directory an earlier entry left at the name.
-fn create(parent: &OwnedFd, name: &OsStr, mode: u32) -> Result<OwnedFd, Errno> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    replacing(parent, name, |p| rfs::openat(p, name, flags, Mode::from_raw_mode(mode)))
-}
-
-/// Runs `make`; when the name is taken by a file or link (a later entry of
-/// the same name wins, as with tar), removes that and runs it once more.
-/// A directory in the way is an error: the archive is inconsistent.
-fn replacing<T>(parent: &OwnedFd, name: &OsStr, make: impl Fn(&OwnedFd) -> Result<T, Errno>) -> Result<T, Errno> {
-    match make(parent) {
-        Err(Errno::EXIST) => {
-            rfs::unlinkat(parent, name, AtFlags::empty())?;
-            make(parent)
-        }
-        r => r,
-    }
-}
-
-/// The directories along the path of the last entry, open, from the root
-/// down: archives list a directory's entries together, so most entries
-/// reuse the whole stack.
-struct Tree {
-    root: Arc<OwnedFd>,
-    names: Vec<OsString>,
-    fds: Vec<Arc<OwnedFd>>,
-}
-
-impl Tree {
-    fn open(dest: &Path) -> Result<Tree, ArchiveError> {
-        let root = rfs::open(dest, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ArchiveError::Io { path: dest.to_owned(), source: e.into() })?;
-        Ok(Tree { root: Arc::new(root), names: Vec::new(), fds: Vec::new() })
-    }
-
-    /// The open directory `rel` (made if missing), with every component
-    /// opened without following links.
-    fn dir(&mut self, rel: &Path, entry: &str) -> Result<Arc<OwnedFd>, ArchiveError> {
-        let comps: Vec<&OsStr> = rel.iter().collect();
-        let keep = self.names.iter().zip(&comps).take_while(|(a, b)| a.as_os_str() == **b).count();
-        self.names.truncate(keep);
-        self.fds.truncate(keep);
-        for c in &comps[keep..] {
-            let parent = self.fds.last().unwrap_or(&self.root);
-            let fd = open_or_make_dir(&**parent, c, 0o777, entry)?;
-            self.names.push(c.to_os_string());
-            self.fds.push(Arc::new(fd));
-        }
-        Ok(self.fds.last().unwrap_or(&self.root).clone())
-    }
-
-    /// Makes the directory `rel` (fine if it is one already).
-    fn mkdir(&mut self, rel: &Path, mode: u32, entry: &str) -> Result<(), ArchiveError> {
-        self.dir(rel, entry).map(|_| ())?;
-        // `dir` made it with the default mode if it was missing; an explicit
-        // entry sets its own.
-        let fd = self.fds.last().expect("rel has a name");
-        rfs::fchmod(&**fd, Mode::from_raw_mode(mode))
-            .map_err(|e| ArchiveError::Io { path: rel.to_owned(), source: e.into() })
-    }
-
-    /// Opens `rel` without touching the stack (for a hard link's source).
-    fn open_path(&self, rel: &Path, entry: &str) -> Result<OwnedFd, ArchiveError> {
-        let mut fd = rfs::openat(&*self.root, ".", dir_flags(), Mode::empty())
-            .map_err(|e| ArchiveError::Io { path: rel.to_owned(), source: e.into() })?;
-        for c in rel.iter() {
-            fd = open_or_make_dir(&fd, c, 0o777, entry)?;
-        }
-        Ok(fd)
-    }
-}
-
-fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
-fn open_or_make_dir(parent: impl AsFd, name: &OsStr, mode: u32, entry: &str) -> Result<OwnedFd, ArchiveError> {
-    let through_link =
-        || ArchiveError::Unsafe { entry: entry.to_owned(), why: "its path goes through a link or a file" };
-    let io = |e: Errno| ArchiveError::Io { path: PathBuf::from(entry), source: e.into() };
-    match rfs::openat(&parent, name, dir_flags(), Mode::empty()) {
-        Ok(fd) => Ok(fd),
-        Err(Errno::NOENT) => {
-            match rfs::mkdirat(&parent, name, Mode::from_raw_mode(mode)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(io(e)),
-            }
-            rfs::openat(&parent, name, dir_flags(), Mode::empty()).map_err(|e| match e {
-                Errno::LOOP | Errno::NOTDIR => through_link(),
-                e => io(e),
-            })
-        }
-        Err(Errno::LOOP | Errno::NOTDIR) => Err(through_link()),
-        Err(e) => Err(io(e)),
-    }
-}
-
-/// Whether the link at `link` resolves inside `dest` (canonical): the
-/// target itself if it exists, else its nearest existing ancestor.
-fn resolves_inside(dest: &Path, link: &Path) -> bool {
-    let Ok(target) = std::fs::read_link(link) else { return false };
-    let mut p = link.parent().unwrap_or(dest).join(target);
-    loop {
-        if let Ok(c) = p.canonicalize() {
-            return c.starts_with(dest);
-        }
-        if !p.pop() {
-            return false;
-        }
-    }
-}
-
-fn target_is_absolute(p: &Path) -> bool {
-    p.has_root() || matches!(p.components().next(), Some(Component::Prefix(_)))
-}
-
-/// `p` as a path that stays inside the root (lexically, `..` folded), or
-/// None when it is absolute or climbs out.
-fn inside(p: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) if !n.as_bytes().is_empty() => out.push(n),
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::untrusted::keep_all;
 
     #[test]
     fn paths_that_leave_the_root_are_refused() {
