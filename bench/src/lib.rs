@@ -7,7 +7,11 @@
 //! closed-loop generator and `openloop.rs` the open-loop one (neither
 //! imports the other); `baseline/` what trove is compared
 //! with; `node.rs` starting a node and loading it; `object.rs` the object
-//! benchmark; `git.rs` and `mount.rs` the git and mount benchmarks; `report.rs` JSON, markdown and SVG; `cli.rs` the subcommands.
+//! benchmark; `git.rs` and `mount.rs` the git and mount benchmarks, over
+//! `upstream.rs` (the repo and the git daemon they clone from),
+//! `steps.rs` (how a timed step starts; medians) and `reads.rs` (the
+//! reads the mount bench times); `report.rs` JSON,
+//! markdown and SVG; `cli.rs` the subcommands.
 
 pub mod baseline;
 pub mod cli;
@@ -19,5 +23,8 @@ pub mod mount;
 pub mod node;
 pub mod object;
 pub mod openloop;
+pub mod reads;
 pub mod report;
 pub mod seaweed;
+pub mod steps;
+pub mod upstream;

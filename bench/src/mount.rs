@@ -23,15 +23,16 @@
 //! `trove bench git` generator's tree (written into the bare repo with
 //! plumbing, so the tree is not regenerated).
 
-use crate::git::{generate, git, median, repo_size, serve_ready, Daemon, Steps};
 use crate::node::{work_subdir, BenchNode};
+use crate::reads::{find_and_stat, open_loop, read_all, read_tree, tree_files};
+use crate::steps::{median, Steps};
+use crate::upstream::{generate, git, repo_size, serve_ready, Daemon};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct MountBench {
@@ -103,102 +104,6 @@ fn served(node: &BenchNode) -> Result<(u64, u64)> {
     Ok((s["git"]["blobs_served"].as_u64().unwrap_or(0), s["git"]["blob_requests"].as_u64().unwrap_or(0)))
 }
 
-/// Runs `op(i)` for i in 0..n, the i-th scheduled at start + i/rate, on
-/// `threads` threads; records each latency from its scheduled start (so a
-/// stall counts for everything queued behind it), in microseconds.
-fn open_loop(rate: u64, n: usize, threads: usize, op: impl Fn(usize) -> Result<()> + Sync) -> Result<Histogram<u64>> {
-    let next = AtomicUsize::new(0);
-    let start = Instant::now() + Duration::from_millis(20);
-    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
-    let hists: Vec<Result<Histogram<u64>>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<Histogram<u64>> {
-                    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return Ok(h);
-                        }
-                        let due = start + interval * i as u32;
-                        while Instant::now() < due {
-                            let left = due - Instant::now();
-                            if left > Duration::from_micros(200) {
-                                std::thread::sleep(left - Duration::from_micros(100));
-                            } else {
-                                std::hint::spin_loop();
-                            }
-                        }
-                        op(i)?;
-                        h.record((due.elapsed().as_micros() as u64).max(1))?;
-                    }
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().expect("a bench thread panicked")).collect()
-    });
-    let mut all = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    for h in hists {
-        all.add(h?)?;
-    }
-    Ok(all)
-}
-
-fn read_all(path: &Path) -> Result<u64> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            return Ok(n);
-        }
-        n += k as u64;
-    }
-}
-
-/// Files (relative paths) of a checkout, from git, sorted.
-fn tree_files(checkout: &Path) -> Result<Vec<String>> {
-    let out = git(checkout, &["ls-files", "-z"])?;
-    Ok(out.split('\0').filter(|s| !s.is_empty()).map(str::to_owned).collect())
-}
-
-/// Reads every file in `files` under `root` with `threads` readers; seconds.
-fn read_tree(root: &Path, files: &[String], threads: usize) -> Result<f64> {
-    let next = AtomicUsize::new(0);
-    let started = Instant::now();
-    std::thread::scope(|s| -> Result<()> {
-        let hs: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(f) = files.get(i) else { return Ok(()) };
-                        let p = root.join(f);
-                        if std::fs::symlink_metadata(&p)?.is_file() {
-                            read_all(&p)?;
-                        }
-                    }
-                })
-            })
-            .collect();
-        hs.into_iter().try_for_each(|h| h.join().expect("a reader panicked"))
-    })?;
-    Ok(started.elapsed().as_secs_f64())
-}
-
-/// `find DIR -type f` and a stat of each file; seconds.
-fn find_and_stat(dir: &Path) -> Result<f64> {
-    let started = Instant::now();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("find . -type f -print0 | xargs -0 stat -c '%s' > /dev/null")
-        .current_dir(dir)
-        .status()?;
-    anyhow::ensure!(out.success(), "find/stat failed in {}", dir.display());
-    Ok(started.elapsed().as_secs_f64())
-}
-
 /// The generated repo with one 256 MiB file added at `BIG_PATH`.
 fn generated_with_big(work: &Path, root: &Path, files: usize, total: u64) -> Result<PathBuf> {
     let bare = root.join(format!("gen/mount-files-{files}-bytes-{total}.git"));
@@ -253,7 +158,7 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     let work = work_subdir(&cfg.work_dir, "mount")?;
     let root = work.join("upstream");
     let (name, bare) = match &cfg.repo {
-        Some(r) => crate::git::real_repo(&work, &root, r)?,
+        Some(r) => crate::upstream::real_repo(&work, &root, r)?,
         None => {
             let bare = generated_with_big(&work, &root, cfg.files, cfg.total_bytes)?;
             (format!("gen/{}", bare.file_name().expect("named").to_string_lossy()), bare)

@@ -116,7 +116,7 @@ pub const TTL_MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 /// only as far as the upstream says yes to them.
 pub const ACCESS_CACHE_MAX: usize = 10_000;
 
-/// Most (repo, name) misses one shard remembers (repo/misses.rs): about
+/// Most (repo, name) misses one shard remembers (mirrors/misses.rs): about
 /// 100 bytes each; clients drive the count with made-up commit ids, so past
 /// it the expired go and then all.
 pub const MISS_CACHE_MAX: usize = 8_192;

@@ -7,7 +7,7 @@
 //! rule. A request with no token gets 401 with `WWW-Authenticate: Bearer`;
 //! a wrong token, or a peer no rule admits, gets 403. The git face is not
 //! covered here: it is read-only, and private repos have their own check
-//! (engine `repo/access.rs`).
+//! (engine `mirrors/access.rs`).
 //!
 //! Tokens are kept only as SHA-256 digests and never logged. The peer address comes from the accepted socket (`Peer`,
 //! put in the request's extensions by `conn.rs`), never from a header.

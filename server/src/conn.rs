@@ -79,7 +79,7 @@ pub async fn serve(services: Rc<NodeServices>, cfg: Rc<ServerConfig>) {
             None => break,
             Some(Ok(stream)) => {
                 // At once, before any other task of this shard can fork a
-                // git: no child may inherit a client socket (net.rs).
+                // git: no child may inherit a client socket (remote/hyper_io.rs).
                 if let Err(e) = trove_engine::remote::hyper_io::set_cloexec(std::os::fd::AsRawFd::as_raw_fd(&stream)) {
                     tracing::warn!(shard = shard.id, error = %e, "could not mark a connection close-on-exec; closing it");
                     continue;

@@ -3,7 +3,10 @@
 //! It owns HTTP/1.1 serving on every shard (hyper over glommio sockets),
 //! routing, the object API, the status pages, and the mapping of engine
 //! errors to statuses and JSON. It must never touch files or S3 itself:
-//! everything about objects goes through `trove_engine::Shard`.
+//! each handler takes the engine services it uses (an object GET the
+//! objects service; a clone mirrors and shared packs; a snapshot
+//! snapshots, mirrors and objects), handed to every shard's face by
+//! `trove_engine::start` as `NodeServices`.
 //!
 //! Files: `conn.rs` accept loop and connections; `deadline.rs` what slow
 //! clients may hold (head and body deadlines, the connection cap);

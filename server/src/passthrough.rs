@@ -15,7 +15,7 @@
 //!
 //! Only http(s) upstreams can be passed through; any other gets 501 with
 //! what to do. This module never touches a mirror except through
-//! `Shard::repo`.
+//! `Mirrors::repo`.
 
 use crate::body::RespBody;
 use crate::error::ApiError;

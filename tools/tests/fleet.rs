@@ -1,5 +1,5 @@
 //! A fleet on one bucket: nodes that share SeaweedFS build each snapshot
-//! once, claimed with a conditional PUT of a lease (engine repo/lease.rs).
+//! once, claimed with a conditional PUT of a lease (engine snapshots/lease.rs).
 //! A lease left by a node that died expires; a poisoned one is ignored.
 
 use crate::git::{git, Upstream};

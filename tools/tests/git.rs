@@ -63,7 +63,7 @@ impl Upstream {
     }
 }
 
-pub(crate) use trove_bench::git::Daemon;
+pub(crate) use trove_bench::upstream::Daemon;
 
 /// `git daemon` serving `root` on `port`, logging each request beside it.
 pub(crate) fn daemon(root: &Path, port: u16) -> Daemon {

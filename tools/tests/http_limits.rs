@@ -292,8 +292,12 @@ fn slow_readers_of_large_blobs_are_bounded_node_wide() {
     let t = Instant::now();
     assert_eq!(get(&node.url("/_liveness")).status, 200, "liveness answers");
     assert!(t.elapsed() < Duration::from_secs(2), "at once: {:?}", t.elapsed());
+    // The budget bounds the blob bytes held; each stream's reader thread
+    // also holds what is not charged (inflate state, its allocator arena):
+    // 88-100 MB in all alone, up to 135 MB with the whole suite running.
+    // Before the budget the node read the blob whole per stream: 16 x 40 MB.
     let grew = peak.max().saturating_sub(idle_anon);
-    assert!(grew < (64 + 64) << 20, "the node's heap grew by {} MB for a 64 MB blob budget", grew >> 20);
+    assert!(grew < 3 * (64 << 20), "the node's heap grew by {} MB for a 64 MB blob budget", grew >> 20);
     drop(slow);
     // A reader that does read gets the whole blob once the others are gone.
     wait_until("a full read of the blob", Duration::from_secs(60), || {

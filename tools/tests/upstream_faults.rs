@@ -215,7 +215,7 @@ fn git_processes_die_with_the_node_on_sigterm_and_after_kill_9() {
         let _ = a.join();
     }
     // The dead node's connections close with it: no git inherited one
-    // (glommio's fast accept path makes sockets without CLOEXEC; net.rs).
+    // (glommio's fast accept path makes sockets without CLOEXEC; engine remote/hyper_io.rs).
     assert!(killed.elapsed() < Duration::from_secs(10), "clients of the killed node hung {:?}", killed.elapsed());
     wait_until("the clones died with the node", Duration::from_secs(10), || node_children(&node.data_dir).is_empty());
 

@@ -1,5 +1,8 @@
 //! hyper's IO traits over glommio sockets, for both faces that speak HTTP:
-//! the server (trove-server) and the S3 client (remote/).
+//! the server (trove-server) and the S3 client (remote/); and the two
+//! socket calls the server makes outside hyper (close-on-exec, a peek),
+//! here because they need an fd borrowed unsafely, which the server's
+//! crate forbids. The runtime and the store never import this module.
 //!
 //! Writes are vectored: hyper queues the response head and the body's DMA
 //! buffers, and `poll_write_vectored` hands them to one non-blocking

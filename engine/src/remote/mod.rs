@@ -6,7 +6,7 @@
 //! runs inside a shard. An object in S3 is byte for byte the sealed local
 //! file (store/format.rs), stored under `{prefix}objects/HH/HASH`; a fetch
 //! lands a file that is already sealed, checked against the same sums.
-//! Leases (repo/lease.rs) are small raw objects under `{prefix}leases/`.
+//! Leases (snapshots/lease.rs) are small raw objects under `{prefix}leases/`.
 //!
 //! What this module must never do: log a URL (presigned URLs carry the
 //! access key id and signature) or a secret.
@@ -129,7 +129,7 @@ impl RemoteTier {
     }
 
     /// `{prefix}leases/HASH`: the small raw objects by which nodes claim
-    /// work for the fleet (repo/lease.rs). Never a sealed object.
+    /// work for the fleet (snapshots/lease.rs). Never a sealed object.
     pub fn lease_name(&self, hash: u128) -> String {
         format!("{}leases/{}", self.prefix, hash_hex(hash))
     }

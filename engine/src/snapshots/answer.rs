@@ -11,7 +11,7 @@ pub enum SnapshotAnswer {
     /// Stored in the tiers. `head` is the mirror's HEAD when known (a bundle
     /// from `commit` to it is on offer when they differ). `cold` is held
     /// while a cold node serves it.
-    /// `private`: only for clients the upstream accepts (repo/access.rs).
+    /// `private`: only for clients the upstream accepts (the mirrors service's access.rs).
     /// `file_len`: the stored file's length, as the pointer says.
     Stored {
         commit: String,

@@ -18,60 +18,29 @@
 //!
 //! It must never block a FUSE thread on the node, and never reply before
 //! the readiness gate opened.
+//!
+//! Split: this file is the kernel's operations; `state.rs` what they
+//! share and the metadata from the table; `opens.rs` opens, hydration and
+//! prefetch.
+
+mod opens;
+mod state;
+
+pub use state::{FsOptions, Job, MountCounters};
 
 use crate::gate::Gate;
-use crate::handles::{Backing, Handles, Open};
+use crate::handles::{Handles, Open};
 use crate::limits::*;
-use crate::table::{Node, Table};
 use fuser::*;
+use state::{kind_of, libc_trunc, Shared, EMPTY_BLOB};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
-use trove_engine::hydrate::{HydrateError, Hydrator, Priority, Want};
+use trove_engine::hydrate::{HydrateError, Hydrator};
 use trove_engine::tree::index::Kind;
-
-/// A job for a completion thread.
-pub type Job = Box<dyn FnOnce() + Send>;
-
-/// What the mount reports of itself (`trove mounts`).
-#[derive(Default)]
-pub struct MountCounters {
-    pub errors: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
-    pub passthrough: AtomicBool,
-}
-
-impl MountCounters {
-    fn error(&self, what: String) {
-        tracing::warn!("{what}");
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
-    }
-}
-
-/// How a mount's filesystem is set up.
-pub struct FsOptions {
-    pub prefetch: bool,
-    /// Ask the kernel for passthrough (it may still refuse).
-    pub passthrough: bool,
-}
-
-struct Shared {
-    gate: Arc<Gate>,
-    hydrator: Arc<Hydrator>,
-    handles: Handles,
-    completions: crossbeam_channel::Sender<Job>,
-    counters: Arc<MountCounters>,
-    options: FsOptions,
-    /// Directories whose files were queued for prefetch (once each).
-    prefetched: Mutex<std::collections::HashSet<u64>>,
-    uid: u32,
-    gid: u32,
-    time: SystemTime,
-}
 
 /// See the module doc.
 pub struct TroveFs {
@@ -99,185 +68,6 @@ impl TroveFs {
             time: SystemTime::now(),
         };
         Self { shared: Arc::new(shared) }
-    }
-}
-
-impl Shared {
-    fn table(&self) -> Result<&Arc<Table>, Errno> {
-        self.gate.pass().map_err(|reason| {
-            self.counters.error(format!("not ready: {reason}"));
-            Errno::EIO
-        })
-    }
-
-    fn attr(&self, ino: u64, node: &Node) -> FileAttr {
-        let (kind, perm, nlink) = match node.kind {
-            Kind::Dir => (FileType::Directory, 0o755, 2 + node.subdirs),
-            Kind::Submodule => (FileType::Directory, 0o755, 2),
-            Kind::File => (FileType::RegularFile, 0o644, 1),
-            Kind::Executable => (FileType::RegularFile, 0o755, 1),
-            Kind::Symlink => (FileType::Symlink, 0o777, 1),
-        };
-        FileAttr {
-            ino: INodeNo(ino),
-            size: node.size,
-            blocks: node.size.div_ceil(512),
-            atime: self.time,
-            mtime: self.time,
-            ctime: self.time,
-            crtime: self.time,
-            kind,
-            perm,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
-    }
-
-    /// `ino`'s path in the tree, for messages.
-    fn path(table: &Table, ino: u64) -> String {
-        let mut parts = Vec::new();
-        let mut at = ino;
-        while let Some(n) = table.node(at) {
-            if at == 1 {
-                break;
-            }
-            parts.push(String::from_utf8_lossy(table.name(n)).into_owned());
-            at = u64::from(n.parent) + 1;
-        }
-        parts.reverse();
-        parts.join("/")
-    }
-
-    /// Replies to an open of inode `ino` with a local blob's file:
-    /// passthrough if the kernel takes it, else served by `read`.
-    fn reply_open(&self, ino: u64, file: std::fs::File, reply: ReplyOpen) {
-        if self.counters.passthrough.load(Ordering::Relaxed) {
-            let mut file = Some(file);
-            let made = self.handles.backing(ino, || {
-                let f = file.take().expect("made once");
-                reply.open_backing(&f).map(|id| Some(Backing { file: f, id }))
-            });
-            match made {
-                Ok(Some(backing)) => return self.reply_passthrough(backing, reply),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!("the kernel refused a passthrough backing file ({e}); reads go through the daemon");
-                    self.counters.passthrough.store(false, Ordering::Relaxed);
-                }
-            }
-            let Some(f) = file else { return reply.error(Errno::EIO) };
-            return self.reply_served(f, reply);
-        }
-        self.reply_served(file, reply)
-    }
-
-    fn reply_served(&self, file: std::fs::File, reply: ReplyOpen) {
-        let fh = self.handles.insert(Open::Served(Arc::new(file)));
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
-    }
-
-    /// A passthrough open on `backing`, which the handle keeps alive until
-    /// release. No FOPEN_KEEP_CACHE: the kernel refuses a passthrough open
-    /// with any flag outside FOPEN_PASSTHROUGH_MASK (EIO), and the backing
-    /// file's page cache is the cache.
-    fn reply_passthrough(&self, backing: Arc<Backing>, reply: ReplyOpen) {
-        let fh = self.handles.insert(Open::Passthrough(backing.clone()));
-        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing.id);
-    }
-
-    /// Asks the owner for `node`'s blob; `then` runs on a completion
-    /// thread with the blob's file, or the error.
-    fn hydrate(
-        self: &Arc<Self>,
-        node: &Node,
-        what: String,
-        then: impl FnOnce(&Shared, Result<std::fs::File, HydrateError>) + Send + 'static,
-    ) {
-        let (oid, me) = (node.oid, self.clone());
-        let done = move |r: Result<(), HydrateError>| {
-            let job_me = me.clone();
-            let job: Job = Box::new(move || {
-                let file = r.and_then(|()| {
-                    job_me.hydrator.open_local(&oid)?.ok_or_else(|| {
-                        HydrateError::Store("the blob was evicted as it landed; raise --cache-capacity".into())
-                    })
-                });
-                if let Err(e) = &file {
-                    job_me.counters.error(format!("{what}: {e}"));
-                }
-                then(&job_me, file);
-            });
-            let _ = me.completions.send(job);
-        };
-        self.hydrator.want(Want {
-            oid: node.oid,
-            size: node.size,
-            priority: Priority::Read,
-            done: Some(Box::new(done)),
-        });
-    }
-
-    /// Queues the small files of directory `ino` that are not local, the
-    /// first time it is listed or one of its files is fetched.
-    fn prefetch(&self, table: &Table, ino: u64) {
-        if !self.options.prefetch {
-            return;
-        }
-        let Some(node) = table.node(ino) else { return };
-        if !self.prefetched.lock().unwrap_or_else(|p| p.into_inner()).insert(ino) {
-            return;
-        }
-        let store = self.hydrator.store();
-        let mut files: Vec<&Node> = table
-            .children(node)
-            .filter_map(|i| table.node(i))
-            .filter(|n| matches!(n.kind, Kind::File | Kind::Executable))
-            .filter(|n| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
-            .collect();
-        files.sort_by_key(|n| n.size);
-        for n in files.into_iter().take(PREFETCH_FILES_PER_DIR) {
-            self.hydrator.want(Want { oid: n.oid, size: n.size, priority: Priority::Prefetch, done: None });
-        }
-    }
-
-    /// The table and node of directory `ino` for a listing from `offset`;
-    /// the first listing (offset 0) queues its files for prefetch.
-    fn dir_to_list(&self, ino: u64, offset: u64) -> Result<(&Arc<Table>, &Node), Errno> {
-        let t = self.table()?;
-        let n = t.node(ino).ok_or(Errno::ENOENT)?;
-        if offset == 0 {
-            self.prefetch(t, ino);
-        }
-        Ok((t, n))
-    }
-
-    /// The entries of directory `ino` from `offset`: (ino, offset, kind, name).
-    fn listing<'t>(
-        &self,
-        table: &'t Table,
-        ino: u64,
-        node: &'t Node,
-        offset: u64,
-    ) -> impl Iterator<Item = (u64, u64, &'t Node, &'t [u8])> + 't {
-        let parent = u64::from(node.parent) + 1;
-        let dots = [(ino, &b"."[..]), (parent, &b".."[..])].into_iter();
-        let kids = table.children(node).map(move |i| (i, table.name(table.node(i).expect("children are nodes"))));
-        dots.chain(kids)
-            .enumerate()
-            .skip(offset as usize)
-            .map(move |(k, (i, name))| (i, k as u64 + 1, table.node(i).expect("listed inodes exist"), name))
-    }
-}
-
-fn kind_of(node: &Node) -> FileType {
-    match node.kind {
-        Kind::Dir | Kind::Submodule => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::File | Kind::Executable => FileType::RegularFile,
     }
 }
 
@@ -567,14 +357,4 @@ impl Filesystem for TroveFs {
             reply.data(&[]);
         }
     }
-}
-
-/// The id of the empty blob (`git hash-object /dev/null`).
-const EMPTY_BLOB: [u8; 20] = [
-    0xe6, 0x9d, 0xe2, 0x9b, 0xb2, 0xd1, 0xd6, 0x43, 0x4b, 0x8b, 0x29, 0xae, 0x77, 0x5a, 0xd8, 0xc2, 0xe4, 0x8c, 0x53,
-    0x91,
-];
-
-fn libc_trunc() -> i32 {
-    rustix::fs::OFlags::TRUNC.bits() as i32
 }

@@ -1,0 +1,108 @@
+//! Opens: a local blob handed to the kernel (passthrough backing file, or
+//! served by `read`), a missing one hydrated off the FUSE thread and the
+//! reply made on a completion thread, and the prefetch of a directory's
+//! small files. It never blocks a FUSE thread on the node.
+
+use super::state::{Job, Shared};
+use crate::handles::{Backing, Open};
+use crate::limits::*;
+use crate::table::{Node, Table};
+use fuser::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use trove_engine::hydrate::{HydrateError, Priority, Want};
+use trove_engine::tree::index::Kind;
+
+impl Shared {
+    /// Replies to an open of inode `ino` with a local blob's file:
+    /// passthrough if the kernel takes it, else served by `read`.
+    pub(super) fn reply_open(&self, ino: u64, file: std::fs::File, reply: ReplyOpen) {
+        if self.counters.passthrough.load(Ordering::Relaxed) {
+            let mut file = Some(file);
+            let made = self.handles.backing(ino, || {
+                let f = file.take().expect("made once");
+                reply.open_backing(&f).map(|id| Some(Backing { file: f, id }))
+            });
+            match made {
+                Ok(Some(backing)) => return self.reply_passthrough(backing, reply),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("the kernel refused a passthrough backing file ({e}); reads go through the daemon");
+                    self.counters.passthrough.store(false, Ordering::Relaxed);
+                }
+            }
+            let Some(f) = file else { return reply.error(Errno::EIO) };
+            return self.reply_served(f, reply);
+        }
+        self.reply_served(file, reply)
+    }
+
+    pub(super) fn reply_served(&self, file: std::fs::File, reply: ReplyOpen) {
+        let fh = self.handles.insert(Open::Served(Arc::new(file)));
+        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    /// A passthrough open on `backing`, which the handle keeps alive until
+    /// release. No FOPEN_KEEP_CACHE: the kernel refuses a passthrough open
+    /// with any flag outside FOPEN_PASSTHROUGH_MASK (EIO), and the backing
+    /// file's page cache is the cache.
+    pub(super) fn reply_passthrough(&self, backing: Arc<Backing>, reply: ReplyOpen) {
+        let fh = self.handles.insert(Open::Passthrough(backing.clone()));
+        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing.id);
+    }
+
+    /// Asks the owner for `node`'s blob; `then` runs on a completion
+    /// thread with the blob's file, or the error.
+    pub(super) fn hydrate(
+        self: &Arc<Self>,
+        node: &Node,
+        what: String,
+        then: impl FnOnce(&Shared, Result<std::fs::File, HydrateError>) + Send + 'static,
+    ) {
+        let (oid, me) = (node.oid, self.clone());
+        let done = move |r: Result<(), HydrateError>| {
+            let job_me = me.clone();
+            let job: Job = Box::new(move || {
+                let file = r.and_then(|()| {
+                    job_me.hydrator.open_local(&oid)?.ok_or_else(|| {
+                        HydrateError::Store("the blob was evicted as it landed; raise --cache-capacity".into())
+                    })
+                });
+                if let Err(e) = &file {
+                    job_me.counters.error(format!("{what}: {e}"));
+                }
+                then(&job_me, file);
+            });
+            let _ = me.completions.send(job);
+        };
+        self.hydrator.want(Want {
+            oid: node.oid,
+            size: node.size,
+            priority: Priority::Read,
+            done: Some(Box::new(done)),
+        });
+    }
+
+    /// Queues the small files of directory `ino` that are not local, the
+    /// first time it is listed or one of its files is fetched.
+    pub(super) fn prefetch(&self, table: &Table, ino: u64) {
+        if !self.options.prefetch {
+            return;
+        }
+        let Some(node) = table.node(ino) else { return };
+        if !self.prefetched.lock().unwrap_or_else(|p| p.into_inner()).insert(ino) {
+            return;
+        }
+        let store = self.hydrator.store();
+        let mut files: Vec<&Node> = table
+            .children(node)
+            .filter_map(|i| table.node(i))
+            .filter(|n| matches!(n.kind, Kind::File | Kind::Executable))
+            .filter(|n| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
+            .collect();
+        files.sort_by_key(|n| n.size);
+        for n in files.into_iter().take(PREFETCH_FILES_PER_DIR) {
+            self.hydrator.want(Want { oid: n.oid, size: n.size, priority: Priority::Prefetch, done: None });
+        }
+    }
+}

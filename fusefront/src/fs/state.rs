@@ -1,0 +1,151 @@
+//! What every operation of the mount's filesystem shares: the readiness
+//! gate, the hydrator, open handles and counters; and the metadata read
+//! from the inode table alone (attributes, paths, listings). Nothing here
+//! fetches a blob.
+
+use crate::gate::Gate;
+use crate::handles::Handles;
+use crate::table::{Node, Table};
+use fuser::*;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use trove_engine::hydrate::Hydrator;
+use trove_engine::tree::index::Kind;
+
+/// A job for a completion thread.
+pub type Job = Box<dyn FnOnce() + Send>;
+
+/// What the mount reports of itself (`trove mounts`).
+#[derive(Default)]
+pub struct MountCounters {
+    pub errors: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    pub passthrough: AtomicBool,
+}
+
+impl MountCounters {
+    pub(super) fn error(&self, what: String) {
+        tracing::warn!("{what}");
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+}
+
+/// How a mount's filesystem is set up.
+pub struct FsOptions {
+    pub prefetch: bool,
+    /// Ask the kernel for passthrough (it may still refuse).
+    pub passthrough: bool,
+}
+
+pub(super) struct Shared {
+    pub(super) gate: Arc<Gate>,
+    pub(super) hydrator: Arc<Hydrator>,
+    pub(super) handles: Handles,
+    pub(super) completions: crossbeam_channel::Sender<Job>,
+    pub(super) counters: Arc<MountCounters>,
+    pub(super) options: FsOptions,
+    /// Directories whose files were queued for prefetch (once each).
+    pub(super) prefetched: Mutex<std::collections::HashSet<u64>>,
+    pub(super) uid: u32,
+    pub(super) gid: u32,
+    pub(super) time: SystemTime,
+}
+
+impl Shared {
+    pub(super) fn table(&self) -> Result<&Arc<Table>, Errno> {
+        self.gate.pass().map_err(|reason| {
+            self.counters.error(format!("not ready: {reason}"));
+            Errno::EIO
+        })
+    }
+
+    pub(super) fn attr(&self, ino: u64, node: &Node) -> FileAttr {
+        let (kind, perm, nlink) = match node.kind {
+            Kind::Dir => (FileType::Directory, 0o755, 2 + node.subdirs),
+            Kind::Submodule => (FileType::Directory, 0o755, 2),
+            Kind::File => (FileType::RegularFile, 0o644, 1),
+            Kind::Executable => (FileType::RegularFile, 0o755, 1),
+            Kind::Symlink => (FileType::Symlink, 0o777, 1),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size: node.size,
+            blocks: node.size.div_ceil(512),
+            atime: self.time,
+            mtime: self.time,
+            ctime: self.time,
+            crtime: self.time,
+            kind,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// `ino`'s path in the tree, for messages.
+    pub(super) fn path(table: &Table, ino: u64) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        while let Some(n) = table.node(at) {
+            if at == 1 {
+                break;
+            }
+            parts.push(String::from_utf8_lossy(table.name(n)).into_owned());
+            at = u64::from(n.parent) + 1;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// The table and node of directory `ino` for a listing from `offset`;
+    /// the first listing (offset 0) queues its files for prefetch.
+    pub(super) fn dir_to_list(&self, ino: u64, offset: u64) -> Result<(&Arc<Table>, &Node), Errno> {
+        let t = self.table()?;
+        let n = t.node(ino).ok_or(Errno::ENOENT)?;
+        if offset == 0 {
+            self.prefetch(t, ino);
+        }
+        Ok((t, n))
+    }
+
+    /// The entries of directory `ino` from `offset`: (ino, offset, kind, name).
+    pub(super) fn listing<'t>(
+        &self,
+        table: &'t Table,
+        ino: u64,
+        node: &'t Node,
+        offset: u64,
+    ) -> impl Iterator<Item = (u64, u64, &'t Node, &'t [u8])> + 't {
+        let parent = u64::from(node.parent) + 1;
+        let dots = [(ino, &b"."[..]), (parent, &b".."[..])].into_iter();
+        let kids = table.children(node).map(move |i| (i, table.name(table.node(i).expect("children are nodes"))));
+        dots.chain(kids)
+            .enumerate()
+            .skip(offset as usize)
+            .map(move |(k, (i, name))| (i, k as u64 + 1, table.node(i).expect("listed inodes exist"), name))
+    }
+}
+
+pub(super) fn kind_of(node: &Node) -> FileType {
+    match node.kind {
+        Kind::Dir | Kind::Submodule => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::File | Kind::Executable => FileType::RegularFile,
+    }
+}
+
+/// The id of the empty blob (`git hash-object /dev/null`).
+pub(super) const EMPTY_BLOB: [u8; 20] = [
+    0xe6, 0x9d, 0xe2, 0x9b, 0xb2, 0xd1, 0xd6, 0x43, 0x4b, 0x8b, 0x29, 0xae, 0x77, 0x5a, 0xd8, 0xc2, 0xe4, 0x8c, 0x53,
+    0x91,
+];
+
+pub(super) fn libc_trunc() -> i32 {
+    rustix::fs::OFlags::TRUNC.bits() as i32
+}
