@@ -436,20 +436,94 @@ fn a_blob_torn_on_disk_is_fetched_again_after_a_restart() {
 }
 
 #[test]
-fn listing_a_directory_prefetches_its_small_files() {
+fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_its_directory() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
+    // No symlink: a symlink's target is its blob, which readlink (ls -l)
+    // still fetches; the index does not carry targets yet.
+    for (path, len) in [("a.txt", 100), ("b.txt", 2000), ("c.txt", 30), ("sub/x.txt", 500), ("deep/only/leaf.txt", 5)] {
+        let p = up.work.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, content(len as u64, len)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "dirs"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
     let node = node_for(dir.path(), &up, &[]);
+    // The default settings: prefetch on.
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    let (served, requests) = (blobs_served(&node), blob_requests(&node));
+    let walk = sh(
+        &m.dir,
+        "find . >/dev/null && du -a . >/dev/null && ls -lR . >/dev/null && find . -exec stat {} + >/dev/null",
+    );
+    assert!(walk.status.success(), "{}", String::from_utf8_lossy(&walk.stderr));
+    // A read after the walk: its want reaches the mount's queue after any
+    // the walk made, and the queue starts a prefetch no later than the
+    // read's batch, so the node has seen any such request by the time the
+    // read is answered. The file is alone in its directory: its own read
+    // prefetches nothing.
+    assert_eq!(std::fs::read(m.path("deep/only/leaf.txt")).expect("read"), content(5, 5));
+    assert_eq!(blob_requests(&node) - requests, 1, "find, du, ls -lR and stat fetched nothing; the read one request");
+    assert_eq!(blobs_served(&node) - served, 1);
+
+    // A first read in a directory queues its other small files, below reads.
+    let root_files: Vec<_> = std::fs::read_dir(&m.dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0))
+        .collect();
+    assert!(root_files.len() >= 3);
     let served = blobs_served(&node);
-    let names: Vec<_> = std::fs::read_dir(&m.dir).expect("ls").map(|e| e.expect("entry").file_name()).collect();
-    assert_eq!(names.len(), 3);
-    wait_until("the listed files to be prefetched", Duration::from_secs(20), || blobs_served(&node) >= served + 3);
+    std::fs::read(m.path("a.txt")).expect("read");
+    wait_until("the directory's other files to be prefetched", Duration::from_secs(20), || {
+        blobs_served(&node) >= served + root_files.len() as u64
+    });
     let requests = blob_requests(&node);
-    for n in &names {
-        std::fs::read(m.dir.join(n)).expect("read");
+    for f in &root_files {
+        std::fs::read(f).expect("read");
     }
     assert_eq!(blob_requests(&node), requests, "prefetched files open without a fetch");
+    assert_eq!(
+        blobs_served(&node),
+        served + root_files.len() as u64,
+        "and sub/ was not prefetched: nothing in it was read"
+    );
+}
+
+#[test]
+fn sixty_four_concurrent_first_opens_reach_the_node_in_a_handful_of_requests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    // One file per directory: no prefetch joins in, only the reads batch.
+    for i in 0..64 {
+        let d = up.work.join(format!("d{i:02}"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("f.txt"), content(i, 3000)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "64 dirs"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    let (served, requests) = (blobs_served(&node), blob_requests(&node));
+    let start = std::sync::Arc::new(std::sync::Barrier::new(64));
+    let readers: Vec<_> = (0..64u64)
+        .map(|i| {
+            let (path, start) = (m.path(&format!("d{i:02}/f.txt")), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                (i, std::fs::read(path).expect("read"))
+            })
+        })
+        .collect();
+    for r in readers {
+        let (i, bytes) = r.join().expect("reader");
+        assert!(bytes == content(i, 3000), "file {i} has its bytes");
+    }
+    assert_eq!(blobs_served(&node) - served, 64);
+    let made = blob_requests(&node) - requests;
+    assert!(made <= 10, "64 first opens at once joined in a handful of requests, not {made}");
 }
 
 /// A node that takes every request and never answers it.
@@ -760,5 +834,40 @@ fn a_node_that_stalls_or_trickles_the_tree_index_fails_every_wait_and_the_mount_
         assert_eq!(code, Some(5), "{what}: the mount fails: {log}");
         assert!(log.contains("--ready-timeout"), "{what}: and says why: {log}");
         assert!(!is_mounted(&mnt));
+    }
+}
+
+#[test]
+fn seeks_and_extended_attributes_are_answered_and_never_logged_as_missing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    for (i, extra) in [&[][..], &["--no-passthrough"][..]].into_iter().enumerate() {
+        let args: Vec<&str> = ["--ref", "main"].into_iter().chain(extra.iter().copied()).collect();
+        let m = Mount::start(&dir.path().join(format!("m{i}")), &node.url, REPO, &args);
+        let file = std::fs::read_dir(&m.dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").path())
+            .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() > 0))
+            .expect("a file");
+        let f = std::fs::File::open(&file).expect("open");
+        let len = f.metadata().expect("stat").len();
+        use rustix::fs::{seek, SeekFrom};
+        assert_eq!(seek(&f, SeekFrom::Data(0)).expect("SEEK_DATA"), 0, "a blob is data from its start");
+        assert_eq!(seek(&f, SeekFrom::Hole(0)).expect("SEEK_HOLE"), len, "and its one hole is its end");
+        assert_eq!(seek(&f, SeekFrom::Data(len)), Err(rustix::io::Errno::NXIO), "no data past the end");
+        for _ in 0..2 {
+            let mut names = [0u8; 256];
+            match rustix::fs::listxattr(&file, &mut names) {
+                Ok(n) => assert_eq!(n, 0, "no extended attributes"),
+                Err(e) => assert_eq!(e, rustix::io::Errno::OPNOTSUPP),
+            }
+            let mut value = [0u8; 64];
+            let got = rustix::fs::getxattr(&file, "user.trove", &mut value);
+            assert!(matches!(got, Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NODATA)), "{got:?}");
+        }
+        drop(f);
+        let log = m.log_text();
+        assert!(!log.contains("Not Implemented"), "the mount logged an operation it does not answer: {log}");
     }
 }

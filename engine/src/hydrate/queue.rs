@@ -9,8 +9,10 @@
 //!   skipped). A blob already in flight just gains the waiter.
 //! - Re-check: a blob that became local while it waited (another batch
 //!   carried it, or it was there all along) is answered without a fetch.
-//! - Bounds: `batches_in_flight` batches of up to `batch_blobs` ids, and
-//!   `in_flight_bytes` of blob bytes asked for and not landed. A failed
+//! - Bounds: `batches_in_flight` read batches of up to `batch_blobs` ids,
+//!   and `in_flight_bytes` of blob bytes asked for and not landed; beside
+//!   them, prefetches get half the slots and half the bytes, in short
+//!   batches cut only while no read waits (`cut_batches`). A failed
 //!   batch fails its waiters; nothing is retried behind their back, so an
 //!   open fails within the fetch timeout and the next one asks again.
 //!
@@ -27,11 +29,25 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+/// Most blobs in one prefetch batch: a read of a blob that a prefetch
+/// batch already carries waits at most for this many before it.
+const PREFETCH_BATCH_BLOBS: usize = 64;
+
 struct Pending {
     size: u64,
     priority: Priority,
     waiters: Vec<Done>,
     in_flight: bool,
+    /// In flight in a prefetch batch (its bytes count against the
+    /// prefetches' share too).
+    in_prefetch_batch: bool,
+}
+
+/// Which queue a batch was cut from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Reads,
+    Prefetches,
 }
 
 #[derive(Default)]
@@ -39,8 +55,10 @@ struct Queue {
     pending: HashMap<Oid, Pending>,
     reads: VecDeque<Oid>,
     prefetches: VecDeque<Oid>,
-    batches: usize,
+    read_batches: usize,
+    prefetch_batches: usize,
     bytes_in_flight: u64,
+    prefetch_bytes_in_flight: u64,
 }
 
 impl Queue {
@@ -66,32 +84,51 @@ impl Queue {
                     Priority::Prefetch => self.prefetches.push_back(want.oid),
                 }
                 let waiters = want.done.into_iter().collect();
-                self.pending
-                    .insert(want.oid, Pending { size: want.size, priority: want.priority, waiters, in_flight: false });
+                self.pending.insert(
+                    want.oid,
+                    Pending {
+                        size: want.size,
+                        priority: want.priority,
+                        waiters,
+                        in_flight: false,
+                        in_prefetch_batch: false,
+                    },
+                );
             }
         }
     }
 
-    /// The next queued blob to fetch: reads first, stale slots skipped.
-    fn pop(&mut self) -> Option<Oid> {
-        loop {
-            let oid = self.reads.pop_front().or_else(|| self.prefetches.pop_front())?;
-            if self.pending.get(&oid).is_some_and(|p| !p.in_flight) {
-                return Some(oid);
-            }
+    fn queue_of(&mut self, kind: BatchKind) -> &mut VecDeque<Oid> {
+        match kind {
+            BatchKind::Reads => &mut self.reads,
+            BatchKind::Prefetches => &mut self.prefetches,
         }
     }
 
-    fn peek_size(&mut self) -> Option<u64> {
+    /// The size of the next blob of `kind`'s queue still to fetch, stale
+    /// slots (fetched, finished, or upgraded to a read) dropped.
+    fn peek_size(&mut self, kind: BatchKind) -> Option<u64> {
         loop {
-            let front = self.reads.front().or_else(|| self.prefetches.front()).copied()?;
+            let front = *self.queue_of(kind).front()?;
             match self.pending.get(&front) {
-                Some(p) if !p.in_flight => return Some(p.size),
+                Some(p) if !p.in_flight && (kind == BatchKind::Reads || p.priority == Priority::Prefetch) => {
+                    return Some(p.size)
+                }
                 _ => {
-                    let _ = self.reads.pop_front().or_else(|| self.prefetches.pop_front());
+                    self.queue_of(kind).pop_front();
                 }
             }
         }
+    }
+
+    /// The next blob of `kind`'s queue to fetch (after a `peek_size`).
+    fn pop(&mut self, kind: BatchKind) -> Option<Oid> {
+        self.peek_size(kind)?;
+        self.queue_of(kind).pop_front()
+    }
+
+    fn has_reads(&mut self) -> bool {
+        self.peek_size(BatchKind::Reads).is_some()
     }
 
     /// Answers every waiter of `oid`.
@@ -99,6 +136,9 @@ impl Queue {
         if let Some(p) = self.pending.remove(oid) {
             if p.in_flight {
                 self.bytes_in_flight -= p.size;
+                if p.in_prefetch_batch {
+                    self.prefetch_bytes_in_flight -= p.size;
+                }
             }
             for w in p.waiters {
                 w(result.clone());
@@ -150,12 +190,17 @@ pub async fn serve(end: OwnerEnd) {
             None => {}
         }
         let batches = cut_batches(&mut queue.borrow_mut(), &store, &config);
-        for batch in batches {
+        for (kind, batch) in batches {
             let (queue, store, config, client, tx) =
                 (queue.clone(), store.clone(), config.clone(), client.clone(), batch_done_tx.clone());
             glommio::spawn_local(async move {
                 run_batch(&config, &client, &store, batch, &mut |oid, r| queue.borrow_mut().finish(&oid, r)).await;
-                queue.borrow_mut().batches -= 1;
+                let mut q = queue.borrow_mut();
+                match kind {
+                    BatchKind::Reads => q.read_batches -= 1,
+                    BatchKind::Prefetches => q.prefetch_batches -= 1,
+                }
+                drop(q);
                 let _ = tx.try_send(());
             })
             .detach();
@@ -169,22 +214,45 @@ pub async fn serve(end: OwnerEnd) {
 }
 
 /// Batches to start now, marked in flight.
+///
+/// Reads and prefetches never share a batch or a slot: reads have
+/// `batches_in_flight` batches of their own and may use the whole byte
+/// budget; prefetches get half the slots (at least one), half the bytes,
+/// and batches of at most [`PREFETCH_BATCH_BLOBS`], and none is cut while a
+/// read waits. So a read never queues behind a prefetch batch, and a read
+/// of a blob already in a prefetch batch waits for a short one.
 fn cut_batches(
     q: &mut Queue,
     store: &super::blobstore::BlobStore,
     config: &super::config::HydrateConfig,
-) -> Vec<Vec<(Oid, u64)>> {
+) -> Vec<(BatchKind, Vec<(Oid, u64)>)> {
     let mut out = Vec::new();
-    while q.batches < config.batches_in_flight {
+    let prefetch_slots = (config.batches_in_flight / 2).max(1);
+    loop {
+        let kind = if q.has_reads() && q.read_batches < config.batches_in_flight {
+            BatchKind::Reads
+        } else if !q.has_reads() && q.prefetch_batches < prefetch_slots {
+            BatchKind::Prefetches
+        } else {
+            break;
+        };
+        let (max_blobs, max_bytes) = match kind {
+            BatchKind::Reads => (config.batch_blobs, config.in_flight_bytes),
+            BatchKind::Prefetches => (config.batch_blobs.min(PREFETCH_BATCH_BLOBS), config.in_flight_bytes / 2),
+        };
         let mut batch = Vec::new();
-        while batch.len() < config.batch_blobs {
-            let Some(size) = q.peek_size() else { break };
+        while batch.len() < max_blobs {
+            let Some(size) = q.peek_size(kind) else { break };
+            let used = match kind {
+                BatchKind::Reads => q.bytes_in_flight,
+                BatchKind::Prefetches => q.prefetch_bytes_in_flight,
+            };
             // A blob larger than the whole budget still goes, alone.
-            let fits = q.bytes_in_flight + size <= config.in_flight_bytes || q.bytes_in_flight == 0;
+            let fits = used + size <= max_bytes || used == 0;
             if !fits {
                 break;
             }
-            let oid = q.pop().expect("peeked");
+            let oid = q.pop(kind).expect("peeked");
             if store.contains(&oid) {
                 q.finish(&oid, Ok(()));
                 continue;
@@ -192,13 +260,20 @@ fn cut_batches(
             let p = q.pending.get_mut(&oid).expect("popped ids are pending");
             p.in_flight = true;
             q.bytes_in_flight += size;
+            if kind == BatchKind::Prefetches {
+                p.in_prefetch_batch = true;
+                q.prefetch_bytes_in_flight += size;
+            }
             batch.push((oid, size));
         }
         if batch.is_empty() {
             break;
         }
-        q.batches += 1;
-        out.push(batch);
+        match kind {
+            BatchKind::Reads => q.read_batches += 1,
+            BatchKind::Prefetches => q.prefetch_batches += 1,
+        }
+        out.push((kind, batch));
     }
     out
 }
@@ -231,12 +306,45 @@ mod tests {
             q.accept(want(3, Priority::Read, &log), false);
         }
         assert_eq!(q.pending.len(), 3);
-        assert_eq!(q.pop(), Some([3; 20]));
-        assert_eq!(q.pop(), Some([2; 20]), "the upgraded prefetch comes before the other");
+        assert_eq!(q.pop(BatchKind::Reads), Some([3; 20]));
+        assert_eq!(q.pop(BatchKind::Reads), Some([2; 20]), "the upgraded prefetch is a read now");
+        assert_eq!(q.pop(BatchKind::Reads), None);
         q.pending.get_mut(&[2; 20]).expect("pending").in_flight = true;
-        assert_eq!(q.pop(), Some([1; 20]), "and its stale prefetch slot is skipped");
+        assert_eq!(q.pop(BatchKind::Prefetches), Some([1; 20]), "and its stale prefetch slot is skipped");
         q.finish(&[3; 20], Ok(()));
         assert_eq!(log.lock().expect("log").iter().filter(|(o, ok)| *o == 3 && *ok).count(), 32);
+    }
+
+    #[test]
+    fn a_read_never_waits_behind_prefetch_batches() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = super::super::blobstore::BlobStore::open_dir(dir.path(), 1 << 30).expect("store");
+        let mut config =
+            super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
+        config.batches_in_flight = 4;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut q = Queue::default();
+        for i in 0..200u8 {
+            q.accept(want(i, Priority::Prefetch, &log), false);
+        }
+        let first = cut_batches(&mut q, &store, &config);
+        assert_eq!(first.len(), 2, "prefetches take half the slots");
+        assert!(first.iter().all(|(k, b)| *k == BatchKind::Prefetches && b.len() == PREFETCH_BATCH_BLOBS));
+        // Every prefetch slot is taken: a read (of a queued prefetch, and of
+        // a new blob) still gets batches of its own at once.
+        q.accept(want(199, Priority::Read, &log), false);
+        q.accept(want(250, Priority::Read, &log), false);
+        let next = cut_batches(&mut q, &store, &config);
+        assert_eq!(next.len(), 1);
+        let (kind, batch) = &next[0];
+        assert_eq!(*kind, BatchKind::Reads);
+        let ids: Vec<u8> = batch.iter().map(|(o, _)| o[0]).collect();
+        assert_eq!(ids, vec![199, 250], "reads only, in the order asked");
+        assert!(cut_batches(&mut q, &store, &config).is_empty(), "no new prefetch batch while the slots are full");
+        q.prefetch_batches -= 1;
+        let again = cut_batches(&mut q, &store, &config);
+        assert_eq!(again.len(), 1);
+        assert!(again[0].1.iter().all(|(o, _)| o[0] != 199), "the upgraded blob is not fetched twice");
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! - `open` of a file not yet local sends a read-priority want to the
 //!   repo's owner shard and returns; the reply is made on a completion
 //!   thread once the blob landed (or EIO once it could not).
-//! - The first `readdir` of a directory, or the first fetch of one of its
-//!   files, queues the directory's small files as prefetches.
+//! - The first fetch of a file queues its directory's small files as
+//!   prefetches, below every read. A listing, stat or getattr never
+//!   fetches a blob, whatever the settings.
 //! - Every write gets EROFS (the mount is also read-only to the kernel).
 //!
 //! It must never block a FUSE thread on the node, and never reply before
@@ -230,8 +231,16 @@ impl Filesystem for TroveFs {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // Nothing is written, so nothing to flush.
-        reply.ok();
+        // Nothing is written, so nothing to flush. ENOSYS makes the kernel
+        // stop sending flush: a close then costs no round trip here.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn lseek(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: i64, _whence: i32, reply: ReplyLseek) {
+        // ENOSYS makes the kernel stop asking and answer SEEK_DATA and
+        // SEEK_HOLE itself (the whole file is data, its end the one hole),
+        // which is right: a blob has no holes.
+        reply.error(Errno::ENOSYS);
     }
 
     fn read(
@@ -289,7 +298,7 @@ impl Filesystem for TroveFs {
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         let s = &self.shared;
-        let (t, n) = match s.dir_to_list(ino.0, offset) {
+        let (t, n) = match s.dir_to_list(ino.0) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
@@ -303,7 +312,7 @@ impl Filesystem for TroveFs {
 
     fn readdirplus(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
         let s = &self.shared;
-        let (t, n) = match s.dir_to_list(ino.0, offset) {
+        let (t, n) = match s.dir_to_list(ino.0) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
         };
@@ -347,14 +356,13 @@ impl Filesystem for TroveFs {
     }
 
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENODATA);
+        // A tree has no extended attributes. ENOSYS makes the kernel stop
+        // asking: `ls -l` asks for two on every file (an ACL, a security
+        // label), and from then on the kernel says "not supported" itself.
+        reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
     }
 }

@@ -84,7 +84,7 @@ impl Shared {
     }
 
     /// Queues the small files of directory `ino` that are not local, the
-    /// first time it is listed or one of its files is fetched.
+    /// first time one of its files is fetched (never on a listing).
     pub(super) fn prefetch(&self, table: &Table, ino: u64) {
         if !self.options.prefetch {
             return;

@@ -105,12 +105,12 @@ impl Shared {
 
     /// The table and node of directory `ino` for a listing from `offset`;
     /// the first listing (offset 0) queues its files for prefetch.
-    pub(super) fn dir_to_list(&self, ino: u64, offset: u64) -> Result<(&Arc<Table>, &Node), Errno> {
+    /// The table and directory `ino` to list. A listing never fetches:
+    /// ls, find and du read metadata only, and prefetch follows reads
+    /// (opens.rs), not listings.
+    pub(super) fn dir_to_list(&self, ino: u64) -> Result<(&Arc<Table>, &Node), Errno> {
         let t = self.table()?;
         let n = t.node(ino).ok_or(Errno::ENOENT)?;
-        if offset == 0 {
-            self.prefetch(t, ino);
-        }
         Ok((t, n))
     }
 
