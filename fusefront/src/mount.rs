@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trove_engine::hydrate::blobstore::BlobStore;
-use trove_engine::hydrate::{HydrateConfig, Hydrator};
+use trove_engine::hydrate::{HydrateConfig, Hydrator, NodeHealth};
 use trove_engine::Secret;
 
 /// Which commit to mount.
@@ -236,7 +236,7 @@ pub fn run(
     gate.open(table);
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-        fill(&mut r, &store, &counters);
+        fill(&mut r, &store, &counters, hydrator.health());
         // On disk before "ready" is said: whoever saw it and asks `trove
         // mounts` must find it ready too.
         let _ = r.write();
@@ -248,7 +248,7 @@ pub fn run(
     let ended_outside = loop {
         {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-            fill(&mut r, &store, &counters);
+            fill(&mut r, &store, &counters, hydrator.health());
             let _ = r.write();
         }
         crossbeam_channel::select! {
@@ -278,13 +278,20 @@ pub fn run(
 }
 
 /// Copies the live counters into the record.
-fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters) {
+fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health: &NodeHealth) {
     let c = &store.counters;
     r.hydrated_blobs = c.landed_blobs.load(Ordering::Relaxed);
     r.hydrated_bytes = c.landed_bytes.load(Ordering::Relaxed);
     r.evicted_blobs = c.evicted_blobs.load(Ordering::Relaxed);
     (r.local_blobs, r.local_bytes) = store.usage();
     r.errors = counters.errors.load(Ordering::Relaxed);
+    // The node answered again since the last look: its outage's error is
+    // history (the count keeps it).
+    let recoveries = health.recoveries();
+    if counters.recoveries_seen.swap(recoveries, Ordering::Relaxed) != recoveries {
+        *counters.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    r.node_down = health.is_down();
     r.last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
     r.passthrough = counters.passthrough.load(Ordering::Relaxed);
     r.updated_ms = trove_engine::now_ms();

@@ -39,7 +39,13 @@ pub struct MountRecord {
     pub evicted_blobs: u64,
     /// Operations answered with an error because a blob could not be had.
     pub errors: u64,
+    /// The last such error; cleared once the node answers again after an
+    /// outage.
     pub last_error: Option<String>,
+    /// The node stopped answering and has not answered since: files not
+    /// yet hydrated fail at once.
+    #[serde(default)]
+    pub node_down: bool,
     pub started_ms: u64,
     pub updated_ms: u64,
 }

@@ -267,6 +267,9 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
             hydrated,
             r.errors
         );
+        if r.node_down {
+            println!("    the node is not answering: files not yet hydrated fail at once until it does");
+        }
         if let Some(why) = r.reason.as_ref().or(r.last_error.as_ref()) {
             println!("    {why}");
         }

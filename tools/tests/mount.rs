@@ -164,10 +164,81 @@ fn with_the_node_gone_hydrated_files_read_and_others_fail_then_work_once_it_is_b
         r["errors"].as_u64() >= Some(1) && r["last_error"].as_str().is_some_and(|e| e.contains("unreachable"))
     });
     node.restart();
-    assert_eq!(
-        std::fs::read(m.path("f2")).expect("f2 once the node is back"),
-        std::fs::read(up.work.join("f2")).expect("f2")
-    );
+    // Opens fail at once until the mount's probe (every second) sees the
+    // node answer; then they fetch again, and the record forgets the error.
+    let want = std::fs::read(up.work.join("f2")).expect("f2");
+    wait_until("f2 to read once the probe sees the node back", Duration::from_secs(20), || {
+        std::fs::read(m.path("f2")).is_ok_and(|b| b == want)
+    });
+    wait_until("trove mounts to clear the outage's error", Duration::from_secs(10), || {
+        let r = &m.records()[0];
+        r["node_down"] == false && r["last_error"].is_null() && r["errors"].as_u64() >= Some(1)
+    });
+}
+
+#[test]
+fn a_hung_node_fails_later_opens_at_once_and_recovers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    for i in 0..8 {
+        let d = up.work.join(format!("d{i}"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("f.txt"), content(i, 1000)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "dirs"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    // In front of the node: relays, or while `hang` is set takes every
+    // connection and never answers (a node that accepts and hangs).
+    let hang = std::sync::Arc::new(AtomicBool::new(false));
+    let (h, target) = (hang.clone(), node.port);
+    let relay = TcpServer::start(move |mut conn| {
+        if h.load(Ordering::Acquire) {
+            let mut buf = [0u8; 4096];
+            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+            return;
+        }
+        let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", target)) else { return };
+        let (Ok(mut c2), Ok(mut u2)) = (conn.try_clone(), up.try_clone()) else { return };
+        let to_node = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut u2);
+            let _ = u2.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut up, &mut conn);
+        let _ = conn.shutdown(std::net::Shutdown::Both);
+        let _ = to_node.join();
+    });
+    let m = Mount::start(dir.path(), &relay.url(), REPO, &["--ref", "main", "--fetch-timeout", "1s"]);
+    let d0 = std::fs::read(m.path("d0/f.txt")).expect("hydrated while the node answers");
+
+    hang.store(true, Ordering::Release);
+    let t = Instant::now();
+    let e = std::fs::read(m.path("d1/f.txt")).expect_err("the node hangs");
+    assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "the first open waits out --fetch-timeout: {:?}", t.elapsed());
+    let mut took = Vec::new();
+    for i in 2..7 {
+        let t = Instant::now();
+        let e = std::fs::read(m.path(&format!("d{i}/f.txt"))).expect_err("the node still hangs");
+        took.push(t.elapsed());
+        assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
+    }
+    took.sort();
+    assert!(took[took.len() / 2] < Duration::from_millis(100), "later opens fail at once: {took:?}");
+    assert!(took.iter().all(|t| *t < Duration::from_millis(500)), "every one of them: {took:?}");
+    assert_eq!(std::fs::read(m.path("d0/f.txt")).expect("a hydrated file reads"), d0);
+    wait_until("trove mounts to say the node is down", Duration::from_secs(10), || m.records()[0]["node_down"] == true);
+
+    hang.store(false, Ordering::Release);
+    wait_until("an unfetched file to read once the node answers", Duration::from_secs(20), || {
+        std::fs::read(m.path("d7/f.txt")).is_ok_and(|b| b == content(7, 1000))
+    });
+    wait_until("trove mounts to clear the outage", Duration::from_secs(10), || {
+        let r = &m.records()[0];
+        r["node_down"] == false && r["last_error"].is_null()
+    });
 }
 
 /// A stand-in node: a real tree index for `files` (name, bytes), and for

@@ -33,6 +33,11 @@ pub enum HydrateError {
     QueueFull(usize),
     #[error("the mount is stopping")]
     Stopping,
+    #[error(
+        "the node stopped answering ({0}); files not yet hydrated fail at once until it answers again (it is probed \
+         every second), and hydrated files still read"
+    )]
+    NodeDown(String),
 }
 
 impl HydrateError {

@@ -4,6 +4,7 @@
 use super::blobstore::BlobStore;
 use super::config::HydrateConfig;
 use super::error::HydrateError;
+use super::health::NodeHealth;
 use super::want::{Oid, Want};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub struct Hydrator {
     /// Wants sent and not yet taken in by the owner.
     queued: Arc<AtomicUsize>,
     depth: usize,
+    health: Arc<NodeHealth>,
 }
 
 /// The owner shard's end of a [`Hydrator`]; run it with
@@ -24,6 +26,7 @@ pub struct OwnerEnd {
     pub(crate) queued: Arc<AtomicUsize>,
     pub(crate) store: Arc<BlobStore>,
     pub(crate) config: HydrateConfig,
+    pub(crate) health: Arc<NodeHealth>,
 }
 
 impl Hydrator {
@@ -33,14 +36,20 @@ impl Hydrator {
             .map_err(|e| HydrateError::Store(format!("making the hydration channel: {e}")))?;
         let queued = Arc::new(AtomicUsize::new(0));
         let depth = config.queue_depth;
+        let health = Arc::new(NodeHealth::default());
         Ok((
-            Hydrator { store: store.clone(), to_owner: tx, queued: queued.clone(), depth },
-            OwnerEnd { wants: rx, queued, store, config },
+            Hydrator { store: store.clone(), to_owner: tx, queued: queued.clone(), depth, health: health.clone() },
+            OwnerEnd { wants: rx, queued, store, config, health },
         ))
     }
 
     pub fn store(&self) -> &Arc<BlobStore> {
         &self.store
+    }
+
+    /// Whether the node answers, as the owner last saw it.
+    pub fn health(&self) -> &Arc<NodeHealth> {
+        &self.health
     }
 
     /// The blob's local file, opened by the calling thread, if it is local

@@ -23,11 +23,13 @@ pub mod config;
 pub mod error;
 pub mod fetch;
 pub mod frames;
+pub mod health;
 pub mod hydrator;
 pub mod queue;
 pub mod want;
 
 pub use config::HydrateConfig;
 pub use error::HydrateError;
+pub use health::NodeHealth;
 pub use hydrator::{Hydrator, OwnerEnd};
 pub use want::{Done, Oid, Priority, Want};

@@ -9,6 +9,9 @@
 //!   skipped). A blob already in flight just gains the waiter.
 //! - Re-check: a blob that became local while it waited (another batch
 //!   carried it, or it was there all along) is answered without a fetch.
+//! - A node that stops answering (a fetch times out, or it cannot be
+//!   reached) is marked down: reads fail at once and prefetches wait aside
+//!   until a probe sees it answer (health.rs).
 //! - Bounds: `batches_in_flight` read batches of up to `batch_blobs` ids,
 //!   and `in_flight_bytes` of blob bytes asked for and not landed; beside
 //!   them, prefetches get half the slots and half the bytes, in short
@@ -32,6 +35,8 @@ use std::sync::atomic::Ordering;
 /// Most blobs in one prefetch batch: a read of a blob that a prefetch
 /// batch already carries waits at most for this many before it.
 const PREFETCH_BATCH_BLOBS: usize = 64;
+/// Most prefetches kept aside while the node is down.
+const HELD_PREFETCHES_MAX: usize = 1 << 16;
 
 struct Pending {
     size: u64,
@@ -59,14 +64,33 @@ struct Queue {
     prefetch_batches: usize,
     bytes_in_flight: u64,
     prefetch_bytes_in_flight: u64,
+    /// Set while the node does not answer (health.rs): why.
+    down: Option<String>,
+    /// Prefetches kept aside while the node is down, asked again once it
+    /// answers (at most HELD_PREFETCHES_MAX).
+    held: Vec<(Oid, u64)>,
 }
 
 impl Queue {
-    /// Takes in one want; answers at once what is already local.
+    /// Takes in one want; answers at once what is already local, and
+    /// while the node is down fails a read at once and keeps a prefetch
+    /// aside.
     fn accept(&mut self, want: Want, local: bool) {
         if local {
             if let Some(done) = want.done {
                 done(Ok(()));
+            }
+            return;
+        }
+        if let Some(reason) = &self.down {
+            match want.priority {
+                Priority::Read => {
+                    if let Some(done) = want.done {
+                        done(Err(HydrateError::NodeDown(reason.clone())));
+                    }
+                }
+                Priority::Prefetch if self.held.len() < HELD_PREFETCHES_MAX => self.held.push((want.oid, want.size)),
+                Priority::Prefetch => {}
             }
             return;
         }
@@ -131,6 +155,36 @@ impl Queue {
         self.peek_size(BatchKind::Reads).is_some()
     }
 
+    /// The node did not answer (`reason`): fails every queued read at
+    /// once and keeps queued prefetches aside. True when it was up until
+    /// now (the caller starts the probe).
+    fn mark_down(&mut self, reason: String) -> bool {
+        let newly = self.down.is_none();
+        let queued: Vec<Oid> = self.pending.iter().filter(|(_, p)| !p.in_flight).map(|(o, _)| *o).collect();
+        for oid in queued {
+            let p = self.pending.remove(&oid).expect("listed above");
+            if p.priority == Priority::Prefetch && p.waiters.is_empty() {
+                if self.held.len() < HELD_PREFETCHES_MAX {
+                    self.held.push((oid, p.size));
+                }
+                continue;
+            }
+            for w in p.waiters {
+                w(Err(HydrateError::NodeDown(reason.clone())));
+            }
+        }
+        self.reads.clear();
+        self.prefetches.clear();
+        self.down = Some(reason);
+        newly
+    }
+
+    /// The node answers again: what was kept aside, to queue once more.
+    fn recover(&mut self) -> Vec<(Oid, u64)> {
+        self.down = None;
+        std::mem::take(&mut self.held)
+    }
+
     /// Answers every waiter of `oid`.
     fn finish(&mut self, oid: &Oid, result: Result<(), HydrateError>) {
         if let Some(p) = self.pending.remove(oid) {
@@ -150,7 +204,7 @@ impl Queue {
 /// Serves a mount's wants until its [`Hydrator`](super::Hydrator) is
 /// dropped; then every waiter still pending is told the mount stops.
 pub async fn serve(end: OwnerEnd) {
-    let OwnerEnd { wants, queued, store, config } = end;
+    let OwnerEnd { wants, queued, store, config, health } = end;
     let mut wants = wants.on_shard();
     let config = Rc::new(config);
     let client = match client_options(&config) {
@@ -191,16 +245,47 @@ pub async fn serve(end: OwnerEnd) {
         }
         let batches = cut_batches(&mut queue.borrow_mut(), &store, &config);
         for (kind, batch) in batches {
-            let (queue, store, config, client, tx) =
-                (queue.clone(), store.clone(), config.clone(), client.clone(), batch_done_tx.clone());
+            let (queue, store, config, client, tx, health) =
+                (queue.clone(), store.clone(), config.clone(), client.clone(), batch_done_tx.clone(), health.clone());
             glommio::spawn_local(async move {
-                run_batch(&config, &client, &store, batch, &mut |oid, r| queue.borrow_mut().finish(&oid, r)).await;
-                let mut q = queue.borrow_mut();
-                match kind {
-                    BatchKind::Reads => q.read_batches -= 1,
-                    BatchKind::Prefetches => q.prefetch_batches -= 1,
+                // A timeout or an unreachable node is the node's failure,
+                // not one blob's: see health.rs.
+                let mut unanswered: Option<String> = None;
+                run_batch(&config, &client, &store, batch, &mut |oid, r| {
+                    if let Err(e @ (HydrateError::Timeout(_) | HydrateError::Unreachable { .. })) = &r {
+                        unanswered.get_or_insert_with(|| e.to_string());
+                    }
+                    queue.borrow_mut().finish(&oid, r)
+                })
+                .await;
+                let newly_down = {
+                    let mut q = queue.borrow_mut();
+                    match kind {
+                        BatchKind::Reads => q.read_batches -= 1,
+                        BatchKind::Prefetches => q.prefetch_batches -= 1,
+                    }
+                    unanswered.is_some_and(|reason| q.mark_down(reason))
+                };
+                if newly_down {
+                    health.mark_down();
+                    let tx = tx.clone();
+                    tracing::warn!("the node stopped answering; opens of files not yet hydrated fail at once until it answers again");
+                    glommio::spawn_local(async move {
+                        super::health::until_answering(&config, &client).await;
+                        let held = queue.borrow_mut().recover();
+                        {
+                            let mut q = queue.borrow_mut();
+                            for (oid, size) in held {
+                                let local = store.contains(&oid);
+                                q.accept(Want { oid, size, priority: Priority::Prefetch, done: None }, local);
+                            }
+                        }
+                        health.mark_up();
+                        tracing::info!("the node answers again; fetching resumes");
+                        let _ = tx.try_send(());
+                    })
+                    .detach();
                 }
-                drop(q);
                 let _ = tx.try_send(());
             })
             .detach();
@@ -345,6 +430,31 @@ mod tests {
         let again = cut_batches(&mut q, &store, &config);
         assert_eq!(again.len(), 1);
         assert!(again[0].1.iter().all(|(o, _)| o[0] != 199), "the upgraded blob is not fetched twice");
+    }
+
+    #[test]
+    fn a_down_node_fails_reads_at_once_and_keeps_prefetches_for_its_return() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        // A prefetch has no one waiting on it.
+        let prefetch = |oid: u8| Want { oid: [oid; 20], size: 10, priority: Priority::Prefetch, done: None };
+        let mut q = Queue::default();
+        q.accept(prefetch(1), false);
+        q.accept(prefetch(2), false);
+        q.accept(want(3, Priority::Read, &log), false);
+        q.accept(want(4, Priority::Read, &log), false);
+        q.pending.get_mut(&[4; 20]).expect("pending").in_flight = true;
+        assert!(q.mark_down("timed out".into()), "newly down");
+        assert!(!q.mark_down("again".into()), "already down");
+        assert_eq!(*log.lock().expect("log"), vec![(3, false)], "the queued read failed at once");
+        assert!(q.pending.contains_key(&[4; 20]), "the one in flight ends with its batch");
+        q.accept(want(5, Priority::Read, &log), false);
+        q.accept(prefetch(6), false);
+        assert_eq!(*log.lock().expect("log"), vec![(3, false), (5, false)], "a new read fails at once too");
+        assert!(!q.has_reads() && q.peek_size(BatchKind::Prefetches).is_none(), "nothing is queued to fetch");
+        let mut back: Vec<u8> = q.recover().into_iter().map(|(o, _)| o[0]).collect();
+        back.sort();
+        assert_eq!(back, vec![1, 2, 6], "the prefetches go back in once it answers");
+        assert!(q.down.is_none());
     }
 
     #[test]

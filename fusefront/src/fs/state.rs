@@ -22,6 +22,9 @@ pub struct MountCounters {
     pub errors: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub passthrough: AtomicBool,
+    /// The node's recoveries (`NodeHealth::recoveries`) the record has
+    /// seen: a new one clears `last_error`.
+    pub recoveries_seen: AtomicU64,
 }
 
 impl MountCounters {
