@@ -32,6 +32,11 @@ pub struct NodeConfig {
     /// cross-shard wake ~13 us instead of ~50-65 us, at the cost of CPU.
     /// Default 0 (park at once).
     pub spin_before_park: Duration,
+    /// Threads each shard runs blocking work on (`spawn_blocking`: a
+    /// mount landing small blobs through the page cache). 1 (the default)
+    /// is one thread pinned to the shard's CPU; more float over all CPUs,
+    /// so file creation on one blob overlaps the next.
+    pub blocking_threads: usize,
     /// The git face: upstreams, fetch cadence, upload-pack admission.
     pub repo: crate::repo::RepoConfig,
 }
@@ -50,6 +55,7 @@ impl Default for NodeConfig {
             max_object_bytes: 64 << 30,
             remote: None,
             spin_before_park: Duration::ZERO,
+            blocking_threads: 1,
         }
     }
 }

@@ -223,9 +223,11 @@ pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_STREAM_MAX_BYTES;
 /// A blob up to this size is gathered whole in memory and lands on a task
 /// of its own; a larger one streams to disk as it arrives.
 pub const HYDRATE_SMALL_BLOB_BYTES: u64 = 256 << 10;
-/// Small blobs of one batch landing at once. With HYDRATE_SMALL_BLOB_BYTES
-/// this bounds a batch's gathered bytes to 8 MiB.
-pub const HYDRATE_SMALL_LANDINGS: usize = 32;
+/// Groups of small blobs of one batch landing at once. A group is what one
+/// frame of the node's stream completed (a frame holds at most 64 KiB,
+/// `remote/hyper_io.rs`; a small blob at most HYDRATE_SMALL_BLOB_BYTES),
+/// so a batch holds at most 8 x 320 KiB of gathered bytes.
+pub const HYDRATE_LANDING_GROUPS: usize = 8;
 /// Write-behind buffers of one landing blob (DMA, 128 KiB each).
 pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
 /// Default of `trove mount --fetch-timeout`: how long an open waits on the

@@ -46,6 +46,7 @@ pub(crate) fn start_engine(
         data_dir: data_dir.to_owned(),
         memory_cache_bytes: 0,
         io_memory_bytes: 8 << 20,
+        blocking_threads: crate::limits::LANDING_THREADS,
         ..Default::default()
     };
     let (tx, rx) = futures_channel::oneshot::channel::<OwnerEnd>();

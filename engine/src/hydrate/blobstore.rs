@@ -202,6 +202,40 @@ impl BlobStore {
     pub fn publish(&self, tmp: &Path, oid: &Oid, len: u64) -> Result<(), HydrateError> {
         let path = self.path_of(oid);
         std::fs::rename(tmp, &path).map_err(|e| HydrateError::store("publishing", &path, e))?;
+        self.index_landed(oid, len);
+        Ok(())
+    }
+
+    /// Lands a small blob, already checked against `oid`, in place: written
+    /// straight to its own name (one create and one write, no rename), then
+    /// entered in the index, which is what makes it visible: no open reads
+    /// a blob the index does not hold, and one torn by a crash is caught by
+    /// its hash on its first open after the restart (as a renamed one
+    /// without an fdatasync would be). A rename from `tmp/` takes the
+    /// filesystem-wide rename lock, and landing threads queued on it.
+    pub fn land_in_place(&self, oid: &Oid, bytes: &[u8]) -> Result<(), HydrateError> {
+        let path = self.path_of(oid);
+        let create = || std::fs::File::options().write(true).create_new(true).open(&path);
+        let mut file = match create() {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Left by a landing that failed, and in no index: replaced.
+                let _ = std::fs::remove_file(&path);
+                create()
+            }
+            r => r,
+        }
+        .map_err(|e| HydrateError::store("creating", &path, e))?;
+        if let Err(e) = std::io::Write::write_all(&mut file, bytes) {
+            let _ = std::fs::remove_file(&path);
+            return Err(HydrateError::store("writing", &path, e));
+        }
+        drop(file);
+        self.index_landed(oid, bytes.len() as u64);
+        Ok(())
+    }
+
+    /// Enters a blob that just landed whole in the index.
+    fn index_landed(&self, oid: &Oid, len: u64) {
         {
             let mut inner = self.lock();
             inner.tick += 1;
@@ -214,7 +248,6 @@ impl BlobStore {
         self.counters.landed_blobs.fetch_add(1, Ordering::Relaxed);
         self.counters.landed_bytes.fetch_add(len, Ordering::Relaxed);
         self.evict_to_capacity(Some(oid));
-        Ok(())
     }
 
     /// Removes the least recently opened blobs while over capacity, never

@@ -6,7 +6,7 @@
 //! them; on its last byte the hash is compared with the id and only a
 //! match is published. Small blobs (most of a source tree) are gathered
 //! whole and land through the page cache on the executor's blocking
-//! thread (see `land_whole` for why), so the shard never waits on them. No fdatasync: the id proves the blob on the next
+//! thread (see `land_group` for why), so the shard never waits on them. No fdatasync: the id proves the blob on the next
 //! start (blobstore.rs). A wrong blob costs only itself; a broken stream
 //! fails every blob not yet landed, and the queue may ask again. A batch
 //! has a deadline that grows with its bytes (HYDRATE_MIN_BYTES_PER_SEC)
@@ -21,7 +21,7 @@ use super::error::HydrateError;
 use super::frames::{refusal, Event, FrameReader};
 use super::want::{hex, Oid};
 use crate::limits::{
-    HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_SMALL_LANDINGS, HYDRATE_WRITE_BUFFER_BYTES,
+    HYDRATE_LANDING_GROUPS, HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_WRITE_BUFFER_BYTES,
 };
 use crate::remote::http::{read_small, send, ClientOptions};
 use crate::remote::RemoteError;
@@ -29,7 +29,6 @@ use bytes::Bytes;
 use futures_lite::AsyncWriteExt;
 use glommio::io::{DmaFile, DmaStreamWriter, DmaStreamWriterBuilder};
 use http_body_util::BodyExt;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -104,30 +103,36 @@ pub async fn run_batch(
     }
 }
 
-/// A small blob, whole in memory, landing on a task of its own.
-type Small = glommio::Task<(Oid, Result<(), HydrateError>)>;
+/// Small blobs that landed, each with its outcome.
+type Landed = Vec<(Oid, Result<(), HydrateError>)>;
 
-/// Lands a small blob that arrived whole, on the executor's blocking
-/// thread: checked against its id, written through the page cache, then
-/// published. The page cache, not O_DIRECT, because the kernel reads it
-/// right back through passthrough: an O_DIRECT landing made that first
-/// read a disk read, and its ftruncate (the padded last block) cost
-/// ~0.5 ms a blob, on the shard thread.
-async fn land_whole(store: std::sync::Arc<BlobStore>, oid: Oid, bytes: Vec<u8>) -> (Oid, Result<(), HydrateError>) {
-    let r = glommio::executor()
-        .spawn_blocking(move || {
-            if !crate::tree::blobs::matches(&oid, &bytes) {
-                tracing::warn!(oid = %hex(&oid), "the node sent bytes that do not match the blob's id; dropped");
-                return Err(HydrateError::Corrupt(hex(&oid)));
-            }
-            let tmp = store.tmp_path(&oid);
-            std::fs::write(&tmp, &bytes).map_err(|e| HydrateError::store("writing", &tmp, e))?;
-            store.publish(&tmp, &oid, bytes.len() as u64).inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-        })
-        .await;
-    (oid, r)
+/// Lands small blobs that arrived whole, in one call on the executor's
+/// blocking thread pool: each checked against its id, then written in
+/// place through the page cache (`BlobStore::land_in_place`). The page cache, not O_DIRECT, because the
+/// kernel reads it right back through passthrough: an O_DIRECT landing
+/// made that first read a disk read, and its ftruncate (the padded last
+/// block) cost ~0.5 ms a blob, on the shard thread. A group is what one
+/// frame of the node's stream completed: one hop to a blocking thread and
+/// back for all of them, where one hop per blob (two cross-thread wakes,
+/// ~60 us each here) made landing the cold read's bottleneck.
+async fn land_group(store: std::sync::Arc<BlobStore>, group: Vec<(Oid, Vec<u8>)>) -> Landed {
+    glommio::executor()
+        .spawn_blocking(move || group.into_iter().map(|(oid, bytes)| (oid, land_one(&store, &oid, &bytes))).collect())
+        .await
+}
+
+fn land_one(store: &BlobStore, oid: &Oid, bytes: &[u8]) -> Result<(), HydrateError> {
+    if !crate::tree::blobs::matches(oid, bytes) {
+        tracing::warn!(oid = %hex(oid), "the node sent bytes that do not match the blob's id; dropped");
+        return Err(HydrateError::Corrupt(hex(oid)));
+    }
+    store.land_in_place(oid, bytes)
+}
+
+/// What the stream loop waits for next.
+enum Next {
+    Frame(Option<Result<http_body::Frame<Bytes>, hyper::Error>>),
+    Landed(Landed),
 }
 
 async fn stream_batch(
@@ -171,20 +176,49 @@ async fn stream_batch(
     let mut frames = FrameReader::new(batch);
     let mut body = resp.into_body();
     let mut landing: Option<Landing> = None;
-    // A small blob is gathered whole, then lands off the shard thread, up
-    // to HYDRATE_SMALL_LANDINGS queued: one after another on the shard
-    // (create, write, truncate, rename: ~2 ms each here) they cost a
-    // whole-tree read 10x ext4's time.
+    // A small blob is gathered whole, then lands off the shard thread with
+    // the others its frame completed (`land_group`): one after another on
+    // the shard (create, write, truncate, rename: ~2 ms each here) they
+    // cost a whole-tree read 10x ext4's time.
     let mut gathering: Option<(Oid, Vec<u8>)> = None;
-    let mut smalls: VecDeque<Small> = VecDeque::new();
+    // Small blobs this frame completed, and groups landing (their answers
+    // come back on `landed`, and are given as soon as they do: a read's
+    // blob, first in its batch, is answered before the batch ends).
+    let mut group: Vec<(Oid, Vec<u8>)> = Vec::new();
+    let (landed_tx, landed_rx) = glommio::channels::local_channel::new_unbounded::<Landed>();
+    let landed_tx = std::rc::Rc::new(landed_tx);
+    let mut landing_groups = 0usize;
     let mut disk = std::time::Duration::ZERO;
     let outcome = async {
         while !frames.ended() {
-            let next = futures_lite::future::or(async { Ok(body.frame().await) }, async {
-                glommio::timer::sleep(timeout).await;
-                Err(HydrateError::Timeout(timeout))
-            })
-            .await?;
+            let next = loop {
+                let waiting = landing_groups;
+                let waited = futures_lite::future::or(async { Ok(Next::Frame(body.frame().await)) }, async {
+                    futures_lite::future::or(
+                        async {
+                            if waiting == 0 {
+                                std::future::pending::<()>().await;
+                            }
+                            Ok(Next::Landed(landed_rx.recv().await.unwrap_or_default()))
+                        },
+                        async {
+                            glommio::timer::sleep(timeout).await;
+                            Err(HydrateError::Timeout(timeout))
+                        },
+                    )
+                    .await
+                })
+                .await?;
+                match waited {
+                    Next::Frame(f) => break f,
+                    Next::Landed(landed) => {
+                        landing_groups -= 1;
+                        for (oid, r) in landed {
+                            on_blob(oid, r);
+                        }
+                    }
+                }
+            };
             let mut chunk = match next {
                 None => return Err(HydrateError::Protocol("the stream was cut before its end frame".into())),
                 Some(Err(e)) => return Err(HydrateError::Unreachable { node: node.clone(), reason: e.to_string() }),
@@ -214,13 +248,7 @@ async fn stream_batch(
                     Event::Complete { oid } => {
                         if let Some((small, whole)) = gathering.take() {
                             debug_assert_eq!(small, oid);
-                            if smalls.len() >= HYDRATE_SMALL_LANDINGS {
-                                let t = std::time::Instant::now();
-                                let (done, r) = smalls.pop_front().expect("not empty").await;
-                                disk += t.elapsed();
-                                on_blob(done, r);
-                            }
-                            smalls.push_back(glommio::spawn_local(land_whole(store.clone(), oid, whole)));
+                            group.push((oid, whole));
                             continue;
                         }
                         let l = landing.take().expect("Complete follows Begin");
@@ -240,14 +268,35 @@ async fn stream_batch(
                     Event::End => {}
                 }
             }
+            if !group.is_empty() {
+                // Memory: at most HYDRATE_LANDING_GROUPS groups of what a frame
+                // holds, beside the frame being read.
+                while landing_groups >= HYDRATE_LANDING_GROUPS {
+                    let t = std::time::Instant::now();
+                    let landed = landed_rx.recv().await.unwrap_or_default();
+                    disk += t.elapsed();
+                    landing_groups -= 1;
+                    for (oid, r) in landed {
+                        on_blob(oid, r);
+                    }
+                }
+                let (tx, store, g) = (landed_tx.clone(), store.clone(), std::mem::take(&mut group));
+                landing_groups += 1;
+                glommio::spawn_local(async move {
+                    let _ = tx.try_send(land_group(store, g).await);
+                })
+                .detach();
+            }
         }
         Ok(())
     };
     let outcome = futures_lite::future::or(outcome, too_slow(started, deadline, batch_bytes)).await;
     // What landed is answered also when the stream broke after it.
-    for task in smalls {
-        let (oid, r) = task.await;
-        on_blob(oid, r);
+    while landing_groups > 0 {
+        landing_groups -= 1;
+        for (oid, r) in landed_rx.recv().await.unwrap_or_default() {
+            on_blob(oid, r);
+        }
     }
     if let Some(mut l) = landing {
         let _ = l.writer.close().await;

@@ -300,12 +300,14 @@ pub async fn serve(end: OwnerEnd) {
 
 /// Batches to start now, marked in flight.
 ///
-/// Reads and prefetches never share a batch or a slot: reads have
-/// `batches_in_flight` batches of their own and may use the whole byte
-/// budget; prefetches get half the slots (at least one), half the bytes,
-/// and batches of at most [`PREFETCH_BATCH_BLOBS`], and none is cut while a
-/// read waits. So a read never queues behind a prefetch batch, and a read
-/// of a blob already in a prefetch batch waits for a short one.
+/// Reads never wait for a prefetch: they have `batches_in_flight` batches
+/// of their own and may use the whole byte budget, and a read batch sends
+/// its reads first, with at most [`PREFETCH_BATCH_BLOBS`] queued
+/// prefetches behind them. Prefetches alone get half the slots (at least
+/// one), half the bytes, batches of at most [`PREFETCH_BATCH_BLOBS`], and
+/// none is cut while a read waits. So a read never queues behind a
+/// prefetch batch, and a read of a blob already in one waits for a short
+/// one.
 fn cut_batches(
     q: &mut Queue,
     store: &super::blobstore::BlobStore,
@@ -321,35 +323,23 @@ fn cut_batches(
         } else {
             break;
         };
-        let (max_blobs, max_bytes) = match kind {
-            BatchKind::Reads => (config.batch_blobs, config.in_flight_bytes),
-            BatchKind::Prefetches => (config.batch_blobs.min(PREFETCH_BATCH_BLOBS), config.in_flight_bytes / 2),
-        };
         let mut batch = Vec::new();
-        while batch.len() < max_blobs {
-            let Some(size) = q.peek_size(kind) else { break };
-            let used = match kind {
-                BatchKind::Reads => q.bytes_in_flight,
-                BatchKind::Prefetches => q.prefetch_bytes_in_flight,
-            };
-            // A blob larger than the whole budget still goes, alone.
-            let fits = used + size <= max_bytes || used == 0;
-            if !fits {
-                break;
+        match kind {
+            BatchKind::Reads => {
+                take(q, store, &mut batch, BatchKind::Reads, config.batch_blobs, config.in_flight_bytes);
+                // The queued prefetches ride behind the reads, a short
+                // tail: the node sends the reads first, so they land
+                // first, and a reader's next file (in the same directory,
+                // queued by its first read) is often in the tail.
+                if !batch.is_empty() {
+                    let room = (batch.len() + PREFETCH_BATCH_BLOBS).min(config.batch_blobs);
+                    take(q, store, &mut batch, BatchKind::Prefetches, room, config.in_flight_bytes / 2);
+                }
             }
-            let oid = q.pop(kind).expect("peeked");
-            if store.contains(&oid) {
-                q.finish(&oid, Ok(()));
-                continue;
+            BatchKind::Prefetches => {
+                let most = config.batch_blobs.min(PREFETCH_BATCH_BLOBS);
+                take(q, store, &mut batch, BatchKind::Prefetches, most, config.in_flight_bytes / 2);
             }
-            let p = q.pending.get_mut(&oid).expect("popped ids are pending");
-            p.in_flight = true;
-            q.bytes_in_flight += size;
-            if kind == BatchKind::Prefetches {
-                p.in_prefetch_batch = true;
-                q.prefetch_bytes_in_flight += size;
-            }
-            batch.push((oid, size));
         }
         if batch.is_empty() {
             break;
@@ -361,6 +351,43 @@ fn cut_batches(
         out.push((kind, batch));
     }
     out
+}
+
+/// Moves blobs from `from`'s queue into `batch` (marked in flight) until
+/// it holds `max_blobs`, or the next would pass `max_bytes` in flight (of
+/// all blobs for reads, of prefetched ones for prefetches).
+fn take(
+    q: &mut Queue,
+    store: &super::blobstore::BlobStore,
+    batch: &mut Vec<(Oid, u64)>,
+    from: BatchKind,
+    max_blobs: usize,
+    max_bytes: u64,
+) {
+    while batch.len() < max_blobs {
+        let Some(size) = q.peek_size(from) else { break };
+        let used = match from {
+            BatchKind::Reads => q.bytes_in_flight,
+            BatchKind::Prefetches => q.prefetch_bytes_in_flight,
+        };
+        // A blob larger than the whole budget still goes, alone.
+        if used + size > max_bytes && used != 0 {
+            break;
+        }
+        let oid = q.pop(from).expect("peeked");
+        if store.contains(&oid) {
+            q.finish(&oid, Ok(()));
+            continue;
+        }
+        let p = q.pending.get_mut(&oid).expect("popped ids are pending");
+        p.in_flight = true;
+        q.bytes_in_flight += size;
+        if from == BatchKind::Prefetches {
+            p.in_prefetch_batch = true;
+            q.prefetch_bytes_in_flight += size;
+        }
+        batch.push((oid, size));
+    }
 }
 
 #[cfg(test)]
@@ -424,12 +451,14 @@ mod tests {
         let (kind, batch) = &next[0];
         assert_eq!(*kind, BatchKind::Reads);
         let ids: Vec<u8> = batch.iter().map(|(o, _)| o[0]).collect();
-        assert_eq!(ids, vec![199, 250], "reads only, in the order asked");
-        assert!(cut_batches(&mut q, &store, &config).is_empty(), "no new prefetch batch while the slots are full");
+        assert_eq!(ids[..2], [199, 250], "the reads first, in the order asked");
+        assert_eq!(ids.len(), 2 + PREFETCH_BATCH_BLOBS, "then queued prefetches, a short tail");
+        assert!(!ids[2..].contains(&199), "the upgraded blob is not fetched twice");
+        assert!(cut_batches(&mut q, &store, &config).is_empty(), "no prefetch batch while its slots are full");
         q.prefetch_batches -= 1;
-        let again = cut_batches(&mut q, &store, &config);
-        assert_eq!(again.len(), 1);
-        assert!(again[0].1.iter().all(|(o, _)| o[0] != 199), "the upgraded blob is not fetched twice");
+        let rest = cut_batches(&mut q, &store, &config);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1.len(), 200 - 3 * PREFETCH_BATCH_BLOBS - 1, "the rest, once a slot frees");
     }
 
     #[test]

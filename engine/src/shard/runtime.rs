@@ -21,7 +21,7 @@ use crate::key::ShardId;
 use crate::limits::CROSS_SHARD_CHANNEL_DEPTH;
 use crate::store::{recover, Layout};
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement, PoolPlacement};
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -121,10 +121,14 @@ where
     for id in 0..nr {
         let (node, state, mesh, serve) = (node.clone(), state.clone(), mesh.clone(), serve.clone());
         let cpu = (node.config.first_cpu + id) % cpus;
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("trove-shard-{id}"))
             .spin_before_park(node.config.spin_before_park)
-            .io_memory(node.config.io_memory_bytes as usize)
+            .io_memory(node.config.io_memory_bytes as usize);
+        if node.config.blocking_threads > 1 {
+            builder = builder.blocking_thread_pool_placement(PoolPlacement::Unbound(node.config.blocking_threads));
+        }
+        let handle = builder
             .spawn(move || async move { run_shard::<S, F, Fut>(id as ShardId, node, state, mesh, serve).await })
             .map_err(|e| EngineError::Io {
                 op: "starting shard",
