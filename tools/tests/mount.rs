@@ -176,19 +176,26 @@ fn with_the_node_gone_hydrated_files_read_and_others_fail_then_work_once_it_is_b
     });
 }
 
+/// An upstream whose `main` has `n` directories `dNN`, each holding one
+/// file `f.txt` of `content(i, len)`.
+fn one_file_per_dir(base: &Path, n: u64, len: usize) -> Upstream {
+    let up = Upstream::new(base);
+    for i in 0..n {
+        let d = up.work.join(format!("d{i:02}"));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("f.txt"), content(i, len)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "one file per directory"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up
+}
+
 #[test]
 fn a_hung_node_fails_later_opens_at_once_and_recovers() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().expect("tmp");
-    let up = Upstream::new(dir.path());
-    for i in 0..8 {
-        let d = up.work.join(format!("d{i}"));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        std::fs::write(d.join("f.txt"), content(i, 1000)).expect("write");
-    }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "dirs"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let up = one_file_per_dir(dir.path(), 8, 1000);
     let node = node_for(dir.path(), &up, &[]);
     // In front of the node: relays, or while `hang` is set takes every
     // connection and never answers (a node that accepts and hangs).
@@ -211,29 +218,29 @@ fn a_hung_node_fails_later_opens_at_once_and_recovers() {
         let _ = to_node.join();
     });
     let m = Mount::start(dir.path(), &relay.url(), REPO, &["--ref", "main", "--fetch-timeout", "1s"]);
-    let d0 = std::fs::read(m.path("d0/f.txt")).expect("hydrated while the node answers");
+    let d0 = std::fs::read(m.path("d00/f.txt")).expect("hydrated while the node answers");
 
     hang.store(true, Ordering::Release);
     let t = Instant::now();
-    let e = std::fs::read(m.path("d1/f.txt")).expect_err("the node hangs");
+    let e = std::fs::read(m.path("d01/f.txt")).expect_err("the node hangs");
     assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
     assert!(t.elapsed() >= Duration::from_millis(900), "the first open waits out --fetch-timeout: {:?}", t.elapsed());
     let mut took = Vec::new();
     for i in 2..7 {
         let t = Instant::now();
-        let e = std::fs::read(m.path(&format!("d{i}/f.txt"))).expect_err("the node still hangs");
+        let e = std::fs::read(m.path(&format!("d{i:02}/f.txt"))).expect_err("the node still hangs");
         took.push(t.elapsed());
         assert_eq!(e.raw_os_error(), Some(EIO), "{e}");
     }
     took.sort();
     assert!(took[took.len() / 2] < Duration::from_millis(100), "later opens fail at once: {took:?}");
     assert!(took.iter().all(|t| *t < Duration::from_millis(500)), "every one of them: {took:?}");
-    assert_eq!(std::fs::read(m.path("d0/f.txt")).expect("a hydrated file reads"), d0);
+    assert_eq!(std::fs::read(m.path("d00/f.txt")).expect("a hydrated file reads"), d0);
     wait_until("trove mounts to say the node is down", Duration::from_secs(10), || m.records()[0]["node_down"] == true);
 
     hang.store(false, Ordering::Release);
     wait_until("an unfetched file to read once the node answers", Duration::from_secs(20), || {
-        std::fs::read(m.path("d7/f.txt")).is_ok_and(|b| b == content(7, 1000))
+        std::fs::read(m.path("d07/f.txt")).is_ok_and(|b| b == content(7, 1000))
     });
     wait_until("trove mounts to clear the outage", Duration::from_secs(10), || {
         let r = &m.records()[0];
@@ -565,16 +572,8 @@ fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_its_directory() {
 #[test]
 fn sixty_four_concurrent_first_opens_reach_the_node_in_a_handful_of_requests() {
     let dir = tempfile::tempdir().expect("tmp");
-    let up = Upstream::new(dir.path());
     // One file per directory: no prefetch joins in, only the reads batch.
-    for i in 0..64 {
-        let d = up.work.join(format!("d{i:02}"));
-        std::fs::create_dir_all(&d).expect("mkdir");
-        std::fs::write(d.join("f.txt"), content(i, 3000)).expect("write");
-    }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "64 dirs"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let up = one_file_per_dir(dir.path(), 64, 3000);
     let node = node_for(dir.path(), &up, &[]);
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
     let (served, requests) = (blobs_served(&node), blob_requests(&node));
@@ -593,8 +592,12 @@ fn sixty_four_concurrent_first_opens_reach_the_node_in_a_handful_of_requests() {
         assert!(bytes == content(i, 3000), "file {i} has its bytes");
     }
     assert_eq!(blobs_served(&node) - served, 64);
+    // Opens that arrive while a read batch is out join the next one: 4-5
+    // requests here, with other mounts running beside it. One request per
+    // open would be 64; with every read starting a batch of its own while
+    // a slot was free, up to 21 were seen under load.
     let made = blob_requests(&node) - requests;
-    assert!(made <= 10, "64 first opens at once joined in a handful of requests, not {made}");
+    assert!(made <= 12, "64 first opens at once reach the node in a handful of requests, not {made}");
 }
 
 /// A node that takes every request and never answers it.

@@ -35,6 +35,8 @@ use std::sync::atomic::Ordering;
 /// Most blobs in one prefetch batch: a read of a blob that a prefetch
 /// batch already carries waits at most for this many before it.
 const PREFETCH_BATCH_BLOBS: usize = 64;
+/// Reads waiting that start another read batch while one is out.
+const READS_FOR_ANOTHER_BATCH: usize = 16;
 /// Most prefetches kept aside while the node is down.
 const HELD_PREFETCHES_MAX: usize = 1 << 16;
 
@@ -316,7 +318,13 @@ fn cut_batches(
     let mut out = Vec::new();
     let prefetch_slots = (config.batches_in_flight / 2).max(1);
     loop {
-        let kind = if q.has_reads() && q.read_batches < config.batches_in_flight {
+        // One read batch goes at once; more only while enough reads wait
+        // to fill them: reads that arrive while a batch is out join the
+        // next one instead of each making a request (one per open was the
+        // node's CPU, on a machine where the cold read is CPU-bound).
+        let more_reads = q.read_batches == 0
+            || (q.read_batches < config.batches_in_flight && q.reads.len() >= READS_FOR_ANOTHER_BATCH);
+        let kind = if q.has_reads() && more_reads {
             BatchKind::Reads
         } else if !q.has_reads() && q.prefetch_batches < prefetch_slots {
             BatchKind::Prefetches
