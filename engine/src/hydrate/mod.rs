@@ -18,6 +18,7 @@
 //! oid, hold a whole blob in memory, block the shard thread on a file
 //! read, or speak FUSE (the mount maps [`HydrateError`] to errno).
 
+mod batches;
 pub mod blobstore;
 pub mod config;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod fetch;
 pub mod frames;
 pub mod health;
 pub mod hydrator;
+mod pending;
 pub mod queue;
 pub mod want;
 

@@ -1,0 +1,160 @@
+//! Cutting the hydration queue into batches (`POST .../blobs`): which
+//! kind goes next, how many ids and bytes, and the order inside a batch.
+
+use super::pending::{BatchKind, Queue};
+use super::want::Oid;
+
+/// Most blobs in one prefetch batch: a read of a blob that a prefetch
+/// batch already carries waits at most for this many before it.
+pub(super) const PREFETCH_BATCH_BLOBS: usize = 64;
+/// Reads waiting that start another read batch while one is out.
+const READS_FOR_ANOTHER_BATCH: usize = 16;
+
+/// Batches to start now, marked in flight.
+///
+/// Reads never wait for a prefetch: they have `batches_in_flight` batches
+/// of their own and may use the whole byte budget, and a read batch sends
+/// its reads first, with at most [`PREFETCH_BATCH_BLOBS`] queued
+/// prefetches behind them. Prefetches alone get half the slots (at least
+/// one), half the bytes, batches of at most [`PREFETCH_BATCH_BLOBS`], and
+/// none is cut while a read waits. So a read never queues behind a
+/// prefetch batch, and a read of a blob already in one waits for a short
+/// one.
+pub(super) fn cut_batches(
+    q: &mut Queue,
+    store: &super::blobstore::BlobStore,
+    config: &super::config::HydrateConfig,
+) -> Vec<(BatchKind, Vec<(Oid, u64)>)> {
+    let mut out = Vec::new();
+    let prefetch_slots = (config.batches_in_flight / 2).max(1);
+    loop {
+        // One read batch goes at once; more only while enough reads wait
+        // to fill them: reads that arrive while a batch is out join the
+        // next one instead of each making a request (one per open was the
+        // node's CPU, on a machine where the cold read is CPU-bound).
+        let more_reads = q.read_batches == 0
+            || (q.read_batches < config.batches_in_flight && q.reads.len() >= READS_FOR_ANOTHER_BATCH);
+        let kind = if q.has_reads() && more_reads {
+            BatchKind::Reads
+        } else if !q.has_reads() && q.prefetch_batches < prefetch_slots {
+            BatchKind::Prefetches
+        } else {
+            break;
+        };
+        let mut batch = Vec::new();
+        match kind {
+            BatchKind::Reads => {
+                take(q, store, &mut batch, BatchKind::Reads, config.batch_blobs, config.in_flight_bytes);
+                // The queued prefetches ride behind the reads, a short
+                // tail: the node sends the reads first, so they land
+                // first, and a reader's next file (in the same directory,
+                // queued by its first read) is often in the tail.
+                if !batch.is_empty() {
+                    let room = (batch.len() + PREFETCH_BATCH_BLOBS).min(config.batch_blobs);
+                    take(q, store, &mut batch, BatchKind::Prefetches, room, config.in_flight_bytes / 2);
+                }
+            }
+            BatchKind::Prefetches => {
+                let most = config.batch_blobs.min(PREFETCH_BATCH_BLOBS);
+                take(q, store, &mut batch, BatchKind::Prefetches, most, config.in_flight_bytes / 2);
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        match kind {
+            BatchKind::Reads => q.read_batches += 1,
+            BatchKind::Prefetches => q.prefetch_batches += 1,
+        }
+        out.push((kind, batch));
+    }
+    out
+}
+
+/// Moves blobs from `from`'s queue into `batch` (marked in flight) until
+/// it holds `max_blobs`, or the next would pass `max_bytes` in flight (of
+/// all blobs for reads, of prefetched ones for prefetches).
+fn take(
+    q: &mut Queue,
+    store: &super::blobstore::BlobStore,
+    batch: &mut Vec<(Oid, u64)>,
+    from: BatchKind,
+    max_blobs: usize,
+    max_bytes: u64,
+) {
+    while batch.len() < max_blobs {
+        let Some(size) = q.peek_size(from) else { break };
+        let used = match from {
+            BatchKind::Reads => q.bytes_in_flight,
+            BatchKind::Prefetches => q.prefetch_bytes_in_flight,
+        };
+        // A blob larger than the whole budget still goes, alone.
+        if used + size > max_bytes && used != 0 {
+            break;
+        }
+        let oid = q.pop(from).expect("peeked");
+        if store.contains(&oid) {
+            q.finish(&oid, Ok(()));
+            continue;
+        }
+        let p = q.pending.get_mut(&oid).expect("popped ids are pending");
+        p.in_flight = true;
+        q.bytes_in_flight += size;
+        if from == BatchKind::Prefetches {
+            p.in_prefetch_batch = true;
+            q.prefetch_bytes_in_flight += size;
+        }
+        batch.push((oid, size));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::want::{Priority, Want};
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn want(oid: u8, priority: Priority, log: &Arc<Mutex<Vec<(u8, bool)>>>) -> Want {
+        let log = log.clone();
+        Want {
+            oid: [oid; 20],
+            size: 10,
+            priority,
+            done: Some(Box::new(move |r| log.lock().expect("log").push((oid, r.is_ok())))),
+        }
+    }
+
+    #[test]
+    fn a_read_never_waits_behind_prefetch_batches() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = super::super::blobstore::BlobStore::open_dir(dir.path(), 1 << 30).expect("store");
+        let mut config =
+            super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
+        config.batches_in_flight = 4;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut q = Queue::default();
+        for i in 0..200u8 {
+            q.accept(want(i, Priority::Prefetch, &log), false);
+        }
+        let first = cut_batches(&mut q, &store, &config);
+        assert_eq!(first.len(), 2, "prefetches take half the slots");
+        assert!(first.iter().all(|(k, b)| *k == BatchKind::Prefetches && b.len() == PREFETCH_BATCH_BLOBS));
+        // Every prefetch slot is taken: a read (of a queued prefetch, and of
+        // a new blob) still gets batches of its own at once.
+        q.accept(want(199, Priority::Read, &log), false);
+        q.accept(want(250, Priority::Read, &log), false);
+        let next = cut_batches(&mut q, &store, &config);
+        assert_eq!(next.len(), 1);
+        let (kind, batch) = &next[0];
+        assert_eq!(*kind, BatchKind::Reads);
+        let ids: Vec<u8> = batch.iter().map(|(o, _)| o[0]).collect();
+        assert_eq!(ids[..2], [199, 250], "the reads first, in the order asked");
+        assert_eq!(ids.len(), 2 + PREFETCH_BATCH_BLOBS, "then queued prefetches, a short tail");
+        assert!(!ids[2..].contains(&199), "the upgraded blob is not fetched twice");
+        assert!(cut_batches(&mut q, &store, &config).is_empty(), "no prefetch batch while its slots are full");
+        q.prefetch_batches -= 1;
+        let rest = cut_batches(&mut q, &store, &config);
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].1.len(), 200 - 3 * PREFETCH_BATCH_BLOBS - 1, "the rest, once a slot frees");
+    }
+}
