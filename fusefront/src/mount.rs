@@ -360,11 +360,10 @@ fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
     let resp = match req.call() {
         Ok(r) => r,
         Err(ureq::Error::Status(status, r)) => {
-            let message = r.into_string().unwrap_or_default();
-            let message = serde_json::from_str::<serde_json::Value>(&message)
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                .unwrap_or(message);
+            // The node's JSON error, as its sentence; at most 64 KiB read.
+            let mut body = Vec::new();
+            let _ = r.into_reader().take(64 << 10).read_to_end(&mut body);
+            let message = trove_engine::hydrate::error::node_message(&body);
             return Err(if status == 404 {
                 MountError::NotFound(format!("the node has no such repo, ref or commit: {message}"))
             } else {

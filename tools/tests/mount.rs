@@ -445,6 +445,11 @@ fn mount_failures_exit_with_their_documented_codes() {
     std::fs::write(busy.join("mnt/file"), b"x").expect("write");
     let (code, log) = Mount::fail(&busy, &node.url, REPO, &[]);
     assert_eq!(code, Some(8), "non-empty mountpoint: {log}");
+    // The node's JSON error is shown as its sentence.
+    let (code, log) = Mount::fail(&dir.path().join("f"), &node.url, "elsewhere.test/org/repo", &[]);
+    assert!(log.contains("is not served by this node"), "the node's sentence: {log}");
+    assert!(!log.contains("{\"code\""), "not its JSON: {log}");
+    assert_ne!(code, Some(0), "{log}");
     let garbage = fake_node(vec![], |_| None, Some(b"not an index".to_vec()));
     let (code, log) = Mount::fail(&dir.path().join("e"), &garbage.url(), REPO, &[]);
     assert_eq!(code, Some(6), "a bad index: {log}");

@@ -170,7 +170,7 @@ async fn stream_batch(
     let status = resp.status().as_u16();
     if status != 200 {
         let text = read_small("POST blobs", resp.into_body(), 4096, timeout).await.unwrap_or_default();
-        return Err(HydrateError::Status { status, message: String::from_utf8_lossy(&text).trim().to_owned() });
+        return Err(HydrateError::Status { status, message: super::error::node_message(&text) });
     }
     let head_after = started.elapsed();
     let mut frames = FrameReader::new(batch);
