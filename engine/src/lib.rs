@@ -29,6 +29,7 @@ pub mod indexes;
 pub mod key;
 pub mod limits;
 pub mod mirrors;
+pub mod node_error;
 pub mod objects;
 pub mod packs;
 pub mod remote;

@@ -363,7 +363,7 @@ fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
             // The node's JSON error, as its sentence; at most 64 KiB read.
             let mut body = Vec::new();
             let _ = r.into_reader().take(64 << 10).read_to_end(&mut body);
-            let message = trove_engine::hydrate::error::node_message(&body);
+            let message = trove_engine::node_error::node_message(&body);
             return Err(if status == 404 {
                 MountError::NotFound(format!("the node has no such repo, ref or commit: {message}"))
             } else {

@@ -29,8 +29,8 @@ CRATES = ["engine/src", "server/src", "fusefront/src", "bench/src", "tools/src"]
 # Engine layers, bottom up: a module may import its own layer or lower.
 ENGINE_LAYERS = [
     # Runtime, storage and the stateless parts.
-    {"clock", "config", "doorbell", "error", "key", "limits", "remote", "repo",
-     "secret", "shard", "stats", "store", "tree", "units"},
+    {"clock", "config", "doorbell", "error", "key", "limits", "node_error",
+     "remote", "repo", "secret", "shard", "stats", "store", "tree", "units"},
     # Services: each with its own state, interface and messages.
     {"objects", "mirrors", "snapshots", "packs", "indexes", "hydrate"},
     # The node's composition of the services.

@@ -81,11 +81,9 @@ fn request(method: &str, url: &str) -> ureq::Request {
 pub(crate) fn failure(e: ureq::Error, what: &str) -> anyhow::Error {
     match e {
         ureq::Error::Status(code, resp) => {
-            let body = resp.into_string().unwrap_or_default();
-            let msg = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-                .unwrap_or(body);
+            let mut body = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(resp.into_reader(), 64 << 10), &mut body);
+            let msg = trove_engine::node_error::node_message(&body);
             let exit = match code {
                 404 => exit::NOT_FOUND,
                 412 => exit::PRECONDITION,

@@ -44,6 +44,18 @@ fn lock_port(port: u16) -> bool {
     true
 }
 
+/// Writes `bytes` to `conn` one a second, until they run out or the peer
+/// goes: the fault a test stages (a node or upstream that trickles), not
+/// a wait for anything.
+pub fn trickle(conn: &mut TcpStream, bytes: impl IntoIterator<Item = u8>) {
+    for b in bytes {
+        if conn.write_all(&[b]).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 pub fn wait_until(what: &str, timeout: Duration, ok: impl FnMut() -> bool) {
     if !poll_until(timeout, ok) {
         panic!("timed out after {timeout:?} waiting for {what}");

@@ -200,23 +200,7 @@ fn a_hung_node_fails_later_opens_at_once_and_recovers() {
     // In front of the node: relays, or while `hang` is set takes every
     // connection and never answers (a node that accepts and hangs).
     let hang = std::sync::Arc::new(AtomicBool::new(false));
-    let (h, target) = (hang.clone(), node.port);
-    let relay = TcpServer::start(move |mut conn| {
-        if h.load(Ordering::Acquire) {
-            let mut buf = [0u8; 4096];
-            while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
-            return;
-        }
-        let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", target)) else { return };
-        let (Ok(mut c2), Ok(mut u2)) = (conn.try_clone(), up.try_clone()) else { return };
-        let to_node = std::thread::spawn(move || {
-            let _ = std::io::copy(&mut c2, &mut u2);
-            let _ = u2.shutdown(std::net::Shutdown::Write);
-        });
-        let _ = std::io::copy(&mut up, &mut conn);
-        let _ = conn.shutdown(std::net::Shutdown::Both);
-        let _ = to_node.join();
-    });
+    let relay = crate::upstream_faults::switchable_proxy(node.port, hang.clone());
     let m = Mount::start(dir.path(), &relay.url(), REPO, &["--ref", "main", "--fetch-timeout", "1s"]);
     let d0 = std::fs::read(m.path("d00/f.txt")).expect("hydrated while the node answers");
 
@@ -741,14 +725,8 @@ fn a_node_that_trickles_blobs_fails_the_open_within_a_deadline_that_grows_with_s
         }
         out.extend_from_slice(&trove_engine::tree::blobs::end_frame());
         let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", out.len());
-        if conn.write_all(head.as_bytes()).is_err() {
-            return;
-        }
-        for b in out {
-            if conn.write_all(&[b]).is_err() {
-                return; // the mount gave up
-            }
-            std::thread::sleep(Duration::from_secs(1));
+        if conn.write_all(head.as_bytes()).is_ok() {
+            trickle(conn, out);
         }
     });
     let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "2s"]);
@@ -876,11 +854,8 @@ fn a_node_that_stalls_or_trickles_the_tree_index_fails_every_wait_and_the_mount_
         let mut buf = [0u8; 4096];
         let _ = conn.read(&mut buf);
         let head = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\nconnection: close\r\n\r\n";
-        if conn.write_all(head).is_err() {
-            return;
-        }
-        while conn.write_all(b"x").is_ok() {
-            std::thread::sleep(Duration::from_secs(1));
+        if conn.write_all(head).is_ok() {
+            trickle(&mut conn, std::iter::repeat(b'x'));
         }
     });
     for (what, node) in [("stalled", silent.url()), ("trickled", trickle.url())] {

@@ -564,11 +564,8 @@ fn a_passed_through_redirect_is_a_clear_502_and_a_trickling_answer_is_cut() {
             return;
         }
         let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.git-lfs+json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n";
-        if conn.write_all(head).is_err() {
-            return;
-        }
-        while conn.write_all(b" ").is_ok() {
-            std::thread::sleep(std::time::Duration::from_secs(1));
+        if conn.write_all(head).is_ok() {
+            trickle(&mut conn, std::iter::repeat(b' '));
         }
     });
     let spec = format!("lfs.test=http://127.0.0.1:{}", upstream.port);

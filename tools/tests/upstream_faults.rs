@@ -6,7 +6,7 @@
 
 use crate::git::{daemon, git, Upstream};
 use crate::harness::*;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,18 +26,16 @@ fn trickle() -> TcpServer {
     TcpServer::start(|mut conn| {
         let mut head = [0u8; 4096];
         let _ = conn.read(&mut head);
-        for b in b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n".iter().cycle() {
-            if conn.write_all(&[*b]).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
+        crate::harness::trickle(
+            &mut conn,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\n".iter().copied().cycle(),
+        );
     })
 }
 
 /// Forwards to `port` until `silent` is set; from then on holds new
 /// connections without a byte.
-fn switchable_proxy(port: u16, silent: Arc<AtomicBool>) -> TcpServer {
+pub(crate) fn switchable_proxy(port: u16, silent: Arc<AtomicBool>) -> TcpServer {
     TcpServer::start(move |mut client| {
         if silent.load(Ordering::Acquire) {
             let mut buf = [0u8; 4096];

@@ -32,11 +32,14 @@ pub(super) fn cut_batches(
         // to fill them: reads that arrive while a batch is out join the
         // next one instead of each making a request (one per open was the
         // node's CPU, on a machine where the cold read is CPU-bound).
+        // (The read queue's length counts stale slots too: enough to say
+        // many reads wait, never to fetch.)
         let more_reads = q.read_batches == 0
             || (q.read_batches < config.batches_in_flight && q.reads.len() >= READS_FOR_ANOTHER_BATCH);
-        let kind = if q.has_reads() && more_reads {
+        let reads_wait = q.has_reads();
+        let kind = if reads_wait && more_reads {
             BatchKind::Reads
-        } else if !q.has_reads() && q.prefetch_batches < prefetch_slots {
+        } else if !reads_wait && q.prefetch_batches < prefetch_slots {
             BatchKind::Prefetches
         } else {
             break;

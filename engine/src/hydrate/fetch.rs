@@ -170,7 +170,7 @@ async fn stream_batch(
     let status = resp.status().as_u16();
     if status != 200 {
         let text = read_small("POST blobs", resp.into_body(), 4096, timeout).await.unwrap_or_default();
-        return Err(HydrateError::Status { status, message: super::error::node_message(&text) });
+        return Err(HydrateError::Status { status, message: crate::node_error::node_message(&text) });
     }
     let head_after = started.elapsed();
     let mut frames = FrameReader::new(batch);
@@ -193,22 +193,18 @@ async fn stream_batch(
         while !frames.ended() {
             let next = loop {
                 let waiting = landing_groups;
-                let waited = futures_lite::future::or(async { Ok(Next::Frame(body.frame().await)) }, async {
-                    futures_lite::future::or(
-                        async {
-                            if waiting == 0 {
-                                std::future::pending::<()>().await;
-                            }
-                            Ok(Next::Landed(landed_rx.recv().await.unwrap_or_default()))
-                        },
-                        async {
-                            glommio::timer::sleep(timeout).await;
-                            Err(HydrateError::Timeout(timeout))
-                        },
-                    )
-                    .await
-                })
-                .await?;
+                let frame = async { Ok(Next::Frame(body.frame().await)) };
+                let landed = async {
+                    if waiting == 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(Next::Landed(landed_rx.recv().await.unwrap_or_default()))
+                };
+                let gap = async {
+                    glommio::timer::sleep(timeout).await;
+                    Err(HydrateError::Timeout(timeout))
+                };
+                let waited = futures_lite::future::or(futures_lite::future::or(frame, landed), gap).await?;
                 match waited {
                     Next::Frame(f) => break f,
                     Next::Landed(landed) => {

@@ -48,11 +48,6 @@ impl TreeIndexes {
         Rc::new(Self { shard, port, objects, mirrors, flights: Default::default() })
     }
 
-    /// The shard this service runs on.
-    pub fn shard(&self) -> &Rc<Shard> {
-        &self.shard
-    }
-
     /// Serves one request from another shard.
     pub async fn handle(self: Rc<Self>, msg: IndexMsg) {
         match msg {
