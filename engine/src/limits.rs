@@ -177,6 +177,11 @@ pub const TREE_PATH_MAX_BYTES: usize = 4096;
 /// (16 GB) do not: without this bound a 4 MB compressed index of deep
 /// paths took a mount past 10 GB.
 pub const TREE_INDEX_MAX_PATH_BYTES: u64 = 512 << 20;
+/// Largest blob whose checkout conversion (`ident`, `eol=crlf`) a node
+/// computes and a mount applies, in bytes: both hold it, and what it
+/// becomes, in memory. A larger file with such attributes shows its blob's
+/// bytes (the README says so); git repos keep text files far smaller.
+pub const CHECKOUT_CONVERT_MAX_BYTES: u64 = 32 << 20;
 /// Most blobs one `POST .../blobs` may ask for.
 pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
 /// Largest blob `POST .../blobs` reads whole, in bytes: each is read and

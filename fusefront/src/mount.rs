@@ -151,7 +151,7 @@ pub fn run(
         hydrator.clone(),
         jobs_tx,
         counters.clone(),
-        FsOptions { prefetch: options.prefetch, passthrough: options.passthrough },
+        FsOptions { prefetch: options.prefetch, passthrough: options.passthrough, data_dir: options.data_dir.clone() },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![

@@ -5,13 +5,18 @@
 //! inode 1), every name interned in one byte arena, and every directory's
 //! children as a sorted run of one `Vec<u32>`, so a lookup is a binary
 //! search and a readdir is a slice. About 60 bytes per entry plus names.
+//! The few files checkout converts (`ident`, `eol=crlf`) keep what they
+//! convert from in a side map, as symlinks their targets, so other
+//! entries pay nothing for either.
+//! A directory's size is what ext4 gives a directory of its names.
 //!
 //! Part 2 (the writable overlay) sits on top: the base table keeps inodes
 //! 1..=len(); the overlay allocates above them and shadows base entries by
 //! (parent, name), so nothing here has to change for writes.
 
+use std::collections::HashMap;
 use trove_engine::hydrate::Oid;
-use trove_engine::tree::index::{Kind, TreeIndex};
+use trove_engine::tree::index::{Checkout, Kind, TreeIndex};
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -19,7 +24,9 @@ pub struct Node {
     name_start: u32,
     name_len: u32,
     pub kind: Kind,
+    /// A file's bytes as checked out; a directory's size as on ext4.
     pub size: u64,
+    /// A file's content id: its blob, or its converted bytes' git id.
     pub oid: Oid,
     children_start: u32,
     children_len: u32,
@@ -33,6 +40,13 @@ pub struct Table {
     names: Vec<u8>,
     children: Vec<u32>,
     pub commit: Oid,
+    /// The commit's committer time, seconds since the epoch: every
+    /// entry's mtime, the same across remounts.
+    pub time: i64,
+    /// What converted files convert from, by inode.
+    checkouts: HashMap<u64, Box<Checkout>>,
+    /// Symlink targets, by inode.
+    targets: HashMap<u64, Box<[u8]>>,
     /// Blob entries (files, executables, symlinks).
     pub files: u64,
     /// Bytes of all blobs, as the index says.
@@ -66,6 +80,8 @@ impl Table {
             subdirs: 0,
         });
         let (mut files, mut file_bytes) = (0u64, 0u64);
+        let mut checkouts = HashMap::new();
+        let mut targets = HashMap::new();
         for (e, parent) in index.entries.into_iter().zip(index.parents) {
             let name = match e.path.iter().rposition(|&b| b == b'/') {
                 Some(i) => &e.path[i + 1..],
@@ -84,6 +100,13 @@ impl Table {
                 files += 1;
                 file_bytes += e.size;
             }
+            up.size += ext4_dirent_bytes(name.len());
+            if let Some(c) = e.checkout {
+                checkouts.insert(nodes.len() as u64 + 1, c);
+            }
+            if let Some(t) = e.target {
+                targets.insert(nodes.len() as u64 + 1, t);
+            }
             nodes.push(Node {
                 parent,
                 name_start: names.len() as u32,
@@ -101,6 +124,9 @@ impl Table {
             }
         }
         names.shrink_to_fit();
+        for n in nodes.iter_mut().filter(|n| matches!(n.kind, Kind::Dir | Kind::Submodule)) {
+            n.size = ext4_dir_size(n.size);
+        }
         let mut order: Vec<u32> = (1..nodes.len() as u32).collect();
         order.sort_unstable_by(|&a, &b| {
             let (na, nb) = (&nodes[a as usize], &nodes[b as usize]);
@@ -125,7 +151,27 @@ impl Table {
             nodes[parent].children_start = start as u32;
             nodes[parent].children_len = (i - start) as u32;
         }
-        Ok(Table { nodes, names, children: order, commit: index.commit, files, file_bytes })
+        Ok(Table {
+            nodes,
+            names,
+            children: order,
+            commit: index.commit,
+            time: index.time,
+            checkouts,
+            targets,
+            files,
+            file_bytes,
+        })
+    }
+
+    /// What file `ino` is converted from, if checkout converts it.
+    pub fn checkout(&self, ino: u64) -> Option<&Checkout> {
+        self.checkouts.get(&ino).map(|c| &**c)
+    }
+
+    /// Symlink `ino`'s target.
+    pub fn target(&self, ino: u64) -> Option<&[u8]> {
+        self.targets.get(&ino).map(|t| &**t)
     }
 
     /// Entries, the root included.
@@ -165,6 +211,18 @@ impl Table {
     }
 }
 
+/// Bytes of an ext4 directory entry for a name of `len` bytes (an 8-byte
+/// header and the name, to 4 bytes).
+fn ext4_dirent_bytes(len: usize) -> u64 {
+    (8 + len as u64 + 3) & !3
+}
+
+/// The size ext4 reports for a directory whose entries take `entries`
+/// bytes: whole 4 KiB blocks, one at least, `.` and `..` included.
+fn ext4_dir_size(entries: u64) -> u64 {
+    (entries + 2 * ext4_dirent_bytes(2)).div_ceil(4096).max(1) * 4096
+}
+
 fn name_of<'a>(names: &'a [u8], node: &Node) -> &'a [u8] {
     &names[node.name_start as usize..(node.name_start + node.name_len) as usize]
 }
@@ -175,13 +233,15 @@ mod tests {
     use trove_engine::tree::index::Entry;
 
     fn entry(kind: Kind, path: &[u8], size: u64) -> Entry {
-        Entry { kind, oid: [1; 20], size, path: path.to_vec() }
+        let target = (kind == Kind::Symlink).then(|| vec![b't'; size as usize].into_boxed_slice());
+        Entry { kind, oid: [1; 20], size, path: path.to_vec(), checkout: None, target }
     }
 
     #[test]
     fn lookups_and_listings_follow_the_index() {
         let index = TreeIndex {
             commit: [9; 20],
+            time: 0,
             entries: vec![
                 entry(Kind::File, b"z", 1),
                 entry(Kind::Dir, b"d", 0),
@@ -203,10 +263,12 @@ mod tests {
         let e = t.lookup(d, b"e").expect("d/e");
         let odd = t.lookup(e, b"\xff\xfe").expect("a name that is not UTF-8");
         assert_eq!(t.node(odd).expect("node").parent as u64 + 1, e);
+        assert_eq!(t.target(t.lookup(d, b"l").expect("d/l")), Some(&b"ttt"[..]), "a symlink's target");
         assert_eq!(t.node(t.lookup(1, b"a").expect("a")).expect("a").size, 5 << 30, "sizes past 4 GiB");
         assert!(t.lookup(1, b"nope").is_none());
         assert!(t.lookup(t.lookup(1, b"z").expect("z"), b"x").is_none(), "a file has no children");
         assert_eq!(t.node(d).expect("d").subdirs, 1);
+        assert_eq!(t.node(d).expect("d").size, 4096, "a small directory is one block, as on ext4");
         assert_eq!(t.files, 4);
         assert!(t.node(0).is_none() && t.node(99).is_none());
     }
@@ -214,7 +276,7 @@ mod tests {
     #[test]
     fn a_name_twice_in_one_directory_is_refused() {
         let entries = vec![entry(Kind::File, b"a", 1), entry(Kind::File, b"a", 2)];
-        let index = TreeIndex { commit: [0; 20], entries, parents: vec![0, 0] };
+        let index = TreeIndex { commit: [0; 20], time: 0, entries, parents: vec![0, 0] };
         assert!(Table::build(index).is_err());
     }
 }

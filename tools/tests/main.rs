@@ -5,6 +5,7 @@ mod harness;
 
 mod api_auth;
 mod bad_input;
+mod checkout;
 mod cli;
 mod faults;
 mod fleet;

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const REPO: &str = "example.test/org/repo";
+pub(crate) const REPO: &str = "example.test/org/repo";
 const EIO: i32 = 5;
 const EROFS: i32 = 30;
 const ENOTCONN: i32 = 107;
 
-fn blobs_served(node: &Node) -> u64 {
+pub(crate) fn blobs_served(node: &Node) -> u64 {
     node.stats()["git"]["blobs_served"].as_u64().expect("blobs_served")
 }
 
@@ -25,12 +25,12 @@ fn blob_requests(node: &Node) -> u64 {
     node.stats()["git"]["blob_requests"].as_u64().expect("blob_requests")
 }
 
-fn sh(dir: &Path, script: &str) -> std::process::Output {
+pub(crate) fn sh(dir: &Path, script: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("sh")
 }
 
 /// The commit checked out by stock git, beside the mount.
-fn checkout(base: &Path, up: &Upstream, commit: &str) -> std::path::PathBuf {
+pub(crate) fn checkout(base: &Path, up: &Upstream, commit: &str) -> std::path::PathBuf {
     let dir = base.join("checkout");
     git(base, &["clone", "-q", up.bare().to_str().expect("utf8"), dir.to_str().expect("utf8")]);
     git(&dir, &["checkout", "-q", "--detach", commit]);
@@ -63,7 +63,7 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
         let text = String::from_utf8_lossy(&listing.stdout);
         assert!(text.contains("./run.sh 18 755 f"), "the executable bit: {text}");
         assert!(text.contains("./link 11 777 l"), "a symlink: {text}");
-        assert!(text.contains("./vendor/sub 0 755 d"), "a submodule is an empty directory: {text}");
+        assert!(text.contains("./vendor/sub 4096 755 d"), "a submodule is an empty directory: {text}");
         assert!(text.contains("./src/deep/a/b/c/d/leaf.txt 5 644 f"), "a deep path: {text}");
         assert_eq!(blobs_served(&node), before, "metadata never fetches a blob");
         assert_eq!(std::fs::read_link(m.path("link")).expect("readlink"), Path::new("src/main.rs"));
@@ -265,9 +265,11 @@ fn index_of(files: &[(&'static str, Vec<u8>)]) -> Vec<u8> {
             oid: git_oid(bytes),
             size: bytes.len() as u64,
             path: name.as_bytes().to_vec(),
+            checkout: None,
+            target: None,
         })
         .collect();
-    encode(&[3; 20], &entries)
+    encode(&[3; 20], 0, &entries)
 }
 
 /// As `fake_node`, with POST blobs answered by `respond` on the
@@ -654,7 +656,7 @@ fn large_asset(version: u64) -> Vec<u8> {
 }
 
 /// The objects directory of the node's one mirror.
-fn mirror_objects(data: &Path) -> std::path::PathBuf {
+pub(crate) fn mirror_objects(data: &Path) -> std::path::PathBuf {
     let shards = std::fs::read_dir(data.join("shards")).expect("shards").flatten();
     let mirrors = shards.flat_map(|s| std::fs::read_dir(s.path().join("mirrors")).into_iter().flatten().flatten());
     mirrors.map(|m| m.path().join("objects")).find(|o| o.is_dir()).expect("a mirror")
@@ -749,13 +751,14 @@ fn a_node_that_trickles_blobs_fails_the_open_within_a_deadline_that_grows_with_s
 /// deepest: a few MB compressed, `files` x ~2 KB of paths raw.
 fn deep_index(depth: usize, files: usize) -> Vec<u8> {
     use std::io::Write as _;
-    let mut raw = b"TROVETREE1\n".to_vec();
+    let mut raw = b"TROVETREE2\n".to_vec();
     raw.extend_from_slice(&[3; 20]);
+    raw.extend_from_slice(&0i64.to_le_bytes());
     raw.extend_from_slice(&((depth + files) as u64).to_le_bytes());
     let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("zstd");
     encoder.write_all(&raw).expect("write");
     let mut entry = |kind: u8, size: u64, path: &[u8]| {
-        let mut e = vec![kind];
+        let mut e = vec![kind, 0];
         e.extend_from_slice(&[7; 20]);
         e.extend_from_slice(&size.to_le_bytes());
         e.extend_from_slice(&(path.len() as u32).to_le_bytes());
@@ -803,9 +806,11 @@ fn an_index_that_calls_a_blob_empty_is_not_believed() {
         oid: git_oid(bytes),
         size,
         path: path.as_bytes().to_vec(),
+        checkout: None,
+        target: None,
     };
     // "lie" names the blob of "hello" with size 0; "empty" is the real empty blob.
-    let index = encode(&[3; 20], &[entry("lie", b"hello", 0), entry("empty", b"", 0)]);
+    let index = encode(&[3; 20], 0, &[entry("lie", b"hello", 0), entry("empty", b"", 0)]);
     let fake = fake_node(vec![], |_| None, Some(index));
     let m = Mount::start(dir.path(), &fake.url(), REPO, &["--prefetch", "off", "--fetch-timeout", "2s"]);
     assert_eq!(std::fs::read(m.path("empty")).expect("the empty blob reads"), b"");

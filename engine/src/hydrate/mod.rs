@@ -14,13 +14,18 @@
 //!   [`blobstore`], then published. [`frames`] parses the node's stream,
 //!   which is hostile input like every byte from the network.
 //!
+//! A file checkout converts is made from its hydrated blob by
+//! [`convert`] and kept under its own id.
+//!
 //! What this module must never do: serve a byte that did not match its
-//! oid, hold a whole blob in memory, block the shard thread on a file
+//! oid, hold a whole blob in memory (a converted file's, bounded, one at a
+//! time, is the one exception), block the shard thread on a file
 //! read, or speak FUSE (the mount maps [`HydrateError`] to errno).
 
 mod batches;
 pub mod blobstore;
 pub mod config;
+pub mod convert;
 pub mod error;
 pub mod fetch;
 pub mod frames;
@@ -31,6 +36,7 @@ pub mod queue;
 pub mod want;
 
 pub use config::HydrateConfig;
+pub use convert::Converter;
 pub use error::HydrateError;
 pub use health::NodeHealth;
 pub use hydrator::{Hydrator, OwnerEnd};

@@ -52,9 +52,11 @@ pub fn bundle_object(key: &RepoKey, base: &str, head: &str) -> ObjectKey {
     named(BUNDLE_NAMESPACE, &format!("{}@{base}..{head}", object_name(key)))
 }
 
-/// The tree index of `key` at `commit`.
+/// The tree index of `key` at `commit`, in the index format's version 2
+/// (`tree::index`): a node never serves an index of another version under
+/// this name, so one left in the tiers by an older release is not read.
 pub fn tree_object(key: &RepoKey, commit: &str) -> ObjectKey {
-    named(TREE_NAMESPACE, &format!("{}@{commit}", object_name(key)))
+    named(TREE_NAMESPACE, &format!("{}@{commit}.v2", object_name(key)))
 }
 
 /// The key whose hash names generation `generation` of the lease on

@@ -1,20 +1,31 @@
 //! The tree index: a commit's whole tree, compact, for a mount to be ready
 //! in O(entries).
 //!
-//! Format (version 1), the whole of it zstd-compressed:
+//! Format (version 2), the whole of it zstd-compressed:
 //!
 //! ```text
-//! magic    "TROVETREE1\n"        11 bytes
+//! magic    "TROVETREE2\n"        11 bytes
 //! commit   object id             20 bytes
+//! time     i64 LE                the commit's committer time, seconds
 //! count    entries               u64 LE
 //! count x entry:
 //!   kind   u8                    1 file, 2 executable, 3 symlink,
 //!                                4 directory, 5 submodule (gitlink)
-//!   oid    object id             20 bytes (a directory's tree, a
-//!                                submodule's commit)
-//!   size   u64 LE                blob bytes; 0 for directories, submodules
+//!   conv   u8                    what checkout does to the blob: 0
+//!                                nothing, else `checkout::Conversion`
+//!                                bits (files and executables only)
+//!   oid    object id             20 bytes: the blob (a directory's tree,
+//!                                a submodule's commit); with conv, the
+//!                                git id of the converted bytes
+//!   size   u64 LE                bytes of the file as checked out; 0 for
+//!                                directories, submodules
+//!   with conv only:
+//!     blob  object id            20 bytes: the blob to fetch and convert
+//!     bsize u64 LE               its bytes
 //!   len    u32 LE                path bytes
 //!   path   bytes                 from the root, '/'-separated
+//!   target bytes                 symlinks only: `size` bytes, the link's
+//!                                target (so readlink fetches nothing)
 //! ```
 //!
 //! Entries come breadth first: every directory before what it holds. Paths
@@ -24,17 +35,24 @@
 //! the entry count, each path and all paths together are bounded
 //! (TREE_INDEX_MAX_ENTRIES, TREE_PATH_MAX_BYTES, TREE_INDEX_MAX_PATH_BYTES)
 //! in a first pass that keeps nothing, so what is then allocated is
-//! bounded by [`MAX_MEMORY_BYTES`]; every path component
+//! bounded by [`MAX_MEMORY_BYTES`] (symlink targets, at most PATH_MAX
+//! each, count as path bytes); every path component
 //! is checked (non-empty, not `.` or `..`, no NUL; `.git` refused, as git
-//! refuses it in a tree), and every entry's parent must be a directory
-//! listed before it.
+//! refuses it in a tree), every entry's parent must be a directory
+//! listed before it, and a conversion names a blob no larger than
+//! CHECKOUT_CONVERT_MAX_BYTES (the mount converts it in memory).
 
-use crate::limits::{TREE_INDEX_MAX_ENTRIES, TREE_INDEX_MAX_PATH_BYTES, TREE_PATH_MAX_BYTES};
+use crate::limits::{
+    CHECKOUT_CONVERT_MAX_BYTES, TREE_INDEX_MAX_ENTRIES, TREE_INDEX_MAX_PATH_BYTES, TREE_PATH_MAX_BYTES,
+};
+use crate::tree::checkout::{Conversion, CONVERTED_MAX_BYTES};
 use crate::tree::TreeError;
 use std::io::Read;
 
-const MAGIC: &[u8; 11] = b"TROVETREE1\n";
-const ENTRY_FIXED_BYTES: usize = 1 + 20 + 8 + 4;
+const MAGIC: &[u8; 11] = b"TROVETREE2\n";
+const HEADER_BYTES: usize = MAGIC.len() + 20 + 8 + 8;
+const ENTRY_FIXED_BYTES: usize = 1 + 1 + 20 + 8 + 4;
+const CHECKOUT_BYTES: usize = 20 + 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -63,18 +81,35 @@ impl Kind {
     }
 }
 
+/// An entry's content as checked out, where it is not the blob's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub conv: Conversion,
+    /// The blob fetched, then converted.
+    pub blob: [u8; 20],
+    pub blob_size: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub kind: Kind,
+    /// The file's content id: its blob's, or with `checkout`, the git id
+    /// of the converted bytes (what the mount's blob store keys them by).
     pub oid: [u8; 20],
+    /// The file's bytes as checked out.
     pub size: u64,
     pub path: Vec<u8>,
+    pub checkout: Option<Box<Checkout>>,
+    /// A symlink's target (`size` bytes); None for everything else.
+    pub target: Option<Box<[u8]>>,
 }
 
 /// A decoded index.
 #[derive(Debug)]
 pub struct TreeIndex {
     pub commit: [u8; 20],
+    /// The commit's committer time, seconds since the epoch.
+    pub time: i64,
     pub entries: Vec<Entry>,
     /// Each entry's directory, as decode found it: 0 the root, `j + 1` the
     /// directory `entries[j]`; one per entry.
@@ -84,24 +119,28 @@ pub struct TreeIndex {
 impl TreeIndex {
     /// An index of no entries (a mount of an empty tree, in tests).
     pub fn empty(commit: [u8; 20]) -> TreeIndex {
-        TreeIndex { commit, entries: Vec::new(), parents: Vec::new() }
+        TreeIndex { commit, time: 0, entries: Vec::new(), parents: Vec::new() }
     }
 }
 
-/// Raw bytes of an index (before compression) at most: the fixed part of
-/// every entry at TREE_INDEX_MAX_ENTRIES, plus TREE_INDEX_MAX_PATH_BYTES.
-pub const MAX_RAW_BYTES: u64 =
-    (MAGIC.len() + 28) as u64 + TREE_INDEX_MAX_ENTRIES as u64 * ENTRY_FIXED_BYTES as u64 + TREE_INDEX_MAX_PATH_BYTES;
+/// Raw bytes of an index (before compression) at most: the fixed part and
+/// a conversion of every entry at TREE_INDEX_MAX_ENTRIES, plus
+/// TREE_INDEX_MAX_PATH_BYTES.
+pub const MAX_RAW_BYTES: u64 = HEADER_BYTES as u64
+    + TREE_INDEX_MAX_ENTRIES as u64 * (ENTRY_FIXED_BYTES + CHECKOUT_BYTES) as u64
+    + TREE_INDEX_MAX_PATH_BYTES;
 
 /// Memory a decoded index and the mount's table of it take at most while
 /// the table is built, for `entries` entries whose paths hold `path_bytes`
 /// bytes: each entry's record, its path (with the allocator's overhead),
-/// its parent, its sort slot, and the table's node and child slot. The
+/// its parent, its sort slot, its conversion (boxed, if any), and the
+/// table's node and child slot. The
 /// names the table keeps are the last components of paths it frees as it
 /// goes, so paths and names together stay under `path_bytes` plus the
 /// overhead. Measured in the README (a 4M-entry directory).
 pub const fn memory_bound_bytes(entries: u64, path_bytes: u64) -> u64 {
-    const PER_ENTRY: u64 = std::mem::size_of::<Entry>() as u64 + 16 + 4 + 4 + 64 + 4;
+    const PER_ENTRY: u64 =
+        std::mem::size_of::<Entry>() as u64 + 16 + 4 + 4 + (std::mem::size_of::<Checkout>() as u64 + 16) + 16 + 64 + 4;
     entries * PER_ENTRY + path_bytes
 }
 
@@ -109,18 +148,29 @@ pub const fn memory_bound_bytes(entries: u64, path_bytes: u64) -> u64 {
 pub const MAX_MEMORY_BYTES: u64 = memory_bound_bytes(TREE_INDEX_MAX_ENTRIES as u64, TREE_INDEX_MAX_PATH_BYTES);
 const _: () = assert!(MAX_MEMORY_BYTES <= 3 << 29, "an index at the format's maxima must fit 1.5 GiB");
 
-/// Encodes `entries` (breadth first) for `commit`.
-pub fn encode(commit: &[u8; 20], entries: &[Entry]) -> Vec<u8> {
-    let mut raw = Vec::with_capacity(MAGIC.len() + 28 + entries.len() * 64);
+/// Encodes `entries` (breadth first) for `commit`, made at `time`.
+pub fn encode(commit: &[u8; 20], time: i64, entries: &[Entry]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(HEADER_BYTES + entries.len() * 64);
     raw.extend_from_slice(MAGIC);
     raw.extend_from_slice(commit);
+    raw.extend_from_slice(&time.to_le_bytes());
     raw.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     for e in entries {
         raw.push(e.kind as u8);
+        raw.push(e.checkout.as_ref().map_or(0, |c| c.conv.bits()));
         raw.extend_from_slice(&e.oid);
         raw.extend_from_slice(&e.size.to_le_bytes());
+        if let Some(c) = &e.checkout {
+            raw.extend_from_slice(&c.blob);
+            raw.extend_from_slice(&c.blob_size.to_le_bytes());
+        }
         raw.extend_from_slice(&(e.path.len() as u32).to_le_bytes());
         raw.extend_from_slice(&e.path);
+        if e.kind == Kind::Symlink {
+            let target = e.target.as_deref().unwrap_or_default();
+            debug_assert_eq!(target.len() as u64, e.size, "a symlink's size is its target's");
+            raw.extend_from_slice(target);
+        }
     }
     zstd::bulk::compress(&raw, 3).expect("compressing to memory does not fail")
 }
@@ -151,51 +201,92 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> Result<(), TreeError> {
     })
 }
 
-/// The header: magic, commit and entry count (bounded).
-fn read_header(r: &mut impl Read) -> Result<([u8; 20], u64), TreeError> {
-    let mut head = [0u8; 11 + 20 + 8];
+/// The header: magic, commit, time and entry count (bounded).
+fn read_header(r: &mut impl Read) -> Result<([u8; 20], i64, u64), TreeError> {
+    let mut head = [0u8; HEADER_BYTES];
     fill(r, &mut head)?;
     if &head[..11] != MAGIC {
-        return Err(bad("not a trove tree index (magic)"));
+        return Err(bad("not a trove tree index of this version (magic); node and mount must be the same release"));
     }
     let commit: [u8; 20] = head[11..31].try_into().expect("20 bytes");
-    let count = u64::from_le_bytes(head[31..].try_into().expect("8 bytes"));
+    let time = i64::from_le_bytes(head[31..39].try_into().expect("8 bytes"));
+    let count = u64::from_le_bytes(head[39..].try_into().expect("8 bytes"));
     if count > TREE_INDEX_MAX_ENTRIES as u64 {
         return Err(TreeError::TooManyEntries(TREE_INDEX_MAX_ENTRIES));
     }
-    Ok((commit, count))
+    Ok((commit, time, count))
 }
 
-/// An entry's fixed part: kind, oid, size and path length (bounded).
-fn read_fixed(r: &mut impl Read) -> Result<(Kind, [u8; 20], u64, usize), TreeError> {
-    let mut fixed = [0u8; ENTRY_FIXED_BYTES];
+/// An entry's fixed part: kind, oid, size, conversion and path length
+/// (bounded).
+struct Fixed {
+    kind: Kind,
+    oid: [u8; 20],
+    size: u64,
+    checkout: Option<Box<Checkout>>,
+    len: usize,
+}
+
+fn read_fixed(r: &mut impl Read) -> Result<Fixed, TreeError> {
+    let mut fixed = [0u8; ENTRY_FIXED_BYTES - 4];
     fill(r, &mut fixed)?;
     let kind = Kind::from_u8(fixed[0]).ok_or_else(|| bad("unknown kind"))?;
-    let oid: [u8; 20] = fixed[1..21].try_into().expect("20 bytes");
-    let size = u64::from_le_bytes(fixed[21..29].try_into().expect("8 bytes"));
-    let len = u32::from_le_bytes(fixed[29..33].try_into().expect("4 bytes")) as usize;
-    if len == 0 || len > TREE_PATH_MAX_BYTES {
-        return Err(bad("a path is empty or too long"));
-    }
+    let conv = Conversion::from_bits(fixed[1]).ok_or_else(|| bad("an unknown conversion"))?;
+    let oid: [u8; 20] = fixed[2..22].try_into().expect("20 bytes");
+    let size = u64::from_le_bytes(fixed[22..30].try_into().expect("8 bytes"));
     if !kind.is_blob() && size != 0 {
         return Err(bad("a directory or submodule with a size"));
     }
-    Ok((kind, oid, size, len))
+    if kind == Kind::Symlink && size > TREE_PATH_MAX_BYTES as u64 {
+        return Err(bad("a symlink target longer than PATH_MAX"));
+    }
+    let checkout = if conv.is_none() {
+        None
+    } else {
+        if !matches!(kind, Kind::File | Kind::Executable) {
+            return Err(bad("a conversion of what is not a file"));
+        }
+        let mut more = [0u8; CHECKOUT_BYTES];
+        fill(r, &mut more)?;
+        let blob: [u8; 20] = more[..20].try_into().expect("20 bytes");
+        let blob_size = u64::from_le_bytes(more[20..].try_into().expect("8 bytes"));
+        if blob_size > CHECKOUT_CONVERT_MAX_BYTES || size > CONVERTED_MAX_BYTES {
+            return Err(bad("a conversion of a blob larger than any trove converts"));
+        }
+        Some(Box::new(Checkout { conv, blob, blob_size }))
+    };
+    let mut len = [0u8; 4];
+    fill(r, &mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len == 0 || len > TREE_PATH_MAX_BYTES {
+        return Err(bad("a path is empty or too long"));
+    }
+    Ok(Fixed { kind, oid, size, checkout, len })
+}
+
+impl Fixed {
+    /// Bytes after the fixed part: the path, and a symlink's target.
+    fn variable_bytes(&self) -> usize {
+        self.len + if self.kind == Kind::Symlink { self.size as usize } else { 0 }
+    }
 }
 
 /// The first pass: sizes only, nothing kept.
 fn measure(compressed: &[u8]) -> Result<Extent, TreeError> {
     let mut r = raw_reader(compressed)?;
-    let (_, count) = read_header(&mut r)?;
+    let (_, _, count) = read_header(&mut r)?;
     let mut path_bytes = 0u64;
     let mut skip = vec![0u8; TREE_PATH_MAX_BYTES];
     for _ in 0..count {
-        let (_, _, _, len) = read_fixed(&mut r)?;
-        path_bytes += len as u64;
+        let fixed = read_fixed(&mut r)?;
+        path_bytes += fixed.variable_bytes() as u64;
         if path_bytes > TREE_INDEX_MAX_PATH_BYTES {
             return Err(TreeError::PathBytes(TREE_INDEX_MAX_PATH_BYTES));
         }
-        fill(&mut r, &mut skip[..len])?;
+        fill(&mut r, &mut skip[..fixed.len])?;
+        if fixed.kind == Kind::Symlink {
+            fill(&mut r, &mut skip[..fixed.size as usize])?;
+        }
     }
     if r.read(&mut [0u8; 1]).map_err(|e| bad(&format!("zstd: {e}")))? != 0 {
         return Err(bad("bytes after the last entry"));
@@ -212,7 +303,7 @@ fn measure(compressed: &[u8]) -> Result<Extent, TreeError> {
 pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
     let extent = measure(compressed)?;
     let mut r = raw_reader(compressed)?;
-    let (commit, count) = read_header(&mut r)?;
+    let (commit, time, count) = read_header(&mut r)?;
     debug_assert_eq!(count, extent.count);
     let n = usize::try_from(count).map_err(|_| TreeError::TooManyEntries(TREE_INDEX_MAX_ENTRIES))?;
     let mut entries: Vec<Entry> = Vec::with_capacity(n);
@@ -221,8 +312,9 @@ pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
     let mut dirs: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
     let mut path_bytes = 0u64;
     for i in 0..n {
-        let (kind, oid, size, len) = read_fixed(&mut r)?;
-        path_bytes += len as u64;
+        let fixed = read_fixed(&mut r)?;
+        path_bytes += fixed.variable_bytes() as u64;
+        let Fixed { kind, oid, size, checkout, len } = fixed;
         if path_bytes > extent.path_bytes {
             return Err(bad("the index changed between its two readings"));
         }
@@ -248,7 +340,14 @@ pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
             }
         }
         parents.push(parent);
-        entries.push(Entry { kind, oid, size, path });
+        let target = if kind == Kind::Symlink {
+            let mut t = vec![0u8; size as usize];
+            fill(&mut r, &mut t)?;
+            Some(t.into_boxed_slice())
+        } else {
+            None
+        };
+        entries.push(Entry { kind, oid, size, path, checkout, target });
     }
     drop(dirs);
     let mut order: Vec<u32> = (0..n as u32).collect();
@@ -256,7 +355,7 @@ pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
     if order.windows(2).any(|w| entries[w[0] as usize].path == entries[w[1] as usize].path) {
         return Err(bad("a path is listed twice"));
     }
-    Ok(TreeIndex { commit, entries, parents })
+    Ok(TreeIndex { commit, time, entries, parents })
 }
 
 fn xxh3(bytes: &[u8]) -> u64 {
@@ -283,7 +382,13 @@ mod tests {
     use super::*;
 
     fn e(kind: Kind, path: &[u8], size: u64) -> Entry {
-        Entry { kind, oid: [7; 20], size, path: path.to_vec() }
+        let target = (kind == Kind::Symlink).then(|| vec![b't'; size as usize].into_boxed_slice());
+        Entry { kind, oid: [7; 20], size, path: path.to_vec(), checkout: None, target }
+    }
+
+    /// A conversion by raw bits (unknown ones too: the decoder must refuse them).
+    fn converted(bits: u8, blob_size: u64) -> Checkout {
+        Checkout { conv: Conversion::raw(bits), blob: [5; 20], blob_size }
     }
 
     #[test]
@@ -294,10 +399,11 @@ mod tests {
             e(Kind::Submodule, b"vendor", 0),
             e(Kind::Executable, b"src/run\xff.sh", 5 << 30),
             e(Kind::Symlink, b"src/link", 6),
+            Entry { checkout: Some(Box::new(converted(2, 12))), ..e(Kind::File, b"src/crlf.bat", 14) },
         ];
-        let got = decode(&encode(&[1; 20], &entries)).expect("valid");
-        assert_eq!((got.commit, got.entries), ([1; 20], entries));
-        assert_eq!(got.parents, vec![0, 0, 0, 2, 2], "each entry's directory, by entry number + 1");
+        let got = decode(&encode(&[1; 20], -5, &entries)).expect("valid");
+        assert_eq!((got.commit, got.time, got.entries), ([1; 20], -5, entries));
+        assert_eq!(got.parents, vec![0, 0, 0, 2, 2, 2], "each entry's directory, by entry number + 1");
     }
 
     #[test]
@@ -310,16 +416,30 @@ mod tests {
             ("twice", vec![e(Kind::File, b"a", 1), e(Kind::File, b"a", 1)]),
             ("absolute", vec![e(Kind::File, b"/etc", 1)]),
             ("nul", vec![e(Kind::File, b"a\0b", 1)]),
+            ("a link past PATH_MAX", vec![e(Kind::Symlink, b"l", 4097)]),
+            ("converted link", vec![Entry { checkout: Some(Box::new(converted(2, 1))), ..e(Kind::Symlink, b"l", 1) }]),
+            (
+                "converted giant",
+                vec![Entry {
+                    checkout: Some(Box::new(converted(2, CHECKOUT_CONVERT_MAX_BYTES + 1))),
+                    ..e(Kind::File, b"f", 1)
+                }],
+            ),
+            (
+                "unknown conversion",
+                vec![Entry { checkout: Some(Box::new(converted(64, 1))), ..e(Kind::File, b"f", 1) }],
+            ),
         ];
         for (what, entries) in cases {
-            assert!(decode(&encode(&[0; 20], &entries)).is_err(), "{what}");
+            assert!(decode(&encode(&[0; 20], 0, &entries)).is_err(), "{what}");
         }
         // A count no bytes back, and garbage.
         let mut raw = MAGIC.to_vec();
         raw.extend_from_slice(&[0; 20]);
+        raw.extend_from_slice(&0i64.to_le_bytes());
         raw.extend_from_slice(&(u64::MAX).to_le_bytes());
         assert!(decode(&zstd::bulk::compress(&raw, 1).expect("zstd")).is_err());
         assert!(decode(b"not zstd").is_err());
-        assert!(decode(&encode(&[0; 20], &[e(Kind::Dir, b"a", 0), e(Kind::Dir, b"a", 0)])).is_err(), "dir twice");
+        assert!(decode(&encode(&[0; 20], 0, &[e(Kind::Dir, b"a", 0), e(Kind::Dir, b"a", 0)])).is_err(), "dir twice");
     }
 }

@@ -4,7 +4,10 @@
 //! `index.rs` is the tree index format (a commit's whole tree: path, kind,
 //! oid and size of every entry), written by the node and read, as hostile
 //! input, by the mount. `walk.rs` builds an index from a mirror without
-//! inflating a blob (sizes come from object headers). `blobs.rs` is the
+//! inflating a blob (sizes come from object headers) except those whose
+//! attributes (`attributes.rs`) ask checkout to convert them
+//! (`checkout.rs`: `ident`, `eol=crlf`), whose converted size and id the
+//! index carries. `blobs.rs` is the
 //! framed blob stream of `POST .../blobs` and the checked read of one blob;
 //! a blob too large to read whole streams from its pack (`bigblob.rs`) or,
 //! stored as a delta or loose, from `git cat-file` (`gitblob.rs`, the one
@@ -12,9 +15,11 @@
 //! tiers is the tree-indexes service's (`crate::indexes`). This module
 //! keeps no state and never speaks HTTP.
 
+pub mod attributes;
 pub mod bigblob;
 pub mod blob_memory;
 pub mod blobs;
+pub mod checkout;
 pub mod gitblob;
 pub mod index;
 pub mod walk;

@@ -39,8 +39,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-use trove_engine::hydrate::{HydrateError, Hydrator};
+use trove_engine::hydrate::{Converter, HydrateError, Hydrator};
 use trove_engine::tree::index::Kind;
 
 /// See the module doc.
@@ -59,6 +58,7 @@ impl TroveFs {
         let shared = Shared {
             gate,
             hydrator,
+            converter: Converter::default(),
             handles: Handles::default(),
             completions,
             counters,
@@ -66,7 +66,6 @@ impl TroveFs {
             prefetched: Mutex::default(),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
-            time: SystemTime::now(),
         };
         Self { shared: Arc::new(shared) }
     }
@@ -115,11 +114,11 @@ impl Filesystem for TroveFs {
         let s = &self.shared;
         let t = ready!(s, reply);
         match t.lookup(parent.0, name.as_bytes()) {
-            Some(ino) => reply.entry(&BASE_TREE_TTL, &s.attr(ino, t.node(ino).expect("looked up")), Generation(0)),
+            Some(ino) => reply.entry(&BASE_TREE_TTL, &s.attr(t, ino, t.node(ino).expect("looked up")), Generation(0)),
             None if t.node(parent.0).is_some() => {
                 // A negative entry (inode 0): the base tree never gains
                 // a name, so the kernel may remember the miss too.
-                let mut none = s.attr(0, t.node(1).expect("root"));
+                let mut none = s.attr(t, 0, t.node(1).expect("root"));
                 none.ino = INodeNo(0);
                 reply.entry(&BASE_TREE_TTL, &none, Generation(0));
             }
@@ -131,7 +130,7 @@ impl Filesystem for TroveFs {
         let s = &self.shared;
         let t = ready!(s, reply);
         let n = node!(t, ino, reply);
-        reply.attr(&BASE_TREE_TTL, &s.attr(ino.0, n));
+        reply.attr(&BASE_TREE_TTL, &s.attr(t, ino.0, n));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -149,31 +148,11 @@ impl Filesystem for TroveFs {
             ));
             return reply.error(Errno::ENAMETOOLONG);
         }
-        let target = |file: &std::fs::File| -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; n.size as usize];
-            file.read_exact_at(&mut buf, 0)?;
-            Ok(buf)
-        };
-        match s.hydrator.open_local(&n.oid) {
-            Ok(Some(f)) => match target(&f) {
-                Ok(b) => reply.data(&b),
-                Err(_) => reply.error(Errno::EIO),
-            },
-            Ok(None) => {
-                let size = n.size as usize;
-                self.shared.hydrate(n, Shared::path(t, ino.0), move |_, file| {
-                    let bytes = file.ok().and_then(|f| {
-                        let mut buf = vec![0u8; size];
-                        f.read_exact_at(&mut buf, 0).ok().map(|()| buf)
-                    });
-                    match bytes {
-                        Some(b) => reply.data(&b),
-                        None => reply.error(Errno::EIO),
-                    }
-                });
-            }
-            Err(e) => {
-                s.counters.error(format!("{}: {e}", Shared::path(t, ino.0)));
+        // The target rides in the tree index: readlink fetches nothing.
+        match t.target(ino.0) {
+            Some(target) if target.len() as u64 == n.size => reply.data(target),
+            _ => {
+                s.counters.error(format!("{}: the tree index has no target for this symlink", Shared::path(t, ino.0)));
                 reply.error(Errno::EIO)
             }
         }
@@ -214,7 +193,7 @@ impl Filesystem for TroveFs {
         match s.hydrator.open_local(&n.oid) {
             Ok(Some(file)) => s.reply_open(ino, file, reply),
             Ok(None) => {
-                s.hydrate(n, Shared::path(t, ino), move |s, file| match file {
+                s.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
                     Ok(f) => s.reply_open(ino, f, reply),
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
                     Err(_) => reply.error(Errno::EIO),
@@ -317,7 +296,8 @@ impl Filesystem for TroveFs {
             Err(e) => return reply.error(e),
         };
         for (i, off, child, name) in s.listing(t, ino.0, n, offset) {
-            if reply.add(INodeNo(i), off, OsStr::from_bytes(name), &BASE_TREE_TTL, &s.attr(i, child), Generation(0)) {
+            if reply.add(INodeNo(i), off, OsStr::from_bytes(name), &BASE_TREE_TTL, &s.attr(t, i, child), Generation(0))
+            {
                 break;
             }
         }
@@ -325,9 +305,25 @@ impl Filesystem for TroveFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let s = &self.shared;
-        let t = ready!(s, reply);
-        reply.statfs(t.file_bytes.div_ceil(4096), 0, 0, t.len() as u64, 0, 4096, 255, 4096);
+        // df: the data dir's disk, where hydrated files (and, with
+        // writes, new ones) go; the tree's own bytes are not "used" space.
+        match rustix::fs::statvfs(&self.shared.options.data_dir) {
+            Ok(v) => reply.statfs(
+                v.f_blocks,
+                v.f_bfree,
+                v.f_bavail,
+                v.f_files,
+                v.f_ffree,
+                v.f_bsize as u32,
+                255,
+                v.f_frsize as u32,
+            ),
+            Err(e) => {
+                let what = format!("statfs of the data dir {}: {e}", self.shared.options.data_dir.display());
+                self.shared.counters.error(what);
+                reply.error(Errno::EIO)
+            }
+        }
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {

@@ -6,11 +6,11 @@
 use super::state::{Job, Shared};
 use crate::handles::{Backing, Open};
 use crate::limits::*;
-use crate::table::{Node, Table};
+use crate::table::Table;
 use fuser::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use trove_engine::hydrate::{HydrateError, Priority, Want};
+use trove_engine::hydrate::{HydrateError, Oid, Priority, Want};
 use trove_engine::tree::index::Kind;
 
 impl Shared {
@@ -51,19 +51,27 @@ impl Shared {
         reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing.id);
     }
 
-    /// Asks the owner for `node`'s blob; `then` runs on a completion
-    /// thread with the blob's file, or the error.
+    /// Asks the owner for file `ino`'s blob (converted, for a file
+    /// checkout converts); `then` runs on a completion thread with the
+    /// file, or the error.
     pub(super) fn hydrate(
         self: &Arc<Self>,
-        node: &Node,
+        table: &Table,
+        ino: u64,
         what: String,
         then: impl FnOnce(&Shared, Result<std::fs::File, HydrateError>) + Send + 'static,
     ) {
-        let (oid, me) = (node.oid, self.clone());
+        let Some(node) = table.node(ino) else { return then(self, Err(HydrateError::Store("no such inode".into()))) };
+        let (oid, size, me) = (node.oid, node.size, self.clone());
+        let from = table.checkout(ino).cloned();
+        let (blob, blob_size) = from.as_ref().map_or((oid, size), |c| (c.blob, c.blob_size));
         let done = move |r: Result<(), HydrateError>| {
             let job_me = me.clone();
             let job: Job = Box::new(move || {
                 let file = r.and_then(|()| {
+                    if let Some(from) = &from {
+                        job_me.converter.land(job_me.hydrator.store(), &oid, size, from)?;
+                    }
                     job_me.hydrator.open_local(&oid)?.ok_or_else(|| {
                         HydrateError::Store("the blob was evicted as it landed; raise --cache-capacity".into())
                     })
@@ -75,12 +83,7 @@ impl Shared {
             });
             let _ = me.completions.send(job);
         };
-        self.hydrator.want(Want {
-            oid: node.oid,
-            size: node.size,
-            priority: Priority::Read,
-            done: Some(Box::new(done)),
-        });
+        self.hydrator.want(Want { oid: blob, size: blob_size, priority: Priority::Read, done: Some(Box::new(done)) });
     }
 
     /// Queues the small files of directory `ino` that are not local, the
@@ -94,15 +97,18 @@ impl Shared {
             return;
         }
         let store = self.hydrator.store();
-        let mut files: Vec<&Node> = table
+        // A converted file's blob is what is fetched; it is converted on
+        // its first open.
+        let mut files: Vec<(Oid, u64)> = table
             .children(node)
-            .filter_map(|i| table.node(i))
-            .filter(|n| matches!(n.kind, Kind::File | Kind::Executable))
-            .filter(|n| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
+            .filter_map(|i| Some((table.node(i)?, table.checkout(i))))
+            .filter(|(n, _)| matches!(n.kind, Kind::File | Kind::Executable))
+            .filter(|(n, _)| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
+            .map(|(n, c)| c.map_or((n.oid, n.size), |c| (c.blob, c.blob_size)))
             .collect();
-        files.sort_by_key(|n| n.size);
-        for n in files.into_iter().take(PREFETCH_FILES_PER_DIR) {
-            self.hydrator.want(Want { oid: n.oid, size: n.size, priority: Priority::Prefetch, done: None });
+        files.sort_by_key(|&(_, size)| size);
+        for (oid, size) in files.into_iter().take(PREFETCH_FILES_PER_DIR) {
+            self.hydrator.want(Want { oid, size, priority: Priority::Prefetch, done: None });
         }
     }
 }

@@ -9,8 +9,8 @@ use crate::table::{Node, Table};
 use fuser::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-use trove_engine::hydrate::Hydrator;
+use std::time::{Duration, UNIX_EPOCH};
+use trove_engine::hydrate::{Converter, Hydrator};
 use trove_engine::tree::index::Kind;
 
 /// A job for a completion thread.
@@ -38,6 +38,8 @@ impl MountCounters {
 /// How a mount's filesystem is set up.
 pub struct FsOptions {
     pub prefetch: bool,
+    /// The data dir, whose free space `statfs` (df) reports.
+    pub data_dir: std::path::PathBuf,
     /// Ask the kernel for passthrough (it may still refuse).
     pub passthrough: bool,
 }
@@ -45,6 +47,7 @@ pub struct FsOptions {
 pub(super) struct Shared {
     pub(super) gate: Arc<Gate>,
     pub(super) hydrator: Arc<Hydrator>,
+    pub(super) converter: Converter,
     pub(super) handles: Handles,
     pub(super) completions: crossbeam_channel::Sender<Job>,
     pub(super) counters: Arc<MountCounters>,
@@ -53,7 +56,6 @@ pub(super) struct Shared {
     pub(super) prefetched: Mutex<std::collections::HashSet<u64>>,
     pub(super) uid: u32,
     pub(super) gid: u32,
-    pub(super) time: SystemTime,
 }
 
 impl Shared {
@@ -64,7 +66,15 @@ impl Shared {
         })
     }
 
-    pub(super) fn attr(&self, ino: u64, node: &Node) -> FileAttr {
+    /// Every entry's times: the commit's, so they stay put across
+    /// remounts (a `make` after one rebuilds nothing).
+    pub(super) fn attr(&self, table: &Table, ino: u64, node: &Node) -> FileAttr {
+        let secs = table.time;
+        let time = if secs >= 0 {
+            UNIX_EPOCH + Duration::from_secs(secs as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+        };
         let (kind, perm, nlink) = match node.kind {
             Kind::Dir => (FileType::Directory, 0o755, 2 + node.subdirs),
             Kind::Submodule => (FileType::Directory, 0o755, 2),
@@ -76,10 +86,10 @@ impl Shared {
             ino: INodeNo(ino),
             size: node.size,
             blocks: node.size.div_ceil(512),
-            atime: self.time,
-            mtime: self.time,
-            ctime: self.time,
-            crtime: self.time,
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: time,
             kind,
             perm,
             nlink,
@@ -106,8 +116,6 @@ impl Shared {
         parts.join("/")
     }
 
-    /// The table and node of directory `ino` for a listing from `offset`;
-    /// the first listing (offset 0) queues its files for prefetch.
     /// The table and directory `ino` to list. A listing never fetches:
     /// ls, find and du read metadata only, and prefetch follows reads
     /// (opens.rs), not listings.
