@@ -45,10 +45,11 @@ pub struct MountArgs {
     #[arg(long, default_value_t = 20_000)]
     pread_rate: u64,
     /// Where the upstream, the node's data, the checkout and the mounts go.
-    #[arg(long, default_value = "trove-bench-data")]
+    #[arg(long, default_value = "/var/tmp/trove-bench/data")]
     work_dir: PathBuf,
-    /// Where results (JSON, markdown, SVG) are written.
-    #[arg(long, default_value = "bench/results")]
+    /// Where results (JSON, markdown, SVG) are written: outside the source
+    /// tree by default (copy a run into bench/results to quote it).
+    #[arg(long, default_value = "/var/tmp/trove-bench/results")]
     out: PathBuf,
     /// Do not drop the page cache before each cold step.
     #[arg(long)]
@@ -74,10 +75,11 @@ pub struct GitArgs {
     #[arg(long, default_value_t = 32)]
     clients: usize,
     /// Where the upstream, the nodes' data and the clones go.
-    #[arg(long, default_value = "trove-bench-data")]
+    #[arg(long, default_value = "/var/tmp/trove-bench/data")]
     work_dir: PathBuf,
-    /// Where results (JSON, markdown) are written.
-    #[arg(long, default_value = "bench/results")]
+    /// Where results (JSON, markdown) are written: outside the source tree
+    /// by default (copy a run into bench/results to quote it).
+    #[arg(long, default_value = "/var/tmp/trove-bench/results")]
     out: PathBuf,
     /// Do not drop the page cache before each timed step (it is dropped
     /// when running as root, after a `sync`, so no step inherits the state
@@ -112,10 +114,11 @@ pub struct ObjectArgs {
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Where the node's data, nginx's files and fio's file go: the disk under test.
-    #[arg(long, default_value = "trove-bench-data")]
+    #[arg(long, default_value = "/var/tmp/trove-bench/data")]
     work_dir: PathBuf,
-    /// Where results (JSON, markdown, SVG) are written.
-    #[arg(long, default_value = "bench/results")]
+    /// Where results (JSON, markdown, SVG) are written: outside the source
+    /// tree by default (copy a run into bench/results to quote it).
+    #[arg(long, default_value = "/var/tmp/trove-bench/results")]
     out: PathBuf,
     /// CPU of the servers (trove's one shard, nginx's one worker).
     #[arg(long, default_value_t = 0)]

@@ -2,37 +2,35 @@
 //! instead (clone, restore, read an ext4 checkout), in one run on one
 //! machine, with a node and a git daemon upstream beside it.
 //!
-//! Measured (each row's baseline in the same run):
-//! - mount ready (spawn to "ready", warm node), next to `git clone` and
-//!   `trove restore` of the same commit;
-//! - `find -type f` plus a stat of every file, on a fresh mount (kernel
-//!   cache empty, `--prefetch off`) and on the ext4 checkout, with the
-//!   node's blobs served counted (target: 0);
-//! - first reads of small files: fetched from the node, and already in
-//!   the local tier (a remount on the same data dir). Open loop at a fixed
-//!   rate, latency from each read's scheduled start (CO-corrected);
-//! - 4 KiB preads of a hydrated file, open loop, against the same preads
-//!   of the ext4 checkout's copy (page cache warm on both);
-//! - a sequential read of a hydrated 256 MiB file, warm, against ext4;
-//! - the whole tree read cold by 4 readers (a fresh mount, prefetch on),
-//!   against ext4 cold, with the node's blob requests counted;
+//! Every row names its settings (prefetch, passthrough as the kernel
+//! granted it, transport, by ref or by commit), has its baseline from the
+//! same run, and says whether it met its target (`rows.rs`). Rows:
+//! - mount ready, warm node, by ref (the user's default) and by commit,
+//!   next to `git clone` and `trove restore`;
+//! - `find` + stat of every file, cold, default settings: blobs fetched;
+//! - first reads of small files from the node, and from the local tier
+//!   with the page cache dropped (open loop, CO-corrected);
+//! - hydrated 4 KiB preads (open loop) and a sequential read, warm;
+//! - the whole tree searched cold by 8 readers (the way rg reads; fresh
+//!   data dir, default settings), then warm; `grep -r` cold (one reader);
+//! - 1,000 random warm open+read+close, p50 and p99; `ls -lR` warm;
+//! - whether the mounted tree equals `git checkout`'s (`diff -rq`);
 //! - 32 concurrent first reads of one file: blobs fetched.
 //!
-//! It drives trove as a user does: the `trove mount` CLI, stock reads of
-//! the mount, HTTP stats. The generated repo adds one 256 MiB file to the
-//! `trove bench git` generator's tree (written into the bare repo with
-//! plumbing, so the tree is not regenerated).
+//! It drives trove as a user does: the `trove mount` CLI, stock tools on
+//! the mount, HTTP stats.
 
+use crate::mount_proc::MountProc;
+use crate::mount_repo::{generated_with_big, BIG_PATH};
 use crate::node::{work_subdir, BenchNode};
-use crate::reads::{find_and_stat, open_loop, read_all, read_tree, tree_files};
+use crate::reads::{differences, find_and_stat, open_loop, random_opens, read_all, read_tree, timed_sh, tree_files};
+use crate::report::Latency;
+use crate::rows::{ratio, Met, Row, Table};
 use crate::steps::{median, Steps};
-use crate::upstream::{generate, git, repo_size, serve_ready, Daemon};
-use anyhow::{bail, Context, Result};
-use hdrhistogram::Histogram;
-use std::io::BufRead;
+use crate::upstream::{git, repo_size, Daemon};
+use anyhow::{Context, Result};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct MountBench {
@@ -51,107 +49,15 @@ pub struct MountBench {
 }
 
 const HOST: &str = "bench.test";
-const BIG_BYTES: usize = 256 << 20;
-const BIG_PATH: &str = "assets/big.bin";
-
-/// A `trove mount` child; SIGTERM on drop, then `umount -l` if needed.
-struct MountProc {
-    child: Option<Child>,
-    dir: PathBuf,
-    ready_after: Duration,
-}
-
-impl MountProc {
-    fn start(trove: &Path, node: &str, repo: &str, dir: &Path, data: &Path, extra: &[&str]) -> Result<MountProc> {
-        std::fs::create_dir_all(dir)?;
-        let started = Instant::now();
-        let mut child = Command::new(trove)
-            .args(["mount", repo])
-            .arg(dir)
-            .args(["--node", node, "--data-dir"])
-            .arg(data)
-            .args(extra)
-            .env("TROVE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let out = child.stdout.take().expect("piped");
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line)?;
-        let ready_after = started.elapsed();
-        let m = MountProc { child: Some(child), dir: dir.to_owned(), ready_after };
-        if !line.starts_with("ready:") {
-            bail!("trove mount did not get ready: {line:?}");
-        }
-        Ok(m)
-    }
-}
-
-impl Drop for MountProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
-            let _ = c.wait();
-        }
-        if std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(&*self.dir.to_string_lossy())) {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
 
 fn served(node: &BenchNode) -> Result<(u64, u64)> {
     let s = node.stats()?;
     Ok((s["git"]["blobs_served"].as_u64().unwrap_or(0), s["git"]["blob_requests"].as_u64().unwrap_or(0)))
 }
 
-/// The generated repo with one 256 MiB file added at `BIG_PATH`.
-fn generated_with_big(work: &Path, root: &Path, files: usize, total: u64) -> Result<PathBuf> {
-    let bare = root.join(format!("gen/mount-files-{files}-bytes-{total}.git"));
-    if bare.exists() {
-        return Ok(bare);
-    }
-    let tmp = bare.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    generate(&work.join("gen-work"), &tmp, files, total)?;
-    eprintln!("adding a {} MiB file", BIG_BYTES >> 20);
-    let big = work.join("big.bin");
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let mut data = Vec::with_capacity(BIG_BYTES);
-    while data.len() < BIG_BYTES {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        data.extend_from_slice(&rng.to_le_bytes());
-    }
-    std::fs::write(&big, &data)?;
-    drop(data);
-    let blob = git(&tmp, &["hash-object", "-w", &big.to_string_lossy()])?;
-    let _ = std::fs::remove_file(&big);
-    let sub = git_stdin(&tmp, &["mktree"], &format!("100644 blob {blob}\tbig.bin\n"))?;
-    let mut root_tree = git(&tmp, &["ls-tree", "HEAD"])?;
-    root_tree.push_str(&format!("\n040000 tree {sub}\tassets\n"));
-    let tree = git_stdin(&tmp, &["mktree"], &root_tree)?;
-    let head = git(&tmp, &["rev-parse", "HEAD"])?;
-    let commit = git(&tmp, &["commit-tree", &tree, "-p", &head, "-m", "a large asset"])?;
-    git(&tmp, &["update-ref", "HEAD", &commit])?;
-    serve_ready(&tmp)?;
-    std::fs::rename(&tmp, &bare)?;
-    Ok(bare)
-}
-
-fn git_stdin(dir: &Path, args: &[&str], input: &str) -> Result<String> {
-    use std::io::Write;
-    let mut child = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    child.stdin.take().expect("piped").write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    anyhow::ensure!(out.status.success(), "git {args:?} failed");
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+/// The median of three runs of a timed step, in seconds.
+fn median_of_3(step: impl Fn() -> Result<f64>) -> Result<f64> {
+    Ok(crate::steps::median_f(&[step()?, step()?, step()?]))
 }
 
 pub fn run(cfg: MountBench) -> Result<PathBuf> {
@@ -181,39 +87,62 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     let steps = Steps::new(cfg.keep_page_cache);
-    let mounts = work.join("mounts");
-    let _ = std::fs::remove_dir_all(&mounts);
-    let mount = |tag: &str, data: &str, extra: &[&str]| -> Result<MountProc> {
+    // Each mount gets a data dir never used before: ext4 slows inode
+    // allocation for a while after a large delete (its recently-deleted
+    // scan), so nothing is deleted between timed steps.
+    let mounts = work.join(format!("mounts-{}", crate::object::timestamp()));
+    let by_commit = |tag: &str, data: &str, extra: &[&str]| -> Result<MountProc> {
         let mut args = vec!["--commit", commit.as_str()];
         args.extend_from_slice(extra);
         MountProc::start(&cfg.trove, &node.url(), &repo, &mounts.join(tag), &mounts.join(data), &args)
     };
+    let by_ref = |tag: &str, data: &str| -> Result<MountProc> {
+        MountProc::start(&cfg.trove, &node.url(), &repo, &mounts.join(tag), &mounts.join(data), &[])
+    };
+    let settings =
+        |m: &MountProc, prefetch: &str, how: &str| format!("prefetch {prefetch}, {}, by {how}", m.read_path());
+    let mut table = Table::default();
 
     // Warm the node (mirror, tree index), then the baselines and the mount.
-    drop(mount("warmup", "data-warmup", &["--prefetch", "off"])?);
+    drop(by_commit("warmup", "data-warmup", &["--prefetch", "off"])?);
+    drop(by_ref("warmup-ref", "data-warmup-ref")?);
     let checkout = scratch.join("checkout");
-    let mut clone_s = Vec::new();
-    let mut restore_s = Vec::new();
-    let mut ready_s = Vec::new();
+    let (mut clone_s, mut restore_s, mut ready_ref, mut ready_commit) = (vec![], vec![], vec![], vec![]);
+    let mut ready_settings = String::new();
     for round in 0..cfg.rounds {
         let dst = if round == 0 { checkout.clone() } else { scratch.join(format!("clone{round}")) };
         clone_s.push(steps.clone(&upstream_url, &dst, &[])?);
         restore_s.push(steps.restore(&cfg.trove, &node.url(), &repo, &scratch.join(format!("restore{round}")))?);
         steps.settle()?;
-        let m = mount(&format!("ready{round}"), &format!("data-ready{round}"), &["--prefetch", "off"])?;
-        ready_s.push(m.ready_after);
+        let m = by_ref(&format!("ready{round}"), &format!("data-ready{round}"))?;
+        ready_ref.push(m.ready_after);
+        ready_settings = settings(&m, "dir", "ref");
+        drop(m);
+        steps.settle()?;
+        let m = by_commit(&format!("readyc{round}"), &format!("data-readyc{round}"), &[])?;
+        ready_commit.push(m.ready_after);
         eprintln!(
-            "round {round}: git clone {:.2?}, trove restore {:.2?}, mount ready {:.0?}",
-            clone_s[round], restore_s[round], m.ready_after
+            "round {round}: git clone {:.2?}, trove restore {:.2?}, mount ready by ref {:.0?}, by commit {:.0?}",
+            clone_s[round], restore_s[round], ready_ref[round], m.ready_after
         );
     }
-    let (clone_m, restore_m, ready_m) = (median(&clone_s), median(&restore_s), median(&ready_s));
-    for round in 1..cfg.rounds {
-        let _ = std::fs::remove_dir_all(scratch.join(format!("clone{round}")));
+    let (clone_m, restore_m) = (median(&clone_s), median(&restore_s));
+    let (ref_m, commit_m) = (median(&ready_ref), median(&ready_commit));
+    let ready_target = 0.1 * (files as f64 / 100_000.0).max(1.0);
+    for (how, secs) in [("ref", ref_m), ("commit", commit_m)] {
+        table.add(Row {
+            what: format!("mount ready by {how}, warm node"),
+            settings: ready_settings.replace("by ref", &format!("by {how}")),
+            trove: format!("{:.3} s", secs),
+            baseline: format!("`git clone` {clone_m:.2} s; `trove restore` {restore_m:.2} s"),
+            ratio: format!("{:.0}x / {:.0}x faster", clone_m / secs, restore_m / secs),
+            target: format!("<= {ready_target:.2} s (0.1 s per 100k files)"),
+            met: Met::of(secs <= ready_target),
+        });
     }
 
-    // Metadata: find + stat, fresh mount vs ext4, cold.
-    let meta = mount("meta", "data-meta", &["--prefetch", "off"])?;
+    // Metadata: find + stat, cold, default settings, fresh mount vs ext4.
+    let meta = by_ref("meta", "data-meta")?;
     steps.settle()?;
     let (before, _) = served(&node)?;
     let find_mount = find_and_stat(&meta.dir)?;
@@ -221,22 +150,58 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     let meta_blobs = after - before;
     steps.settle()?;
     let find_ext4 = find_and_stat(&checkout)?;
+    table.add(Row {
+        what: "`find` + stat of every file, cold".into(),
+        settings: settings(&meta, "dir (default)", "ref"),
+        trove: format!("{find_mount:.2} s, {meta_blobs} blobs fetched"),
+        baseline: format!("ext4 cold {find_ext4:.2} s"),
+        ratio: ratio(find_mount, find_ext4),
+        target: "<= 1.2x, 0 blobs".into(),
+        met: Met::of(find_mount <= 1.2 * find_ext4 && meta_blobs == 0),
+    });
     drop(meta);
-    eprintln!("find+stat: mount {find_mount:.2} s ({meta_blobs} blobs fetched), ext4 {find_ext4:.2} s");
 
-    // First reads: from the node, then from the local tier (remount).
+    // First reads: from the node, then from the local tier (a remount,
+    // page cache dropped).
     let all_files = tree_files(&checkout)?;
-    let small: Vec<&String> = all_files
+    let regular: Vec<String> = all_files
         .iter()
-        .filter(|f| std::fs::metadata(checkout.join(f)).is_ok_and(|m| m.is_file() && m.len() <= 64 << 10))
+        .filter(|f| std::fs::symlink_metadata(checkout.join(f)).is_ok_and(|m| m.is_file()))
+        .cloned()
+        .collect();
+    let small: Vec<&String> = regular
+        .iter()
+        .filter(|f| std::fs::metadata(checkout.join(f)).is_ok_and(|m| m.len() <= 64 << 10))
         .take(2000)
         .collect();
-    let first = mount("first", "data-first", &["--prefetch", "off"])?;
+    let first = by_commit("first", "data-first", &["--prefetch", "off"])?;
+    let first_settings = settings(&first, "off", "commit");
     let fetched = open_loop(cfg.first_read_rate, small.len(), 8, |i| read_all(&first.dir.join(small[i])).map(|_| ()))?;
     drop(first);
-    let local = mount("local", "data-first", &["--prefetch", "off"])?;
+    steps.settle()?;
+    let local = by_commit("local", "data-first", &["--prefetch", "off"])?;
     let local_first =
         open_loop(cfg.first_read_rate, small.len(), 8, |i| read_all(&local.dir.join(small[i])).map(|_| ()))?;
+    let (lf, ll) = (Latency::of(&fetched), Latency::of(&local_first));
+    let open_loop_what = format!("{} files at {}/s, open loop, 8 threads", small.len(), cfg.first_read_rate);
+    table.add(Row {
+        what: format!("first read of a small file from the node ({open_loop_what})"),
+        settings: first_settings.clone(),
+        trove: format!("p50 {} us, p99 {} us, p99.9 {} us", lf.p50_us, lf.p99_us, lf.p99_9_us),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "p99 <= 5 ms".into(),
+        met: Met::of(lf.p99_us <= 5000),
+    });
+    table.add(Row {
+        what: format!("first read from the local tier, page cache dropped ({open_loop_what})"),
+        settings: first_settings,
+        trove: format!("p50 {} us, p99 {} us, p99.9 {} us", ll.p50_us, ll.p99_us, ll.p99_9_us),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "p99 <= 1 ms".into(),
+        met: Met::of(ll.p99_us <= 1000),
+    });
 
     // Hydrated 4 KiB preads, page cache warm on both sides.
     let target = small.iter().find(|f| std::fs::metadata(checkout.join(f)).is_ok_and(|m| m.len() >= 4096)).copied();
@@ -256,11 +221,22 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     let pread_mount = pread(&pm)?;
     let pread_ext4 = pread(&pe)?;
     drop((pm, pe));
+    let (lpm, lpe) = (Latency::of(&pread_mount), Latency::of(&pread_ext4));
+    let local_settings = settings(&local, "off", "commit");
+    table.add(Row {
+        what: format!("hydrated 4 KiB pread ({}/s, open loop)", cfg.pread_rate),
+        settings: local_settings.clone(),
+        trove: format!("p50 {} us, p99 {} us", lpm.p50_us, lpm.p99_us),
+        baseline: format!("ext4 p50 {} us, p99 {} us", lpe.p50_us, lpe.p99_us),
+        ratio: ratio(lpm.p50_us as f64, lpe.p50_us.max(1) as f64),
+        target: "p50 <= 1.2x".into(),
+        met: Met::of(lpm.p50_us as f64 <= 1.2 * lpe.p50_us.max(1) as f64),
+    });
 
-    // Sequential read of the big file, hydrated and warm, against ext4 warm.
+    // Sequential read of the largest file, hydrated and warm, against ext4 warm.
     let big = if checkout.join(BIG_PATH).exists() { Some(BIG_PATH.to_owned()) } else { None };
     let big = big.or_else(|| {
-        all_files.iter().max_by_key(|f| std::fs::metadata(checkout.join(f)).map(|m| m.len()).unwrap_or(0)).cloned()
+        regular.iter().max_by_key(|f| std::fs::metadata(checkout.join(f)).map(|m| m.len()).unwrap_or(0)).cloned()
     });
     let big = big.context("no files")?;
     read_all(&local.dir.join(&big))?; // hydrate
@@ -278,25 +254,136 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     };
     let (seq_mount, big_bytes) = seq(&local.dir.join(&big))?;
     let (seq_ext4, _) = seq(&checkout.join(&big))?;
+    table.add(Row {
+        what: format!("sequential read, hydrated {:.1} MiB file, warm", big_bytes as f64 / (1 << 20) as f64),
+        settings: local_settings,
+        trove: format!("{:.2} GB/s", seq_mount / 1e9),
+        baseline: format!("ext4 {:.2} GB/s", seq_ext4 / 1e9),
+        ratio: ratio(seq_mount, seq_ext4),
+        target: ">= 0.9x".into(),
+        met: Met::of(seq_mount >= 0.9 * seq_ext4),
+    });
     drop(local);
 
-    // The whole tree cold, 4 readers, prefetch on, against ext4 cold.
+    // The whole tree searched cold by 8 readers (rg's way), fresh data
+    // dir, default settings; then warm; against ext4 the same way.
     let (s0, r0) = served(&node)?;
-    let whole = mount("whole", "data-whole", &[])?;
+    let whole = by_ref("whole", "data-whole")?;
+    let whole_settings = settings(&whole, "dir (default)", "ref");
     steps.settle()?;
-    let tree_mount = read_tree(&whole.dir, &all_files, 4)?;
+    let cold_mount = read_tree(&whole.dir, &regular, 8)?;
     let (s1, r1) = served(&node)?;
-    drop(whole);
     steps.settle()?;
-    let tree_ext4 = read_tree(&checkout, &all_files, 4)?;
-    eprintln!(
-        "whole tree, 4 readers: mount {tree_mount:.2} s ({} blobs in {} requests), ext4 {tree_ext4:.2} s",
-        s1 - s0,
-        r1 - r0
-    );
+    let cold_ext4 = read_tree(&checkout, &regular, 8)?;
+    table.add(Row {
+        what: format!("whole-tree search, 8 readers, cold ({} files)", regular.len()),
+        settings: whole_settings.clone(),
+        trove: format!("{cold_mount:.2} s; {} blobs in {} requests", s1 - s0, r1 - r0),
+        baseline: format!("ext4 cold {cold_ext4:.2} s"),
+        ratio: ratio(cold_mount, cold_ext4),
+        target: "<= 1.5x".into(),
+        met: Met::of(cold_mount <= 1.5 * cold_ext4),
+    });
+    let diffs = differences(&whole.dir, &checkout)?;
+    table.add(Row {
+        what: "tree equals `git checkout` (`diff -rq`, every file)".into(),
+        settings: whole_settings.clone(),
+        trove: format!("{diffs} paths differ"),
+        baseline: "`git clone` of the same commit".into(),
+        ratio: String::new(),
+        target: "0".into(),
+        met: Met::of(diffs == 0),
+    });
+    // Warm: everything hydrated and in the page cache on both sides.
+    read_tree(&whole.dir, &regular, 8)?;
+    read_tree(&checkout, &regular, 8)?;
+    let warm_mount = median_of_3(|| read_tree(&whole.dir, &regular, 8))?;
+    let warm_ext4 = median_of_3(|| read_tree(&checkout, &regular, 8))?;
+    table.add(Row {
+        what: "whole-tree search, 8 readers, warm (median of 3)".into(),
+        settings: whole_settings.clone(),
+        trove: format!("{warm_mount:.3} s"),
+        baseline: format!("ext4 warm {warm_ext4:.3} s"),
+        ratio: ratio(warm_mount, warm_ext4),
+        target: "<= 1.1x".into(),
+        met: Met::of(warm_mount <= 1.1 * warm_ext4),
+    });
+    let opens_mount = Latency::of(&random_opens(&whole.dir, &regular, 1000)?);
+    let opens_ext4 = Latency::of(&random_opens(&checkout, &regular, 1000)?);
+    for (pct, m, e) in [("p50", opens_mount.p50_us, opens_ext4.p50_us), ("p99", opens_mount.p99_us, opens_ext4.p99_us)]
+    {
+        table.add(Row {
+            what: format!("open+read+close of 1,000 random files, warm, {pct}"),
+            settings: whole_settings.clone(),
+            trove: format!("{m} us"),
+            baseline: format!("ext4 {e} us"),
+            ratio: ratio(m as f64, e.max(1) as f64),
+            target: "<= 1.2x".into(),
+            met: Met::of(m as f64 <= 1.2 * e.max(1) as f64),
+        });
+    }
+    timed_sh(&whole.dir, "ls -lR > /dev/null")?;
+    timed_sh(&checkout, "ls -lR > /dev/null")?;
+    let ls_mount = median_of_3(|| timed_sh(&whole.dir, "ls -lR > /dev/null"))?;
+    let ls_ext4 = median_of_3(|| timed_sh(&checkout, "ls -lR > /dev/null"))?;
+    table.add(Row {
+        what: "`ls -lR`, warm (median of 3)".into(),
+        settings: whole_settings,
+        trove: format!("{ls_mount:.3} s"),
+        baseline: format!("ext4 warm {ls_ext4:.3} s"),
+        ratio: ratio(ls_mount, ls_ext4),
+        target: "<= 1.2x".into(),
+        met: Met::of(ls_mount <= 1.2 * ls_ext4),
+    });
+    drop(whole);
+    // The same warm opens on the passthrough read path (same data dir,
+    // everything hydrated), so the default is chosen on figures.
+    let pt_args = ["--read-path", "passthrough"];
+    let pt = MountProc::start(
+        &cfg.trove,
+        &node.url(),
+        &repo,
+        &mounts.join("whole-pt"),
+        &mounts.join("data-whole"),
+        &pt_args,
+    )?;
+    random_opens(&pt.dir, &regular, 1000)?;
+    let opens_pt = Latency::of(&random_opens(&pt.dir, &regular, 1000)?);
+    table.add(Row {
+        what: "open+read+close of 1,000 random files, warm, p50 / p99, other read path".into(),
+        settings: settings(&pt, "dir (default)", "ref"),
+        trove: format!("{} us / {} us", opens_pt.p50_us, opens_pt.p99_us),
+        baseline: format!("ext4 {} us / {} us", opens_ext4.p50_us, opens_ext4.p99_us),
+        ratio: ratio(opens_pt.p50_us as f64, opens_ext4.p50_us.max(1) as f64),
+        target: "- (the default read path is the faster)".into(),
+        met: Met::NoTarget,
+    });
+    drop(pt);
+
+    // `grep -r`, cold: one reader walking the tree, fresh data dir.
+    const GREP: &str = "grep -rI --exclude-dir=.git -c zq9xj7wv4 . > /dev/null";
+    let (g0, q0) = served(&node)?;
+    let grep = by_ref("grep", "data-grep")?;
+    let grep_settings = settings(&grep, "dir (default)", "ref");
+    steps.settle()?;
+    let grep_mount = timed_sh(&grep.dir, GREP)?;
+    let (g1, q1) = served(&node)?;
+    drop(grep);
+    steps.settle()?;
+    let grep_ext4 = timed_sh(&checkout, GREP)?;
+    table.add(Row {
+        what: "`grep -r`, cold (one reader)".into(),
+        settings: grep_settings,
+        trove: format!("{grep_mount:.2} s; {} blobs in {} requests", g1 - g0, q1 - q0),
+        baseline: format!("ext4 cold {grep_ext4:.2} s"),
+        ratio: ratio(grep_mount, grep_ext4),
+        target: "<= 2x".into(),
+        met: Met::of(grep_mount <= 2.0 * grep_ext4),
+    });
 
     // 32 concurrent first reads of one file.
-    let one = mount("one", "data-one", &["--prefetch", "off"])?;
+    let one = by_commit("one", "data-one", &["--prefetch", "off"])?;
+    let one_settings = settings(&one, "off", "commit");
     let (b0, _) = served(&node)?;
     let gate = std::sync::Barrier::new(32);
     std::thread::scope(|s| {
@@ -309,70 +396,41 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
     });
     let (b1, _) = served(&node)?;
     drop(one);
+    table.add(Row {
+        what: "32 concurrent first reads of one file".into(),
+        settings: one_settings,
+        trove: format!("{} blob(s) fetched", b1 - b0),
+        baseline: String::new(),
+        ratio: String::new(),
+        target: "1".into(),
+        met: Met::of(b1 - b0 == 1),
+    });
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::fs::remove_dir_all(&mounts);
 
-    let lat = |h: &Histogram<u64>| crate::report::Latency::of(h);
-    let (lf, ll, lpm, lpe) = (lat(&fetched), lat(&local_first), lat(&pread_mount), lat(&pread_ext4));
     let json = serde_json::json!({
         "bench": "mount",
         "repo": { "name": name, "files": files, "pack_bytes": pack_bytes, "commit": commit },
         "rounds": cfg.rounds,
         "page_cache_dropped_before_each_step": steps.drop_caches,
-        "mount_ready_seconds": ready_s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "rows": table.json(),
+        "mount_ready_by_ref_seconds": ready_ref.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "mount_ready_by_commit_seconds": ready_commit.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "git_clone_seconds": clone_s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "trove_restore_seconds": restore_s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
-        "find_stat_seconds": { "mount": find_mount, "ext4": find_ext4, "blobs_fetched": meta_blobs },
         "first_read_from_node_us": lf,
         "first_read_from_local_tier_us": ll,
-        "first_read_rate_per_s": cfg.first_read_rate,
         "hydrated_pread_4k_us": { "mount": lpm, "ext4": lpe, "rate_per_s": cfg.pread_rate },
-        "sequential_read_bytes_per_s": { "mount": seq_mount, "ext4": seq_ext4, "file": big, "bytes": big_bytes },
-        "whole_tree_4_readers_seconds": { "mount": tree_mount, "ext4": tree_ext4, "blobs_served": s1 - s0, "blob_requests": r1 - r0 },
-        "concurrent_first_reads_32_blobs_fetched": b1 - b0,
+        "random_opens_us": { "mount": opens_mount, "ext4": opens_ext4 },
     });
     let md = format!(
         "# trove bench mount\n\nRepo `{name}`: {files} files, {:.0} MB of packs, commit {}. Node and mount on this machine; \
-         medians of {} rounds where timed repeatedly. {}\n\n\
-         | What | trove mount | Baseline (same run) | Ratio | Target |\n|---|---|---|---|---|\n\
-         | mount ready (warm node) | {:.3} s | `git clone` {clone_m:.2} s; `trove restore` {restore_m:.2} s | {:.0}x / {:.0}x faster | 0.5 s or less |\n\
-         | `find -type f` + stat of every file (cold) | {find_mount:.2} s, {meta_blobs} blobs fetched | ext4 {find_ext4:.2} s | {:.2}x | 0 blobs |\n\
-         | first read of a small file, from the node ({} files at {}/s, open loop) | p50 {} us, p99 {} us, p99.9 {} us | | | p99 <= 5 ms |\n\
-         | first read of a small file, in the local tier | p50 {} us, p99 {} us, p99.9 {} us | | | p99 <= 1 ms |\n\
-         | hydrated 4 KiB pread ({}/s, open loop) | p50 {} us, p99 {} us | ext4 p50 {} us, p99 {} us | p50 {:.2}x | p50 <= 1.2x |\n\
-         | sequential read, hydrated {:.0} MiB, warm | {:.2} GB/s | ext4 {:.2} GB/s | {:.2}x | >= 0.9x |\n\
-         | whole tree cold, 4 readers | {tree_mount:.2} s; {} blobs in {} requests | ext4 cold {tree_ext4:.2} s | {:.2}x | as close as batching gets |\n\
-         | 32 concurrent first reads of one file | {} blob(s) fetched | | | 1 |\n",
+         medians of {} rounds where timed repeatedly. {}\n\n{}",
         pack_bytes as f64 / 1e6,
         &commit[..12],
         cfg.rounds,
         steps.describe(),
-        ready_m,
-        clone_m / ready_m,
-        restore_m / ready_m,
-        find_mount / find_ext4,
-        small.len(),
-        cfg.first_read_rate,
-        lf.p50_us,
-        lf.p99_us,
-        lf.p99_9_us,
-        ll.p50_us,
-        ll.p99_us,
-        ll.p99_9_us,
-        cfg.pread_rate,
-        lpm.p50_us,
-        lpm.p99_us,
-        lpe.p50_us,
-        lpe.p99_us,
-        lpm.p50_us as f64 / lpe.p50_us.max(1) as f64,
-        big_bytes as f64 / (1 << 20) as f64,
-        seq_mount / 1e9,
-        seq_ext4 / 1e9,
-        seq_mount / seq_ext4,
-        s1 - s0,
-        r1 - r0,
-        tree_mount / tree_ext4,
-        b1 - b0,
+        table.markdown(),
     );
     let svg = crate::report::svg(
         "trove mount: first reads and hydrated preads (us, by percentile)",

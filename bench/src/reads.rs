@@ -112,3 +112,51 @@ pub(crate) fn find_and_stat(dir: &Path) -> Result<f64> {
     anyhow::ensure!(out.success(), "find/stat failed in {}", dir.display());
     Ok(started.elapsed().as_secs_f64())
 }
+
+/// open+read+close of `n` files picked at random (a fixed seed) from
+/// `files` under `root`, one after another; each one's latency in
+/// microseconds (closed loop: these are warm, nothing queues).
+pub(crate) fn random_opens(root: &Path, files: &[String], n: usize) -> Result<Histogram<u64>> {
+    let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut buf = vec![0u8; 1 << 20];
+    for _ in 0..n {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let p = root.join(&files[(rng % files.len() as u64) as usize]);
+        let t = Instant::now();
+        let mut f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+        while f.read(&mut buf)? > 0 {}
+        drop(f);
+        h.record((t.elapsed().as_nanos() as u64 / 1000).max(1))?;
+    }
+    Ok(h)
+}
+
+/// Runs `sh -c script` in `dir`; seconds. Its output is discarded, and
+/// exit 1 (grep's "no match") is success.
+pub(crate) fn timed_sh(dir: &Path, script: &str) -> Result<f64> {
+    let started = Instant::now();
+    let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output()?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "`{script}` failed in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(secs)
+}
+
+/// Paths where the trees under `a` and `b` differ (`diff -rq`, links not
+/// followed, `.git` left out): 0 means equal.
+pub(crate) fn differences(a: &Path, b: &Path) -> Result<usize> {
+    let out = Command::new("diff").args(["-rq", "--no-dereference", "--exclude=.git"]).arg(a).arg(b).output()?;
+    anyhow::ensure!(matches!(out.status.code(), Some(0 | 1)), "diff failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines().take(10) {
+        eprintln!("  differs: {line}");
+    }
+    Ok(text.lines().count())
+}

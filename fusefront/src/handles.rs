@@ -7,6 +7,10 @@
 //! that names another; so ids are shared per inode ([`Handles::backing`])
 //! and the last release drops it. A daemon-served open keeps the blob's
 //! file, so a blob evicted while open still reads its bytes.
+//!
+//! Where the kernel opens files itself (no FUSE open, [`InodeFiles`]), a
+//! read names only its inode: each inode's file is kept open here, up to
+//! a bound, so a read of a page not in the kernel's cache is one pread.
 
 use fuser::BackingId;
 use std::collections::HashMap;
@@ -88,5 +92,58 @@ impl Handles {
 
     pub fn release(&self, fh: u64) {
         self.lock().remove(&fh);
+    }
+}
+
+/// The open file of each inode read without a FUSE open, up to a bound;
+/// past it the table is emptied and refilled by the reads that follow (an
+/// fd is one open of a local file away).
+pub struct InodeFiles {
+    files: Mutex<HashMap<u64, Arc<File>>>,
+    max: usize,
+    /// Inodes whose fetch failed, and when (dropped after
+    /// FAILED_READ_HOLD, or when the table passes `max`).
+    failed: Mutex<HashMap<u64, std::time::Instant>>,
+}
+
+impl InodeFiles {
+    /// Up to `max` files open at once.
+    pub fn new(max: usize) -> InodeFiles {
+        InodeFiles { files: Mutex::default(), max: max.max(16), failed: Mutex::default() }
+    }
+
+    /// Notes that `ino`'s fetch failed just now.
+    pub fn failed(&self, ino: u64) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= self.max {
+            failed.clear();
+        }
+        failed.insert(ino, std::time::Instant::now());
+    }
+
+    /// Whether `ino`'s fetch failed within FAILED_READ_HOLD.
+    pub fn failed_recently(&self, ino: u64) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        match failed.get(&ino) {
+            Some(at) if at.elapsed() < crate::limits::FAILED_READ_HOLD => true,
+            Some(_) => {
+                failed.remove(&ino);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Arc<File>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).get(&ino).cloned()
+    }
+
+    pub fn insert(&self, ino: u64, file: File) -> Arc<File> {
+        let file = Arc::new(file);
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if files.len() >= self.max {
+            files.clear();
+        }
+        files.entry(ino).or_insert(file).clone()
     }
 }

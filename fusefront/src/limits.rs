@@ -25,6 +25,12 @@ pub const FUSE_THREADS: usize = 2;
 /// Threads that finish opens once their blob landed (open the file, hand
 /// it to the kernel, reply).
 pub const COMPLETION_THREADS: usize = 2;
+/// Files kept open for reads that come without a FUSE open (each holds
+/// one fd; the daemon raises its fd limit well past this).
+pub const INODE_FILES_MAX: usize = 4096;
+/// How long a read of a file whose fetch just failed fails at once (the
+/// kernel retries a failed readahead page by page).
+pub const FAILED_READ_HOLD: Duration = Duration::from_secs(1);
 /// How often `trove mounts`' record of this mount is rewritten.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest tree index downloaded (compressed bytes): a 4M-entry tree is

@@ -49,7 +49,33 @@ pub struct MountOptions {
     pub fetch_timeout: Duration,
     pub ready_timeout: Duration,
     pub auth: Option<Secret>,
-    pub passthrough: bool,
+    pub read_path: ReadPath,
+}
+
+/// How the kernel reads a mounted file (`trove mount --read-path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// The kernel opens files itself (FUSE open answered ENOSYS): an open
+    /// costs no round trip and each file's page cache lives across opens;
+    /// reads of pages not cached come to the daemon. The default: warm
+    /// opens cost what they cost on ext4.
+    Kernel,
+    /// Each open goes to the daemon, which hands the kernel the blob's
+    /// file as a passthrough backing file: reads never reach the daemon,
+    /// but every open and close does.
+    Passthrough,
+    /// Each open and every read goes to the daemon.
+    Daemon,
+}
+
+impl ReadPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadPath::Kernel => "kernel",
+            ReadPath::Passthrough => "passthrough",
+            ReadPath::Daemon => "daemon",
+        }
+    }
 }
 
 /// Why a mount failed; each has its exit code (`trove mount --help`).
@@ -92,12 +118,26 @@ impl MountError {
 
 /// Mounts, serves until `stop` fires or the mount goes away, unmounts.
 /// `on_ready` is called once the tree is served.
+/// Raises the soft descriptor limit to the hard one: reads without a FUSE
+/// open keep a file open per inode read (up to INODE_FILES_MAX).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("raising the open-file limit: {e}");
+        }
+    }
+}
+
 pub fn run(
     options: MountOptions,
     stop: crossbeam_channel::Receiver<()>,
     on_ready: impl FnOnce(&MountRecord, Duration),
 ) -> Result<(), MountError> {
     let started = Instant::now();
+    raise_fd_limit();
     let mountpoint = check_mountpoint(&options.mountpoint)?;
     MountRecord::remove_failed(&mountpoint);
     std::fs::create_dir_all(&options.data_dir)
@@ -126,6 +166,7 @@ pub fn run(
         node: options.node.clone(),
         data_dir: options.data_dir.clone(),
         state: "preparing".into(),
+        transport: "/dev/fuse".into(),
         cache_capacity_bytes: options.cache_capacity_bytes,
         started_ms: trove_engine::now_ms(),
         ..Default::default()
@@ -151,7 +192,12 @@ pub fn run(
         hydrator.clone(),
         jobs_tx,
         counters.clone(),
-        FsOptions { prefetch: options.prefetch, passthrough: options.passthrough, data_dir: options.data_dir.clone() },
+        FsOptions {
+            prefetch: options.prefetch,
+            passthrough: options.read_path == ReadPath::Passthrough,
+            kernel_opens: options.read_path == ReadPath::Kernel,
+            data_dir: options.data_dir.clone(),
+        },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -294,6 +340,7 @@ fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health
     r.node_down = health.is_down();
     r.last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
     r.passthrough = counters.passthrough.load(Ordering::Relaxed);
+    r.read_path = counters.read_path();
     r.updated_ms = trove_engine::now_ms();
 }
 

@@ -28,6 +28,14 @@ pub struct MountRecord {
     /// Why preparing failed.
     pub reason: Option<String>,
     pub files: u64,
+    /// How files are read: `kernel` (no FUSE opens), `passthrough` or
+    /// `daemon` (`trove mount --read-path`; passthrough the kernel refused
+    /// shows as daemon).
+    pub read_path: String,
+    /// How FUSE requests reach the daemon: `/dev/fuse` (FUSE over io_uring
+    /// is not built yet).
+    pub transport: String,
+    /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
     /// Blobs fetched from the node by this mount, and their bytes.
     pub hydrated_blobs: u64,

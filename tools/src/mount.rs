@@ -6,17 +6,21 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use trove_fusefront::mount::{MountOptions, Revision};
+use trove_fusefront::mount::{MountOptions, ReadPath, Revision};
 use trove_fusefront::status::{self, MountRecord};
 
 /// Mount a repo at a commit as a read-only working tree; files hydrate on
 /// first read.
 ///
-/// The tree is ready as soon as its index (every path, mode and size) is in
-/// memory: stat, ls and find never fetch file contents. The first open of
-/// a file fetches its blob from the node (batched, deduplicated, checked
-/// against its git id) into the local cache under --data-dir; after that
-/// the kernel reads it directly (FUSE passthrough).
+/// The tree is ready as soon as its index (every path, mode, size and
+/// symlink target) is in memory: stat, ls, find and readlink never fetch
+/// file contents. The first read of a file fetches its blob from the node
+/// (batched, deduplicated, checked against its git id) into the local
+/// cache under --data-dir; after that the kernel keeps its pages and opens
+/// it without asking the daemon (see --read-path). Files are what `git
+/// checkout` writes with a default config: `text`/`eol`/`ident`
+/// conversions from the tree's .gitattributes apply; a filter driver never
+/// runs.
 ///
 /// Runs in the foreground: prints `ready ...` once the tree is served,
 /// and unmounts cleanly on SIGTERM or Ctrl-C. `trove mounts` shows each
@@ -63,9 +67,16 @@ pub struct MountArgs {
     /// How long from the start the mount may take to get its tree index: operations that arrive earlier wait until then, and a node that has not sent the index by then (a node new to a large repo clones it first) fails the mount with exit 5; run it again once the node has the repo, or raise this.
     #[arg(long, default_value = "30s", value_parser = trove_engine::units::parse_duration)]
     pub ready_timeout: Duration,
-    /// Serve every read through the daemon, never FUSE passthrough (slower;
-    /// for kernels or sandboxes that refuse it).
-    #[arg(long)]
+    /// How the kernel reads files. `kernel`: it opens them itself (no
+    /// round trip to the daemon per open) and keeps each file's pages
+    /// across opens; only reads of pages it lacks come to the daemon.
+    /// `passthrough`: every open and close goes to the daemon, which hands
+    /// the kernel the cached file (FUSE passthrough; reads never reach the
+    /// daemon). `daemon`: opens and reads all go through the daemon.
+    #[arg(long, default_value = "kernel", value_parser = ["kernel", "passthrough", "daemon"])]
+    pub read_path: String,
+    /// The same as `--read-path daemon` (never FUSE passthrough).
+    #[arg(long, conflicts_with = "read_path")]
     pub no_passthrough: bool,
 }
 
@@ -134,7 +145,11 @@ pub fn mount(args: MountArgs) -> Result<()> {
         fetch_timeout: args.fetch_timeout,
         ready_timeout: args.ready_timeout,
         auth,
-        passthrough: !args.no_passthrough,
+        read_path: match (args.no_passthrough, args.read_path.as_str()) {
+            (true, _) | (_, "daemon") => ReadPath::Daemon,
+            (_, "passthrough") => ReadPath::Passthrough,
+            _ => ReadPath::Kernel,
+        },
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -152,7 +167,11 @@ pub fn mount(args: MountArgs) -> Result<()> {
             rec.mountpoint.display(),
             rec.files,
             took,
-            if rec.passthrough { "" } else { "; passthrough off: reads go through the daemon" }
+            if rec.read_path == "kernel" || rec.passthrough {
+                String::new()
+            } else {
+                format!("; reads go through the daemon ({})", rec.read_path)
+            }
         );
         let _ = std::io::stdout().flush();
     });
@@ -267,6 +286,9 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
             hydrated,
             r.errors
         );
+        if !r.read_path.is_empty() {
+            println!("    read path: {}; transport: {}", r.read_path, r.transport);
+        }
         if r.node_down {
             println!("    the node is not answering: files not yet hydrated fail at once until it does");
         }

@@ -83,7 +83,7 @@ fn a_mount_equals_git_checkout_under_line_ending_and_ident_attributes_and_runs_n
     let want_meta = metadata(&want);
     assert!(want_meta.contains("./a.crlf 17 644 f"), "git converted a.crlf: {want_meta}");
 
-    for (i, extra) in [&[][..], &["--no-passthrough"][..]].into_iter().enumerate() {
+    for (i, extra) in crate::mount::READ_PATHS.into_iter().enumerate() {
         let base = dir.path().join(format!("m{i}"));
         let args: Vec<&str> =
             ["--commit", head.as_str(), "--prefetch", "off"].into_iter().chain(extra.iter().copied()).collect();

@@ -46,7 +46,7 @@ use crate::limits::{
     CHECKOUT_CONVERT_MAX_BYTES, TREE_INDEX_MAX_ENTRIES, TREE_INDEX_MAX_PATH_BYTES, TREE_PATH_MAX_BYTES,
 };
 use crate::tree::checkout::{Conversion, CONVERTED_MAX_BYTES};
-use crate::tree::TreeError;
+use crate::tree::{TreeError, EMPTY_BLOB};
 use std::io::Read;
 
 const MAGIC: &[u8; 11] = b"TROVETREE2\n";
@@ -237,6 +237,11 @@ fn read_fixed(r: &mut impl Read) -> Result<Fixed, TreeError> {
     if !kind.is_blob() && size != 0 {
         return Err(bad("a directory or submodule with a size"));
     }
+    // One blob is empty, and it has one id: an entry that says otherwise
+    // lies (the kernel would show the file empty without asking).
+    if matches!(kind, Kind::File | Kind::Executable) && size == 0 && conv.is_none() && oid != EMPTY_BLOB {
+        return Err(bad("a file of 0 bytes names a blob that is not the empty blob"));
+    }
     if kind == Kind::Symlink && size > TREE_PATH_MAX_BYTES as u64 {
         return Err(bad("a symlink target longer than PATH_MAX"));
     }
@@ -416,6 +421,7 @@ mod tests {
             ("twice", vec![e(Kind::File, b"a", 1), e(Kind::File, b"a", 1)]),
             ("absolute", vec![e(Kind::File, b"/etc", 1)]),
             ("nul", vec![e(Kind::File, b"a\0b", 1)]),
+            ("an empty file naming another blob", vec![e(Kind::File, b"f", 0)]),
             ("a link past PATH_MAX", vec![e(Kind::Symlink, b"l", 4097)]),
             ("converted link", vec![Entry { checkout: Some(Box::new(converted(2, 1))), ..e(Kind::Symlink, b"l", 1) }]),
             (

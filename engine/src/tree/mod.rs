@@ -43,6 +43,12 @@ pub enum TreeError {
     Sha256,
 }
 
+/// The id of the empty blob (`git hash-object /dev/null`).
+pub const EMPTY_BLOB: [u8; 20] = [
+    0xe6, 0x9d, 0xe2, 0x9b, 0xb2, 0xd1, 0xd6, 0x43, 0x4b, 0x8b, 0x29, 0xae, 0x77, 0x5a, 0xd8, 0xc2, 0xe4, 0x8c, 0x53,
+    0x91,
+];
+
 /// 40 hex digits to an object id, or None.
 pub fn parse_oid(hex: &str) -> Option<[u8; 20]> {
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {

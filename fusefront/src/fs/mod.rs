@@ -30,13 +30,13 @@ mod state;
 pub use state::{FsOptions, Job, MountCounters};
 
 use crate::gate::Gate;
-use crate::handles::{Handles, Open};
+use crate::handles::{Handles, InodeFiles, Open};
 use crate::limits::*;
 use fuser::*;
-use state::{kind_of, libc_trunc, Shared, EMPTY_BLOB};
+use opens::pread_reply;
+use state::{kind_of, libc_trunc, Shared};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use trove_engine::hydrate::{Converter, HydrateError, Hydrator};
@@ -60,6 +60,7 @@ impl TroveFs {
             hydrator,
             converter: Converter::default(),
             handles: Handles::default(),
+            inode_files: InodeFiles::new(inode_files_max()),
             completions,
             counters,
             options,
@@ -69,6 +70,14 @@ impl TroveFs {
         };
         Self { shared: Arc::new(shared) }
     }
+}
+
+/// Files the daemon may keep open for reads without a FUSE open: the
+/// bound, or half the descriptors it may open, whichever is fewer.
+fn inode_files_max() -> usize {
+    use rustix::process::{getrlimit, Resource};
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    INODE_FILES_MAX.min(usize::try_from(soft / 2).unwrap_or(usize::MAX))
 }
 
 macro_rules! ready {
@@ -97,11 +106,13 @@ impl Filesystem for TroveFs {
             | InitFlags::FUSE_PARALLEL_DIROPS;
         let _ = config.add_capabilities(want & config.capabilities());
         let mut passthrough = false;
-        if self.shared.options.passthrough && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH) {
+        let wants_passthrough = self.shared.options.passthrough && !self.shared.options.kernel_opens;
+        if wants_passthrough && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH) {
             passthrough =
                 config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
         }
         self.shared.counters.passthrough.store(passthrough, Ordering::Relaxed);
+        self.shared.counters.kernel_opens.store(self.shared.options.kernel_opens, Ordering::Relaxed);
         let _ = config.set_max_readahead(READ_MAX_BYTES);
         Ok(())
     }
@@ -170,17 +181,13 @@ impl Filesystem for TroveFs {
             Kind::Symlink => return reply.error(Errno::ELOOP),
             Kind::File | Kind::Executable => {}
         }
+        if s.options.kernel_opens {
+            // From now on the kernel opens files itself, keeps their page
+            // cache across opens and sends only reads (`read_inode`).
+            return reply.error(Errno::ENOSYS);
+        }
         if n.size == 0 {
-            // One blob is empty, and it has one id: an index that says
-            // otherwise lies, and is not believed (no bytes at all are
-            // still bytes served).
-            if n.oid != EMPTY_BLOB {
-                s.counters.error(format!(
-                    "the tree index says a file is empty but names blob {}, which is not the empty blob",
-                    trove_engine::tree::oid_hex(&n.oid)
-                ));
-                return reply.error(Errno::EIO);
-            }
+            // The empty blob (the index decoder refused any other id).
             let fh = s.handles.insert(Open::Empty);
             return reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
         }
@@ -225,7 +232,7 @@ impl Filesystem for TroveFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -233,22 +240,15 @@ impl Filesystem for TroveFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        if fh.0 == 0 {
+            return self.shared.read_inode(ino.0, offset, size, reply);
+        }
         let file = match self.shared.handles.served(fh.0) {
             None => return reply.error(Errno::EBADF),
             Some(Err(())) => return reply.data(&[]),
             Some(Ok(f)) => f,
         };
-        let mut buf = vec![0u8; size.min(READ_MAX_BYTES) as usize];
-        let mut got = 0;
-        while got < buf.len() {
-            match file.read_at(&mut buf[got..], offset + got as u64) {
-                Ok(0) => break,
-                Ok(k) => got += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return reply.error(Errno::EIO),
-            }
-        }
-        reply.data(&buf[..got]);
+        pread_reply(&file, offset, size, reply);
     }
 
     fn release(

@@ -13,7 +13,69 @@ use std::sync::Arc;
 use trove_engine::hydrate::{HydrateError, Oid, Priority, Want};
 use trove_engine::tree::index::Kind;
 
+/// Answers a read of `size` bytes at `offset` from `file` (short at EOF).
+pub(super) fn pread_reply(file: &std::fs::File, offset: u64, size: u32, reply: ReplyData) {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size.min(READ_MAX_BYTES) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return reply.error(Errno::EIO),
+        }
+    }
+    reply.data(&buf[..got]);
+}
+
 impl Shared {
+    /// A read that came without a FUSE open (the kernel opens files
+    /// itself): answered from the inode's local file, which is opened once
+    /// and kept; a file not yet local is hydrated first (off this thread)
+    /// and its directory's small files queued for prefetch, as a first
+    /// open does on the other path.
+    pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: ReplyData) {
+        if let Some(file) = self.inode_files.get(ino) {
+            return pread_reply(&file, offset, size, reply);
+        }
+        let t = match self.table() {
+            Ok(t) => t,
+            Err(e) => return reply.error(e),
+        };
+        let Some(n) = t.node(ino) else { return reply.error(Errno::ENOENT) };
+        if !matches!(n.kind, Kind::File | Kind::Executable) {
+            return reply.error(Errno::EISDIR);
+        }
+        if n.size == 0 {
+            return reply.data(&[]);
+        }
+        match self.hydrator.open_local(&n.oid) {
+            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file), offset, size, reply),
+            Ok(None) => {
+                // The kernel retries a failed readahead page by page: each
+                // retry of a fetch that just failed fails at once, or one
+                // read(2) would wait out the fetch deadline many times.
+                if self.inode_files.failed_recently(ino) {
+                    return reply.error(Errno::EIO);
+                }
+                self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
+                    Ok(f) => pread_reply(&s.inode_files.insert(ino, f), offset, size, reply),
+                    Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
+                    Err(_) => {
+                        s.inode_files.failed(ino);
+                        reply.error(Errno::EIO)
+                    }
+                });
+                self.prefetch(t, u64::from(n.parent) + 1);
+            }
+            Err(e) => {
+                self.counters.error(format!("{}: {e}", Shared::path(t, ino)));
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
     /// Replies to an open of inode `ino` with a local blob's file:
     /// passthrough if the kernel takes it, else served by `read`.
     pub(super) fn reply_open(&self, ino: u64, file: std::fs::File, reply: ReplyOpen) {

@@ -4,7 +4,7 @@
 //! fetches a blob.
 
 use crate::gate::Gate;
-use crate::handles::Handles;
+use crate::handles::{Handles, InodeFiles};
 use crate::table::{Node, Table};
 use fuser::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,9 +25,23 @@ pub struct MountCounters {
     /// The node's recoveries (`NodeHealth::recoveries`) the record has
     /// seen: a new one clears `last_error`.
     pub recoveries_seen: AtomicU64,
+    /// Whether reads take the kernel path (no FUSE opens); else
+    /// `passthrough` says whether opens get a backing file.
+    pub kernel_opens: AtomicBool,
 }
 
 impl MountCounters {
+    /// The read path in effect, as `trove mounts` shows it.
+    pub fn read_path(&self) -> String {
+        if self.kernel_opens.load(Ordering::Relaxed) {
+            "kernel".into()
+        } else if self.passthrough.load(Ordering::Relaxed) {
+            "passthrough".into()
+        } else {
+            "daemon".into()
+        }
+    }
+
     pub(super) fn error(&self, what: String) {
         tracing::warn!("{what}");
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -42,6 +56,11 @@ pub struct FsOptions {
     pub data_dir: std::path::PathBuf,
     /// Ask the kernel for passthrough (it may still refuse).
     pub passthrough: bool,
+    /// Let the kernel open files itself (FUSE open answered ENOSYS): an
+    /// open costs no round trip and the page cache lives across opens;
+    /// reads of pages it lacks come to the daemon. Passthrough needs an
+    /// open, so this and passthrough exclude each other.
+    pub kernel_opens: bool,
 }
 
 pub(super) struct Shared {
@@ -49,6 +68,8 @@ pub(super) struct Shared {
     pub(super) hydrator: Arc<Hydrator>,
     pub(super) converter: Converter,
     pub(super) handles: Handles,
+    /// Files of inodes read without a FUSE open.
+    pub(super) inode_files: InodeFiles,
     pub(super) completions: crossbeam_channel::Sender<Job>,
     pub(super) counters: Arc<MountCounters>,
     pub(super) options: FsOptions,
@@ -150,12 +171,6 @@ pub(super) fn kind_of(node: &Node) -> FileType {
         Kind::File | Kind::Executable => FileType::RegularFile,
     }
 }
-
-/// The id of the empty blob (`git hash-object /dev/null`).
-pub(super) const EMPTY_BLOB: [u8; 20] = [
-    0xe6, 0x9d, 0xe2, 0x9b, 0xb2, 0xd1, 0xd6, 0x43, 0x4b, 0x8b, 0x29, 0xae, 0x77, 0x5a, 0xd8, 0xc2, 0xe4, 0x8c, 0x53,
-    0x91,
-];
 
 pub(super) fn libc_trunc() -> i32 {
     rustix::fs::OFlags::TRUNC.bits() as i32
