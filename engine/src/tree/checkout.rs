@@ -222,9 +222,8 @@ fn expand_ident(src: &[u8], oid: &[u8; 20]) -> Option<Vec<u8>> {
     let id = format!("Id: {} $", super::oid_hex(oid));
     let mut out = Vec::with_capacity(src.len() + 64);
     let mut rest = src;
-    loop {
-        // Step 1: to the next '$', which is kept.
-        let Some(d) = rest.iter().position(|&b| b == b'$') else { break };
+    // Step 1: to the next '$', which is kept.
+    while let Some(d) = rest.iter().position(|&b| b == b'$') {
         out.extend_from_slice(&rest[..=d]);
         rest = &rest[d + 1..];
         // Step 2: "Id$" or "Id:...$"?
