@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub blocking_threads: usize,
     /// The git face: upstreams, fetch cadence, upload-pack admission.
     pub repo: crate::repo::RepoConfig,
+    /// What this process is to a user ("node", "mount"): the data dir's
+    /// lock records it, so a second process is told who holds the dir.
+    pub role: &'static str,
 }
 
 impl Default for NodeConfig {
@@ -56,6 +59,7 @@ impl Default for NodeConfig {
             remote: None,
             spin_before_park: Duration::ZERO,
             blocking_threads: 1,
+            role: "node",
         }
     }
 }

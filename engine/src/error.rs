@@ -28,9 +28,10 @@ pub enum EngineError {
     #[error("shard {shard} is shutting down or gone; retry on another node")]
     ShardGone { shard: u16 },
     #[error(
-        "data dir {dir} is in use by another trove node (pid {holder}); stop it, or give this node its own --data-dir"
+        "data dir {dir} is in use by a trove {holder_role} (pid {holder}); stop it, or give this {role} its own \
+         --data-dir"
     )]
-    DataDirInUse { dir: PathBuf, holder: String },
+    DataDirInUse { dir: PathBuf, holder: String, holder_role: &'static str, role: &'static str },
 }
 
 impl EngineError {

@@ -47,6 +47,7 @@ pub(crate) fn start_engine(
         memory_cache_bytes: 0,
         io_memory_bytes: 8 << 20,
         blocking_threads: crate::limits::LANDING_THREADS,
+        role: "mount",
         ..Default::default()
     };
     let (tx, rx) = futures_channel::oneshot::channel::<OwnerEnd>();

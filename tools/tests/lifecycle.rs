@@ -253,7 +253,7 @@ fn a_second_node_on_a_data_dir_in_use_refuses_to_start() {
     wait_until("the upload to land in tmp/", Duration::from_secs(10), || tmp_files(&data, 0) > 0);
 
     let err = refused_second_node(&format!("127.0.0.1:{}", free_port()), &data);
-    assert!(err.contains("in use by another trove node") && err.contains(&first.pid().to_string()), "{err}");
+    assert!(err.contains("in use by a trove node") && err.contains(&first.pid().to_string()), "{err}");
 
     upload.write_all(&body[100_000..]).expect("second half");
     let mut reply = [0u8; 12];

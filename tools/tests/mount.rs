@@ -437,6 +437,16 @@ fn mount_failures_exit_with_their_documented_codes() {
     std::fs::write(busy.join("mnt/file"), b"x").expect("write");
     let (code, log) = Mount::fail(&busy, &node.url, REPO, &[]);
     assert_eq!(code, Some(8), "non-empty mountpoint: {log}");
+    // A data dir another mount holds: that mount is named, as a mount.
+    let first = Mount::start(&dir.path().join("g"), &node.url, REPO, &[]);
+    let second = dir.path().join("h");
+    std::fs::create_dir_all(&second).expect("mkdir");
+    std::os::unix::fs::symlink(&first.data_dir, second.join("mount-data")).expect("symlink");
+    let (code, log) = Mount::fail(&second, &node.url, REPO, &[]);
+    assert_eq!(code, Some(8), "a data dir in use: {log}");
+    assert!(log.contains(&format!("in use by a trove mount (pid {})", first.pid())), "{log}");
+    assert!(log.contains("give this mount its own --data-dir"), "{log}");
+    drop(first);
     // The node's JSON error is shown as its sentence.
     let (code, log) = Mount::fail(&dir.path().join("f"), &node.url, "elsewhere.test/org/repo", &[]);
     assert!(log.contains("is not served by this node"), "the node's sentence: {log}");

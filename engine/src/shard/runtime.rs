@@ -99,7 +99,7 @@ pub fn open_node(
     // of a mirror), and a relative --data-dir would name nothing there.
     config.data_dir = dir.canonicalize().map_err(|e| EngineError::io("resolving data dir", &dir, e))?;
     // Before anything in the dir is touched: prepare wipes tmp/.
-    let lock = crate::store::lock::lock_data_dir(&config.data_dir)?;
+    let lock = crate::store::lock::lock_data_dir(&config.data_dir, config.role)?;
     on_locked(&config.data_dir);
     let layout = Layout::new(config.data_dir.clone());
     recover::prepare(&layout, nr)?;
