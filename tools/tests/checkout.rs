@@ -6,9 +6,8 @@
 
 use crate::git::{git, node_for, repo_url, Upstream};
 use crate::harness::*;
-use crate::mount::{blobs_served, checkout, mirror_objects, sh, REPO};
+use crate::mount::{assert_same_tree, blobs_served, checkout, mirror_objects, sh, REPO};
 use std::os::unix::fs::MetadataExt;
-use std::process::Command;
 
 /// A commit whose `.gitattributes` ask for each conversion git knows, on
 /// files whose bytes make each rule matter.
@@ -92,18 +91,7 @@ fn a_mount_equals_git_checkout_under_line_ending_and_ident_attributes_and_runs_n
         let before = blobs_served(&node);
         assert_eq!(metadata(&m.dir), want_meta, "names, sizes, modes, types and link targets");
         assert_eq!(blobs_served(&node), before, "metadata fetched no blob");
-        let diff = Command::new("diff")
-            .args(["-r", "--no-dereference", "--exclude=.git"])
-            .arg(&m.dir)
-            .arg(&want)
-            .output()
-            .expect("diff");
-        assert!(
-            diff.status.success(),
-            "the mount differs from git checkout: {}{}",
-            String::from_utf8_lossy(&diff.stdout),
-            String::from_utf8_lossy(&diff.stderr)
-        );
+        assert_same_tree(&m.dir, &want);
         // A second read of a converted file comes from the local copy.
         assert_eq!(std::fs::read(m.path("a.both")).expect("read"), std::fs::read(want.join("a.both")).expect("read"));
         assert!(!marker.exists(), "a filter driver ran");

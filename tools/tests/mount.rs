@@ -40,6 +40,23 @@ pub(crate) fn checkout(base: &Path, up: &Upstream, commit: &str) -> std::path::P
     dir
 }
 
+/// `diff -r` of the mount and git's checkout finds nothing (links not
+/// followed, `.git` left out).
+pub(crate) fn assert_same_tree(mount: &Path, checkout: &Path) {
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference", "--exclude=.git"])
+        .arg(mount)
+        .arg(checkout)
+        .output()
+        .expect("diff");
+    assert!(
+        diff.status.success(),
+        "the mount differs from git checkout: {}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+}
+
 /// The bytes and name of a file of `len` distinct bytes.
 fn content(seed: u64, len: usize) -> Vec<u8> {
     trove_bench::node::bytes(seed, len)
@@ -72,18 +89,7 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
         assert_eq!(std::fs::read_link(m.path("link")).expect("readlink"), Path::new("src/main.rs"));
 
         // The whole tree, byte for byte, names that are not UTF-8 included.
-        let diff = Command::new("diff")
-            .args(["-r", "--no-dereference", "--exclude=.git"])
-            .arg(&m.dir)
-            .arg(&want)
-            .output()
-            .expect("diff");
-        assert!(
-            diff.status.success(),
-            "diff -r: {}{}",
-            String::from_utf8_lossy(&diff.stdout),
-            String::from_utf8_lossy(&diff.stderr)
-        );
+        assert_same_tree(&m.dir, &want);
         assert!(blobs_served(&node) > before);
 
         // Reads at and past EOF see EOF, on either read path.
