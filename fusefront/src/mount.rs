@@ -142,6 +142,10 @@ pub fn run(
     MountRecord::remove_failed(&mountpoint);
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
+    // Absolute from here on: `trove mounts` shows it to other directories.
+    let mut options = options;
+    options.data_dir = std::fs::canonicalize(&options.data_dir)
+        .map_err(|e| MountError::DataDir(format!("resolving {}: {e}", options.data_dir.display())))?;
     // The engine first: it locks the data dir, so no other mount's blobs
     // (landing in its tmp/) are touched below.
     let (engine, to_owner) =

@@ -77,9 +77,10 @@ pub fn repo_error(e: RepoError) -> ApiError {
     match e {
         RepoError::BadName(_) => ApiError::bad_request("invalid_repo", msg),
         RepoError::HostNotAllowed(_) => ApiError::new(StatusCode::FORBIDDEN, "host_not_allowed", msg),
-        RepoError::UpstreamNotFound(_) | RepoError::NoCommits(_) | RepoError::UnknownCommit(_) => {
-            ApiError::not_found(msg)
-        }
+        RepoError::UpstreamNotFound(_)
+        | RepoError::NoCommits(_)
+        | RepoError::UnknownCommit(_)
+        | RepoError::NotACommit { .. } => ApiError::not_found(msg),
         RepoError::Timeout(..) | RepoError::Stalled(..) => {
             ApiError::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", msg)
         }

@@ -436,6 +436,10 @@ fn mount_failures_exit_with_their_documented_codes() {
     assert!(failed["reason"].as_str().is_some_and(|r| r.contains("unreachable")), "{failed}");
     let (code, log) = Mount::fail(&dir.path().join("b"), &node.url, REPO, &["--commit", &"0".repeat(40)]);
     assert_eq!(code, Some(3), "unknown commit: {log}");
+    let tree = git(&up.work, &["rev-parse", "HEAD^{tree}"]);
+    let (code, log) = Mount::fail(&dir.path().join("b2"), &node.url, REPO, &["--commit", &tree]);
+    assert_eq!(code, Some(3), "a tree's id: {log}");
+    assert!(log.contains(&format!("{tree} names a tree, not a commit")), "{log}");
     let (code, log) = Mount::fail(&dir.path().join("c"), &node.url, REPO, &["--commit", "nothex"]);
     assert_eq!(code, Some(2), "bad --commit: {log}");
     let busy = dir.path().join("d");
@@ -960,4 +964,41 @@ fn seeks_and_extended_attributes_are_answered_and_never_logged_as_missing() {
         let log = m.log_text();
         assert!(!log.contains("Not Implemented"), "the mount logged an operation it does not answer: {log}");
     }
+}
+
+#[test]
+fn trove_mounts_shows_absolute_paths_whatever_the_mount_was_given() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    std::fs::create_dir_all(dir.path().join("mnt")).expect("mkdir");
+    let run_dir = dir.path().join("run");
+    let child = Command::new(trove_bin())
+        .args(["mount", REPO, "mnt", "--node", &node.url, "--data-dir", "rel-data"])
+        .current_dir(dir.path())
+        .env("TROVE_RUN_DIR", &run_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn trove mount");
+    /// Stops the mount and unmounts, also when the test fails.
+    struct Stop(std::process::Child, std::path::PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+            let _ = self.0.wait();
+            let _ = UnmountOnDrop(self.1.clone());
+        }
+    }
+    let mut stop = Stop(child, dir.path().join("mnt"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stop.0.stdout.take().expect("stdout")), &mut line)
+        .expect("read");
+    assert!(line.starts_with("ready:"), "{line}");
+    let out =
+        Command::new(trove_bin()).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &run_dir).output().expect("mounts");
+    let recs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let abs = std::fs::canonicalize(dir.path()).expect("canonical");
+    assert_eq!(recs[0]["mountpoint"], abs.join("mnt").to_str().expect("utf8"), "{recs}");
+    assert_eq!(recs[0]["data_dir"], abs.join("rel-data").to_str().expect("utf8"), "{recs}");
 }

@@ -133,7 +133,14 @@ impl TreeIndexes {
         let wanted = [format!("{commit}^{{commit}}")];
         let found = self.mirrors.resolve_fetching(key, auth, &mirror, &wanted).await?;
         if found.ids.first().is_none_or(Option::is_none) {
-            return Err(RepoError::UnknownCommit(commit.to_owned()));
+            // A tree or a blob has no commit to peel to: say which it is.
+            let probes = [format!("{commit}^{{object}}"), format!("{commit}^{{tree}}")];
+            let kinds = crate::repo::plumbing::resolve(&mirror, &probes).await.unwrap_or_default();
+            return Err(match (kinds.first().cloned().flatten(), kinds.get(1).cloned().flatten()) {
+                (Some(_), Some(_)) => RepoError::NotACommit { id: commit.to_owned(), kind: "tree" },
+                (Some(_), None) => RepoError::NotACommit { id: commit.to_owned(), kind: "blob" },
+                _ => RepoError::UnknownCommit(commit.to_owned()),
+            });
         }
         let made = off_shard("trove-tree", move || crate::tree::walk::index_commit(&mirror, &oid)).await;
         let bytes = made.map_err(|e| RepoError::Io(e.to_string()))?.map_err(tree_error)?;

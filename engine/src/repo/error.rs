@@ -39,6 +39,8 @@ pub enum RepoError {
     NoCommits(String),
     #[error("commit {0} is not in the mirror (nor upstream after a fetch)")]
     UnknownCommit(String),
+    #[error("{id} names a {kind}, not a commit; give a commit id (`git rev-parse REF^{{commit}}` prints one)")]
+    NotACommit { id: String, kind: &'static str },
     #[error("{0}")]
     Unsupported(String),
     #[error(
