@@ -1002,3 +1002,28 @@ fn trove_mounts_shows_absolute_paths_whatever_the_mount_was_given() {
     assert_eq!(recs[0]["mountpoint"], abs.join("mnt").to_str().expect("utf8"), "{recs}");
     assert_eq!(recs[0]["data_dir"], abs.join("rel-data").to_str().expect("utf8"), "{recs}");
 }
+
+#[test]
+fn a_serial_walk_of_a_large_directory_is_fetched_ahead_in_few_requests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    // 600 files whose sizes do not follow their names: a prefetch by size
+    // would fetch the walker's next file last.
+    let d = up.work.join("many");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    for i in 0..600u64 {
+        std::fs::write(d.join(format!("f{i:03}")), content(i, 100 + ((i * 7919) % 600) as usize)).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "a large directory"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    let before = blob_requests(&node);
+    // grep -r's way: one reader, name order, one file after the other.
+    let out = sh(&m.dir, "grep -r -c zq9xj7wv4 many > /dev/null; echo $?");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "grep read every file and matched none");
+    let requests = blob_requests(&node) - before;
+    // A request per file (600) when prefetch ran behind the walker.
+    assert!(requests <= 60, "600 files read in order took {requests} requests");
+}

@@ -207,7 +207,7 @@ impl Filesystem for TroveFs {
                 });
                 // Its siblings are likely next (a build, a grep): they
                 // follow in one batch, behind this read.
-                s.prefetch(t, u64::from(n.parent) + 1);
+                s.prefetch(t, u64::from(n.parent) + 1, ino);
             }
             Err(e) => {
                 s.counters.error(format!("{}: {e}", Shared::path(t, ino)));

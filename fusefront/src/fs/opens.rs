@@ -10,7 +10,7 @@ use crate::table::Table;
 use fuser::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use trove_engine::hydrate::{HydrateError, Oid, Priority, Want};
+use trove_engine::hydrate::{HydrateError, Priority, Want};
 use trove_engine::tree::index::Kind;
 
 /// Answers a read of `size` bytes at `offset` from `file` (short at EOF).
@@ -67,7 +67,7 @@ impl Shared {
                         reply.error(Errno::EIO)
                     }
                 });
-                self.prefetch(t, u64::from(n.parent) + 1);
+                self.prefetch(t, u64::from(n.parent) + 1, ino);
             }
             Err(e) => {
                 self.counters.error(format!("{}: {e}", Shared::path(t, ino)));
@@ -148,28 +148,38 @@ impl Shared {
         self.hydrator.want(Want { oid: blob, size: blob_size, priority: Priority::Read, done: Some(Box::new(done)) });
     }
 
-    /// Queues the small files of directory `ino` that are not local, the
-    /// first time one of its files is fetched (never on a listing).
-    pub(super) fn prefetch(&self, table: &Table, ino: u64) {
+    /// Queues the small files of directory `ino` that are not local and
+    /// come after `read` in name order (the order `grep -r`, rg and a
+    /// build walk a directory), up to PREFETCH_FILES_PER_DIR, so that the
+    /// prefetches a read batch carries are the files read next. Called on
+    /// each fetch of a file (never on a listing); it queues again only
+    /// once a read comes near the end of what was queued.
+    pub(super) fn prefetch(&self, table: &Table, ino: u64, read: u64) {
         if !self.options.prefetch {
             return;
         }
         let Some(node) = table.node(ino) else { return };
-        if !self.prefetched.lock().unwrap_or_else(|p| p.into_inner()).insert(ino) {
-            return;
+        let children: Vec<u64> = table.children(node).collect();
+        let at = children.iter().position(|&i| i == read).map_or(0, |p| p + 1);
+        let end = (at + PREFETCH_FILES_PER_DIR).min(children.len());
+        {
+            let mut queued = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+            let until = queued.entry(ino).or_insert(0);
+            if at + PREFETCH_FILES_PER_DIR / 4 < *until {
+                return;
+            }
+            *until = end;
         }
         let store = self.hydrator.store();
         // A converted file's blob is what is fetched; it is converted on
-        // its first open.
-        let mut files: Vec<(Oid, u64)> = table
-            .children(node)
-            .filter_map(|i| Some((table.node(i)?, table.checkout(i))))
+        // its first read.
+        let files = children[at..end]
+            .iter()
+            .filter_map(|&i| Some((table.node(i)?, table.checkout(i))))
             .filter(|(n, _)| matches!(n.kind, Kind::File | Kind::Executable))
             .filter(|(n, _)| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
-            .map(|(n, c)| c.map_or((n.oid, n.size), |c| (c.blob, c.blob_size)))
-            .collect();
-        files.sort_by_key(|&(_, size)| size);
-        for (oid, size) in files.into_iter().take(PREFETCH_FILES_PER_DIR) {
+            .map(|(n, c)| c.map_or((n.oid, n.size), |c| (c.blob, c.blob_size)));
+        for (oid, size) in files {
             self.hydrator.want(Want { oid, size, priority: Priority::Prefetch, done: None });
         }
     }

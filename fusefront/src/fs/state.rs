@@ -73,8 +73,9 @@ pub(super) struct Shared {
     pub(super) completions: crossbeam_channel::Sender<Job>,
     pub(super) counters: Arc<MountCounters>,
     pub(super) options: FsOptions,
-    /// Directories whose files were queued for prefetch (once each).
-    pub(super) prefetched: Mutex<std::collections::HashSet<u64>>,
+    /// Per directory, the position (in name order) up to which its files
+    /// were queued for prefetch.
+    pub(super) prefetched: Mutex<std::collections::HashMap<u64, usize>>,
     pub(super) uid: u32,
     pub(super) gid: u32,
 }
