@@ -1027,3 +1027,18 @@ fn a_serial_walk_of_a_large_directory_is_fetched_ahead_in_few_requests() {
     // A request per file (600) when prefetch ran behind the walker.
     assert!(requests <= 60, "600 files read in order took {requests} requests");
 }
+
+#[test]
+fn a_repo_the_upstream_lacks_exits_3_over_file_and_git_daemon() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let port = free_port();
+    let _daemon = crate::git::daemon(&up.root, port);
+    let over_file = node_for(dir.path(), &up, &[]);
+    let upstream = format!("example.test=git://127.0.0.1:{port}");
+    let over_daemon = Node::start(&dir.path().join("data-daemon"), &["--upstream", upstream.as_str()]);
+    for (i, node) in [&over_file, &over_daemon].into_iter().enumerate() {
+        let (code, log) = Mount::fail(&dir.path().join(format!("m{i}")), &node.url, "example.test/org/nope", &[]);
+        assert_eq!(code, Some(3), "no such repo upstream ({}): {log}", ["file://", "git://"][i]);
+    }
+}

@@ -120,7 +120,13 @@ pub fn upstream_error(key: &RepoKey, what: &str, stderr: &str, no_progress: Dura
     if let Some(status) = crate::repo::git::redirect_status(stderr) {
         return RepoError::Redirected { key: key.canonical(), what: what.to_owned(), status };
     }
-    if s.contains("not found") || s.contains("does not appear to be a git repository") || s.contains("does not exist") {
+    // http(s) and ssh hosts say "not found"; file:// "does not appear to be
+    // a git repository" or "does not exist"; git daemon "not exported".
+    if s.contains("not found")
+        || s.contains("does not appear to be a git repository")
+        || s.contains("does not exist")
+        || s.contains("repository not exported")
+    {
         return RepoError::UpstreamNotFound(key.canonical());
     }
     if s.contains("authentication failed") || s.contains("could not read username") {
