@@ -194,6 +194,17 @@ pub fn umount(args: UmountArgs) -> Result<()> {
     let given = absolute(&args.mountpoint);
     let records = status::list();
     let live = records.iter().find(|r| r.mountpoint == given && r.state != "dead" && r.state != "failed").cloned();
+    // Who uses the mount now: the kernel then detaches it lazily (it goes
+    // once they let go), which the user should hear, with their names.
+    let holders = holders(&given);
+    let how = if holders.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " lazily: it is busy (used by {}); it goes once they close their files and leave it",
+            holders.join(", ")
+        )
+    };
     if let Some(rec) = live {
         let pid =
             rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(|| fail(1, "a mount record without a pid"))?;
@@ -206,7 +217,7 @@ pub fn umount(args: UmountArgs) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        println!("unmounted {}", given.display());
+        println!("unmounted {}{how}", given.display());
         return Ok(());
     }
     match rustix::mount::unmount(&given, rustix::mount::UnmountFlags::DETACH) {
@@ -214,7 +225,7 @@ pub fn umount(args: UmountArgs) -> Result<()> {
             for r in status::list().into_iter().filter(|r| r.mountpoint == given) {
                 MountRecord::remove(r.pid);
             }
-            println!("unmounted {}", given.display());
+            println!("unmounted {}{how}", given.display());
             Ok(())
         }
         Err(rustix::io::Errno::INVAL) => {
@@ -230,6 +241,32 @@ pub fn umount(args: UmountArgs) -> Result<()> {
         }
         Err(e) => Err(fail(1, format!("unmounting {}: {e}", given.display()))),
     }
+}
+
+/// Processes with a file open, or their working directory, under `dir`,
+/// as "pid 123 (cat)", from /proc (links are read, never followed: a dead
+/// mount is not touched). Those this user may not inspect are missed.
+fn holders(dir: &Path) -> Vec<String> {
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let under = |link: PathBuf| std::fs::read_link(link).is_ok_and(|t| t.starts_with(dir));
+        let fds = std::fs::read_dir(p.path().join("fd")).into_iter().flatten().flatten();
+        if under(p.path().join("cwd")) || fds.into_iter().any(|fd| under(fd.path())) {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            out.push(format!("pid {pid} ({})", comm.trim()));
+        }
+        if out.len() == 8 {
+            out.push("more".into());
+            break;
+        }
+    }
+    out
 }
 
 /// `path` made absolute without touching it (a dead mount cannot be stat'd).

@@ -1042,3 +1042,21 @@ fn a_repo_the_upstream_lacks_exits_3_over_file_and_git_daemon() {
         assert_eq!(code, Some(3), "no such repo upstream ({}): {log}", ["file://", "git://"][i]);
     }
 }
+
+#[test]
+fn umount_of_a_busy_mount_says_it_detached_lazily_and_who_holds_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (up, _) = crate::tree::rich_upstream(dir.path());
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &[]);
+    let held = std::fs::File::open(m.path("src/main.rs")).expect("open");
+    let mut sleeper = Command::new("sleep").arg("600").current_dir(m.path("src")).spawn().expect("sleep");
+    let (code, out) = m.umount();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    drop(held);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("lazily: it is busy"), "{out}");
+    assert!(out.contains(&format!("pid {} (sleep)", sleeper.id())), "the holder is named: {out}");
+    assert!(!is_mounted(&m.dir), "detached");
+}
