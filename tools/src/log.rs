@@ -1,5 +1,5 @@
 //! Logging for the binary: `tracing` to stderr, filtered by `RUST_LOG`, else
-//! `--log` / `TROVE_LOG`, with one known-harmless message of glommio's
+//! `--log` / `TROVE_LOG`, with two known-harmless messages of glommio's
 //! taken out.
 //!
 //! glommio probes every device for io_uring polled I/O (IOPOLL) when a
@@ -8,6 +8,11 @@
 //! Nothing is wrong: it falls back to interrupt-driven I/O. A user reads
 //! ERROR as broken, so [`IopollNotice`] drops exactly that message and
 //! `trove serve` says once, at INFO, what it meant ([`say_iopoll_once`]).
+//!
+//! Run as a user other than root, glommio cannot register its I/O buffers
+//! with io_uring (they count against RLIMIT_MEMLOCK, 8 MiB here) and warns
+//! that it skips them, once per shard. Nothing is wrong either: I/O uses
+//! unregistered buffers. That warning is dropped and said at DEBUG.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::field::{Field, Visit};
@@ -22,6 +27,8 @@ static IOPOLL_SAID: AtomicBool = AtomicBool::new(false);
 
 /// The words of glommio's message (glommio 0.9 `reactor.rs`).
 const IOPOLL_PROBE_MESSAGE: &str = "probing iopoll support";
+/// The words of glommio's buffer-registration warning (`sys/uring.rs`).
+const BUFFERS_MESSAGE: &str = "registering buffers";
 
 /// Drops glommio's failed-iopoll-probe event and remembers it was seen.
 struct IopollNotice;
@@ -44,15 +51,24 @@ impl<S> Filter<S> for IopollNotice {
     fn event_enabled(&self, event: &tracing::Event<'_>, _: &Context<'_, S>) -> bool {
         // glommio logs through the `log` crate: bridged events carry the
         // target `log` (the original is in the `log.target` field).
-        if !matches!(event.metadata().target(), "log" | "glommio::reactor") {
+        if !matches!(event.metadata().target(), "log" | "glommio::reactor" | "glommio::sys::uring") {
             return true;
         }
         let mut found = MessageHas(IOPOLL_PROBE_MESSAGE, false);
         event.record(&mut found);
         if found.1 {
             IOPOLL_PROBE_FAILED.store(true, Ordering::Release);
+            return false;
         }
-        !found.1
+        let mut buffers = MessageHas(BUFFERS_MESSAGE, false);
+        event.record(&mut buffers);
+        if buffers.1 {
+            tracing::debug!(
+                "io_uring buffers not registered (RLIMIT_MEMLOCK too small for this user); unregistered buffers are used"
+            );
+            return false;
+        }
+        true
     }
 }
 

@@ -1060,3 +1060,30 @@ fn umount_of_a_busy_mount_says_it_detached_lazily_and_who_holds_it() {
     assert!(out.contains(&format!("pid {} (sleep)", sleeper.id())), "the holder is named: {out}");
     assert!(!is_mounted(&m.dir), "detached");
 }
+
+#[test]
+fn a_mount_run_by_another_user_than_root_logs_no_io_library_warning() {
+    let dir = tempfile::tempdir().expect("tmp");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::fs::create_dir_all(dir.path().join("mnt")).expect("mkdir");
+    std::fs::set_permissions(dir.path().join("mnt"), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(trove_bin())
+        .args(["mount", REPO])
+        .arg(dir.path().join("mnt"))
+        .args(["--node", &nobody, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("TROVE_RUN_DIR", dir.path().join("run"))
+        .env("HOME", dir.path())
+        .output()
+        .expect("setpriv");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // It fails (no FUSE for this user, or no node); what it says is the point.
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("glommio") && !err.contains("WARN"), "no I/O library noise: {err}");
+    assert!(err.contains("trove:"), "the failure itself is said: {err}");
+    assert!(!is_mounted(&dir.path().join("mnt")));
+}
