@@ -57,11 +57,12 @@ pub struct MountArgs {
     /// and come back on their next open.
     #[arg(long, default_value = "8GiB", value_parser = trove_engine::units::parse_size)]
     pub cache_capacity: u64,
-    /// `dir`: listing a directory fetches its small files ahead (up to 256);
-    /// `off`: only what is opened is fetched.
+    /// `dir`: a file's first read also fetches the small files after it in
+    /// its directory (name order, 256 at a time, behind every read);
+    /// `off`: only what is read is fetched. Listings never fetch.
     #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
     pub prefetch: String,
-    /// How long an open waits on the node for each part of a fetch before it fails with EIO; the whole fetch must also arrive at 256 KiB/s on average.
+    /// How long a first read (or open) waits on the node for each part of a fetch before it fails with EIO; the whole fetch must also arrive at 256 KiB/s on average.
     #[arg(long, default_value = "10s", value_parser = trove_engine::units::parse_duration)]
     pub fetch_timeout: Duration,
     /// How long from the start the mount may take to get its tree index: operations that arrive earlier wait until then, and a node that has not sent the index by then (a node new to a large repo clones it first) fails the mount with exit 5; run it again once the node has the repo, or raise this.
