@@ -95,21 +95,25 @@ impl Handles {
     }
 }
 
-/// The open file of each inode read without a FUSE open, up to a bound;
-/// past it the table is emptied and refilled by the reads that follow (an
-/// fd is one open of a local file away).
+/// The open file of each inode read without a FUSE open, up to a count
+/// and a byte bound; past either the table is emptied and refilled by the
+/// reads that follow (an fd is one open of a local file away). The byte
+/// bound matters because a blob the cache evicts keeps its disk space while
+/// a descriptor holds it: what this table holds open counts at most that
+/// much past `--cache-capacity`.
 pub struct InodeFiles {
-    files: Mutex<HashMap<u64, Arc<File>>>,
+    files: Mutex<(HashMap<u64, Arc<File>>, u64)>,
     max: usize,
+    max_bytes: u64,
     /// Inodes whose fetch failed, and when (dropped after
     /// FAILED_READ_HOLD, or when the table passes `max`).
     failed: Mutex<HashMap<u64, std::time::Instant>>,
 }
 
 impl InodeFiles {
-    /// Up to `max` files open at once.
-    pub fn new(max: usize) -> InodeFiles {
-        InodeFiles { files: Mutex::default(), max: max.max(16), failed: Mutex::default() }
+    /// Up to `max` files, of `max_bytes` in all, open at once.
+    pub fn new(max: usize, max_bytes: u64) -> InodeFiles {
+        InodeFiles { files: Mutex::default(), max: max.max(16), max_bytes, failed: Mutex::default() }
     }
 
     /// Notes that `ino`'s fetch failed just now.
@@ -135,15 +139,57 @@ impl InodeFiles {
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<File>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).get(&ino).cloned()
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).0.get(&ino).cloned()
     }
 
-    pub fn insert(&self, ino: u64, file: File) -> Arc<File> {
+    /// Keeps `file` (of `len` bytes) as `ino`'s, or the one a racing read
+    /// kept first.
+    pub fn insert(&self, ino: u64, file: File, len: u64) -> Arc<File> {
         let file = Arc::new(file);
-        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        if files.len() >= self.max {
-            files.clear();
+        let mut guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (files, bytes) = &mut *guard;
+        if let Some(kept) = files.get(&ino) {
+            return kept.clone();
         }
-        files.entry(ino).or_insert(file).clone()
+        if files.len() >= self.max || *bytes + len > self.max_bytes {
+            files.clear();
+            *bytes = 0;
+        }
+        *bytes += len;
+        files.insert(ino, file.clone());
+        file
+    }
+
+    /// Files held now, and their bytes.
+    pub fn held(&self) -> (usize, u64) {
+        let guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        (guard.0.len(), guard.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> File {
+        tempfile::tempfile().expect("tmp")
+    }
+
+    #[test]
+    fn inode_files_stay_within_their_count_and_bytes() {
+        let t = InodeFiles::new(16, 1000);
+        for ino in 0..40 {
+            t.insert(ino, file(), 10);
+            let (n, bytes) = t.held();
+            assert!(n <= 16 && bytes <= 1000, "{n} files, {bytes} bytes");
+        }
+        let big = InodeFiles::new(16, 1000);
+        big.insert(1, file(), 600);
+        big.insert(2, file(), 600);
+        assert_eq!(big.held(), (1, 600), "the second would pass the bytes: the table starts over");
+        assert!(big.get(1).is_none() && big.get(2).is_some());
+        let first = big.insert(2, file(), 600);
+        assert!(Arc::ptr_eq(&first, &big.get(2).expect("kept")), "a racing insert gets the kept file");
+        assert_eq!(big.held(), (1, 600), "and is not counted twice");
     }
 }

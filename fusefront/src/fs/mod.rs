@@ -55,12 +55,15 @@ impl TroveFs {
         counters: Arc<MountCounters>,
         options: FsOptions,
     ) -> Self {
+        // What the inode files hold open may be evicted blobs: at most a
+        // quarter of the cache's capacity past it.
+        let inode_files = InodeFiles::new(inode_files_max(), hydrator.store().capacity_bytes() / 4);
         let shared = Shared {
             gate,
             hydrator,
             converter: Converter::default(),
             handles: Handles::default(),
-            inode_files: InodeFiles::new(inode_files_max()),
+            inode_files,
             completions,
             counters,
             options,

@@ -50,8 +50,9 @@ impl Shared {
         if n.size == 0 {
             return reply.data(&[]);
         }
+        let len = n.size;
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file), offset, size, reply),
+            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file, n.size), offset, size, reply),
             Ok(None) => {
                 // The kernel retries a failed readahead page by page: each
                 // retry of a fetch that just failed fails at once, or one
@@ -60,7 +61,7 @@ impl Shared {
                     return reply.error(Errno::EIO);
                 }
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
-                    Ok(f) => pread_reply(&s.inode_files.insert(ino, f), offset, size, reply),
+                    Ok(f) => pread_reply(&s.inode_files.insert(ino, f, len), offset, size, reply),
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
                     Err(_) => {
                         s.inode_files.failed(ino);
