@@ -1,7 +1,8 @@
 //! The readiness gate: FUSE operations that arrive before the inode table
 //! is built wait for it, until one deadline for the whole mount
-//! (`--ready-timeout` from the start), and get EIO with the reason once
-//! preparing failed or the deadline passed. Waiters do not queue behind
+//! (`--ready-timeout` from the start, or from the last progress the node
+//! reported of a clone: [`Gate::extend`]), and get EIO with the reason
+//! once preparing failed or the deadline passed. Waiters do not queue behind
 //! each other: eight operations on two FUSE threads used to wait the
 //! timeout each, in turn (10, 10, 20, 20... s). After it opens, passing it
 //! is one atomic load.
@@ -14,8 +15,9 @@ pub struct Gate {
     ready: OnceLock<Arc<Table>>,
     failed: Mutex<Option<String>>,
     changed: Condvar,
-    /// When waiting ends for every operation, ready or not.
-    deadline: Instant,
+    /// When waiting ends for every operation, ready or not (moved by
+    /// `extend` while the node makes progress).
+    deadline: Mutex<Instant>,
     /// What `deadline` was set from, for the reason.
     wait: Duration,
 }
@@ -27,14 +29,21 @@ impl Gate {
             ready: OnceLock::new(),
             failed: Mutex::new(None),
             changed: Condvar::new(),
-            deadline: Instant::now() + wait,
+            deadline: Mutex::new(Instant::now() + wait),
             wait,
         }
     }
 
     /// When waiting ends for every operation, ready or not.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node made progress: waiting ends `--ready-timeout` from now.
+    pub fn extend(&self) {
+        let _g = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        *self.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now() + self.wait;
+        self.changed.notify_all();
     }
 
     /// Opens the gate on `table`.
@@ -64,9 +73,12 @@ impl Gate {
             if let Some(reason) = failed.as_ref() {
                 return Err(reason.clone());
             }
-            let left = self.deadline.saturating_duration_since(Instant::now());
+            let left = self.deadline().saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let reason = format!("the tree index was not ready within {:?} (--ready-timeout)", self.wait);
+                let reason = format!(
+                    "the tree index was not ready within {:?} (--ready-timeout) of the last progress",
+                    self.wait
+                );
                 *failed = Some(reason.clone());
                 self.changed.notify_all();
                 return Err(reason);
@@ -110,5 +122,21 @@ mod tests {
         let t = Instant::now();
         assert!(gate.pass().is_err(), "later operations fail at once");
         assert!(t.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn progress_moves_the_deadline_for_every_waiter() {
+        let gate = Arc::new(Gate::new(Duration::from_millis(400)));
+        let g = gate.clone();
+        let started = Instant::now();
+        let waiter = std::thread::spawn(move || g.pass().map(|t| t.len()));
+        // Progress every 200 ms for a second: past the 400 ms from the start.
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(200));
+            gate.extend();
+        }
+        gate.open(Arc::new(Table::build(TreeIndex::empty([0; 20])).expect("empty tree")));
+        assert_eq!(waiter.join().expect("joined"), Ok(1), "held while progress came");
+        assert!(started.elapsed() >= Duration::from_millis(900));
     }
 }

@@ -24,5 +24,7 @@ pub mod gate;
 pub mod handles;
 pub mod limits;
 pub mod mount;
+pub mod options;
 pub mod status;
 pub mod table;
+mod tree_fetch;

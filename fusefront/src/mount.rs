@@ -17,107 +17,15 @@ use crate::fs::{FsOptions, Job, MountCounters, TroveFs};
 use crate::gate::Gate;
 use crate::limits::*;
 use crate::status::MountRecord;
-use crate::table::Table;
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use trove_engine::hydrate::blobstore::BlobStore;
 use trove_engine::hydrate::{HydrateConfig, Hydrator, NodeHealth};
-use trove_engine::Secret;
 
-/// Which commit to mount.
-#[derive(Debug, Clone)]
-pub enum Revision {
-    Ref(String),
-    Commit(String),
-}
+pub use crate::options::{MountError, MountOptions, ReadPath, Revision};
 
-/// Everything `trove mount` resolved from its flags.
-#[derive(Debug, Clone)]
-pub struct MountOptions {
-    /// `host/org/repo`.
-    pub repo: String,
-    pub mountpoint: PathBuf,
-    /// The node's base URL.
-    pub node: String,
-    pub revision: Revision,
-    pub data_dir: PathBuf,
-    pub cache_capacity_bytes: u64,
-    pub prefetch: bool,
-    pub fetch_timeout: Duration,
-    pub ready_timeout: Duration,
-    pub auth: Option<Secret>,
-    pub read_path: ReadPath,
-}
-
-/// How the kernel reads a mounted file (`trove mount --read-path`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadPath {
-    /// The kernel opens files itself (FUSE open answered ENOSYS): an open
-    /// costs no round trip and each file's page cache lives across opens;
-    /// reads of pages not cached come to the daemon. The default: warm
-    /// opens cost what they cost on ext4.
-    Kernel,
-    /// Each open goes to the daemon, which hands the kernel the blob's
-    /// file as a passthrough backing file: reads never reach the daemon,
-    /// but every open and close does.
-    Passthrough,
-    /// Each open and every read goes to the daemon.
-    Daemon,
-}
-
-impl ReadPath {
-    pub fn name(self) -> &'static str {
-        match self {
-            ReadPath::Kernel => "kernel",
-            ReadPath::Passthrough => "passthrough",
-            ReadPath::Daemon => "daemon",
-        }
-    }
-}
-
-/// Why a mount failed; each has its exit code (`trove mount --help`).
-#[derive(Debug, thiserror::Error)]
-pub enum MountError {
-    #[error("the node at {node} is unreachable: {reason}; start it (trove serve) or pass --node")]
-    Unreachable { node: String, reason: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("the node answered {status}: {message}")]
-    Node { status: u16, message: String },
-    #[error("the node's tree index was refused: {0}")]
-    BadIndex(String),
-    #[error("{0}")]
-    Mountpoint(String),
-    #[error("mounting failed: {0}; trove mount needs /dev/fuse and root (or CAP_SYS_ADMIN)")]
-    Fuse(String),
-    #[error("the mount's data dir: {0}")]
-    DataDir(String),
-    #[error("stopped (SIGTERM or SIGINT) before the tree was ready")]
-    Interrupted,
-}
-
-impl MountError {
-    /// 3 no such repo/ref/commit, 5 node unreachable, 6 index refused,
-    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed,
-    /// 130 stopped by a signal while preparing.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            MountError::NotFound(_) => 3,
-            MountError::Unreachable { .. } => 5,
-            MountError::BadIndex(_) => 6,
-            MountError::Mountpoint(_) | MountError::DataDir(_) => 8,
-            MountError::Fuse(_) => 9,
-            MountError::Node { .. } => 1,
-            MountError::Interrupted => 130,
-        }
-    }
-}
-
-/// Mounts, serves until `stop` fires or the mount goes away, unmounts.
-/// `on_ready` is called once the tree is served.
 /// Raises the soft descriptor limit to the hard one: reads without a FUSE
 /// open keep a file open per inode read (up to INODE_FILES_MAX).
 fn raise_fd_limit() {
@@ -131,6 +39,8 @@ fn raise_fd_limit() {
     }
 }
 
+/// Mounts, serves until `stop` fires or the mount goes away, unmounts.
+/// `on_ready` is called once the tree is served.
 pub fn run(
     options: MountOptions,
     stop: crossbeam_channel::Receiver<()>,
@@ -237,21 +147,47 @@ pub fn run(
     std::thread::Builder::new()
         .name("trove-prepare".into())
         .spawn(move || {
-            let _ = prepared_tx.send(prepare(&prep_options));
+            let _ = prepared_tx.send(crate::tree_fetch::prepare(&prep_options));
         })
         .expect("spawning the prepare thread");
-    let prepared = crossbeam_channel::select! {
-        recv(prepared_rx) -> r => r.unwrap_or_else(|_| Err(MountError::BadIndex("preparing stopped".into()))),
-        recv(stop) -> _ => Err(MountError::Interrupted),
-        // A node that stalls or trickles the index: the thread is left to
-        // its own timeout, the mount fails now.
-        recv(crossbeam_channel::at(gate.deadline())) -> _ => Err(MountError::Unreachable {
-            node: options.node.clone(),
-            reason: format!(
-                "it did not send the tree index within {:?} (--ready-timeout; a node new to the repo clones it first)",
-                options.ready_timeout
-            ),
-        }),
+    // Meanwhile the node's clone of a repo new to it is watched: each
+    // progress is said, and moves the gate's deadline (--ready-timeout
+    // then counts from the last progress).
+    let ticks = crossbeam_channel::tick(PROGRESS_POLL);
+    let mut received: Option<u64> = None;
+    let prepared = loop {
+        crossbeam_channel::select! {
+            recv(prepared_rx) -> r => {
+                break r.unwrap_or_else(|_| Err(MountError::BadIndex("preparing stopped".into())))
+            }
+            recv(stop) -> _ => break Err(MountError::Interrupted),
+            recv(ticks) -> _ => {
+                if let Some((bytes, seconds)) = crate::tree_fetch::clone_progress(&options) {
+                    if received.is_none_or(|before| bytes > before) {
+                        gate.extend();
+                        eprintln!(
+                            "trove: the node is cloning {} (new to it): {:.1} MB received in {seconds:.0} s",
+                            options.repo,
+                            bytes as f64 / 1e6
+                        );
+                        received = Some(bytes);
+                    }
+                }
+                // A node that stalls or trickles the index: the thread is
+                // left to its own timeout, the mount fails now.
+                if Instant::now() >= gate.deadline() {
+                    break Err(MountError::Unreachable {
+                        node: options.node.clone(),
+                        reason: format!(
+                            "it did not send the tree index within {:?} (--ready-timeout) of its last progress; a \
+                             node new to a large repo clones it first: run the mount again once it has, or raise \
+                             --ready-timeout",
+                            options.ready_timeout
+                        ),
+                    });
+                }
+            }
+        }
     };
     let table = match prepared {
         Ok(t) => t,
@@ -389,75 +325,4 @@ fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
         return Err(MountError::Mountpoint(format!("{} is already a trove mount", abs.display())));
     }
     Ok(abs)
-}
-
-/// Fetches the tree index and builds the inode table.
-fn prepare(options: &MountOptions) -> Result<Arc<Table>, MountError> {
-    let base = format!("{}/git/{}/tree", options.node.trim_end_matches('/'), options.repo);
-    let url = match &options.revision {
-        Revision::Commit(c) => format!("{base}/{c}"),
-        Revision::Ref(r) => format!("{base}?ref={}", url_escape(r)),
-    };
-    // Never a redirect: the node's answer is the index, from the node.
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(options.fetch_timeout.min(Duration::from_secs(5)))
-        .timeout(options.ready_timeout)
-        .redirects(0)
-        .build();
-    let mut req = agent.get(&url);
-    if let Some(auth) = &options.auth {
-        req = req.set("authorization", auth.expose());
-    }
-    let resp = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(status, r)) => {
-            // The node's JSON error, as its sentence; at most 64 KiB read.
-            let mut body = Vec::new();
-            let _ = r.into_reader().take(64 << 10).read_to_end(&mut body);
-            let message = trove_engine::node_error::node_message(&body);
-            return Err(if status == 404 {
-                MountError::NotFound(format!("the node has no such repo, ref or commit: {message}"))
-            } else {
-                MountError::Node { status, message }
-            });
-        }
-        Err(e) => return Err(MountError::Unreachable { node: options.node.clone(), reason: e.to_string() }),
-    };
-    if resp.status() != 200 {
-        return Err(MountError::Node {
-            status: resp.status(),
-            message:
-                "a redirect; a mount never follows one (it could lead anywhere): pass the node's own URL as --node"
-                    .into(),
-        });
-    }
-    let mut compressed = Vec::new();
-    resp.into_reader().take(TREE_INDEX_DOWNLOAD_MAX_BYTES + 1).read_to_end(&mut compressed).map_err(|e| {
-        MountError::Unreachable { node: options.node.clone(), reason: format!("reading the tree index: {e}") }
-    })?;
-    if compressed.len() as u64 > TREE_INDEX_DOWNLOAD_MAX_BYTES {
-        return Err(MountError::BadIndex(format!("it is over {TREE_INDEX_DOWNLOAD_MAX_BYTES} bytes")));
-    }
-    let index = trove_engine::tree::index::decode(&compressed).map_err(|e| MountError::BadIndex(e.to_string()))?;
-    if let Revision::Commit(c) = &options.revision {
-        if trove_engine::tree::oid_hex(&index.commit) != c.to_ascii_lowercase() {
-            return Err(MountError::BadIndex(format!(
-                "it is for commit {}, not {c}",
-                trove_engine::tree::oid_hex(&index.commit)
-            )));
-        }
-    }
-    Table::build(index).map(Arc::new).map_err(MountError::BadIndex)
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -68,7 +68,7 @@ pub async fn handle(
     }
     let (repo, action) = split_action(tail).ok_or_else(|| {
         ApiError::not_found(format!(
-            "no git route /git/{rest}; served: info/refs, git-upload-pack, git-receive-pack, info/lfs/..., snapshot.tar.zst, snapshot.bundle, ensure-refs, tree/{{commit}}, blobs"
+            "no git route /git/{rest}; served: info/refs, git-upload-pack, git-receive-pack, info/lfs/..., snapshot.tar.zst, snapshot.bundle, ensure-refs, tree/{{commit}}, blobs, progress"
         ))
     })?;
     let key = RepoKey::parse(host, repo).map_err(repo_error)?;
@@ -93,6 +93,7 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "snapshot.bundle") => crate::snapshot::bundle((&services.snapshots, &services.objects), &req, &key, auth).await,
         (&Method::POST, "ensure-refs") => crate::snapshot::ensure_refs(&services.mirrors, req, &key, auth).await,
         (&Method::POST, "blobs") => crate::tree::blobs(&services.mirrors, cfg, req, &key, auth).await,
+        (&Method::GET, "progress") => Ok(crate::tree::progress(&services.mirrors, &key, auth.as_ref())),
         (&Method::POST, "git-receive-pack") => {
             crate::passthrough::pass(&services.mirrors, req, &key, Kind::Push, "/git-receive-pack").await
         }
@@ -116,9 +117,18 @@ fn tree_route(tail: &str) -> Option<(&str, Option<&str>)> {
 
 /// `org/repo/info/refs` -> (`org/repo`, `info/refs`).
 fn split_action(tail: &str) -> Option<(&str, &str)> {
-    ["info/refs", "git-upload-pack", "git-receive-pack", "snapshot.tar.zst", "snapshot.bundle", "ensure-refs", "blobs"]
-        .into_iter()
-        .find_map(|a| tail.strip_suffix(a).and_then(|r| r.strip_suffix('/')).map(|r| (r, a)))
+    [
+        "info/refs",
+        "git-upload-pack",
+        "git-receive-pack",
+        "snapshot.tar.zst",
+        "snapshot.bundle",
+        "ensure-refs",
+        "blobs",
+        "progress",
+    ]
+    .into_iter()
+    .find_map(|a| tail.strip_suffix(a).and_then(|r| r.strip_suffix('/')).map(|r| (r, a)))
 }
 
 fn bad_path(rest: &str) -> ApiError {

@@ -1,6 +1,8 @@
 //! What a lazy mount asks of a node: a commit's tree index
-//! (`GET /git/{host}/{repo}/tree/{commit}`, or `.../tree?ref=NAME`) and
-//! blobs by id (`POST /git/{host}/{repo}/blobs`). Formats are the engine's
+//! (`GET /git/{host}/{repo}/tree/{commit}`, or `.../tree?ref=NAME`),
+//! blobs by id (`POST /git/{host}/{repo}/blobs`), and while it waits for a
+//! repo the node is cloning, how far the clone got
+//! (`GET /git/{host}/{repo}/progress`). Formats are the engine's
 //! (`trove_engine::tree::{index, blobs}`); this module maps them to HTTP.
 //!
 //! A tree index is served like any stored object (ETag, Range,
@@ -147,4 +149,22 @@ async fn read_small(mut body: Incoming) -> Result<Vec<u8>, ApiError> {
         }
     }
     Ok(out)
+}
+
+/// `GET .../progress`: `{"cloning": true, "bytes_received": N, "seconds":
+/// S}` while this node clones the repo, else `{"cloning": false}`. A clone
+/// made with credentials is told only to a request with the same ones, so
+/// nobody learns of a private repo they cannot read. It waits for nothing.
+pub fn progress(mirrors: &Rc<Mirrors>, key: &RepoKey, auth: Option<&Secret>) -> Response<RespBody> {
+    let body = match mirrors.node_state().cloning(key.hash(), auth) {
+        Some((bytes, seconds)) => serde_json::json!({ "cloning": true, "bytes_received": bytes, "seconds": seconds }),
+        None => serde_json::json!({ "cloning": false }),
+    }
+    .to_string();
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(RespBody::full(body))
+        .expect("valid")
 }

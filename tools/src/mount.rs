@@ -65,7 +65,11 @@ pub struct MountArgs {
     /// How long a first read (or open) waits on the node for each part of a fetch before it fails with EIO; the whole fetch must also arrive at 256 KiB/s on average.
     #[arg(long, default_value = "10s", value_parser = trove_engine::units::parse_duration)]
     pub fetch_timeout: Duration,
-    /// How long from the start the mount may take to get its tree index: operations that arrive earlier wait until then, and a node that has not sent the index by then (a node new to a large repo clones it first) fails the mount with exit 5; run it again once the node has the repo, or raise this.
+    /// How long the mount may wait for its tree index: from the start, and
+    /// while the node clones a repo new to it (progress is printed), from
+    /// the node's last progress. Operations that arrive meanwhile wait;
+    /// once it passes they get EIO and the mount exits 5 (run it again
+    /// once the node has the repo, or raise this).
     #[arg(long, default_value = "30s", value_parser = trove_engine::units::parse_duration)]
     pub ready_timeout: Duration,
     /// How the kernel reads files. `kernel`: it opens them itself (no

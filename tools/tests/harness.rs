@@ -726,9 +726,14 @@ impl Mount {
     /// dirs under `base`; waits for "ready". Panics with its log if it
     /// exits first.
     pub fn start(base: &Path, node: &str, repo: &str, args: &[&str]) -> Mount {
+        Mount::start_within(base, node, repo, args, Duration::from_secs(60))
+    }
+
+    /// [`Mount::start`], waiting up to `within` for "ready".
+    pub fn start_within(base: &Path, node: &str, repo: &str, args: &[&str], within: Duration) -> Mount {
         let (child, dir, data_dir, run_dir, log, lines) = Mount::spawn(base, node, repo, args);
         let mut m = Mount { child: Some(child), dir, data_dir, run_dir, log, ready: String::new() };
-        match lines.recv_timeout(Duration::from_secs(60)) {
+        match lines.recv_timeout(within) {
             Ok(line) if line.starts_with("ready:") => m.ready = line,
             other => panic!("trove mount did not get ready ({other:?}); its log:\n{}", m.log_text()),
         }

@@ -7,7 +7,7 @@
 //! exists only whole, which is what lets any shard serve it without asking.
 //! A crash mid-clone leaves only `tmp/`, which startup wipes.
 
-use super::service::Mirrors;
+use super::service::{Cloning, Mirrors, MirrorsNode};
 use crate::repo::git::Git;
 use crate::repo::plumbing::{fetch_mirror, index_mirror, publish, upstream_error};
 use crate::repo::{RepoError, RepoKey};
@@ -15,6 +15,7 @@ use crate::secret::Secret;
 use crate::stats::bump;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Config every mirror is served with.
@@ -101,7 +102,10 @@ impl Mirrors {
         let url_for_check = url.clone();
         args.extend(["--".into(), url, tmp.to_string_lossy().into_owned()]);
         let no_progress = self.config().upstream_timeout;
-        let out = Git::new(args).auth(auth).upstream(no_progress).run(Vec::new(), timeout).await;
+        let cloning = self.cloning(key, auth);
+        let git = Git::new(args).auth(auth).upstream(no_progress).progress(cloning.bytes.clone());
+        let out = git.run(Vec::new(), timeout).await;
+        drop(cloning);
         let result = async {
             let out = out?;
             if !out.ok() {
@@ -122,8 +126,32 @@ impl Mirrors {
         result
     }
 
+    /// Registers the clone of `key` as under way (for `GET .../progress`)
+    /// until the guard is dropped.
+    fn cloning(&self, key: &RepoKey, auth: Option<&Secret>) -> CloningGuard {
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let entry =
+            Cloning { bytes: bytes.clone(), started: Instant::now(), auth: auth.map(super::service::auth_hash) };
+        let node = self.node.clone();
+        node.cloning.lock().unwrap_or_else(|p| p.into_inner()).insert(key.hash(), Arc::new(entry));
+        CloningGuard { node, repo: key.hash(), bytes }
+    }
+
     /// (whole-run timeout, no-progress timeout) of an upstream fetch.
     pub(super) fn upstream_deadlines(&self) -> (Duration, Duration) {
         (self.config().clone_timeout, self.config().upstream_timeout)
+    }
+}
+
+/// A clone's entry in `MirrorsNode::cloning`, removed when dropped.
+struct CloningGuard {
+    node: Arc<MirrorsNode>,
+    repo: u128,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for CloningGuard {
+    fn drop(&mut self) {
+        self.node.cloning.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.repo);
     }
 }

@@ -22,13 +22,37 @@ pub struct MirrorsNode {
     pub upload_packs: Arc<Admission>,
     /// Clones and fetches against upstreams, node-wide.
     pub upstream_jobs: Arc<Admission>,
+    /// Clones under way, by repo: what `GET .../progress` reports.
+    pub cloning: std::sync::Mutex<std::collections::HashMap<u128, Arc<Cloning>>>,
+}
+
+/// A clone under way.
+pub struct Cloning {
+    /// Bytes the clone has read from the upstream so far.
+    pub bytes: Arc<std::sync::atomic::AtomicU64>,
+    pub started: std::time::Instant,
+    /// A hash of the Authorization the clone runs with: only a request
+    /// with the same one hears of a clone that needs one.
+    pub auth: Option<u64>,
 }
 
 impl MirrorsNode {
+    /// The clone of `repo` under way, if any, as a request with
+    /// `authorization` may see it.
+    pub fn cloning(&self, repo: u128, authorization: Option<&crate::secret::Secret>) -> Option<(u64, f64)> {
+        let map = self.cloning.lock().unwrap_or_else(|p| p.into_inner());
+        let c = map.get(&repo)?;
+        if c.auth.is_some() && c.auth != authorization.map(auth_hash) {
+            return None;
+        }
+        Some((c.bytes.load(std::sync::atomic::Ordering::Relaxed), c.started.elapsed().as_secs_f64()))
+    }
+
     pub fn new(config: &RepoConfig) -> Self {
         Self {
             upload_packs: Arc::new(Admission::new(config.max_upload_packs, config.upload_pack_queue)),
             upstream_jobs: Arc::new(Admission::new(config.max_upstream_jobs, config.upstream_job_queue)),
+            cloning: Default::default(),
         }
     }
 }
@@ -50,6 +74,11 @@ pub struct Mirrors {
 }
 
 impl Mirrors {
+    /// What all shards' mirror services share.
+    pub fn node_state(&self) -> &Arc<MirrorsNode> {
+        &self.node
+    }
+
     /// Opens the service and takes up the mirrors found in this shard's
     /// directory (they are Ready).
     pub async fn open(
@@ -183,4 +212,33 @@ impl Mirrors {
 
 pub(super) fn mirror_path_in(shard_dir: &Path, hash: u128) -> PathBuf {
     shard_dir.join("mirrors").join(format!("{}.git", crate::key::hash_hex(hash)))
+}
+
+/// A hash of an Authorization value, kept in memory only, to compare.
+pub fn auth_hash(a: &crate::secret::Secret) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(a.expose().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    #[test]
+    fn a_clone_with_credentials_is_told_only_to_the_same_credentials() {
+        let node = MirrorsNode::new(&RepoConfig::new(1));
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(42));
+        let token = Secret::new("Basic dG9rZW4=".to_owned());
+        let private =
+            Cloning { bytes: bytes.clone(), started: std::time::Instant::now(), auth: Some(auth_hash(&token)) };
+        let public = Cloning { bytes, started: std::time::Instant::now(), auth: None };
+        node.cloning.lock().expect("lock").insert(1, Arc::new(private));
+        node.cloning.lock().expect("lock").insert(2, Arc::new(public));
+        let other = Secret::new("Basic b3RoZXI=".to_owned());
+        assert_eq!(node.cloning(1, Some(&token)).map(|c| c.0), Some(42));
+        assert!(node.cloning(1, None).is_none(), "no credentials: nothing said of a private clone");
+        assert!(node.cloning(1, Some(&other)).is_none(), "other credentials: nothing either");
+        assert_eq!(node.cloning(2, None).map(|c| c.0), Some(42), "a public clone is told to anyone");
+        assert!(node.cloning(3, None).is_none());
+    }
 }

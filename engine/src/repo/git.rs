@@ -44,6 +44,9 @@ pub struct Git {
     /// An upstream job: killed when it makes no progress for this long
     /// (reaper.rs).
     upstream: Option<Duration>,
+    /// Where an upstream job's watchdog leaves the bytes its process group
+    /// has read so far (what `GET .../progress` reports of a clone).
+    progress: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// What a finished command left.
@@ -65,7 +68,13 @@ impl Git {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
-        Self { args: args.into_iter().map(Into::into).collect(), dir: None, env: Vec::new(), upstream: None }
+        Self {
+            args: args.into_iter().map(Into::into).collect(),
+            dir: None,
+            env: Vec::new(),
+            upstream: None,
+            progress: None,
+        }
     }
 
     /// Runs in `dir` (`git -C dir`).
@@ -84,6 +93,13 @@ impl Git {
     /// node stop.
     pub fn upstream(mut self, no_progress: Duration) -> Self {
         self.upstream = Some(no_progress);
+        self
+    }
+
+    /// Leaves the bytes an upstream job has read in `bytes`, each watchdog
+    /// tick.
+    pub fn progress(mut self, bytes: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.progress = Some(bytes);
         self
     }
 
@@ -172,12 +188,16 @@ impl Git {
         let done = Arc::new(AtomicBool::new(false));
         let stalled = Arc::new(AtomicBool::new(false));
         if let Some(window) = self.upstream {
-            let (done, stalled) = (done.clone(), stalled.clone());
+            let (done, stalled, progress) = (done.clone(), stalled.clone(), self.progress.clone());
             let watch = move || {
                 let mut dog = reaper::Watchdog::new(pgid, window);
                 while !done.load(Ordering::Acquire) {
                     std::thread::sleep(WATCHDOG_TICK);
-                    if !done.load(Ordering::Acquire) && dog.stalled() {
+                    let stalled_now = dog.stalled();
+                    if let Some(p) = &progress {
+                        p.store(dog.bytes_read(), Ordering::Relaxed);
+                    }
+                    if !done.load(Ordering::Acquire) && stalled_now {
                         stalled.store(true, Ordering::Release);
                         dog.kill();
                         return;

@@ -155,6 +155,11 @@ impl Watchdog {
         now.duration_since(since) >= self.window && read.saturating_sub(base) < UPSTREAM_LOW_SPEED_BYTES
     }
 
+    /// Bytes the group had read at the last sample.
+    pub fn bytes_read(&self) -> u64 {
+        self.samples.back().map_or(0, |s| s.1)
+    }
+
     /// Kills the whole group.
     pub fn kill(&self) {
         if let Some(p) = rustix::process::Pid::from_raw(self.pgid) {

@@ -1,0 +1,96 @@
+//! What a mount is asked for (`MountOptions`, from `trove mount`'s flags)
+//! and why one fails (`MountError`, each with its exit code). Plain data:
+//! nothing here mounts, fetches or prints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use trove_engine::Secret;
+
+/// Which commit to mount.
+#[derive(Debug, Clone)]
+pub enum Revision {
+    Ref(String),
+    Commit(String),
+}
+
+/// Everything `trove mount` resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// `host/org/repo`.
+    pub repo: String,
+    pub mountpoint: PathBuf,
+    /// The node's base URL.
+    pub node: String,
+    pub revision: Revision,
+    pub data_dir: PathBuf,
+    pub cache_capacity_bytes: u64,
+    pub prefetch: bool,
+    pub fetch_timeout: Duration,
+    pub ready_timeout: Duration,
+    pub auth: Option<Secret>,
+    pub read_path: ReadPath,
+}
+
+/// How the kernel reads a mounted file (`trove mount --read-path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// The kernel opens files itself (FUSE open answered ENOSYS): an open
+    /// costs no round trip and each file's page cache lives across opens;
+    /// reads of pages not cached come to the daemon. The default: warm
+    /// opens cost what they cost on ext4.
+    Kernel,
+    /// Each open goes to the daemon, which hands the kernel the blob's
+    /// file as a passthrough backing file: reads never reach the daemon,
+    /// but every open and close does.
+    Passthrough,
+    /// Each open and every read goes to the daemon.
+    Daemon,
+}
+
+impl ReadPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadPath::Kernel => "kernel",
+            ReadPath::Passthrough => "passthrough",
+            ReadPath::Daemon => "daemon",
+        }
+    }
+}
+
+/// Why a mount failed; each has its exit code (`trove mount --help`).
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error("the node at {node} is unreachable: {reason}; start it (trove serve) or pass --node")]
+    Unreachable { node: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the node answered {status}: {message}")]
+    Node { status: u16, message: String },
+    #[error("the node's tree index was refused: {0}")]
+    BadIndex(String),
+    #[error("{0}")]
+    Mountpoint(String),
+    #[error("mounting failed: {0}; trove mount needs /dev/fuse and root (or CAP_SYS_ADMIN)")]
+    Fuse(String),
+    #[error("the mount's data dir: {0}")]
+    DataDir(String),
+    #[error("stopped (SIGTERM or SIGINT) before the tree was ready")]
+    Interrupted,
+}
+
+impl MountError {
+    /// 3 no such repo/ref/commit, 5 node unreachable, 6 index refused,
+    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed,
+    /// 130 stopped by a signal while preparing.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            MountError::NotFound(_) => 3,
+            MountError::Unreachable { .. } => 5,
+            MountError::BadIndex(_) => 6,
+            MountError::Mountpoint(_) | MountError::DataDir(_) => 8,
+            MountError::Fuse(_) => 9,
+            MountError::Node { .. } => 1,
+            MountError::Interrupted => 130,
+        }
+    }
+}
