@@ -237,6 +237,13 @@ pub const HYDRATE_LANDING_GROUPS: usize = 8;
 pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
 /// Default of `trove mount --fetch-timeout`: how long an open waits on the
 /// node (to connect, for the answer, between frames) before it gets EIO.
+/// How long a read of a blob whose fetch just failed fails at once with
+/// the same error, on any read path (the kernel retries a failed readahead
+/// page by page, and each retry would otherwise wait out the fetch again).
+/// The node's recovery (health.rs) ends it early.
+pub const HYDRATE_FAILED_HOLD: Duration = Duration::from_secs(1);
+/// Most failed blobs remembered for HYDRATE_FAILED_HOLD.
+pub const HYDRATE_FAILED_MAX: usize = 4096;
 pub const HYDRATE_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The slowest a hydration batch may arrive, in bytes per second, on
 /// average: a batch of N bytes is cut after `--fetch-timeout` plus

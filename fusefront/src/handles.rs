@@ -105,37 +105,12 @@ pub struct InodeFiles {
     files: Mutex<(HashMap<u64, Arc<File>>, u64)>,
     max: usize,
     max_bytes: u64,
-    /// Inodes whose fetch failed, and when (dropped after
-    /// FAILED_READ_HOLD, or when the table passes `max`).
-    failed: Mutex<HashMap<u64, std::time::Instant>>,
 }
 
 impl InodeFiles {
     /// Up to `max` files, of `max_bytes` in all, open at once.
     pub fn new(max: usize, max_bytes: u64) -> InodeFiles {
-        InodeFiles { files: Mutex::default(), max: max.max(16), max_bytes, failed: Mutex::default() }
-    }
-
-    /// Notes that `ino`'s fetch failed just now.
-    pub fn failed(&self, ino: u64) {
-        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        if failed.len() >= self.max {
-            failed.clear();
-        }
-        failed.insert(ino, std::time::Instant::now());
-    }
-
-    /// Whether `ino`'s fetch failed within FAILED_READ_HOLD.
-    pub fn failed_recently(&self, ino: u64) -> bool {
-        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        match failed.get(&ino) {
-            Some(at) if at.elapsed() < crate::limits::FAILED_READ_HOLD => true,
-            Some(_) => {
-                failed.remove(&ino);
-                false
-            }
-            None => false,
-        }
+        InodeFiles { files: Mutex::default(), max: max.max(16), max_bytes }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<File>> {

@@ -28,9 +28,6 @@ pub const COMPLETION_THREADS: usize = 2;
 /// Files kept open for reads that come without a FUSE open (each holds
 /// one fd; the daemon raises its fd limit well past this).
 pub const INODE_FILES_MAX: usize = 4096;
-/// How long a read of a file whose fetch just failed fails at once (the
-/// kernel retries a failed readahead page by page).
-pub const FAILED_READ_HOLD: Duration = Duration::from_secs(1);
 /// How often a mount waiting for its tree asks how far the node's clone
 /// of the repo got (and how long each ask may take).
 pub const PROGRESS_POLL: Duration = Duration::from_secs(1);

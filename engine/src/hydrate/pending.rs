@@ -5,7 +5,9 @@
 
 use super::error::HydrateError;
 use super::want::{Done, Oid, Priority, Want};
+use crate::limits::{HYDRATE_FAILED_HOLD, HYDRATE_FAILED_MAX};
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 
 /// Most prefetches kept aside while the node is down.
 const HELD_PREFETCHES_MAX: usize = 1 << 16;
@@ -41,6 +43,9 @@ pub(super) struct Queue {
     /// Prefetches kept aside while the node is down, asked again once it
     /// answers (at most HELD_PREFETCHES_MAX).
     pub(super) held: Vec<(Oid, u64)>,
+    /// Blobs whose fetch failed, when and why: a read within
+    /// HYDRATE_FAILED_HOLD gets the same error at once.
+    failed: HashMap<Oid, (Instant, HydrateError)>,
 }
 
 impl Queue {
@@ -65,6 +70,15 @@ impl Queue {
                 Priority::Prefetch => {}
             }
             return;
+        }
+        if let Some((at, e)) = self.failed.get(&want.oid) {
+            if at.elapsed() < HYDRATE_FAILED_HOLD {
+                if let Some(done) = want.done {
+                    done(Err(e.clone()));
+                }
+                return;
+            }
+            self.failed.remove(&want.oid);
         }
         match self.pending.get_mut(&want.oid) {
             Some(p) => {
@@ -151,14 +165,28 @@ impl Queue {
         newly
     }
 
-    /// The node answers again: what was kept aside, to queue once more.
+    /// The node answers again: what was kept aside, to queue once more
+    /// (and what failed meanwhile may be asked again at once).
     pub(super) fn recover(&mut self) -> Vec<(Oid, u64)> {
         self.down = None;
+        self.failed.clear();
         std::mem::take(&mut self.held)
     }
 
-    /// Answers every waiter of `oid`.
+    /// Answers every waiter of `oid`; a failure is remembered for
+    /// HYDRATE_FAILED_HOLD (but a mount stopping is no blob's failure).
     pub(super) fn finish(&mut self, oid: &Oid, result: Result<(), HydrateError>) {
+        if let Err(e) = &result {
+            if !matches!(e, HydrateError::Stopping) {
+                if self.failed.len() >= HYDRATE_FAILED_MAX {
+                    self.failed.retain(|_, (at, _)| at.elapsed() < HYDRATE_FAILED_HOLD);
+                    if self.failed.len() >= HYDRATE_FAILED_MAX {
+                        self.failed.clear();
+                    }
+                }
+                self.failed.insert(*oid, (Instant::now(), e.clone()));
+            }
+        }
         if let Some(p) = self.pending.remove(oid) {
             if p.in_flight {
                 self.bytes_in_flight -= p.size;
@@ -186,6 +214,24 @@ mod tests {
             priority,
             done: Some(Box::new(move |r| log.lock().expect("log").push((oid, r.is_ok())))),
         }
+    }
+
+    #[test]
+    fn a_read_of_a_blob_that_just_failed_fails_at_once_until_the_node_recovers() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut q = Queue::default();
+        q.accept(want(1, Priority::Read, &log), false);
+        q.finish(&[1; 20], Err(HydrateError::Timeout(std::time::Duration::from_secs(1))));
+        q.accept(want(1, Priority::Read, &log), false);
+        assert_eq!(*log.lock().expect("log"), vec![(1, false), (1, false)], "the retry failed at once");
+        // Only the first ask's slot, stale since (dropped when reached).
+        assert!(q.pending.is_empty() && q.reads.len() == 1, "and asked the node nothing");
+        q.recover();
+        q.accept(want(1, Priority::Read, &log), false);
+        assert!(q.pending.contains_key(&[1; 20]), "after a recovery it is fetched again");
+        q.finish(&[2; 20], Err(HydrateError::Stopping));
+        q.accept(want(2, Priority::Read, &log), false);
+        assert!(q.pending.contains_key(&[2; 20]), "a mount stopping is not remembered as a failure");
     }
 
     #[test]

@@ -52,21 +52,15 @@ impl Shared {
         }
         let len = n.size;
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file, n.size), offset, size, reply),
+            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file, len), offset, size, reply),
             Ok(None) => {
-                // The kernel retries a failed readahead page by page: each
-                // retry of a fetch that just failed fails at once, or one
-                // read(2) would wait out the fetch deadline many times.
-                if self.inode_files.failed_recently(ino) {
-                    return reply.error(Errno::EIO);
-                }
+                // A retry of a fetch that just failed fails at once in the
+                // owner's queue (HYDRATE_FAILED_HOLD): the kernel retries a
+                // failed readahead page by page.
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
                     Ok(f) => pread_reply(&s.inode_files.insert(ino, f, len), offset, size, reply),
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
-                    Err(_) => {
-                        s.inode_files.failed(ino);
-                        reply.error(Errno::EIO)
-                    }
+                    Err(_) => reply.error(Errno::EIO),
                 });
                 self.prefetch(t, u64::from(n.parent) + 1, ino);
             }
