@@ -128,15 +128,20 @@ mod tests {
     fn progress_moves_the_deadline_for_every_waiter() {
         let gate = Arc::new(Gate::new(Duration::from_millis(400)));
         let g = gate.clone();
-        let started = Instant::now();
-        let waiter = std::thread::spawn(move || g.pass().map(|t| t.len()));
-        // Progress every 200 ms for a second: past the 400 ms from the start.
-        for _ in 0..5 {
-            std::thread::sleep(Duration::from_millis(200));
-            gate.extend();
+        let (tx, answered) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(g.pass().map(|t| t.len())));
+        // Progress comes every 100 ms until the deadline set at the start
+        // is well past; the waiter's answer is what is waited for.
+        let first = gate.deadline();
+        while Instant::now() < first + Duration::from_millis(400) {
+            match answered.recv_timeout(Duration::from_millis(100)) {
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => gate.extend(),
+                other => panic!("the waiter was let go while progress came: {other:?}"),
+            }
+            assert!(gate.deadline() > first, "progress moved the deadline");
         }
         gate.open(Arc::new(Table::build(TreeIndex::empty([0; 20])).expect("empty tree")));
-        assert_eq!(waiter.join().expect("joined"), Ok(1), "held while progress came");
-        assert!(started.elapsed() >= Duration::from_millis(900));
+        let got = answered.recv_timeout(Duration::from_secs(5)).expect("the waiter answers once the gate opens");
+        assert_eq!(got, Ok(1), "held while progress came, then let through");
     }
 }

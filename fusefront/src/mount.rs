@@ -106,12 +106,7 @@ pub fn run(
         hydrator.clone(),
         jobs_tx,
         counters.clone(),
-        FsOptions {
-            prefetch: options.prefetch,
-            passthrough: options.read_path == ReadPath::Passthrough,
-            kernel_opens: options.read_path == ReadPath::Kernel,
-            data_dir: options.data_dir.clone(),
-        },
+        FsOptions { prefetch: options.prefetch, read_path: options.read_path, data_dir: options.data_dir.clone() },
     );
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -173,20 +168,19 @@ pub fn run(
                         received = Some(bytes);
                     }
                 }
-                // A node that stalls or trickles the index: the thread is
-                // left to its own timeout, the mount fails now.
-                if Instant::now() >= gate.deadline() {
-                    break Err(MountError::Unreachable {
-                        node: options.node.clone(),
-                        reason: format!(
-                            "it did not send the tree index within {:?} (--ready-timeout) of its last progress; a \
-                             node new to a large repo clones it first: run the mount again once it has, or raise \
-                             --ready-timeout",
-                            options.ready_timeout
-                        ),
-                    });
-                }
             }
+            // A node that stalls or trickles the index (or a clone that
+            // stopped moving): the thread is left to itself, the mount
+            // fails now. Progress moves the deadline, so it is taken anew
+            // each time round.
+            recv(crossbeam_channel::at(gate.deadline())) -> _ => break Err(MountError::Unreachable {
+                node: options.node.clone(),
+                reason: format!(
+                    "it did not send the tree index within {:?} (--ready-timeout) of its last progress; a node new \
+                     to a large repo clones it first: run the mount again once it has, or raise --ready-timeout",
+                    options.ready_timeout
+                ),
+            }),
         }
     };
     let table = match prepared {
@@ -222,7 +216,7 @@ pub fn run(
     gate.open(table);
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-        fill(&mut r, &store, &counters, hydrator.health());
+        fill(&mut r, &store, &counters, hydrator.health(), options.read_path);
         // On disk before "ready" is said: whoever saw it and asks `trove
         // mounts` must find it ready too.
         let _ = r.write();
@@ -234,7 +228,7 @@ pub fn run(
     let ended_outside = loop {
         {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-            fill(&mut r, &store, &counters, hydrator.health());
+            fill(&mut r, &store, &counters, hydrator.health(), options.read_path);
             let _ = r.write();
         }
         crossbeam_channel::select! {
@@ -264,7 +258,7 @@ pub fn run(
 }
 
 /// Copies the live counters into the record.
-fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health: &NodeHealth) {
+fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health: &NodeHealth, read_path: ReadPath) {
     let c = &store.counters;
     r.hydrated_blobs = c.landed_blobs.load(Ordering::Relaxed);
     r.hydrated_bytes = c.landed_bytes.load(Ordering::Relaxed);
@@ -280,7 +274,7 @@ fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health
     r.node_down = health.is_down();
     r.last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
     r.passthrough = counters.passthrough.load(Ordering::Relaxed);
-    r.read_path = counters.read_path();
+    r.read_path = counters.read_path(read_path).into();
     r.updated_ms = trove_engine::now_ms();
 }
 

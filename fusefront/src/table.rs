@@ -40,9 +40,9 @@ pub struct Table {
     names: Vec<u8>,
     children: Vec<u32>,
     pub commit: Oid,
-    /// The commit's committer time, seconds since the epoch: every
-    /// entry's mtime, the same across remounts.
-    pub time: i64,
+    /// The commit's committer time: every entry's times, the same across
+    /// remounts.
+    pub time: std::time::SystemTime,
     /// What converted files convert from, by inode.
     checkouts: HashMap<u64, Box<Checkout>>,
     /// Symlink targets, by inode.
@@ -156,7 +156,7 @@ impl Table {
             names,
             children: order,
             commit: index.commit,
-            time: index.time,
+            time: commit_time(index.time),
             checkouts,
             targets,
             files,
@@ -208,6 +208,17 @@ impl Table {
         let s = p.children_start as usize;
         let run = &self.children[s..s + p.children_len as usize];
         run.binary_search_by(|&i| self.name(&self.nodes[i as usize]).cmp(name)).ok().map(|k| u64::from(run[k]) + 1)
+    }
+}
+
+/// Seconds since the epoch (before it, too) as a time.
+fn commit_time(secs: i64) -> std::time::SystemTime {
+    let epoch = std::time::UNIX_EPOCH;
+    let span = std::time::Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        epoch + span
+    } else {
+        epoch - span
     }
 }
 

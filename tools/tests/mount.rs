@@ -1088,33 +1088,6 @@ fn a_mount_run_by_another_user_than_root_logs_no_io_library_warning() {
     assert!(!is_mounted(&dir.path().join("mnt")));
 }
 
-/// Forwards to `port`, the answers at about `bytes_per_s`: a slow link.
-fn throttled_proxy(port: u16, bytes_per_s: u64) -> TcpServer {
-    TcpServer::start(move |mut client| {
-        let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return };
-        let (mut c2, mut s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-        let up = std::thread::spawn(move || {
-            let _ = std::io::copy(&mut c2, &mut s2);
-            let _ = s2.shutdown(std::net::Shutdown::Write);
-        });
-        let started = Instant::now();
-        let (mut sent, mut buf) = (0u64, vec![0u8; 16 << 10]);
-        while let Ok(n) = server.read(&mut buf) {
-            if n == 0 || client.write_all(&buf[..n]).is_err() {
-                break;
-            }
-            sent += n as u64;
-            // The link's pace: the time these bytes take at the rate.
-            let due = Duration::from_secs_f64(sent as f64 / bytes_per_s as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        let _ = client.shutdown(std::net::Shutdown::Write);
-        let _ = up.join();
-    })
-}
-
 #[test]
 fn a_first_mount_of_a_repo_new_to_the_node_says_its_progress_and_waits_while_it_lasts() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -1127,7 +1100,7 @@ fn a_first_mount_of_a_repo_new_to_the_node_says_its_progress_and_waits_while_it_
     git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
     let daemon_port = free_port();
     let _daemon = crate::git::daemon(&up.root, daemon_port);
-    let link = throttled_proxy(daemon_port, 1_500_000);
+    let link = crate::upstream_faults::throttled_proxy(daemon_port, 1_500_000);
     let upstream = format!("example.test=git://127.0.0.1:{}", link.port);
     let node = Node::start(&dir.path().join("data"), &["--upstream", upstream.as_str()]);
     let started = Instant::now();

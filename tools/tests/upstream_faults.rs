@@ -6,7 +6,7 @@
 
 use crate::git::{daemon, git, Upstream};
 use crate::harness::*;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,16 +42,46 @@ pub(crate) fn switchable_proxy(port: u16, silent: Arc<AtomicBool>) -> TcpServer 
             while client.read(&mut buf).is_ok_and(|n| n > 0) {}
             return;
         }
-        let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)) else { return };
-        let (mut c2, mut s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
-        let up = std::thread::spawn(move || {
-            let _ = std::io::copy(&mut c2, &mut s2);
-            let _ = s2.shutdown(std::net::Shutdown::Write);
-        });
-        let _ = std::io::copy(&mut server, &mut client);
-        let _ = client.shutdown(std::net::Shutdown::Write);
-        let _ = up.join();
+        relay(client, port, None);
     })
+}
+
+/// Forwards to `port`, its answers at about `bytes_per_s`: a slow link.
+pub(crate) fn throttled_proxy(port: u16, bytes_per_s: u64) -> TcpServer {
+    TcpServer::start(move |client| relay(client, port, Some(bytes_per_s)))
+}
+
+/// Relays `client` to `port` both ways until either side closes; what
+/// comes back is paced to `bytes_per_s` if given (the link the fault
+/// stages: a pace, not a wait for anything).
+fn relay(mut client: TcpStream, port: u16, bytes_per_s: Option<u64>) {
+    let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)) else { return };
+    let (mut c2, mut s2) = (client.try_clone().expect("clone"), server.try_clone().expect("clone"));
+    let up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c2, &mut s2);
+        let _ = s2.shutdown(std::net::Shutdown::Write);
+    });
+    match bytes_per_s {
+        None => {
+            let _ = std::io::copy(&mut server, &mut client);
+        }
+        Some(rate) => {
+            let started = Instant::now();
+            let (mut sent, mut buf) = (0u64, vec![0u8; 16 << 10]);
+            while let Ok(n) = server.read(&mut buf) {
+                if n == 0 || client.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                sent += n as u64;
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(ahead);
+                }
+            }
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
 }
 
 /// The pids of processes the node at `data_dir` marked as its own.

@@ -32,6 +32,7 @@ pub use state::{FsOptions, Job, MountCounters};
 use crate::gate::Gate;
 use crate::handles::{Handles, InodeFiles, Open};
 use crate::limits::*;
+use crate::options::ReadPath;
 use fuser::*;
 use opens::pread_reply;
 use state::{kind_of, libc_trunc, Shared};
@@ -109,13 +110,12 @@ impl Filesystem for TroveFs {
             | InitFlags::FUSE_PARALLEL_DIROPS;
         let _ = config.add_capabilities(want & config.capabilities());
         let mut passthrough = false;
-        let wants_passthrough = self.shared.options.passthrough && !self.shared.options.kernel_opens;
+        let wants_passthrough = self.shared.options.read_path == ReadPath::Passthrough;
         if wants_passthrough && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH) {
             passthrough =
                 config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
         }
         self.shared.counters.passthrough.store(passthrough, Ordering::Relaxed);
-        self.shared.counters.kernel_opens.store(self.shared.options.kernel_opens, Ordering::Relaxed);
         let _ = config.set_max_readahead(READ_MAX_BYTES);
         Ok(())
     }
@@ -184,7 +184,7 @@ impl Filesystem for TroveFs {
             Kind::Symlink => return reply.error(Errno::ELOOP),
             Kind::File | Kind::Executable => {}
         }
-        if s.options.kernel_opens {
+        if s.options.read_path == ReadPath::Kernel {
             // From now on the kernel opens files itself, keeps their page
             // cache across opens and sends only reads (`read_inode`).
             return reply.error(Errno::ENOSYS);

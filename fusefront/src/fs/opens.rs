@@ -1,7 +1,9 @@
-//! Opens: a local blob handed to the kernel (passthrough backing file, or
-//! served by `read`), a missing one hydrated off the FUSE thread and the
-//! reply made on a completion thread, and the prefetch of a directory's
-//! small files. It never blocks a FUSE thread on the node.
+//! Opens and first reads: a local blob handed to the kernel (passthrough
+//! backing file, or served by `read`), or on the kernel read path a read
+//! answered from the inode's kept file; a missing one hydrated off the
+//! FUSE thread and the reply made on a completion thread; and the prefetch
+//! of a directory's files ahead of the reader. It never blocks a FUSE
+//! thread on the node.
 
 use super::state::{Job, Shared};
 use crate::handles::{Backing, Open};
@@ -154,9 +156,10 @@ impl Shared {
             return;
         }
         let Some(node) = table.node(ino) else { return };
-        let children: Vec<u64> = table.children(node).collect();
-        let at = children.iter().position(|&i| i == read).map_or(0, |p| p + 1);
-        let end = (at + PREFETCH_FILES_PER_DIR).min(children.len());
+        let children = table.children(node);
+        let count = children.len();
+        let at = table.children(node).position(|i| i == read).map_or(0, |p| p + 1);
+        let end = (at + PREFETCH_FILES_PER_DIR).min(count);
         {
             let mut queued = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
             let until = queued.entry(ino).or_insert(0);
@@ -168,9 +171,10 @@ impl Shared {
         let store = self.hydrator.store();
         // A converted file's blob is what is fetched; it is converted on
         // its first read.
-        let files = children[at..end]
-            .iter()
-            .filter_map(|&i| Some((table.node(i)?, table.checkout(i))))
+        let files = children
+            .skip(at)
+            .take(end - at)
+            .filter_map(|i| Some((table.node(i)?, table.checkout(i))))
             .filter(|(n, _)| matches!(n.kind, Kind::File | Kind::Executable))
             .filter(|(n, _)| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
             .map(|(n, c)| c.map_or((n.oid, n.size), |c| (c.blob, c.blob_size)));

@@ -5,11 +5,11 @@
 
 use crate::gate::Gate;
 use crate::handles::{Handles, InodeFiles};
+use crate::options::ReadPath;
 use crate::table::{Node, Table};
 use fuser::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
 use trove_engine::hydrate::{Converter, Hydrator};
 use trove_engine::tree::index::Kind;
 
@@ -25,20 +25,15 @@ pub struct MountCounters {
     /// The node's recoveries (`NodeHealth::recoveries`) the record has
     /// seen: a new one clears `last_error`.
     pub recoveries_seen: AtomicU64,
-    /// Whether reads take the kernel path (no FUSE opens); else
-    /// `passthrough` says whether opens get a backing file.
-    pub kernel_opens: AtomicBool,
 }
 
 impl MountCounters {
-    /// The read path in effect, as `trove mounts` shows it.
-    pub fn read_path(&self) -> String {
-        if self.kernel_opens.load(Ordering::Relaxed) {
-            "kernel".into()
-        } else if self.passthrough.load(Ordering::Relaxed) {
-            "passthrough".into()
-        } else {
-            "daemon".into()
+    /// The read path in effect for one `asked` for, as `trove mounts`
+    /// shows it: passthrough the kernel refused is `daemon`.
+    pub fn read_path(&self, asked: ReadPath) -> &'static str {
+        match asked {
+            ReadPath::Passthrough if !self.passthrough.load(Ordering::Relaxed) => ReadPath::Daemon.name(),
+            _ => asked.name(),
         }
     }
 
@@ -54,13 +49,10 @@ pub struct FsOptions {
     pub prefetch: bool,
     /// The data dir, whose free space `statfs` (df) reports.
     pub data_dir: std::path::PathBuf,
-    /// Ask the kernel for passthrough (it may still refuse).
-    pub passthrough: bool,
-    /// Let the kernel open files itself (FUSE open answered ENOSYS): an
-    /// open costs no round trip and the page cache lives across opens;
-    /// reads of pages it lacks come to the daemon. Passthrough needs an
-    /// open, so this and passthrough exclude each other.
-    pub kernel_opens: bool,
+    /// How files are read (`ReadPath`): on `Kernel` FUSE open is answered
+    /// ENOSYS, so the kernel opens files itself and keeps their pages;
+    /// `Passthrough` asks the kernel for passthrough (it may refuse).
+    pub read_path: ReadPath,
 }
 
 pub(super) struct Shared {
@@ -91,12 +83,7 @@ impl Shared {
     /// Every entry's times: the commit's, so they stay put across
     /// remounts (a `make` after one rebuilds nothing).
     pub(super) fn attr(&self, table: &Table, ino: u64, node: &Node) -> FileAttr {
-        let secs = table.time;
-        let time = if secs >= 0 {
-            UNIX_EPOCH + Duration::from_secs(secs as u64)
-        } else {
-            UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-        };
+        let time = table.time;
         let (kind, perm, nlink) = match node.kind {
             Kind::Dir => (FileType::Directory, 0o755, 2 + node.subdirs),
             Kind::Submodule => (FileType::Directory, 0o755, 2),
