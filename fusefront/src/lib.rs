@@ -18,6 +18,7 @@
 //! the node sends: the index is decoded as hostile input and every blob is
 //! checked against its id before the kernel sees it.
 
+pub mod answer;
 mod engine;
 pub mod fs;
 pub mod gate;
@@ -25,6 +26,7 @@ pub mod handles;
 pub mod limits;
 pub mod mount;
 pub mod options;
+mod ring;
 pub mod status;
 pub mod table;
 mod tree_fetch;

@@ -22,6 +22,13 @@ pub const READ_MAX_BYTES: u32 = 1 << 20;
 /// FUSE worker threads reading /dev/fuse. Opens that wait on the node do
 /// not hold one (their replies come from the completion threads).
 pub const FUSE_THREADS: usize = 2;
+/// Entries of each FUSE-over-io_uring queue (one queue per CPU): requests
+/// in service at once on that CPU, a first read waiting on the node
+/// included; more wait in the kernel. Each holds a 1 MiB payload buffer
+/// (READ_MAX_BYTES), touched only as far as replies reach.
+pub const RING_DEPTH: usize = 16;
+/// How long an unmount waits for the queues' threads to end.
+pub const RING_JOIN_WAIT: Duration = Duration::from_secs(5);
 /// Threads that finish opens once their blob landed (open the file, hand
 /// it to the kernel, reply).
 pub const COMPLETION_THREADS: usize = 2;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use trove_engine::hydrate::blobstore::BlobStore;
 use trove_engine::hydrate::{HydrateConfig, Hydrator, NodeHealth};
 
-pub use crate::options::{MountError, MountOptions, ReadPath, Revision};
+pub use crate::options::{MountError, MountOptions, ReadPath, Revision, Transport};
 
 /// Raises the soft descriptor limit to the hard one: reads without a FUSE
 /// open keep a file open per inode read (up to INODE_FILES_MAX).
@@ -80,7 +80,6 @@ pub fn run(
         node: options.node.clone(),
         data_dir: options.data_dir.clone(),
         state: "preparing".into(),
-        transport: "/dev/fuse".into(),
         cache_capacity_bytes: options.cache_capacity_bytes,
         started_ms: trove_engine::now_ms(),
         ..Default::default()
@@ -101,13 +100,20 @@ pub fn run(
         .collect();
     drop(jobs_rx);
 
+    let ring = prepare_ring(&options);
     let fs = TroveFs::new(
         gate.clone(),
         hydrator.clone(),
         jobs_tx,
         counters.clone(),
-        FsOptions { prefetch: options.prefetch, read_path: options.read_path, data_dir: options.data_dir.clone() },
+        FsOptions {
+            prefetch: options.prefetch,
+            read_path: options.read_path,
+            data_dir: options.data_dir.clone(),
+            ring: ring.is_some(),
+        },
     );
+    let fs_shared = fs.shared();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("trove:{}", options.repo)),
@@ -122,6 +128,26 @@ pub fn run(
     let mut session = fuser::Session::new(fs, &mountpoint, &config)
         .map_err(|e| MountError::Fuse(format!("{}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
+    // The queues register before fuser's loop starts: until they are all
+    // in, the kernel holds requests (FORGETs aside, which fuser's loop
+    // takes once it runs).
+    let mut transport = Transport::DevFuse;
+    let queues = match ring {
+        Some(prepared) if counters.ring_offered.load(Ordering::Relaxed) => {
+            let (running, outcome) = prepared.start(std::os::fd::AsFd::as_fd(&session), fs_shared);
+            match outcome {
+                Ok(()) => transport = Transport::IoUring,
+                Err(e) => tracing::warn!("the kernel refused FUSE over io_uring ({e}); serving over /dev/fuse"),
+            }
+            Some(running)
+        }
+        Some(_) => {
+            tracing::warn!("the kernel did not take FUSE over io_uring at INIT; serving over /dev/fuse");
+            None
+        }
+        None => None,
+    };
+    record.lock().unwrap_or_else(|p| p.into_inner()).transport = transport.name().into();
     let (ended_tx, ended_rx) = crossbeam_channel::bounded::<()>(1);
     let session_thread = std::thread::Builder::new()
         .name("trove-fuse".into())
@@ -197,6 +223,9 @@ pub fn run(
             unmount(&mut unmounter, &mountpoint);
             let _ = ended_rx.recv_timeout(Duration::from_secs(5));
             let _ = session_thread.join();
+            if let Some(q) = queues {
+                q.join(RING_JOIN_WAIT);
+            }
             engine.shared.request_stop();
             let _ = engine.join();
             // A failure's record stays, with its reason, for `trove mounts`;
@@ -247,6 +276,9 @@ pub fn run(
     }
     hydrator.close();
     drop(hydrator);
+    if let Some(q) = queues {
+        q.join(RING_JOIN_WAIT);
+    }
     engine.shared.request_stop();
     let _ = engine.join();
     if ended_outside || session_thread.is_finished() {
@@ -255,6 +287,38 @@ pub fn run(
     drop(workers);
     MountRecord::remove(std::process::id());
     Ok(())
+}
+
+/// The io_uring queues, made before the session if the mount asked for
+/// that transport and the kernel has it on; else None, and why is said.
+fn prepare_ring(options: &MountOptions) -> Option<crate::ring::Prepared> {
+    use crate::ring::{kernel_enabled, prepare, ENABLE_PARAM};
+    let asked = options.transport == Transport::IoUring;
+    if options.transport == Transport::DevFuse {
+        return None;
+    }
+    if options.read_path == ReadPath::Passthrough {
+        tracing::info!("passthrough reads are served over /dev/fuse (a backing file is registered there)");
+        return None;
+    }
+    if !kernel_enabled() {
+        if !asked {
+            tracing::debug!("FUSE over io_uring is off in this kernel ({ENABLE_PARAM}); serving over /dev/fuse");
+            return None;
+        }
+        tracing::warn!(
+            "FUSE over io_uring is off in this kernel ({ENABLE_PARAM} is not 1); serving over /dev/fuse. As root, \
+             `echo 1 > {ENABLE_PARAM}` turns it on"
+        );
+        return None;
+    }
+    match prepare(RING_DEPTH, READ_MAX_BYTES as usize) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("setting up the io_uring queues failed ({e}); serving over /dev/fuse");
+            None
+        }
+    }
 }
 
 /// Copies the live counters into the record.
@@ -292,7 +356,13 @@ fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &std::path::Path
 fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
     let abs = match std::fs::canonicalize(path) {
         Ok(p) => p,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTCONN.raw_os_error()) => {
+        // A dead daemon's mount: ENOTCONN, or ECONNABORTED while the
+        // kernel tears its io_uring queues down.
+        Err(e)
+            if [rustix::io::Errno::NOTCONN, rustix::io::Errno::CONNABORTED]
+                .iter()
+                .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
+        {
             return Err(MountError::Mountpoint(format!(
                 "{} is a dead mount (its daemon is gone); run `trove umount {}` first",
                 path.display(),

@@ -29,6 +29,7 @@ pub struct MountOptions {
     pub ready_timeout: Duration,
     pub auth: Option<Secret>,
     pub read_path: ReadPath,
+    pub transport: Transport,
 }
 
 /// How the kernel reads a mounted file (`trove mount --read-path`).
@@ -53,6 +54,32 @@ impl ReadPath {
             ReadPath::Kernel => "kernel",
             ReadPath::Passthrough => "passthrough",
             ReadPath::Daemon => "daemon",
+        }
+    }
+}
+
+/// How requests travel between the kernel and the daemon (`trove mount
+/// --transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// io_uring where the kernel has it on, else `/dev/fuse`, quietly.
+    Auto,
+    /// Threads reading and writing `/dev/fuse`: every kernel has it.
+    DevFuse,
+    /// FUSE over io_uring: a queue per CPU, each served by a thread pinned
+    /// to that CPU (Linux 6.14+, `enable_uring` on). Falls back to
+    /// `/dev/fuse` where the kernel refuses, and for passthrough reads.
+    IoUring,
+}
+
+impl Transport {
+    /// As `trove mounts` shows it (`Auto` is never shown: a mount shows
+    /// the one it got).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Auto => "auto",
+            Transport::DevFuse => "/dev/fuse",
+            Transport::IoUring => "io_uring",
         }
     }
 }

@@ -57,6 +57,12 @@ if [ ! -e /dev/fuse ]; then
   modprobe fuse 2>/dev/null || true
   [ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing (modprobe fuse failed); the mount tests will fail" >&2
 fi
+# FUSE over io_uring (trove mount's default transport where it is on) is
+# off until this switch is set; the tests cover both transports.
+uring=/sys/module/fuse/parameters/enable_uring
+if [ -e "$uring" ] && ! grep -qE '^(Y|1)$' "$uring"; then
+  echo 1 > "$uring" 2>/dev/null || echo "setup: warning: could not turn on $uring (needs root); mounts use /dev/fuse" >&2
+fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"

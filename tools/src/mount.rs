@@ -6,7 +6,7 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use trove_fusefront::mount::{MountOptions, ReadPath, Revision};
+use trove_fusefront::mount::{MountOptions, ReadPath, Revision, Transport};
 use trove_fusefront::status::{self, MountRecord};
 
 /// Mount a repo at a commit as a read-only working tree; files hydrate on
@@ -83,6 +83,16 @@ pub struct MountArgs {
     /// The same as `--read-path daemon` (never FUSE passthrough).
     #[arg(long, conflicts_with = "read_path")]
     pub no_passthrough: bool,
+    /// How requests reach the daemon. `io-uring`: FUSE over io_uring, one
+    /// queue per CPU served by a thread pinned to it, so a request is
+    /// answered on the CPU that made it (Linux 6.14+; needs
+    /// /sys/module/fuse/parameters/enable_uring set to 1, else the mount
+    /// says so and uses /dev/fuse; passthrough reads keep /dev/fuse).
+    /// `dev-fuse`: threads reading /dev/fuse. `auto`: io-uring where the
+    /// kernel has it on, else dev-fuse. `trove mounts` shows which one a
+    /// mount uses.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "dev-fuse", "io-uring"])]
+    pub transport: String,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -154,6 +164,11 @@ pub fn mount(args: MountArgs) -> Result<()> {
             (true, _) | (_, "daemon") => ReadPath::Daemon,
             (_, "passthrough") => ReadPath::Passthrough,
             _ => ReadPath::Kernel,
+        },
+        transport: match args.transport.as_str() {
+            "io-uring" => Transport::IoUring,
+            "dev-fuse" => Transport::DevFuse,
+            _ => Transport::Auto,
         },
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);

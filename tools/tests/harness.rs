@@ -708,6 +708,58 @@ pub fn flip_byte(path: &std::path::Path, at: u64) {
     f.sync_all().expect("sync");
 }
 
+/// The kernel's FUSE-over-io_uring switch, which every test process
+/// shares: a test that expects a transport holds it shared; one that
+/// turns it off or on holds it exclusive and puts it back on drop, so no
+/// test sees it move under its mount.
+pub struct UringSwitch {
+    _lock: std::fs::File,
+    restore: Option<String>,
+}
+
+impl UringSwitch {
+    const PARAM: &'static str = "/sys/module/fuse/parameters/enable_uring";
+
+    fn lock(op: rustix::fs::FlockOperation) -> std::fs::File {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("trove-tests-enable-uring.lock"))
+            .expect("the switch's lock file");
+        rustix::fs::flock(&f, op).expect("flock");
+        f
+    }
+
+    /// Holds the switch where it is; whether it is on.
+    pub fn shared() -> (UringSwitch, bool) {
+        let lock = UringSwitch::lock(rustix::fs::FlockOperation::LockShared);
+        (UringSwitch { _lock: lock, restore: None }, UringSwitch::is_on())
+    }
+
+    /// Turns the switch `on` (or off) until dropped. Needs root.
+    pub fn set(on: bool) -> UringSwitch {
+        let lock = UringSwitch::lock(rustix::fs::FlockOperation::LockExclusive);
+        let before = std::fs::read_to_string(UringSwitch::PARAM).expect("the kernel has FUSE over io_uring");
+        std::fs::write(UringSwitch::PARAM, if on { "1" } else { "0" }).expect("setting enable_uring (root)");
+        assert_eq!(UringSwitch::is_on(), on);
+        let restore = if matches!(before.trim(), "Y" | "1") { "1" } else { "0" };
+        UringSwitch { _lock: lock, restore: Some(restore.into()) }
+    }
+
+    fn is_on() -> bool {
+        std::fs::read_to_string(UringSwitch::PARAM).is_ok_and(|v| matches!(v.trim(), "Y" | "1"))
+    }
+}
+
+impl Drop for UringSwitch {
+    fn drop(&mut self) {
+        if let Some(v) = &self.restore {
+            let _ = std::fs::write(UringSwitch::PARAM, v);
+        }
+    }
+}
+
 /// A running `trove mount`. Stopped (SIGTERM, then SIGKILL) on drop, and
 /// its mountpoint lazily unmounted if it is still there, so a failing test
 /// leaves no mount behind.

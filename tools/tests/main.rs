@@ -22,6 +22,7 @@ mod remote;
 mod s3_poison;
 mod slow_clients;
 mod snapshot;
+mod transport;
 mod tree;
 mod upstream_faults;
 mod upstream_load;

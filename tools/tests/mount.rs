@@ -12,13 +12,28 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Each read path's flags: the default (kernel), then the other two.
-pub(crate) const READ_PATHS: [&[&str]; 3] = [&[], &["--read-path", "passthrough"], &["--read-path", "daemon"]];
+/// Each read path's flags: the default (kernel, over io_uring where the
+/// kernel has it on), the other two, and the kernel path over /dev/fuse.
+pub(crate) const READ_PATHS: [&[&str]; 4] =
+    [&[], &["--read-path", "passthrough"], &["--read-path", "daemon"], &["--transport", "dev-fuse"]];
+
+/// The transport `trove mounts` shows for a mount with `extra` flags:
+/// io_uring by default where the kernel has it on (`ring_on`), except
+/// for passthrough reads.
+pub(crate) fn transport_of(extra: &[&str], ring_on: bool) -> &'static str {
+    let dev_fuse = extra.contains(&"dev-fuse") || extra.contains(&"passthrough");
+    if ring_on && !dev_fuse {
+        "io_uring"
+    } else {
+        "/dev/fuse"
+    }
+}
 
 pub(crate) const REPO: &str = "example.test/org/repo";
 const EIO: i32 = 5;
 const EROFS: i32 = 30;
 const ENOTCONN: i32 = 107;
+const ECONNABORTED: i32 = 103;
 
 pub(crate) fn blobs_served(node: &Node) -> u64 {
     node.stats()["git"]["blobs_served"].as_u64().expect("blobs_served")
@@ -68,6 +83,7 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
     let (up, head) = rich_upstream(dir.path());
     let node = node_for(dir.path(), &up, &[]);
     let want = checkout(dir.path(), &up, &head);
+    let (_switch, ring_on) = UringSwitch::shared();
     for (i, extra) in crate::mount::READ_PATHS.into_iter().enumerate() {
         let base = dir.path().join(format!("m{i}"));
         let before = blobs_served(&node);
@@ -118,9 +134,9 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
         let rec = &recs[0];
         assert_eq!(rec["state"], "ready");
         assert_eq!(rec["commit"], head.as_str());
-        let path = extra.get(1).copied().unwrap_or("kernel");
+        let path = if extra.first() == Some(&"--read-path") { extra[1] } else { "kernel" };
         assert_eq!(rec["read_path"], path, "{rec}");
-        assert_eq!(rec["transport"], "/dev/fuse", "{rec}");
+        assert_eq!(rec["transport"], transport_of(extra, ring_on), "{rec}");
         assert_eq!(rec["passthrough"], path == "passthrough", "{rec}");
         wait_until("trove mounts to count the hydrated blobs", Duration::from_secs(10), || {
             m.records()[0]["hydrated_blobs"].as_u64() > Some(0)
@@ -402,8 +418,14 @@ fn a_killed_daemon_gives_enotconn_and_umount_cleans_up() {
     let mut m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
     assert_eq!(m.records()[0]["state"], "ready");
     m.kill9();
+    // Over io_uring the kernel ends the connection once the dead
+    // process's ring is torn down (asynchronously): a request caught in
+    // between is aborted (ECONNABORTED); from then on, ENOTCONN.
     let e = std::fs::metadata(m.path("f1")).expect_err("the daemon is gone");
-    assert_eq!(e.raw_os_error(), Some(ENOTCONN), "{e}");
+    assert!(matches!(e.raw_os_error(), Some(ENOTCONN | ECONNABORTED)), "{e}");
+    wait_until("every access to say ENOTCONN", Duration::from_secs(5), || {
+        std::fs::metadata(m.path("f1")).err().and_then(|e| e.raw_os_error()) == Some(ENOTCONN)
+    });
     assert_eq!(m.records()[0]["state"], "dead");
     let (code, out) = m.umount();
     assert_eq!(code, Some(0), "{out}");

@@ -6,6 +6,7 @@
 //! thread on the node.
 
 use super::state::{Job, Shared};
+use crate::answer::{DataAnswer, OpenAnswer};
 use crate::handles::{Backing, Open};
 use crate::limits::*;
 use crate::table::Table;
@@ -16,7 +17,7 @@ use trove_engine::hydrate::{HydrateError, Priority, Want};
 use trove_engine::tree::index::Kind;
 
 /// Answers a read of `size` bytes at `offset` from `file` (short at EOF).
-pub(super) fn pread_reply(file: &std::fs::File, offset: u64, size: u32, reply: ReplyData) {
+pub(super) fn pread_reply(file: &std::fs::File, offset: u64, size: u32, reply: impl DataAnswer) {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; size.min(READ_MAX_BYTES) as usize];
     let mut got = 0;
@@ -37,7 +38,7 @@ impl Shared {
     /// and kept; a file not yet local is hydrated first (off this thread)
     /// and its directory's small files queued for prefetch, as a first
     /// open does on the other path.
-    pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: ReplyData) {
+    pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: impl DataAnswer) {
         if let Some(file) = self.inode_files.get(ino) {
             return pread_reply(&file, offset, size, reply);
         }
@@ -75,12 +76,12 @@ impl Shared {
 
     /// Replies to an open of inode `ino` with a local blob's file:
     /// passthrough if the kernel takes it, else served by `read`.
-    pub(super) fn reply_open(&self, ino: u64, file: std::fs::File, reply: ReplyOpen) {
+    pub(super) fn reply_open(&self, ino: u64, file: std::fs::File, reply: impl OpenAnswer) {
         if self.counters.passthrough.load(Ordering::Relaxed) {
             let mut file = Some(file);
             let made = self.handles.backing(ino, || {
-                let f = file.take().expect("made once");
-                reply.open_backing(&f).map(|id| Some(Backing { file: f, id }))
+                let id = reply.open_backing(file.as_ref().expect("made once"))?;
+                Ok(Some(Backing { file: file.take().expect("made once"), id }))
             });
             match made {
                 Ok(Some(backing)) => return self.reply_passthrough(backing, reply),
@@ -96,18 +97,18 @@ impl Shared {
         self.reply_served(file, reply)
     }
 
-    pub(super) fn reply_served(&self, file: std::fs::File, reply: ReplyOpen) {
+    pub(super) fn reply_served(&self, file: std::fs::File, reply: impl OpenAnswer) {
         let fh = self.handles.insert(Open::Served(Arc::new(file)));
-        reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE);
+        reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     /// A passthrough open on `backing`, which the handle keeps alive until
     /// release. No FOPEN_KEEP_CACHE: the kernel refuses a passthrough open
     /// with any flag outside FOPEN_PASSTHROUGH_MASK (EIO), and the backing
     /// file's page cache is the cache.
-    pub(super) fn reply_passthrough(&self, backing: Arc<Backing>, reply: ReplyOpen) {
+    pub(super) fn reply_passthrough(&self, backing: Arc<Backing>, reply: impl OpenAnswer) {
         let fh = self.handles.insert(Open::Passthrough(backing.clone()));
-        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &backing.id);
+        reply.opened_passthrough(fh, FopenFlags::empty(), &backing.id);
     }
 
     /// Asks the owner for file `ino`'s blob (converted, for a file

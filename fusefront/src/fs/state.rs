@@ -22,6 +22,9 @@ pub struct MountCounters {
     pub errors: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     pub passthrough: AtomicBool,
+    /// The kernel took FUSE over io_uring in INIT (the queues may still
+    /// fail to register, and the mount then stays on /dev/fuse).
+    pub ring_offered: AtomicBool,
     /// The node's recoveries (`NodeHealth::recoveries`) the record has
     /// seen: a new one clears `last_error`.
     pub recoveries_seen: AtomicU64,
@@ -53,9 +56,11 @@ pub struct FsOptions {
     /// ENOSYS, so the kernel opens files itself and keeps their pages;
     /// `Passthrough` asks the kernel for passthrough (it may refuse).
     pub read_path: ReadPath,
+    /// Ask the kernel for FUSE over io_uring in INIT (queues prepared).
+    pub ring: bool,
 }
 
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub(super) gate: Arc<Gate>,
     pub(super) hydrator: Arc<Hydrator>,
     pub(super) converter: Converter,

@@ -1,0 +1,204 @@
+//! The kernel's operations on a mount, written against `answer`'s reply
+//! traits so that both transports (fuser's `/dev/fuse` loop and the
+//! io_uring queues) run this one code. Metadata comes from the table
+//! alone; opens and first reads go to `opens.rs`.
+
+use super::opens::pread_reply;
+use super::state::{kind_of, libc_trunc, Shared};
+use crate::answer::*;
+use crate::limits::*;
+use crate::options::ReadPath;
+use fuser::{Errno, FileType, FopenFlags, INodeNo};
+use std::sync::Arc;
+use trove_engine::hydrate::HydrateError;
+use trove_engine::tree::index::Kind;
+
+/// `open(2)`'s access mode bits (O_ACCMODE): the mount is read-only, so
+/// any but O_RDONLY (0) is refused, as is O_TRUNC.
+const ACCESS_MODE: i32 = 0o3;
+/// access(2)'s W_OK.
+const W_OK: i32 = 2;
+
+macro_rules! ready {
+    ($shared:expr, $reply:expr) => {
+        match $shared.table() {
+            Ok(t) => t,
+            Err(e) => return $reply.error(e),
+        }
+    };
+}
+
+macro_rules! node {
+    ($table:expr, $ino:expr, $reply:expr) => {
+        match $table.node($ino) {
+            Some(n) => n,
+            None => return $reply.error(Errno::ENOENT),
+        }
+    };
+}
+
+impl Shared {
+    pub(crate) fn lookup(&self, parent: u64, name: &[u8], reply: impl EntryAnswer) {
+        let t = ready!(self, reply);
+        match t.lookup(parent, name) {
+            Some(ino) => reply.entry(&BASE_TREE_TTL, &self.attr(t, ino, t.node(ino).expect("looked up"))),
+            None if t.node(parent).is_some() => {
+                // A negative entry (inode 0): the base tree never gains
+                // a name, so the kernel may remember the miss too.
+                let mut none = self.attr(t, 0, t.node(1).expect("root"));
+                none.ino = INodeNo(0);
+                reply.entry(&BASE_TREE_TTL, &none);
+            }
+            None => reply.error(Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn getattr(&self, ino: u64, reply: impl AttrAnswer) {
+        let t = ready!(self, reply);
+        let n = node!(t, ino, reply);
+        reply.attr(&BASE_TREE_TTL, &self.attr(t, ino, n));
+    }
+
+    pub(crate) fn readlink(&self, ino: u64, reply: impl DataAnswer) {
+        let t = ready!(self, reply);
+        let n = node!(t, ino, reply);
+        if n.kind != Kind::Symlink {
+            return reply.error(Errno::EINVAL);
+        }
+        if n.size > SYMLINK_MAX_BYTES {
+            self.counters.error(format!(
+                "{}: a symlink target of {} bytes is over PATH_MAX",
+                Shared::path(t, ino),
+                n.size
+            ));
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        // The target rides in the tree index: readlink fetches nothing.
+        match t.target(ino) {
+            Some(target) if target.len() as u64 == n.size => reply.data(target),
+            _ => {
+                self.counters.error(format!("{}: the tree index has no target for this symlink", Shared::path(t, ino)));
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    pub(crate) fn open(self: &Arc<Self>, ino: u64, flags: i32, reply: impl OpenAnswer) {
+        let t = ready!(self, reply);
+        let n = node!(t, ino, reply);
+        if flags & ACCESS_MODE != 0 || flags & libc_trunc() != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        match n.kind {
+            Kind::Dir | Kind::Submodule => return reply.error(Errno::EISDIR),
+            Kind::Symlink => return reply.error(Errno::ELOOP),
+            Kind::File | Kind::Executable => {}
+        }
+        if self.options.read_path == ReadPath::Kernel {
+            // From now on the kernel opens files itself, keeps their page
+            // cache across opens and sends only reads (`read_inode`).
+            return reply.error(Errno::ENOSYS);
+        }
+        if n.size == 0 {
+            // The empty blob (the index decoder refused any other id).
+            let fh = self.handles.insert(crate::handles::Open::Empty);
+            return reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
+        }
+        // Open already: the kernel has its backing file (whatever became
+        // of the blob in the cache since).
+        if let Some(backing) = self.handles.live_backing(ino) {
+            return self.reply_passthrough(backing, reply);
+        }
+        match self.hydrator.open_local(&n.oid) {
+            Ok(Some(file)) => self.reply_open(ino, file, reply),
+            Ok(None) => {
+                self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
+                    Ok(f) => s.reply_open(ino, f, reply),
+                    Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
+                    Err(_) => reply.error(Errno::EIO),
+                });
+                // Its siblings are likely next (a build, a grep): they
+                // follow in one batch, behind this read.
+                self.prefetch(t, u64::from(n.parent) + 1, ino);
+            }
+            Err(e) => {
+                self.counters.error(format!("{}: {e}", Shared::path(t, ino)));
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    /// A read of `fh` (0: a read without a FUSE open, on the kernel path).
+    pub(crate) fn read(self: &Arc<Self>, ino: u64, fh: u64, offset: u64, size: u32, reply: impl DataAnswer) {
+        if fh == 0 {
+            return self.read_inode(ino, offset, size, reply);
+        }
+        let file = match self.handles.served(fh) {
+            None => return reply.error(Errno::EBADF),
+            Some(Err(())) => return reply.data(&[]),
+            Some(Ok(f)) => f,
+        };
+        pread_reply(&file, offset, size, reply);
+    }
+
+    pub(crate) fn release(&self, fh: u64, reply: impl EmptyAnswer) {
+        self.handles.release(fh);
+        reply.ok();
+    }
+
+    pub(crate) fn opendir(&self, ino: u64, reply: impl OpenAnswer) {
+        let t = ready!(self, reply);
+        let n = node!(t, ino, reply);
+        if kind_of(n) != FileType::Directory {
+            return reply.error(Errno::ENOTDIR);
+        }
+        reply.opened(0, FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
+    }
+
+    pub(crate) fn readdir(&self, ino: u64, offset: u64, mut reply: impl DirAnswer) {
+        let (t, n) = match self.dir_to_list(ino) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        for (i, off, child, name) in self.listing(t, ino, n, offset) {
+            if reply.add(i, off, kind_of(child), name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    pub(crate) fn readdirplus(&self, ino: u64, offset: u64, mut reply: impl DirPlusAnswer) {
+        let (t, n) = match self.dir_to_list(ino) {
+            Ok(found) => found,
+            Err(e) => return reply.error(e),
+        };
+        for (i, off, child, name) in self.listing(t, ino, n, offset) {
+            if reply.add(off, name, &BASE_TREE_TTL, &self.attr(t, i, child)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// df: the data dir's disk, where hydrated files (and, with writes,
+    /// new ones) go; the tree's own bytes are not "used" space.
+    pub(crate) fn statfs(&self, reply: impl StatfsAnswer) {
+        match rustix::fs::statvfs(&self.options.data_dir) {
+            Ok(v) => reply.statfs(&v),
+            Err(e) => {
+                self.counters.error(format!("statfs of the data dir {}: {e}", self.options.data_dir.display()));
+                reply.error(Errno::EIO)
+            }
+        }
+    }
+
+    pub(crate) fn access(&self, ino: u64, mask: i32, reply: impl EmptyAnswer) {
+        let t = ready!(self, reply);
+        let _ = node!(t, ino, reply);
+        if mask & W_OK != 0 {
+            return reply.error(Errno::EROFS);
+        }
+        reply.ok();
+    }
+}
