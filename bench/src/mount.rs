@@ -14,6 +14,10 @@
 //! - the whole tree searched cold by 8 readers (the way rg reads; fresh
 //!   data dir, default settings), then warm; `grep -r` cold (one reader);
 //! - 1,000 random warm open+read+close, p50 and p99; `ls -lR` warm;
+//! - the two transports, io_uring and /dev/fuse, side by side on one
+//!   hydrated data dir (`mount_transport.rs`);
+//! - a hung node: unfetched files read one after another
+//!   (`mount_hung.rs`);
 //! - whether the mounted tree equals `git checkout`'s (`diff -rq`);
 //! - 32 concurrent first reads of one file: blobs fetched.
 //!
@@ -338,6 +342,19 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         met: Met::of(ls_mount <= 1.2 * ls_ext4),
     });
     drop(whole);
+    let transport = crate::mount_transport::Ctx {
+        trove: &cfg.trove,
+        node: node.url(),
+        repo: &repo,
+        mounts: &mounts,
+        data: "data-whole",
+        checkout: &checkout,
+        files: &regular,
+        steps,
+    };
+    for row in crate::mount_transport::rows(&transport)? {
+        table.add(row);
+    }
     // The same warm opens on the passthrough read path (same data dir,
     // everything hydrated), so the default is chosen on figures.
     let pt_args = ["--read-path", "passthrough"];
@@ -382,6 +399,10 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         target: "<= 2x".into(),
         met: Met::of(grep_mount <= 2.0 * grep_ext4),
     });
+
+    if let Some(pid) = node.pid() {
+        table.add(crate::mount_hung::row(&cfg.trove, &node.url(), pid, &repo, &mounts, &regular)?);
+    }
 
     // 32 concurrent first reads of one file.
     let one = by_commit("one", "data-one", &["--prefetch", "off"])?;

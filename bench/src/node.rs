@@ -16,6 +16,11 @@ impl BenchNode {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// The node's process, if this bench started it.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl BenchNode {

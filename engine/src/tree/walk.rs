@@ -17,13 +17,18 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// Opens `mirror` for reading objects only: no config from the user or the
-/// system, nothing that runs code.
+/// system, nothing that runs code. Reads keep a cache of delta bases
+/// (DELTA_BASE_CACHE_BYTES): without one, every blob stored as a delta
+/// inflates its whole chain again, and a tree's blobs share their bases.
 pub fn open(mirror: &Path) -> Result<gix::Repository, TreeError> {
-    let repo = gix::open_opts(mirror, gix::open::Options::isolated())
+    let mut repo = gix::open_opts(mirror, gix::open::Options::isolated())
         .map_err(|e| TreeError::Mirror(format!("opening {}: {e}", mirror.display())))?;
     if repo.object_hash() != gix::hash::Kind::Sha1 {
         return Err(TreeError::Sha256);
     }
+    repo.objects.set_pack_cache(|| {
+        Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(crate::limits::DELTA_BASE_CACHE_BYTES))
+    });
     Ok(repo)
 }
 

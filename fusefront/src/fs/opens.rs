@@ -16,22 +16,6 @@ use std::sync::Arc;
 use trove_engine::hydrate::{HydrateError, Priority, Want};
 use trove_engine::tree::index::Kind;
 
-/// Answers a read of `size` bytes at `offset` from `file` (short at EOF).
-pub(super) fn pread_reply(file: &std::fs::File, offset: u64, size: u32, reply: impl DataAnswer) {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; size.min(READ_MAX_BYTES) as usize];
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return reply.error(Errno::EIO),
-        }
-    }
-    reply.data(&buf[..got]);
-}
-
 impl Shared {
     /// A read that came without a FUSE open (the kernel opens files
     /// itself): answered from the inode's local file, which is opened once
@@ -40,7 +24,7 @@ impl Shared {
     /// open does on the other path.
     pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: impl DataAnswer) {
         if let Some(file) = self.inode_files.get(ino) {
-            return pread_reply(&file, offset, size, reply);
+            return reply.pread(&file, offset, size);
         }
         let t = match self.table() {
             Ok(t) => t,
@@ -55,13 +39,13 @@ impl Shared {
         }
         let len = n.size;
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => pread_reply(&self.inode_files.insert(ino, file, len), offset, size, reply),
+            Ok(Some(file)) => reply.pread(&self.inode_files.insert(ino, file, len), offset, size),
             Ok(None) => {
                 // A retry of a fetch that just failed fails at once in the
                 // owner's queue (HYDRATE_FAILED_HOLD): the kernel retries a
                 // failed readahead page by page.
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
-                    Ok(f) => pread_reply(&s.inode_files.insert(ino, f, len), offset, size, reply),
+                    Ok(f) => reply.pread(&s.inode_files.insert(ino, f, len), offset, size),
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
                     Err(_) => reply.error(Errno::EIO),
                 });

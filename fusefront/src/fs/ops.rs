@@ -3,7 +3,6 @@
 //! io_uring queues) run this one code. Metadata comes from the table
 //! alone; opens and first reads go to `opens.rs`.
 
-use super::opens::pread_reply;
 use super::state::{kind_of, libc_trunc, Shared};
 use crate::answer::*;
 use crate::limits::*;
@@ -138,7 +137,7 @@ impl Shared {
             Some(Err(())) => return reply.data(&[]),
             Some(Ok(f)) => f,
         };
-        pread_reply(&file, offset, size, reply);
+        reply.pread(&file, offset, size);
     }
 
     pub(crate) fn release(&self, fh: u64, reply: impl EmptyAnswer) {

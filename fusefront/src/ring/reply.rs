@@ -142,6 +142,16 @@ impl DataAnswer for RingReply {
         self.payload()[..n].copy_from_slice(&bytes[..n]);
         self.finish(0, n);
     }
+
+    /// Straight into the entry's payload: no buffer, no copy.
+    fn pread(mut self, file: &std::fs::File, offset: u64, size: u32) {
+        let payload = self.payload();
+        let n = (size as usize).min(payload.len());
+        match crate::answer::fill(file, offset, &mut payload[..n]) {
+            Ok(got) => self.finish(0, got),
+            Err(_) => self.error(Errno::EIO),
+        }
+    }
 }
 
 impl EntryAnswer for RingReply {

@@ -1,0 +1,109 @@
+//! `trove bench mount`'s transport rows: the same hydrated data dir
+//! mounted over `/dev/fuse` and over FUSE over io_uring in one run, and
+//! what differs between them measured side by side with ext4: a metadata
+//! walk and a whole-tree read with the kernel's caches dropped (every
+//! lookup and read goes to the daemon), and warm opens (which, on the
+//! kernel read path, reach neither).
+//!
+//! Where the kernel has the ring off, the io_uring mount falls back and
+//! its rows say so (their settings name the transport it got).
+
+use crate::mount_proc::MountProc;
+use crate::reads::{find_and_stat, random_opens, read_tree};
+use crate::rows::{ratio, Met, Row};
+use crate::steps::{median_f, Steps};
+use anyhow::Result;
+use std::path::Path;
+
+/// What the transport rows need of the bench run.
+pub(crate) struct Ctx<'a> {
+    pub trove: &'a Path,
+    pub node: String,
+    pub repo: &'a str,
+    /// Where mounts go, and the data dir (already hydrated) they share.
+    pub mounts: &'a Path,
+    pub data: &'a str,
+    pub checkout: &'a Path,
+    pub files: &'a [String],
+    pub steps: Steps,
+}
+
+struct Measured {
+    settings: String,
+    find_s: f64,
+    read_s: f64,
+    open_p50_us: f64,
+    open_p99_us: f64,
+}
+
+fn measure(ctx: &Ctx, transport: &str) -> Result<Measured> {
+    let dir = ctx.mounts.join(format!("transport-{transport}"));
+    let data = ctx.mounts.join(ctx.data);
+    let m = MountProc::start(ctx.trove, &ctx.node, ctx.repo, &dir, &data, &["--transport", transport])?;
+    let cold = |step: &dyn Fn() -> Result<f64>| -> Result<f64> {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            ctx.steps.settle()?;
+            runs.push(step()?);
+        }
+        Ok(median_f(&runs))
+    };
+    let find_s = cold(&|| find_and_stat(&m.dir))?;
+    let read_s = cold(&|| read_tree(&m.dir, ctx.files, 8))?;
+    read_tree(&m.dir, ctx.files, 8)?;
+    let opens = random_opens(&m.dir, ctx.files, 1000)?;
+    let us = |q: f64| opens.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Measured { settings: m.read_path(), find_s, read_s, open_p50_us: us(0.5), open_p99_us: us(0.99) })
+}
+
+/// The rows: io_uring against /dev/fuse (the target: no slower), each
+/// with ext4 beside it.
+pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
+    let dev = measure(ctx, "dev-fuse")?;
+    let ring = measure(ctx, "io-uring")?;
+    let ext4_find = {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            ctx.steps.settle()?;
+            runs.push(find_and_stat(ctx.checkout)?);
+        }
+        median_f(&runs)
+    };
+    let ext4_read = {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            ctx.steps.settle()?;
+            runs.push(read_tree(ctx.checkout, ctx.files, 8)?);
+        }
+        median_f(&runs)
+    };
+    read_tree(ctx.checkout, ctx.files, 8)?;
+    let ext4_opens = random_opens(ctx.checkout, ctx.files, 1000)?;
+    let e = |q: f64| ext4_opens.value_at_quantile(q) as f64 / 1000.0;
+    let settings = format!("{}; vs {}", ring.settings, dev.settings);
+    let row = |what: &str, r: f64, d: f64, ext4: f64, unit: &str, digits: usize| Row {
+        what: what.into(),
+        settings: settings.clone(),
+        trove: format!("{r:.digits$} {unit}"),
+        baseline: format!("/dev/fuse {d:.digits$} {unit}; ext4 {ext4:.digits$} {unit} ({} ext4)", ratio(r, ext4)),
+        ratio: ratio(r, d),
+        target: "io_uring <= /dev/fuse".into(),
+        met: Met::of(r <= d),
+    };
+    Ok(vec![
+        row("`find` + stat, hydrated, kernel caches dropped (median of 3)", ring.find_s, dev.find_s, ext4_find, "s", 3),
+        row(
+            &format!(
+                "whole tree read from the local tier, 8 readers, caches dropped ({} files, median of 3)",
+                ctx.files.len()
+            ),
+            ring.read_s,
+            dev.read_s,
+            ext4_read,
+            "s",
+            3,
+        ),
+        row("open+read+close of 1,000 random files, warm, p50", ring.open_p50_us, dev.open_p50_us, e(0.5), "us", 1),
+        row("open+read+close of 1,000 random files, warm, p99", ring.open_p99_us, dev.open_p99_us, e(0.99), "us", 1),
+    ])
+}
