@@ -184,6 +184,9 @@ pub const TREE_INDEX_MAX_PATH_BYTES: u64 = 512 << 20;
 pub const CHECKOUT_CONVERT_MAX_BYTES: u64 = 32 << 20;
 /// Most blobs one `POST .../blobs` may ask for.
 pub const BLOBS_PER_REQUEST_MAX: usize = 1024;
+/// Default of `--blob-cache`: blobs served to mounts lately, kept in
+/// memory node-wide so the next mount of the tree is not inflated again.
+pub const BLOB_CACHE_BYTES: u64 = 256 << 20;
 /// Delta bases a tree walk or blob stream keeps inflated (per reader, so
 /// per request): git's own default (core.deltaBaseCacheLimit).
 pub const DELTA_BASE_CACHE_BYTES: usize = 96 << 20;

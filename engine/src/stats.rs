@@ -50,6 +50,7 @@ counters! {
     tree_indexes: "tree indexes of commits made (GET .../tree/{commit})",
     blob_requests: "POST .../blobs requests served",
     blobs_served: "blobs sent by POST .../blobs",
+    blob_cache_hits: "blobs POST .../blobs sent from memory (--blob-cache), neither inflated nor hashed again",
     mirror_evictions: "mirrors evicted, least recently used first, to stay within --mirror-capacity",
     mirror_bytes: "disk the mirrors this shard owns used at the last count",
     upload_pack_runs: "git upload-pack processes run for clients",

@@ -6,8 +6,12 @@
 //! - [`mount`]: one mount's life (mount, prepare, serve, unmount).
 //! - [`table`]: the inode table of the base tree, built from the index.
 //! - [`gate`]: holds operations until the table is ready.
-//! - [`fs`]: the fuser `Filesystem`: metadata from the table, opens through
-//!   passthrough backing files, hydration off the FUSE threads.
+//! - [`fs`]: the filesystem's operations (metadata from the table, reads
+//!   through the kernel, passthrough or the daemon, hydration off the
+//!   serving threads), written against [`answer`]'s reply traits, and
+//!   fuser's `Filesystem` (the `/dev/fuse` transport) forwarding to them.
+//! - [`answer`]: one trait per kind of reply, for both transports.
+//! - `ring`: FUSE over io_uring, a queue per CPU served on that CPU.
 //! - [`handles`]: open file handles (and the passthrough ids they keep alive).
 //! - [`status`]: the record `trove mounts` reads.
 //! - `engine`: the daemon's engine, the shard runtime composed with

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Blob bytes all `POST .../blobs` responses may hold in memory at once
     /// (one budget, shared by every shard). Default 256 MiB.
     pub blob_memory: std::sync::Arc<trove_engine::tree::blob_memory::BlobMemory>,
+    /// Blobs served lately, kept for the next mount that asks (one cache,
+    /// shared by every shard). Default 256 MiB.
+    pub blob_cache: std::sync::Arc<trove_engine::tree::blob_cache::BlobCache>,
 }
 
 impl Default for ServerConfig {
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             max_connections: None,
             body_budget: budget::BodyBudget::new(limits::BUFFERED_BODY_BUDGET_BYTES),
             blob_memory: trove_engine::tree::blob_memory::BlobMemory::new(trove_engine::limits::BLOB_MEMORY_BYTES),
+            blob_cache: trove_engine::tree::blob_cache::BlobCache::new(trove_engine::limits::BLOB_CACHE_BYTES),
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn stats_json(node: &NodeShared) -> Response<RespBody> {
             "tree_indexes": sum("tree_indexes"),
             "blob_requests": sum("blob_requests"),
             "blobs_served": sum("blobs_served"),
+            "blob_cache_hits": sum("blob_cache_hits"),
             "mirror_evictions": sum("mirror_evictions"),
             "mirror_bytes": sum("mirror_bytes"),
             "upload_pack_runs": sum("upload_pack_runs"),

@@ -116,7 +116,8 @@ pub async fn blobs(
     trove_engine::stats::bump(&mirrors.shard().stats().blob_requests, 1);
     let shard = mirrors.shard();
     let stats = shard.node.stats[usize::from(shard.id)].clone();
-    let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats, cfg.blob_memory.clone())
+    let cache = (cfg.blob_cache.clone(), key.hash());
+    let rx = trove_engine::tree::blobs::spawn_reader(mirror, ids, stats, cfg.blob_memory.clone(), cache)
         .map_err(|e| repo_error(RepoError::Io(format!("starting the blob reader: {e}"))))?;
     // A piece's charge is given back once hyper asks for the next one: by
     // then it holds the bytes for the socket, and at most that one piece.

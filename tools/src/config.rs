@@ -56,6 +56,9 @@ pub struct ServeArgs {
     /// Blob bytes all `POST .../blobs` responses (what mounts hydrate from) may hold in memory for clients that read slowly, e.g. 1G; past it, new requests get 503 with Retry-After. [default: 256M]
     #[arg(long, env = "TROVE_BLOB_MEMORY")]
     pub blob_memory: Option<String>,
+    /// Memory for blobs recently sent to mounts (`POST .../blobs`), node-wide, so a tree many mounts read is inflated from its pack and hashed once; least recently served go first; 0 turns it off. [default: 256M]
+    #[arg(long, env = "TROVE_BLOB_CACHE")]
+    pub blob_cache: Option<String>,
     /// Close connections idle this long, e.g. 30s. [default: 60s]
     #[arg(long, env = "TROVE_IDLE_TIMEOUT")]
     pub idle_timeout: Option<String>,
@@ -203,6 +206,10 @@ pub fn resolve(args: ServeArgs) -> Result<(NodeConfig, ServerConfig)> {
             bail!("--blob-memory must be at least {}M (two of the largest blobs read whole)", least >> 20);
         }
         server.blob_memory = trove_engine::tree::blob_memory::BlobMemory::new(bytes);
+    }
+    if let Some(s) = m.blob_cache {
+        let bytes = parse_size(&s).map_err(anyhow::Error::msg).context("--blob-cache")?;
+        server.blob_cache = trove_engine::tree::blob_cache::BlobCache::new(bytes);
     }
     if let Some(n) = m.max_connections {
         if n == 0 {

@@ -151,3 +151,54 @@ fn frames(mut body: &[u8]) -> Vec<([u8; 20], u8, Vec<u8>)> {
         body = &body[len..];
     }
 }
+
+#[test]
+fn blobs_served_again_come_from_memory_and_never_to_another_repo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up = Upstream::new(dir.path());
+    // A second repo under the same host, with a blob the first lacks.
+    let other_work = dir.path().join("other-work");
+    std::fs::create_dir_all(&other_work).expect("mkdir");
+    git(&other_work, &["init", "-q"]);
+    std::fs::write(other_work.join("secret"), b"only in org/other\n").expect("write");
+    git(&other_work, &["add", "-A"]);
+    git(&other_work, &["commit", "-qm", "other"]);
+    let other_bare = up.root.join("org/other");
+    git(dir.path(), &["clone", "-q", "--bare", other_work.to_str().expect("utf8"), other_bare.to_str().expect("utf8")]);
+    let secret = git(&other_work, &["rev-parse", "HEAD:secret"]);
+    let f1 = git(&up.work, &["rev-parse", "HEAD:f1"]);
+
+    let node = node_for(dir.path(), &up, &[]);
+    let (repo, other) = (repo_url(&node), node.url("/git/example.test/org/other"));
+    let ask = |base: &str, oid: &str| {
+        let r = http("POST", &format!("{base}/blobs"), &[], format!("{oid}\n").into_bytes());
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        frames(&r.body).remove(0)
+    };
+    let hits = || node.stats()["git"]["blob_cache_hits"].as_u64().expect("blob_cache_hits");
+    let first = ask(&repo, &f1);
+    assert_eq!((first.1, hits()), (0, 0), "read from the mirror");
+    let again = ask(&repo, &f1);
+    assert_eq!(again, first, "the same bytes");
+    assert_eq!(hits(), 1, "served from memory the second time");
+
+    // The other repo's blob, served (and kept) for it, is still missing
+    // for a request that names the first repo.
+    let kept = ask(&other, &secret);
+    assert_eq!((kept.1, kept.2.as_slice()), (0, b"only in org/other\n".as_slice()));
+    let leaked = ask(&repo, &secret);
+    assert_eq!((leaked.1, leaked.2.len()), (1, 0), "missing in org/repo, whatever the cache holds");
+    assert_eq!(hits(), 1);
+
+    // --blob-cache 0: every ask reads the mirror.
+    let off = Node::start(
+        &dir.path().join("data-off"),
+        &["--upstream", &format!("example.test=file://{}", up.root.display()), "--blob-cache", "0"],
+    );
+    let off_repo = off.url("/git/example.test/org/repo");
+    for _ in 0..2 {
+        let r = http("POST", &format!("{off_repo}/blobs"), &[], format!("{f1}\n").into_bytes());
+        assert_eq!(frames(&r.body)[0], first);
+    }
+    assert_eq!(off.stats()["git"]["blob_cache_hits"], 0);
+}

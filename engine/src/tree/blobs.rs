@@ -24,6 +24,7 @@
 //! The reader checks each blob against its oid again: it trusts no node.
 
 use crate::limits::{BLOBS_PER_REQUEST_MAX, BLOB_MEMORY_WAIT, BLOB_SERVE_MAX_BYTES};
+use crate::tree::blob_cache::BlobCache;
 use crate::tree::blob_memory::{BlobMemory, Charge};
 use crate::tree::{oid_hex, parse_oid};
 
@@ -135,6 +136,7 @@ pub fn spawn_reader(
     ids: Vec<[u8; 20]>,
     served: std::sync::Arc<crate::stats::ShardStats>,
     memory: std::sync::Arc<BlobMemory>,
+    (cache, repo_id): (std::sync::Arc<BlobCache>, u128),
 ) -> std::io::Result<crate::doorbell::Receiver<Piece>> {
     let (tx, rx) = crate::doorbell::channel(Some(crate::limits::BLOBS_READ_AHEAD))?;
     std::thread::Builder::new().name("trove-blobs".into()).spawn(move || {
@@ -143,6 +145,23 @@ pub fn spawn_reader(
         let repo = crate::tree::walk::open(&mirror).ok();
         let mut answered = std::collections::HashSet::with_capacity(ids.len());
         for oid in ids.iter().filter(|o| answered.insert(**o)) {
+            // Served lately: neither inflated nor hashed again.
+            if let Some(data) = cache.get(repo_id, oid) {
+                let Some(held) = charge(data.len() as u64) else {
+                    tracing::warn!(
+                        "no blob memory came free in {BLOB_MEMORY_WAIT:?} (--blob-memory); cutting a blob stream"
+                    );
+                    return;
+                };
+                crate::stats::bump(&served.blobs_served, 1);
+                crate::stats::bump(&served.blob_cache_hits, 1);
+                if !(send(Piece::header(oid, Status::Ok, data.len() as u64))
+                    && send(Piece { bytes: data, _charge: Some(held) }))
+                {
+                    return;
+                }
+                continue;
+            }
             let size = match &repo {
                 Some(r) => blob_size(r, oid),
                 None => Err(Status::Unreadable),
@@ -159,8 +178,10 @@ pub fn spawn_reader(
                     match read_checked(repo.as_ref().expect("a size was read from it"), oid) {
                         Ok(data) => {
                             crate::stats::bump(&served.blobs_served, 1);
+                            let data = bytes::Bytes::from(data);
+                            cache.put(repo_id, oid, data.clone());
                             send(Piece::header(oid, Status::Ok, data.len() as u64))
-                                && send(Piece { bytes: bytes::Bytes::from(data), _charge: Some(held) })
+                                && send(Piece { bytes: data, _charge: Some(held) })
                         }
                         Err(status) => send(Piece::header(oid, status, 0)),
                     }

@@ -17,6 +17,7 @@
 
 pub mod attributes;
 pub mod bigblob;
+pub mod blob_cache;
 pub mod blob_memory;
 pub mod blobs;
 pub mod checkout;

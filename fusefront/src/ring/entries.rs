@@ -8,7 +8,6 @@
 //! a request is answered.
 
 use super::abi::HEADER_BYTES;
-use std::alloc::Layout;
 use std::os::fd::OwnedFd;
 use std::ptr::NonNull;
 
@@ -18,7 +17,7 @@ const HEADER_STRIDE: usize = 4096;
 /// The entries' buffers: `depth` header pages, then `depth` payloads.
 pub(super) struct Entries {
     base: NonNull<u8>,
-    layout: Layout,
+    size: usize,
     pub(super) depth: usize,
     pub(super) payload_bytes: usize,
 }
@@ -29,13 +28,18 @@ unsafe impl Send for Entries {}
 unsafe impl Sync for Entries {}
 
 impl Entries {
+    /// Anonymous memory, page aligned and zero until touched: the payloads
+    /// cost memory only as far as replies reach into them.
     pub(super) fn new(depth: usize, payload_bytes: usize) -> std::io::Result<Self> {
         let size = depth * (HEADER_STRIDE + payload_bytes);
-        let layout = Layout::from_size_align(size, HEADER_STRIDE).map_err(std::io::Error::other)?;
-        // SAFETY: a non-zero size (depth and payload are at least 1).
-        let base = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout) })
-            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
-        Ok(Self { base, layout, depth, payload_bytes })
+        use rustix::mm::{mmap_anonymous, MapFlags, ProtFlags};
+        // SAFETY: a fresh private mapping, aliased by nothing.
+        let base = unsafe {
+            mmap_anonymous(std::ptr::null_mut(), size, ProtFlags::READ | ProtFlags::WRITE, MapFlags::PRIVATE)
+        }?;
+        let base =
+            NonNull::new(base.cast::<u8>()).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::OutOfMemory))?;
+        Ok(Self { base, size, depth, payload_bytes })
     }
 
     pub(super) fn header_ptr(&self, ent: u32) -> *mut u8 {
@@ -71,8 +75,9 @@ impl Entries {
 
 impl Drop for Entries {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) }
+        // SAFETY: mapped in `new` with this size; nothing points into it
+        // once its owners (the queue and every reply) are gone.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.size) };
     }
 }
 
