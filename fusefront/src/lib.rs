@@ -34,3 +34,4 @@ mod ring;
 pub mod status;
 pub mod table;
 mod tree_fetch;
+pub mod walk_order;

@@ -9,8 +9,17 @@ pub const BASE_TREE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// Default of `--ready-timeout`: how long an operation that arrives before
 /// the tree index is in waits for it, before it gets EIO.
 pub const READY_WAIT: Duration = Duration::from_secs(30);
-/// Files of one directory a `readdir` queues for prefetch.
-pub const PREFETCH_FILES_PER_DIR: usize = 256;
+/// Files a first read queues for prefetch after it on the walk, within
+/// its directory's subtree; a reader that keeps reading within what was
+/// queued doubles it each time, up to PREFETCH_WALK_MAX, across
+/// directories. Small, so random reads (an agent opening files here and
+/// there) fetch little they do not read.
+pub const PREFETCH_WALK_FIRST: usize = 16;
+/// Most files queued ahead of one walker.
+pub const PREFETCH_WALK_MAX: usize = 1024;
+/// Walkers followed at once (rg reads several directories in parallel);
+/// the one that went longest without a read makes room for a new one.
+pub const PREFETCH_WALKERS: usize = 32;
 /// Largest file a directory prefetch queues: prefetch is for the small
 /// source files a build reads next, not for a directory's big assets.
 pub const PREFETCH_FILE_MAX_BYTES: u64 = 1 << 20;

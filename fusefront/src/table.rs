@@ -199,6 +199,14 @@ impl Table {
         self.children[s..s + node.children_len as usize].iter().map(|&i| u64::from(i) + 1)
     }
 
+    /// A directory's `i`th child in name order.
+    pub fn child_at(&self, node: &Node, i: usize) -> Option<u64> {
+        if i >= node.children_len as usize {
+            return None;
+        }
+        Some(u64::from(self.children[node.children_start as usize + i]) + 1)
+    }
+
     /// The inode named `name` in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<u64> {
         let p = self.node(parent)?;

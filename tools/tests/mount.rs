@@ -561,7 +561,7 @@ fn a_blob_torn_on_disk_is_fetched_again_after_a_restart() {
 }
 
 #[test]
-fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_its_directory() {
+fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_what_a_walk_reads_next_in_its_subtree() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
     // No symlink: a symlink's target is its blob, which readlink (ls -l)
@@ -587,12 +587,15 @@ fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_its_directory() {
     // the walk made, and the queue starts a prefetch no later than the
     // read's batch, so the node has seen any such request by the time the
     // read is answered. The file is alone in its directory: its own read
-    // prefetches nothing.
+    // prefetches nothing (a first read's prefetch stays in its directory's
+    // subtree).
     assert_eq!(std::fs::read(m.path("deep/only/leaf.txt")).expect("read"), content(5, 5));
     assert_eq!(blob_requests(&node) - requests, 1, "find, du, ls -lR and stat fetched nothing; the read one request");
     assert_eq!(blobs_served(&node) - served, 1);
 
-    // A first read in a directory queues its other small files, below reads.
+    // A first read queues the small files a walk reads next within its
+    // directory's subtree (here the root's: its other files, then sub/),
+    // below reads.
     let root_files: Vec<_> = std::fs::read_dir(&m.dir)
         .expect("ls")
         .map(|e| e.expect("entry").path())
@@ -601,19 +604,17 @@ fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_its_directory() {
     assert!(root_files.len() >= 3);
     let served = blobs_served(&node);
     std::fs::read(m.path("a.txt")).expect("read");
-    wait_until("the directory's other files to be prefetched", Duration::from_secs(20), || {
-        blobs_served(&node) >= served + root_files.len() as u64
+    // The root's files, and sub/x.txt; deep/only/leaf.txt is local already.
+    let next = root_files.len() as u64 + 1;
+    wait_until("the files a walk reads next to be prefetched", Duration::from_secs(20), || {
+        blobs_served(&node) >= served + next
     });
     let requests = blob_requests(&node);
-    for f in &root_files {
+    for f in root_files.iter().chain([&m.path("sub/x.txt")]) {
         std::fs::read(f).expect("read");
     }
     assert_eq!(blob_requests(&node), requests, "prefetched files open without a fetch");
-    assert_eq!(
-        blobs_served(&node),
-        served + root_files.len() as u64,
-        "and sub/ was not prefetched: nothing in it was read"
-    );
+    assert_eq!(blobs_served(&node), served + next, "each fetched once, the local one not again");
 }
 
 #[test]
@@ -1048,6 +1049,33 @@ fn a_serial_walk_of_a_large_directory_is_fetched_ahead_in_few_requests() {
     let requests = blob_requests(&node) - before;
     // A request per file (600) when prefetch ran behind the walker.
     assert!(requests <= 60, "600 files read in order took {requests} requests");
+}
+
+#[test]
+fn a_serial_walk_across_many_small_directories_is_fetched_ahead_in_few_requests() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    // 80 directories of 4 files, the shape of a real source tree: a
+    // prefetch that stays in the directory being read leaves the walker
+    // waiting at each new one (a read request per directory).
+    for d in 0..80u64 {
+        let p = up.work.join(format!("src/d{d:02}"));
+        std::fs::create_dir_all(&p).expect("mkdir");
+        for f in 0..4u64 {
+            std::fs::write(p.join(format!("f{f}.c")), content(d * 10 + f, 300)).expect("write");
+        }
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "a tree of small directories"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
+    let (before, served) = (blob_requests(&node), blobs_served(&node));
+    let out = sh(&m.dir, "grep -r -c zq9xj7wv4 src > /dev/null; echo $?");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "grep read every file and matched none");
+    let requests = blob_requests(&node) - before;
+    assert!(requests <= 30, "320 files in 80 directories read in order took {requests} requests");
+    assert_eq!(blobs_served(&node) - served, 320, "each file fetched once");
 }
 
 #[test]

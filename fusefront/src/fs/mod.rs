@@ -26,8 +26,10 @@
 //! runs them too; `state.rs` what they share and the metadata from the
 //! table; `opens.rs` opens, hydration and prefetch.
 
+mod cursors;
 mod opens;
 mod ops;
+mod prefetch;
 mod state;
 
 pub(crate) use state::Shared;
@@ -69,6 +71,7 @@ impl TroveFs {
             completions,
             counters,
             options,
+            walk: std::sync::OnceLock::new(),
             prefetched: Mutex::default(),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),

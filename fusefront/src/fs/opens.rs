@@ -1,14 +1,13 @@
 //! Opens and first reads: a local blob handed to the kernel (passthrough
 //! backing file, or served by `read`), or on the kernel read path a read
 //! answered from the inode's kept file; a missing one hydrated off the
-//! FUSE thread and the reply made on a completion thread; and the prefetch
-//! of a directory's files ahead of the reader. It never blocks a FUSE
+//! FUSE thread and the reply made on a completion thread (`prefetch.rs`
+//! keeps the next files ahead of the reader). It never blocks a FUSE
 //! thread on the node.
 
 use super::state::{Job, Shared};
 use crate::answer::{DataAnswer, OpenAnswer};
 use crate::handles::{Backing, Open};
-use crate::limits::*;
 use crate::table::Table;
 use fuser::*;
 use std::sync::atomic::Ordering;
@@ -39,7 +38,12 @@ impl Shared {
         }
         let len = n.size;
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => reply.pread(&self.inode_files.insert(ino, file, len), offset, size),
+            Ok(Some(file)) => {
+                // A first read of a file prefetched for it: the walker it
+                // belongs to moves on, and prefetch keeps ahead of it.
+                self.prefetch(t, ino);
+                reply.pread(&self.inode_files.insert(ino, file, len), offset, size)
+            }
             Ok(None) => {
                 // A retry of a fetch that just failed fails at once in the
                 // owner's queue (HYDRATE_FAILED_HOLD): the kernel retries a
@@ -49,7 +53,7 @@ impl Shared {
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
                     Err(_) => reply.error(Errno::EIO),
                 });
-                self.prefetch(t, u64::from(n.parent) + 1, ino);
+                self.prefetch(t, ino);
             }
             Err(e) => {
                 self.counters.error(format!("{}: {e}", Shared::path(t, ino)));
@@ -128,43 +132,5 @@ impl Shared {
             let _ = me.completions.send(job);
         };
         self.hydrator.want(Want { oid: blob, size: blob_size, priority: Priority::Read, done: Some(Box::new(done)) });
-    }
-
-    /// Queues the small files of directory `ino` that are not local and
-    /// come after `read` in name order (the order `grep -r`, rg and a
-    /// build walk a directory), up to PREFETCH_FILES_PER_DIR, so that the
-    /// prefetches a read batch carries are the files read next. Called on
-    /// each fetch of a file (never on a listing); it queues again only
-    /// once a read comes near the end of what was queued.
-    pub(super) fn prefetch(&self, table: &Table, ino: u64, read: u64) {
-        if !self.options.prefetch {
-            return;
-        }
-        let Some(node) = table.node(ino) else { return };
-        let children = table.children(node);
-        let count = children.len();
-        let at = table.children(node).position(|i| i == read).map_or(0, |p| p + 1);
-        let end = (at + PREFETCH_FILES_PER_DIR).min(count);
-        {
-            let mut queued = self.prefetched.lock().unwrap_or_else(|p| p.into_inner());
-            let until = queued.entry(ino).or_insert(0);
-            if at + PREFETCH_FILES_PER_DIR / 4 < *until {
-                return;
-            }
-            *until = end;
-        }
-        let store = self.hydrator.store();
-        // A converted file's blob is what is fetched; it is converted on
-        // its first read.
-        let files = children
-            .skip(at)
-            .take(end - at)
-            .filter_map(|i| Some((table.node(i)?, table.checkout(i))))
-            .filter(|(n, _)| matches!(n.kind, Kind::File | Kind::Executable))
-            .filter(|(n, _)| n.size > 0 && n.size <= PREFETCH_FILE_MAX_BYTES && !store.contains(&n.oid))
-            .map(|(n, c)| c.map_or((n.oid, n.size), |c| (c.blob, c.blob_size)));
-        for (oid, size) in files {
-            self.hydrator.want(Want { oid, size, priority: Priority::Prefetch, done: None });
-        }
     }
 }

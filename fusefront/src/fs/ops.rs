@@ -109,7 +109,10 @@ impl Shared {
             return self.reply_passthrough(backing, reply);
         }
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => self.reply_open(ino, file, reply),
+            Ok(Some(file)) => {
+                self.prefetch(t, ino);
+                self.reply_open(ino, file, reply)
+            }
             Ok(None) => {
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
                     Ok(f) => s.reply_open(ino, f, reply),
@@ -118,7 +121,7 @@ impl Shared {
                 });
                 // Its siblings are likely next (a build, a grep): they
                 // follow in one batch, behind this read.
-                self.prefetch(t, u64::from(n.parent) + 1, ino);
+                self.prefetch(t, ino);
             }
             Err(e) => {
                 self.counters.error(format!("{}: {e}", Shared::path(t, ino)));

@@ -70,9 +70,10 @@ pub(crate) struct Shared {
     pub(super) completions: crossbeam_channel::Sender<Job>,
     pub(super) counters: Arc<MountCounters>,
     pub(super) options: FsOptions,
-    /// Per directory, the position (in name order) up to which its files
-    /// were queued for prefetch.
-    pub(super) prefetched: Mutex<std::collections::HashMap<u64, usize>>,
+    /// The order a tree walk reads files in (made on the first prefetch),
+    /// and how far ahead of each reader prefetch has queued.
+    pub(super) walk: std::sync::OnceLock<crate::walk_order::WalkOrder>,
+    pub(super) prefetched: Mutex<super::cursors::Cursors>,
     pub(super) uid: u32,
     pub(super) gid: u32,
 }
