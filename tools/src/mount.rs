@@ -57,9 +57,10 @@ pub struct MountArgs {
     /// and come back on their next open.
     #[arg(long, default_value = "8GiB", value_parser = trove_engine::units::parse_size)]
     pub cache_capacity: u64,
-    /// `dir`: a file's first read also fetches the small files after it in
-    /// its directory (name order, 256 at a time, behind every read);
-    /// `off`: only what is read is fetched. Listings never fetch.
+    /// `dir`: a file's first read also fetches the small files a walk reads
+    /// after it (depth first, by name; 16 in its directory's subtree, more
+    /// and across directories while the reader keeps walking; behind every
+    /// read); `off`: only what is read is fetched. Listings never fetch.
     #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
     pub prefetch: String,
     /// How long a first read (or open) waits on the node for each part of a fetch before it fails with EIO; the whole fetch must also arrive at 256 KiB/s on average.

@@ -12,9 +12,9 @@
 //! - `open` of a file not yet local sends a read-priority want to the
 //!   repo's owner shard and returns; the reply is made on a completion
 //!   thread once the blob landed (or EIO once it could not).
-//! - The first fetch of a file queues its directory's small files as
-//!   prefetches, below every read. A listing, stat or getattr never
-//!   fetches a blob, whatever the settings.
+//! - Each first read of a file moves prefetch on: the small files a walk
+//!   reads next are queued below every read (`prefetch.rs`). A listing,
+//!   stat or getattr never fetches a blob, whatever the settings.
 //! - Every write gets EROFS (the mount is also read-only to the kernel).
 //!
 //! It must never block a FUSE thread on the node, and never reply before
