@@ -81,17 +81,20 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     let ext4_opens = random_opens(ctx.checkout, ctx.files, 1000)?;
     let e = |q: f64| ext4_opens.value_at_quantile(q) as f64 / 1000.0;
     let settings = format!("{}; vs {}", ring.settings, dev.settings);
-    let row = |what: &str, r: f64, d: f64, ext4: f64, unit: &str, digits: usize| Row {
+    // Where the kernel asks the daemon, the ring must be no slower; a warm
+    // open on the kernel read path asks neither transport, so its rows
+    // have figures and no target (a target there would judge noise).
+    let row = |what: &str, r: f64, d: f64, ext4: f64, unit: &str, digits: usize, asked: bool| Row {
         what: what.into(),
         settings: settings.clone(),
         trove: format!("{r:.digits$} {unit}"),
         baseline: format!("/dev/fuse {d:.digits$} {unit}; ext4 {ext4:.digits$} {unit} ({} ext4)", ratio(r, ext4)),
         ratio: ratio(r, d),
-        target: "io_uring <= /dev/fuse".into(),
-        met: Met::of(r <= d),
+        target: if asked { "io_uring <= /dev/fuse".into() } else { "- (no transport is asked)".into() },
+        met: if asked { Met::of(r <= d) } else { Met::NoTarget },
     };
     Ok(vec![
-        row("`find` + stat, hydrated, kernel caches dropped (median of 3)", ring.find_s, dev.find_s, ext4_find, "s", 3),
+        row("`find` + stat, hydrated, kernel caches dropped (median of 3)", ring.find_s, dev.find_s, ext4_find, "s", 3, true),
         row(
             &format!(
                 "whole tree read from the local tier, 8 readers, caches dropped ({} files, median of 3)",
@@ -102,8 +105,9 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
             ext4_read,
             "s",
             3,
+            true,
         ),
-        row("open+read+close of 1,000 random files, warm, p50", ring.open_p50_us, dev.open_p50_us, e(0.5), "us", 1),
-        row("open+read+close of 1,000 random files, warm, p99", ring.open_p99_us, dev.open_p99_us, e(0.99), "us", 1),
+        row("open+read+close of 1,000 random files, warm, p50", ring.open_p50_us, dev.open_p50_us, e(0.5), "us", 1, false),
+        row("open+read+close of 1,000 random files, warm, p99", ring.open_p99_us, dev.open_p99_us, e(0.99), "us", 1, false),
     ])
 }
