@@ -36,20 +36,23 @@ struct Measured {
     open_p99_us: f64,
 }
 
+/// The median of three runs of `step`, each after a sync and a dropped
+/// page cache.
+fn cold_median(steps: Steps, step: impl Fn() -> Result<f64>) -> Result<f64> {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        steps.settle()?;
+        runs.push(step()?);
+    }
+    Ok(median_f(&runs))
+}
+
 fn measure(ctx: &Ctx, transport: &str) -> Result<Measured> {
     let dir = ctx.mounts.join(format!("transport-{transport}"));
     let data = ctx.mounts.join(ctx.data);
     let m = MountProc::start(ctx.trove, &ctx.node, ctx.repo, &dir, &data, &["--transport", transport])?;
-    let cold = |step: &dyn Fn() -> Result<f64>| -> Result<f64> {
-        let mut runs = Vec::new();
-        for _ in 0..3 {
-            ctx.steps.settle()?;
-            runs.push(step()?);
-        }
-        Ok(median_f(&runs))
-    };
-    let find_s = cold(&|| find_and_stat(&m.dir))?;
-    let read_s = cold(&|| read_tree(&m.dir, ctx.files, 8))?;
+    let find_s = cold_median(ctx.steps, || find_and_stat(&m.dir))?;
+    let read_s = cold_median(ctx.steps, || read_tree(&m.dir, ctx.files, 8))?;
     read_tree(&m.dir, ctx.files, 8)?;
     let opens = random_opens(&m.dir, ctx.files, 1000)?;
     let us = |q: f64| opens.value_at_quantile(q) as f64 / 1000.0;
@@ -61,22 +64,8 @@ fn measure(ctx: &Ctx, transport: &str) -> Result<Measured> {
 pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     let dev = measure(ctx, "dev-fuse")?;
     let ring = measure(ctx, "io-uring")?;
-    let ext4_find = {
-        let mut runs = Vec::new();
-        for _ in 0..3 {
-            ctx.steps.settle()?;
-            runs.push(find_and_stat(ctx.checkout)?);
-        }
-        median_f(&runs)
-    };
-    let ext4_read = {
-        let mut runs = Vec::new();
-        for _ in 0..3 {
-            ctx.steps.settle()?;
-            runs.push(read_tree(ctx.checkout, ctx.files, 8)?);
-        }
-        median_f(&runs)
-    };
+    let ext4_find = cold_median(ctx.steps, || find_and_stat(ctx.checkout))?;
+    let ext4_read = cold_median(ctx.steps, || read_tree(ctx.checkout, ctx.files, 8))?;
     read_tree(ctx.checkout, ctx.files, 8)?;
     let ext4_opens = random_opens(ctx.checkout, ctx.files, 1000)?;
     let e = |q: f64| ext4_opens.value_at_quantile(q) as f64 / 1000.0;
@@ -84,30 +73,41 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     // Where the kernel asks the daemon, the ring must be no slower; a warm
     // open on the kernel read path asks neither transport, so its rows
     // have figures and no target (a target there would judge noise).
-    let row = |what: &str, r: f64, d: f64, ext4: f64, unit: &str, digits: usize, asked: bool| Row {
-        what: what.into(),
-        settings: settings.clone(),
-        trove: format!("{r:.digits$} {unit}"),
-        baseline: format!("/dev/fuse {d:.digits$} {unit}; ext4 {ext4:.digits$} {unit} ({} ext4)", ratio(r, ext4)),
-        ratio: ratio(r, d),
-        target: if asked { "io_uring <= /dev/fuse".into() } else { "- (no transport is asked)".into() },
-        met: if asked { Met::of(r <= d) } else { Met::NoTarget },
+    let row = |what: &str, [r, d, ext4]: [f64; 3], unit: &str, asked: bool| {
+        let digits = if unit == "s" { 3 } else { 1 };
+        Row {
+            what: what.into(),
+            settings: settings.clone(),
+            trove: format!("{r:.digits$} {unit}"),
+            baseline: format!("/dev/fuse {d:.digits$} {unit}; ext4 {ext4:.digits$} {unit} ({} ext4)", ratio(r, ext4)),
+            ratio: ratio(r, d),
+            target: if asked { "io_uring <= /dev/fuse".into() } else { "- (no transport is asked)".into() },
+            met: if asked { Met::of(r <= d) } else { Met::NoTarget },
+        }
     };
+    let read_what = format!(
+        "whole tree read from the local tier, 8 readers, caches dropped ({} files, median of 3)",
+        ctx.files.len()
+    );
     Ok(vec![
-        row("`find` + stat, hydrated, kernel caches dropped (median of 3)", ring.find_s, dev.find_s, ext4_find, "s", 3, true),
         row(
-            &format!(
-                "whole tree read from the local tier, 8 readers, caches dropped ({} files, median of 3)",
-                ctx.files.len()
-            ),
-            ring.read_s,
-            dev.read_s,
-            ext4_read,
+            "`find` + stat, hydrated, kernel caches dropped (median of 3)",
+            [ring.find_s, dev.find_s, ext4_find],
             "s",
-            3,
             true,
         ),
-        row("open+read+close of 1,000 random files, warm, p50", ring.open_p50_us, dev.open_p50_us, e(0.5), "us", 1, false),
-        row("open+read+close of 1,000 random files, warm, p99", ring.open_p99_us, dev.open_p99_us, e(0.99), "us", 1, false),
+        row(&read_what, [ring.read_s, dev.read_s, ext4_read], "s", true),
+        row(
+            "open+read+close of 1,000 random files, warm, p50",
+            [ring.open_p50_us, dev.open_p50_us, e(0.5)],
+            "us",
+            false,
+        ),
+        row(
+            "open+read+close of 1,000 random files, warm, p99",
+            [ring.open_p99_us, dev.open_p99_us, e(0.99)],
+            "us",
+            false,
+        ),
     ])
 }
