@@ -6,7 +6,7 @@
 //! thread on the node.
 
 use super::state::{Job, Shared};
-use crate::answer::{DataAnswer, OpenAnswer};
+use crate::answer::{DataAnswer, Fail, OpenAnswer};
 use crate::handles::{Backing, Open};
 use crate::table::Table;
 use fuser::*;
@@ -37,19 +37,35 @@ impl Shared {
             return reply.data(&[]);
         }
         let len = n.size;
+        // A retry of a fetch that just failed fails at once in the owner's
+        // queue (HYDRATE_FAILED_HOLD): the kernel retries a failed
+        // readahead page by page.
+        self.with_blob(t, ino, reply, move |s, file, reply| {
+            reply.pread(&s.inode_files.insert(ino, file, len), offset, size)
+        });
+    }
+
+    /// Runs `then` with file `ino`'s local blob: at once if it is local,
+    /// else once it landed, on a completion thread (a failed fetch answers
+    /// EIO, a full queue EAGAIN). Either way this is the file's first read
+    /// here, so prefetch moves on: after the read's own want, so it goes
+    /// first.
+    pub(super) fn with_blob<R: Fail>(
+        self: &Arc<Self>,
+        t: &Table,
+        ino: u64,
+        reply: R,
+        then: impl FnOnce(&Shared, std::fs::File, R) + Send + 'static,
+    ) {
+        let Some(n) = t.node(ino) else { return reply.error(Errno::ENOENT) };
         match self.hydrator.open_local(&n.oid) {
             Ok(Some(file)) => {
-                // A first read of a file prefetched for it: the walker it
-                // belongs to moves on, and prefetch keeps ahead of it.
                 self.prefetch(t, ino);
-                reply.pread(&self.inode_files.insert(ino, file, len), offset, size)
+                then(self, file, reply)
             }
             Ok(None) => {
-                // A retry of a fetch that just failed fails at once in the
-                // owner's queue (HYDRATE_FAILED_HOLD): the kernel retries a
-                // failed readahead page by page.
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
-                    Ok(f) => reply.pread(&s.inode_files.insert(ino, f, len), offset, size),
+                    Ok(f) => then(s, f, reply),
                     Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
                     Err(_) => reply.error(Errno::EIO),
                 });

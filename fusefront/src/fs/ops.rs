@@ -9,7 +9,6 @@ use crate::limits::*;
 use crate::options::ReadPath;
 use fuser::{Errno, FileType, FopenFlags, INodeNo};
 use std::sync::Arc;
-use trove_engine::hydrate::HydrateError;
 use trove_engine::tree::index::Kind;
 
 /// `open(2)`'s access mode bits (O_ACCMODE): the mount is read-only, so
@@ -108,26 +107,7 @@ impl Shared {
         if let Some(backing) = self.handles.live_backing(ino) {
             return self.reply_passthrough(backing, reply);
         }
-        match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => {
-                self.prefetch(t, ino);
-                self.reply_open(ino, file, reply)
-            }
-            Ok(None) => {
-                self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
-                    Ok(f) => s.reply_open(ino, f, reply),
-                    Err(HydrateError::QueueFull(_)) => reply.error(Errno::EAGAIN),
-                    Err(_) => reply.error(Errno::EIO),
-                });
-                // Its siblings are likely next (a build, a grep): they
-                // follow in one batch, behind this read.
-                self.prefetch(t, ino);
-            }
-            Err(e) => {
-                self.counters.error(format!("{}: {e}", Shared::path(t, ino)));
-                reply.error(Errno::EIO)
-            }
-        }
+        self.with_blob(t, ino, reply, move |s, file, reply| s.reply_open(ino, file, reply));
     }
 
     /// A read of `fh` (0: a read without a FUSE open, on the kernel path).
