@@ -22,6 +22,7 @@ pub mod loadgen;
 pub mod mount;
 mod mount_hung;
 mod mount_proc;
+mod mount_random;
 mod mount_repo;
 mod mount_transport;
 pub mod node;

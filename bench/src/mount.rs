@@ -16,6 +16,7 @@
 //! - 1,000 random warm open+read+close, p50 and p99; `ls -lR` warm;
 //! - the two transports, io_uring and /dev/fuse, side by side on one
 //!   hydrated data dir (`mount_transport.rs`);
+//! - 50 random first reads with prefetch on and off (`mount_random.rs`);
 //! - a hung node: unfetched files read one after another
 //!   (`mount_hung.rs`);
 //! - whether the mounted tree equals `git checkout`'s (`diff -rq`);
@@ -400,6 +401,8 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         met: Met::of(grep_mount <= 2.0 * grep_ext4),
     });
 
+    let blobs = || served(&node).map(|(blobs, _)| blobs);
+    table.add(crate::mount_random::row(&cfg.trove, &node, &repo, &mounts, &regular, blobs)?);
     if let Some(pid) = node.pid() {
         table.add(crate::mount_hung::row(&cfg.trove, &node.url(), pid, &repo, &mounts, &regular)?);
     }

@@ -13,8 +13,10 @@ pub const READY_WAIT: Duration = Duration::from_secs(30);
 /// its directory's subtree; a reader that keeps reading within what was
 /// queued doubles it each time, up to PREFETCH_WALK_MAX, across
 /// directories. Small, so random reads (an agent opening files here and
-/// there) fetch little they do not read.
-pub const PREFETCH_WALK_FIRST: usize = 16;
+/// there) fetch little they do not read: 50 random first reads on
+/// git/git fetched 603 blobs with 16 and took 1.2-1.6x of no prefetch;
+/// with 4, 227 blobs and no slower, and walkers were no slower either.
+pub const PREFETCH_WALK_FIRST: usize = 4;
 /// Most files queued ahead of one walker.
 pub const PREFETCH_WALK_MAX: usize = 1024;
 /// Walkers followed at once (rg reads several directories in parallel);

@@ -61,16 +61,19 @@ mod tests {
 
     #[test]
     fn a_walker_gets_a_growing_window_and_a_random_read_a_small_one() {
+        let f = PREFETCH_WALK_FIRST;
         let mut c = Cursors::default();
-        // A first read at 0 of a directory whose subtree ends at 10.
-        assert_eq!(c.advance(0, 10, 100_000), Some(1..10), "the first window stays in the subtree");
-        // Reads within it: nothing new until the reader nears its end.
-        assert_eq!(c.advance(5, 10, 100_000), None);
-        let next = c.advance(8, 10, 100_000).expect("nearing the end: more");
-        assert_eq!(next, 10..9 + 2 * PREFETCH_WALK_FIRST, "doubled, past the subtree");
+        // A first read at 0 of a directory whose subtree ends before a
+        // first window would.
+        assert_eq!(c.advance(0, f / 2 + 1, 100_000), Some(1..f / 2 + 1), "the first window stays in the subtree");
+        // Reads well within it: nothing new.
+        assert_eq!(c.advance(f / 4, f / 2 + 1, 100_000), None);
+        // Nearing its end: doubled, past the subtree.
+        let next = c.advance(f / 2, f / 2 + 1, 100_000).expect("more");
+        assert_eq!(next, f / 2 + 1..f / 2 + 1 + 2 * f);
         // Walking on keeps it ahead, up to the most.
-        let mut at = 8;
         let mut until = next.end;
+        let mut at = 0;
         for _ in 0..20 {
             at = until - 1;
             if let Some(r) = c.advance(at, 10, 100_000) {
@@ -79,9 +82,10 @@ mod tests {
             }
         }
         assert!(until - at <= PREFETCH_WALK_MAX + 1, "at most PREFETCH_WALK_MAX ahead");
+        assert!(until - at > PREFETCH_WALK_MAX / 2, "and it grew that far");
         // A read elsewhere is another reader, with a small window.
         assert!(until < 90_000);
-        assert_eq!(c.advance(90_000, 95_000, 100_000), Some(90_001..90_001 + PREFETCH_WALK_FIRST));
+        assert_eq!(c.advance(90_000, 95_000, 100_000), Some(90_001..90_001 + f));
         // A file alone in its directory: nothing.
         assert_eq!(c.advance(70_000, 70_001, 100_000), None);
         // The walk's end bounds every window.
