@@ -58,7 +58,7 @@ pub struct MountArgs {
     #[arg(long, default_value = "8GiB", value_parser = trove_engine::units::parse_size)]
     pub cache_capacity: u64,
     /// `dir`: a file's first read also fetches the small files a walk reads
-    /// after it (depth first, by name; 16 in its directory's subtree, more
+    /// after it (depth first, by name; 4 in its directory's subtree, more
     /// and across directories while the reader keeps walking; behind every
     /// read); `off`: only what is read is fetched. Listings never fetch.
     #[arg(long, default_value = "dir", value_parser = ["off", "dir"])]
