@@ -12,6 +12,10 @@
 //! - A node that stops answering (a fetch times out, or it cannot be
 //!   reached) is marked down: reads fail at once and prefetches wait aside
 //!   until a probe sees it answer (health.rs).
+//! - A read batch whose reads are all answered counts as a prefetch batch
+//!   from then on: the next read goes at once instead of waiting for the
+//!   tail of prefetches it carries (50 random reads on a repo the node
+//!   inflates took 4.6x of no prefetch while they waited).
 //! - Bounds: `batches_in_flight` read batches of up to `batch_blobs` ids,
 //!   and `in_flight_bytes` of blob bytes asked for and not landed; beside
 //!   them, prefetches get half the slots and half the bytes, in short
@@ -33,6 +37,7 @@ use super::hydrator::OwnerEnd;
 use super::pending::{BatchKind, Queue};
 use super::want::{Oid, Priority, Want};
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -80,17 +85,36 @@ pub async fn serve(end: OwnerEnd) {
         }
         let batches = cut_batches(&mut queue.borrow_mut(), &store, &config);
         for (kind, batch) in batches {
+            // The reads a read batch carries (first, before its tail of
+            // prefetches): once they are all answered the batch counts as
+            // a prefetch batch, so a new read need not wait for its tail.
+            let mut reads_left: HashSet<Oid> = {
+                let q = queue.borrow();
+                batch
+                    .iter()
+                    .filter(|(oid, _)| q.pending.get(oid).is_some_and(|p| p.priority == Priority::Read))
+                    .map(|(oid, _)| *oid)
+                    .collect()
+            };
             let (queue, store, config, client, tx, health) =
                 (queue.clone(), store.clone(), config.clone(), client.clone(), batch_done_tx.clone(), health.clone());
             glommio::spawn_local(async move {
                 // A timeout or an unreachable node is the node's failure,
                 // not one blob's: see health.rs.
                 let mut unanswered: Option<String> = None;
+                let mut kind = kind;
                 run_batch(&config, &client, &store, batch, &mut |oid, r| {
                     if let Err(e @ (HydrateError::Timeout(_) | HydrateError::Unreachable { .. })) = &r {
                         unanswered.get_or_insert_with(|| e.to_string());
                     }
-                    queue.borrow_mut().finish(&oid, r)
+                    queue.borrow_mut().finish(&oid, r);
+                    if kind == BatchKind::Reads && reads_left.remove(&oid) && reads_left.is_empty() {
+                        kind = BatchKind::Prefetches;
+                        let mut q = queue.borrow_mut();
+                        q.read_batches -= 1;
+                        q.prefetch_batches += 1;
+                        let _ = tx.try_send(());
+                    }
                 })
                 .await;
                 let newly_down = {
