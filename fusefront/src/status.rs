@@ -32,8 +32,8 @@ pub struct MountRecord {
     /// `daemon` (`trove mount --read-path`; passthrough the kernel refused
     /// shows as daemon).
     pub read_path: String,
-    /// How FUSE requests reach the daemon: `/dev/fuse` (FUSE over io_uring
-    /// is not built yet).
+    /// How FUSE requests reach the daemon: `io_uring` (a queue per CPU) or
+    /// `/dev/fuse` (`trove mount --transport`).
     pub transport: String,
     /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
