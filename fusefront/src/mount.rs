@@ -276,12 +276,16 @@ pub fn run(
     }
     hydrator.close();
     drop(hydrator);
-    if let Some(q) = queues {
+    // The queues end with the connection. A mount detached lazily while
+    // busy keeps its connection until its last user leaves: then they are
+    // left to end with this process, as fuser's loop is.
+    let connection_gone = ended_outside || session_thread.is_finished();
+    if let Some(q) = queues.filter(|_| connection_gone) {
         q.join(RING_JOIN_WAIT);
     }
     engine.shared.request_stop();
     let _ = engine.join();
-    if ended_outside || session_thread.is_finished() {
+    if connection_gone {
         let _ = session_thread.join();
     }
     drop(workers);
