@@ -23,15 +23,7 @@ pub(crate) fn row(
     files: &[String],
     served: impl Fn() -> Result<u64>,
 ) -> Result<Row> {
-    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
-    let picked: Vec<&String> = (0..READS)
-        .map(|_| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            &files[(rng % files.len() as u64) as usize]
-        })
-        .collect();
+    let picked = crate::reads::random_picks(files, READS, 0x9E37_79B9_7F4A_7C15);
     let mut runs = Vec::new();
     let mut settings = String::new();
     for prefetch in ["dir", "off"] {

@@ -113,19 +113,29 @@ pub(crate) fn find_and_stat(dir: &Path) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// `n` of `files` picked at random from the fixed seed `seed` (xorshift),
+/// the same each run.
+pub(crate) fn random_picks(files: &[String], n: usize, seed: u64) -> Vec<&String> {
+    let mut rng = seed;
+    (0..n)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            &files[(rng % files.len() as u64) as usize]
+        })
+        .collect()
+}
+
 /// open+read+close of `n` files picked at random (a fixed seed) from
 /// `files` under `root`, one after another; each one's latency in
 /// nanoseconds (closed loop: these are warm, nothing queues; a warm open
 /// takes a few microseconds, too few for whole microseconds to compare).
 pub(crate) fn random_opens(root: &Path, files: &[String], n: usize) -> Result<Histogram<u64>> {
     let mut h = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut buf = vec![0u8; 1 << 20];
-    for _ in 0..n {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let p = root.join(&files[(rng % files.len() as u64) as usize]);
+    for name in random_picks(files, n, 0x2545_F491_4F6C_DD1D) {
+        let p = root.join(name);
         let t = Instant::now();
         let mut f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
         while f.read(&mut buf)? > 0 {}

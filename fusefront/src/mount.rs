@@ -134,7 +134,7 @@ pub fn run(
     let mut transport = Transport::DevFuse;
     let queues = match ring {
         Some(prepared) if counters.ring_offered.load(Ordering::Relaxed) => {
-            let (running, outcome) = prepared.start(std::os::fd::AsFd::as_fd(&session), fs_shared);
+            let (running, outcome) = prepared.start(std::os::fd::AsFd::as_fd(&session), fs_shared.clone());
             match outcome {
                 Ok(()) => transport = Transport::IoUring,
                 Err(e) => tracing::warn!("the kernel refused FUSE over io_uring ({e}); serving over /dev/fuse"),
@@ -242,6 +242,12 @@ pub fn run(
         r.files = table.files;
         r.state = "ready".into();
     }
+    // The walk order prefetch follows, made here rather than on the first
+    // read's serving thread (a tree of millions of entries takes a while).
+    let walk_table = table.clone();
+    let _ = std::thread::Builder::new().name("trove-walk".into()).spawn(move || {
+        fs_shared.prepare_walk(&walk_table);
+    });
     gate.open(table);
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());

@@ -54,10 +54,6 @@ impl BlobCache {
         std::sync::Arc::new(Self { max_bytes, lru })
     }
 
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
-    }
-
     /// Blob `oid` of repo `repo` (its key's hash), if served lately.
     pub fn get(&self, repo: u128, oid: &[u8; 20]) -> Option<Bytes> {
         let mut lru = self.lru.as_ref()?.lock().unwrap_or_else(|p| p.into_inner());
@@ -74,7 +70,8 @@ impl BlobCache {
     }
 
     /// Bytes held now, overhead included.
-    pub fn held_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn held_bytes(&self) -> usize {
         self.lru.as_ref().map_or(0, |l| l.lock().unwrap_or_else(|p| p.into_inner()).weight())
     }
 }

@@ -21,14 +21,16 @@ use trove_engine::hydrate::{Priority, Want};
 use trove_engine::tree::index::Kind;
 
 impl Shared {
+    /// The order a walk reads files in, made once.
+    pub(crate) fn prepare_walk(&self, table: &Table) -> Option<&crate::walk_order::WalkOrder> {
+        self.options.prefetch.then(|| self.walk.get_or_init(|| crate::walk_order::WalkOrder::of(table)))
+    }
+
     /// Called on each first read of file `read` (fetched or already
     /// local): queues what its reader reads next that is small and not
     /// local, as prefetches.
     pub(super) fn prefetch(&self, table: &Table, read: u64) {
-        if !self.options.prefetch {
-            return;
-        }
-        let walk = self.walk.get_or_init(|| crate::walk_order::WalkOrder::of(table));
+        let Some(walk) = self.prepare_walk(table) else { return };
         let Some(node) = table.node(read) else { return };
         let (Some(p), Some(end)) = (walk.position(read), walk.position(u64::from(node.parent) + 1)) else {
             return;

@@ -144,7 +144,7 @@ pub struct OpenIn {
 }
 
 #[repr(C)]
-#[derive(FromBytes, Immutable, KnownLayout)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct ReadIn {
     pub fh: u64,
     pub offset: u64,

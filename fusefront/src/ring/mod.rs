@@ -63,6 +63,9 @@ pub(crate) fn prepare(depth: usize, payload_bytes: usize) -> std::io::Result<Pre
 /// The queues' threads, serving until the kernel ends their entries.
 pub(crate) struct Running {
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// Disconnected once every queue thread has ended (each holds a
+    /// sender until it returns).
+    ended: crossbeam_channel::Receiver<()>,
 }
 
 impl Prepared {
@@ -71,6 +74,7 @@ impl Prepared {
     /// (the threads still end with the connection: join them).
     pub(crate) fn start(self, fuse: BorrowedFd<'_>, fs: Arc<Shared>) -> (Running, Result<(), String>) {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (ended_tx, ended) = crossbeam_channel::bounded::<()>(0);
         let mut threads = Vec::new();
         let mut outcome = Ok(());
         for queue in self.queues {
@@ -81,10 +85,11 @@ impl Prepared {
                     break;
                 }
             };
-            let (fs, tx) = (fs.clone(), tx.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("trove-ring-{}", threads.len()))
-                .spawn(move || queue.serve(fd, fs, tx));
+            let (fs, tx, ended_tx) = (fs.clone(), tx.clone(), ended_tx.clone());
+            let spawned = std::thread::Builder::new().name(format!("trove-ring-{}", threads.len())).spawn(move || {
+                queue.serve(fd, fs, tx);
+                drop(ended_tx);
+            });
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -93,7 +98,7 @@ impl Prepared {
                 }
             }
         }
-        drop(tx);
+        drop((tx, ended_tx));
         for _ in 0..threads.len() {
             match rx.recv() {
                 Ok(Ok(())) => {}
@@ -101,7 +106,7 @@ impl Prepared {
                 Err(_) => outcome = outcome.and(Err("a queue thread ended while registering".into())),
             }
         }
-        (Running { threads }, outcome)
+        (Running { threads, ended }, outcome)
     }
 }
 
@@ -110,16 +115,11 @@ impl Running {
     /// connection is gone); a thread still busy then is left to exit with
     /// the process.
     pub(crate) fn join(self, within: Duration) {
-        let until = Instant::now() + within;
-        for t in self.threads {
-            while !t.is_finished() && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(10));
+        match self.ended.recv_deadline(Instant::now() + within) {
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                self.threads.into_iter().for_each(|t| drop(t.join()));
             }
-            if t.is_finished() {
-                let _ = t.join();
-            } else {
-                tracing::warn!("a FUSE queue thread did not end with its connection");
-            }
+            _ => tracing::warn!("a FUSE queue thread did not end with its connection"),
         }
     }
 }

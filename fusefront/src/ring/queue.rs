@@ -15,7 +15,7 @@
 //! kernel (unmount), having answered each request it took.
 
 use super::abi::*;
-use super::dispatch::dispatch;
+use super::dispatch::{dispatch, Request};
 use super::entries::{Entries, QueueShared, SERVING};
 use super::reply::RingReply;
 use crate::fs::Shared;
@@ -117,10 +117,11 @@ impl Queue {
                 let Ok((h, _)) = InHeader::read_from_prefix(&header[IN_OUT_AT..]) else { continue };
                 let Ok((e, _)) = EntInOut::read_from_prefix(&header[ENT_IN_OUT_AT..]) else { continue };
                 commit_ids[ent] = e.commit_id;
-                let op_in: [u8; 128] = header[OP_IN_AT..OP_IN_AT + 128].try_into().expect("128 bytes");
                 let len = (e.payload_sz as usize).min(payload.len());
-                let reply = RingReply::new(self.shared.clone(), ent as u32, h.unique);
-                dispatch(&fs, &h, &op_in, &payload[..len], reply);
+                // Decoded into owned data first: from here on the entry's
+                // buffers are the reply's to write.
+                let request = Request::decode(&h, &header[OP_IN_AT..ENT_IN_OUT_AT], &payload[..len]);
+                dispatch(&fs, request, RingReply::new(self.shared.clone(), ent as u32, h.unique));
             }
             if first {
                 first = false;

@@ -37,12 +37,18 @@ impl RingReply {
     }
 
     fn finish(mut self, error: i32, len: usize) {
+        self.complete(error, len);
+    }
+
+    /// Writes the out header and the payload's length, and hands the entry
+    /// back to its queue thread; once.
+    fn complete(&mut self, error: i32, len: usize) {
         self.answered = true;
         // SAFETY: as in `payload`.
         let header = unsafe { self.queue.entries.header(self.ent) };
         let out = OutHeader { len: (size_of::<OutHeader>() + len) as u32, error, unique: self.unique };
         header[IN_OUT_AT..IN_OUT_AT + size_of::<OutHeader>()].copy_from_slice(out.as_bytes());
-        let at = ENT_IN_OUT_AT + 16;
+        let at = ENT_IN_OUT_AT + std::mem::offset_of!(EntInOut, payload_sz);
         header[at..at + 4].copy_from_slice(&(len as u32).to_ne_bytes());
         self.queue.commit(self.ent);
     }
@@ -59,8 +65,7 @@ impl Drop for RingReply {
     fn drop(&mut self) {
         if !self.answered {
             tracing::warn!(unique = self.unique, "a ring request was dropped unanswered; it gets EIO");
-            let me = RingReply::new(self.queue.clone(), self.ent, self.unique);
-            me.finish(-Errno::EIO.code(), 0);
+            self.complete(-Errno::EIO.code(), 0);
         }
     }
 }
