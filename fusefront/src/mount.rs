@@ -361,18 +361,21 @@ fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &std::path::Path
     }
 }
 
+/// Whether an access failed because the mount's daemon is gone: ENOTCONN
+/// for good, or while the kernel tears a dead daemon's io_uring queues
+/// down, ECONNABORTED (a request the queue held when it stopped) or
+/// ECANCELED (one handed to the ring as its task died).
+pub fn is_dead_daemon_errno(errno: i32) -> bool {
+    use rustix::io::Errno;
+    [Errno::NOTCONN, Errno::CONNABORTED, Errno::CANCELED].iter().any(|n| n.raw_os_error() == errno)
+}
+
 /// The mountpoint, absolute; it must be an empty directory and not a
 /// mount already.
 fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
     let abs = match std::fs::canonicalize(path) {
         Ok(p) => p,
-        // A dead daemon's mount: ENOTCONN, or ECONNABORTED while the
-        // kernel tears its io_uring queues down.
-        Err(e)
-            if [rustix::io::Errno::NOTCONN, rustix::io::Errno::CONNABORTED]
-                .iter()
-                .any(|n| e.raw_os_error() == Some(n.raw_os_error())) =>
-        {
+        Err(e) if e.raw_os_error().is_some_and(is_dead_daemon_errno) => {
             return Err(MountError::Mountpoint(format!(
                 "{} is a dead mount (its daemon is gone); run `trove umount {}` first",
                 path.display(),
