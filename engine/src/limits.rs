@@ -234,11 +234,10 @@ pub const HYDRATE_BLOB_MAX_BYTES: u64 = BLOB_STREAM_MAX_BYTES;
 /// A blob up to this size is gathered whole in memory and lands on a task
 /// of its own; a larger one streams to disk as it arrives.
 pub const HYDRATE_SMALL_BLOB_BYTES: u64 = 256 << 10;
-/// Groups of small blobs of one batch landing at once. A group is what one
-/// frame of the node's stream completed (a frame holds at most 64 KiB,
-/// `remote/hyper_io.rs`; a small blob at most HYDRATE_SMALL_BLOB_BYTES),
-/// so a batch holds at most 8 x 320 KiB of gathered bytes.
-pub const HYDRATE_LANDING_GROUPS: usize = 8;
+/// Largest slab small blobs are appended to (`hydrate/blobstore/slab.rs`);
+/// a slab is also at most 1/16 of the cache's capacity, as it is evicted
+/// whole.
+pub const HYDRATE_SLAB_MAX_BYTES: u64 = 64 << 20;
 /// Write-behind buffers of one landing blob (DMA, 128 KiB each).
 pub const HYDRATE_WRITE_BUFFER_BYTES: usize = 128 << 10;
 /// Default of `trove mount --fetch-timeout`: how long an open waits on the

@@ -8,6 +8,7 @@
 
 use fuser::{BackingId, Errno, FileAttr, FileType, FopenFlags};
 use std::time::Duration;
+use trove_engine::hydrate::blobstore::LocalBlob;
 
 /// Every reply may instead be an error.
 pub trait Fail: Send + 'static {
@@ -18,32 +19,16 @@ pub trait Fail: Send + 'static {
 pub trait DataAnswer: Fail + Sized {
     fn data(self, bytes: &[u8]);
 
-    /// Answers with up to `size` bytes of `file` at `offset` (short at
-    /// EOF, capped at READ_MAX_BYTES). A transport whose reply buffer is
-    /// at hand reads straight into it.
-    fn pread(self, file: &std::fs::File, offset: u64, size: u32) {
+    /// Answers with up to `size` bytes of `blob` at `offset` (short at
+    /// its end, capped at READ_MAX_BYTES). A transport whose reply buffer
+    /// is at hand reads straight into it.
+    fn pread(self, blob: &LocalBlob, offset: u64, size: u32) {
         let mut buf = vec![0u8; size.min(crate::limits::READ_MAX_BYTES) as usize];
-        match fill(file, offset, &mut buf) {
+        match blob.read_at(&mut buf, offset) {
             Ok(got) => self.data(&buf[..got]),
             Err(_) => self.error(Errno::EIO),
         }
     }
-}
-
-/// Reads `file` at `offset` into `buf` until it is full or EOF; the bytes
-/// read.
-pub(crate) fn fill(file: &std::fs::File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], offset + got as u64) {
-            Ok(0) => break,
-            Ok(k) => got += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// A lookup's entry (inode 0: a negative entry the kernel may keep).

@@ -5,31 +5,32 @@
 //! turns those reads into EIO. The kernel binds one backing file to an
 //! inode while any passthrough open of it lives, and refuses (EIO) an open
 //! that names another; so ids are shared per inode ([`Handles::backing`])
-//! and the last release drops it. A daemon-served open keeps the blob's
-//! file, so a blob evicted while open still reads its bytes.
+//! and the last release drops it. A daemon-served open keeps the blob
+//! ([`LocalBlob`]: its file), so a blob evicted while open still reads its
+//! bytes.
 //!
 //! Where the kernel opens files itself (no FUSE open, [`InodeFiles`]), a
-//! read names only its inode: each inode's file is kept open here, up to
-//! a bound, so a read of a page not in the kernel's cache is one pread.
+//! read names only its inode: each inode's blob is kept here, up to a
+//! bound, so a read of a page not in the kernel's cache is one pread.
 
 use fuser::BackingId;
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use trove_engine::hydrate::blobstore::LocalBlob;
 
 pub enum Open {
     /// An empty file: nothing to read, nothing to hydrate.
     Empty,
-    /// Reads come to the daemon and are answered from this file.
-    Served(Arc<File>),
+    /// Reads come to the daemon and are answered from this blob.
+    Served(LocalBlob),
     /// The kernel reads the backing file itself.
     Passthrough(Arc<Backing>),
 }
 
-/// A backing file handed to the kernel, and its id.
+/// A backing file handed to the kernel (the blob's own file), and its id.
 pub struct Backing {
-    pub file: File,
+    pub blob: LocalBlob,
     pub id: BackingId,
 }
 
@@ -52,13 +53,13 @@ impl Handles {
         fh
     }
 
-    /// The file a read of `fh` comes from; None for an empty file or an
-    /// unknown handle.
-    pub fn served(&self, fh: u64) -> Option<Result<Arc<File>, ()>> {
+    /// The blob a read of `fh` comes from; Err for an empty file, None
+    /// for an unknown handle.
+    pub fn served(&self, fh: u64) -> Option<Result<LocalBlob, ()>> {
         match self.lock().get(&fh)? {
             Open::Empty => Some(Err(())),
-            Open::Served(f) => Some(Ok(f.clone())),
-            Open::Passthrough(b) => b.file.try_clone().ok().map(|f| Ok(Arc::new(f))),
+            Open::Served(b) => Some(Ok(b.clone())),
+            Open::Passthrough(b) => Some(Ok(b.blob.clone())),
         }
     }
 
@@ -95,14 +96,16 @@ impl Handles {
     }
 }
 
-/// The open file of each inode read without a FUSE open, up to a count
-/// and a byte bound; past either the table is emptied and refilled by the
-/// reads that follow (an fd is one open of a local file away). The byte
-/// bound matters because a blob the cache evicts keeps its disk space while
-/// a descriptor holds it: what this table holds open counts at most that
-/// much past `--cache-capacity`.
+/// The blob of each inode read without a FUSE open, up to a count and a
+/// byte bound; past either the table is emptied and refilled by the reads
+/// that follow (a blob is one open of the local store away). The byte
+/// bound matters because a blob file the cache evicts keeps its disk space
+/// while a descriptor holds it: what this table holds open counts at most
+/// that much past `--cache-capacity`. A blob whose slab was evicted is
+/// let go on its next read here (holding it would keep the whole slab's
+/// space).
 pub struct InodeFiles {
-    files: Mutex<(HashMap<u64, Arc<File>>, u64)>,
+    files: Mutex<(HashMap<u64, LocalBlob>, u64)>,
     max: usize,
     max_bytes: u64,
 }
@@ -113,26 +116,32 @@ impl InodeFiles {
         InodeFiles { files: Mutex::default(), max: max.max(16), max_bytes }
     }
 
-    pub fn get(&self, ino: u64) -> Option<Arc<File>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).0.get(&ino).cloned()
+    pub fn get(&self, ino: u64) -> Option<LocalBlob> {
+        let mut guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (files, bytes) = &mut *guard;
+        let blob = files.get(&ino)?;
+        if blob.evicted() {
+            *bytes -= blob.len();
+            files.remove(&ino);
+            return None;
+        }
+        Some(blob.clone())
     }
 
-    /// Keeps `file` (of `len` bytes) as `ino`'s, or the one a racing read
-    /// kept first.
-    pub fn insert(&self, ino: u64, file: File, len: u64) -> Arc<File> {
-        let file = Arc::new(file);
+    /// Keeps `blob` as `ino`'s, or the one a racing read kept first.
+    pub fn insert(&self, ino: u64, blob: LocalBlob) -> LocalBlob {
         let mut guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let (files, bytes) = &mut *guard;
         if let Some(kept) = files.get(&ino) {
             return kept.clone();
         }
-        if files.len() >= self.max || *bytes + len > self.max_bytes {
+        if files.len() >= self.max || *bytes + blob.len() > self.max_bytes {
             files.clear();
             *bytes = 0;
         }
-        *bytes += len;
-        files.insert(ino, file.clone());
-        file
+        *bytes += blob.len();
+        files.insert(ino, blob.clone());
+        blob
     }
 
     /// Files held now, and their bytes.
@@ -146,25 +155,46 @@ impl InodeFiles {
 mod tests {
     use super::*;
 
-    fn file() -> File {
-        tempfile::tempfile().expect("tmp")
+    fn file(len: u64) -> LocalBlob {
+        LocalBlob::own(Arc::new(tempfile::tempfile().expect("tmp")), len)
     }
 
     #[test]
     fn inode_files_stay_within_their_count_and_bytes() {
         let t = InodeFiles::new(16, 1000);
         for ino in 0..40 {
-            t.insert(ino, file(), 10);
+            t.insert(ino, file(10));
             let (n, bytes) = t.held();
             assert!(n <= 16 && bytes <= 1000, "{n} files, {bytes} bytes");
         }
         let big = InodeFiles::new(16, 1000);
-        big.insert(1, file(), 600);
-        big.insert(2, file(), 600);
+        big.insert(1, file(600));
+        big.insert(2, file(600));
         assert_eq!(big.held(), (1, 600), "the second would pass the bytes: the table starts over");
         assert!(big.get(1).is_none() && big.get(2).is_some());
-        let first = big.insert(2, file(), 600);
-        assert!(Arc::ptr_eq(&first, &big.get(2).expect("kept")), "a racing insert gets the kept file");
+        let first = big.insert(2, file(600));
+        assert!(Arc::ptr_eq(first.own_file().expect("own"), big.get(2).expect("kept").own_file().expect("own")), "a racing insert gets the kept blob");
         assert_eq!(big.held(), (1, 600), "and is not counted twice");
+    }
+
+    #[test]
+    fn a_blob_whose_slab_was_evicted_is_let_go() {
+        use trove_engine::hydrate::blobstore::{BlobStore, SmallBlobs};
+        let dir = tempfile::tempdir().expect("tmp");
+        // 16 KiB: slabs of 1 KiB, one per landing of 600 bytes.
+        let store = BlobStore::open_dir(dir.path(), 16 << 10, SmallBlobs::Slabs).expect("store");
+        // Landed in this process, a blob is not hashed again on open: a
+        // made-up id does here.
+        let oid = [200u8; 20];
+        store.land_small(&[(oid, b"kept while its slab lives")]).expect("land");
+        let t = InodeFiles::new(16, 1 << 20);
+        t.insert(7, store.open(&oid).expect("open").expect("here"));
+        assert!(t.get(7).is_some());
+        for i in 0..40u8 {
+            store.land_small(&[([i + 1; 20], &[0u8; 600])]).expect("land");
+        }
+        assert!(!store.contains(&oid), "its slab was evicted");
+        assert!(t.get(7).is_none(), "and the table let it go");
+        assert_eq!(t.held(), (0, 0));
     }
 }

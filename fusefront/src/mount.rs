@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trove_engine::hydrate::blobstore::BlobStore;
+use trove_engine::hydrate::blobstore::{BlobStore, SmallBlobs};
 use trove_engine::hydrate::{HydrateConfig, Hydrator, NodeHealth};
 
 pub use crate::options::{MountError, MountOptions, ReadPath, Revision, Transport};
@@ -60,7 +60,12 @@ pub fn run(
     // (landing in its tmp/) are touched below.
     let (engine, to_owner) =
         crate::engine::start_engine(&options.data_dir).map_err(|e| MountError::DataDir(e.to_string()))?;
-    let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes)
+    // A passthrough backing file must be the blob's own file.
+    let small = match options.read_path {
+        ReadPath::Passthrough => SmallBlobs::OwnFiles,
+        ReadPath::Kernel | ReadPath::Daemon => SmallBlobs::Slabs,
+    };
+    let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes, small)
         .map_err(|e| MountError::DataDir(e.to_string()))?;
     let node_url = url::Url::parse(&options.node)
         .map_err(|e| MountError::Unreachable { node: options.node.clone(), reason: format!("not a URL: {e}") })?;

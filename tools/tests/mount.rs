@@ -543,6 +543,40 @@ fn hex(oid: &[u8; 20]) -> String {
 }
 
 #[test]
+fn on_the_kernel_read_path_small_blobs_share_slabs_within_the_capacity_and_an_evicted_one_is_fetched_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    let files: Vec<Vec<u8>> = (0..8).map(|i| content(40 + i, 48 << 10)).collect();
+    for (i, bytes) in files.iter().enumerate() {
+        std::fs::write(up.work.join(format!("s{i}")), bytes).expect("write");
+    }
+    git(&up.work, &["add", "-A"]);
+    git(&up.work, &["commit", "-qm", "small files"]);
+    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    let node = node_for(dir.path(), &up, &[]);
+    // 200K: slabs of at most 12.5K, so each 48K blob starts one; eight of
+    // them (384K) do not fit.
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--cache-capacity", "200K"]);
+    for (i, bytes) in files.iter().enumerate() {
+        assert!(std::fs::read(m.path(&format!("s{i}"))).expect("read") == *bytes);
+    }
+    let blobs = m.data_dir.join("blobs");
+    let on_disk: u64 = std::fs::read_dir(blobs.join("slabs")).expect("ls").flatten().map(|e| e.metadata().expect("stat").len()).sum();
+    assert!(on_disk <= 200 << 10, "the slabs stay within the capacity: {on_disk} bytes");
+    assert!(where_on_disk(&blobs, &files[0]).is_none(), "the first file's slab was evicted");
+    assert!(where_on_disk(&blobs, &files[7]).is_some_and(|(p, _)| p.extension().is_some_and(|x| x == "slab")));
+    // The kernel keeps s0's pages; let them go, and the next read reaches
+    // the daemon, which fetches s0 again.
+    let served = blobs_served(&node);
+    let f = std::fs::File::open(m.path("s0")).expect("open");
+    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+    let mut again = Vec::new();
+    std::io::Read::read_to_end(&mut &f, &mut again).expect("read again");
+    assert!(again == files[0], "the same bytes");
+    assert_eq!(blobs_served(&node), served + 1, "fetched again");
+}
+
+#[test]
 fn a_blob_torn_on_disk_is_fetched_again_after_a_restart() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());
@@ -553,9 +587,10 @@ fn a_blob_torn_on_disk_is_fetched_again_after_a_restart() {
     assert_eq!(m.terminate(), Some(0), "SIGTERM unmounts cleanly");
     assert!(!is_mounted(&m.dir));
     drop(m);
-    let oid = git_oid(&f1);
-    let on_disk = dir.path().join("mount-data/blobs").join(&hex(&oid)[..2]).join(hex(&oid));
-    flip_byte(&on_disk, 100);
+    // A small blob lives in a slab: found by its bytes, wherever it is.
+    let (on_disk, at) = where_on_disk(&dir.path().join("mount-data/blobs"), &f1).expect("f1's bytes are on disk");
+    assert!(on_disk.extension().is_some_and(|x| x == "slab"), "{}", on_disk.display());
+    flip_byte(&on_disk, at + 100);
     let served = blobs_served(&node);
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
     assert_eq!(std::fs::read(m.path("f1")).expect("read"), f1, "never the torn bytes");
@@ -1170,4 +1205,22 @@ fn a_first_mount_of_a_repo_new_to_the_node_says_its_progress_and_waits_while_it_
     assert!(listing.as_ref().is_ok_and(|n| *n >= 2), "the listing waited and saw the tree: {listing:?}");
     assert!(asked.elapsed() < started.elapsed(), "and it was asked before the mount was ready");
     assert_eq!(std::fs::read(m.path("big.bin")).expect("read").len(), 12 << 20);
+}
+
+/// The file under `dir` holding `bytes`, and where in it.
+fn where_on_disk(dir: &std::path::Path, bytes: &[u8]) -> Option<(std::path::PathBuf, u64)> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            if let Some(found) = where_on_disk(&path, bytes) {
+                return Some(found);
+            }
+            continue;
+        }
+        let held = std::fs::read(&path).ok()?;
+        if let Some(at) = held.windows(bytes.len()).position(|w| w == bytes) {
+            return Some((path, at as u64));
+        }
+    }
+    None
 }

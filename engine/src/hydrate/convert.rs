@@ -14,7 +14,6 @@ use super::error::HydrateError;
 use super::want::{hex, Oid};
 use crate::tree::checkout::{to_worktree, CONVERTED_MAX_BYTES};
 use crate::tree::index::Checkout;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
 /// See the module doc.
@@ -42,8 +41,11 @@ impl Converter {
             ))
         })?;
         let mut blob = vec![0u8; from.blob_size as usize];
-        file.read_exact_at(&mut blob, 0)
-            .map_err(|e| HydrateError::Store(format!("reading blob {}: {e}", hex(&from.blob))))?;
+        match file.read_at(&mut blob, 0) {
+            Ok(n) if n == blob.len() => {}
+            Ok(_) => return Err(corrupt()),
+            Err(e) => return Err(HydrateError::Store(format!("reading blob {}: {e}", hex(&from.blob)))),
+        }
         let bytes = to_worktree(&blob, &from.blob, from.conv).ok_or_else(corrupt)?;
         drop(blob);
         let id = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)

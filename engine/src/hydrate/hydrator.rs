@@ -52,9 +52,9 @@ impl Hydrator {
         &self.health
     }
 
-    /// The blob's local file, opened by the calling thread, if it is local
+    /// The blob's local bytes, opened by the calling thread, if it is local
     /// and whole (see [`BlobStore::open`]).
-    pub fn open_local(&self, oid: &Oid) -> Result<Option<std::fs::File>, HydrateError> {
+    pub fn open_local(&self, oid: &Oid) -> Result<Option<super::blobstore::LocalBlob>, HydrateError> {
         self.store.open(oid)
     }
 

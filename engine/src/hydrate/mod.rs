@@ -10,8 +10,9 @@
 //!   prioritises (a read beats a prefetch, and a queued prefetch that is
 //!   read is upgraded in place), and batches (many ids per
 //!   `POST .../blobs`). [`fetch`] lands each blob of a batch as it streams
-//!   in: checked against its git id, written with O_DIRECT into the
-//!   [`blobstore`], then published. [`frames`] parses the node's stream,
+//!   in, checked against its git id: small ones appended to a slab of the
+//!   [`blobstore`] a frame's worth at a time, larger ones written with
+//!   O_DIRECT into a file of their own, then published. [`frames`] parses the node's stream,
 //!   which is hostile input like every byte from the network.
 //!
 //! A file checkout converts is made from its hydrated blob by

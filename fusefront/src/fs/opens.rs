@@ -12,6 +12,7 @@ use crate::table::Table;
 use fuser::*;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use trove_engine::hydrate::blobstore::LocalBlob;
 use trove_engine::hydrate::{HydrateError, Priority, Want};
 use trove_engine::tree::index::Kind;
 
@@ -22,8 +23,8 @@ impl Shared {
     /// and its directory's small files queued for prefetch, as a first
     /// open does on the other path.
     pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: impl DataAnswer) {
-        if let Some(file) = self.inode_files.get(ino) {
-            return reply.pread(&file, offset, size);
+        if let Some(blob) = self.inode_files.get(ino) {
+            return reply.pread(&blob, offset, size);
         }
         let t = match self.table() {
             Ok(t) => t,
@@ -36,13 +37,10 @@ impl Shared {
         if n.size == 0 {
             return reply.data(&[]);
         }
-        let len = n.size;
         // A retry of a fetch that just failed fails at once in the owner's
         // queue (HYDRATE_FAILED_HOLD): the kernel retries a failed
         // readahead page by page.
-        self.with_blob(t, ino, reply, move |s, file, reply| {
-            reply.pread(&s.inode_files.insert(ino, file, len), offset, size)
-        });
+        self.with_blob(t, ino, reply, move |s, blob, reply| reply.pread(&s.inode_files.insert(ino, blob), offset, size));
     }
 
     /// Runs `then` with file `ino`'s local blob: at once if it is local,
@@ -55,13 +53,13 @@ impl Shared {
         t: &Table,
         ino: u64,
         reply: R,
-        then: impl FnOnce(&Shared, std::fs::File, R) + Send + 'static,
+        then: impl FnOnce(&Shared, LocalBlob, R) + Send + 'static,
     ) {
         let Some(n) = t.node(ino) else { return reply.error(Errno::ENOENT) };
         match self.hydrator.open_local(&n.oid) {
-            Ok(Some(file)) => {
+            Ok(Some(blob)) => {
                 self.prefetch(t, ino);
-                then(self, file, reply)
+                then(self, blob, reply)
             }
             Ok(None) => {
                 self.hydrate(t, ino, Shared::path(t, ino), move |s, file| match file {
@@ -78,14 +76,27 @@ impl Shared {
         }
     }
 
-    /// Replies to an open of inode `ino` with a local blob's file:
-    /// passthrough if the kernel takes it, else served by `read`.
-    pub(super) fn reply_open(&self, ino: u64, file: std::fs::File, reply: impl OpenAnswer) {
+    /// Replies to an open of inode `ino` with its local blob: passthrough
+    /// on the blob's own file if the kernel takes it, else served by
+    /// `read`.
+    pub(super) fn reply_open(&self, ino: u64, blob: LocalBlob, reply: impl OpenAnswer) {
         if self.counters.passthrough.load(Ordering::Relaxed) {
-            let mut file = Some(file);
+            let own = match self.table().ok().and_then(|t| t.node(ino)) {
+                Some(n) => self.hydrator.store().own_file(&n.oid, blob),
+                None => return reply.error(Errno::ENOENT),
+            };
+            let blob = match own {
+                Ok(b) => b,
+                Err(e) => {
+                    self.counters.error(format!("inode {ino}: {e}"));
+                    return reply.error(Errno::EIO);
+                }
+            };
+            let mut blob = Some(blob);
             let made = self.handles.backing(ino, || {
-                let id = reply.open_backing(file.as_ref().expect("made once"))?;
-                Ok(Some(Backing { file: file.take().expect("made once"), id }))
+                let held = blob.take().expect("made once");
+                let id = reply.open_backing(held.own_file().expect("made its own file above"))?;
+                Ok(Some(Backing { blob: held, id }))
             });
             match made {
                 Ok(Some(backing)) => return self.reply_passthrough(backing, reply),
@@ -95,14 +106,14 @@ impl Shared {
                     self.counters.passthrough.store(false, Ordering::Relaxed);
                 }
             }
-            let Some(f) = file else { return reply.error(Errno::EIO) };
-            return self.reply_served(f, reply);
+            let Some(b) = blob else { return reply.error(Errno::EIO) };
+            return self.reply_served(b, reply);
         }
-        self.reply_served(file, reply)
+        self.reply_served(blob, reply)
     }
 
-    pub(super) fn reply_served(&self, file: std::fs::File, reply: impl OpenAnswer) {
-        let fh = self.handles.insert(Open::Served(Arc::new(file)));
+    pub(super) fn reply_served(&self, blob: LocalBlob, reply: impl OpenAnswer) {
+        let fh = self.handles.insert(Open::Served(blob));
         reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE);
     }
 
@@ -123,7 +134,7 @@ impl Shared {
         table: &Table,
         ino: u64,
         what: String,
-        then: impl FnOnce(&Shared, Result<std::fs::File, HydrateError>) + Send + 'static,
+        then: impl FnOnce(&Shared, Result<LocalBlob, HydrateError>) + Send + 'static,
     ) {
         let Some(node) = table.node(ino) else { return then(self, Err(HydrateError::Store("no such inode".into()))) };
         let (oid, size, me) = (node.oid, node.size, self.clone());

@@ -149,10 +149,10 @@ impl DataAnswer for RingReply {
     }
 
     /// Straight into the entry's payload: no buffer, no copy.
-    fn pread(mut self, file: &std::fs::File, offset: u64, size: u32) {
+    fn pread(mut self, blob: &trove_engine::hydrate::blobstore::LocalBlob, offset: u64, size: u32) {
         let payload = self.payload();
         let n = (size as usize).min(payload.len());
-        match crate::answer::fill(file, offset, &mut payload[..n]) {
+        match blob.read_at(&mut payload[..n], offset) {
             Ok(got) => self.finish(0, got),
             Err(_) => self.error(Errno::EIO),
         }
