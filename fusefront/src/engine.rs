@@ -46,7 +46,6 @@ pub(crate) fn start_engine(
         data_dir: data_dir.to_owned(),
         memory_cache_bytes: 0,
         io_memory_bytes: 8 << 20,
-        blocking_threads: crate::limits::LANDING_THREADS,
         role: "mount",
         ..Default::default()
     };

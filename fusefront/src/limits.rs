@@ -55,7 +55,3 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// about 150 MB compressed.
 pub const TREE_INDEX_DOWNLOAD_MAX_BYTES: u64 = 512 << 20;
 
-/// Threads landing small blobs (create, write, rename each) for the
-/// mount's shard. One, pinned beside the shard, made landing the whole
-/// cold read of a real tree: about 0.3 ms a blob, one after another.
-pub const LANDING_THREADS: usize = 4;
