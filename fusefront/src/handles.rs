@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(big.held(), (1, 600), "the second would pass the bytes: the table starts over");
         assert!(big.get(1).is_none() && big.get(2).is_some());
         let first = big.insert(2, file(600));
-        assert!(Arc::ptr_eq(first.own_file().expect("own"), big.get(2).expect("kept").own_file().expect("own")), "a racing insert gets the kept blob");
+        assert!(
+            Arc::ptr_eq(first.own_file().expect("own"), big.get(2).expect("kept").own_file().expect("own")),
+            "a racing insert gets the kept blob"
+        );
         assert_eq!(big.held(), (1, 600), "and is not counted twice");
     }
 

@@ -54,4 +54,3 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest tree index downloaded (compressed bytes): a 4M-entry tree is
 /// about 150 MB compressed.
 pub const TREE_INDEX_DOWNLOAD_MAX_BYTES: u64 = 512 << 20;
-

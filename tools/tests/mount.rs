@@ -556,12 +556,14 @@ fn on_the_kernel_read_path_small_blobs_share_slabs_within_the_capacity_and_an_ev
     let node = node_for(dir.path(), &up, &[]);
     // 200K: slabs of at most 12.5K, so each 48K blob starts one; eight of
     // them (384K) do not fit.
-    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--cache-capacity", "200K"]);
+    let m =
+        Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--cache-capacity", "200K"]);
     for (i, bytes) in files.iter().enumerate() {
         assert!(std::fs::read(m.path(&format!("s{i}"))).expect("read") == *bytes);
     }
     let blobs = m.data_dir.join("blobs");
-    let on_disk: u64 = std::fs::read_dir(blobs.join("slabs")).expect("ls").flatten().map(|e| e.metadata().expect("stat").len()).sum();
+    let on_disk: u64 =
+        std::fs::read_dir(blobs.join("slabs")).expect("ls").flatten().map(|e| e.metadata().expect("stat").len()).sum();
     assert!(on_disk <= 200 << 10, "the slabs stay within the capacity: {on_disk} bytes");
     assert!(where_on_disk(&blobs, &files[0]).is_none(), "the first file's slab was evicted");
     assert!(where_on_disk(&blobs, &files[7]).is_some_and(|(p, _)| p.extension().is_some_and(|x| x == "slab")));

@@ -124,7 +124,12 @@ mod tests {
     #[test]
     fn a_read_never_waits_behind_prefetch_batches() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = super::super::blobstore::BlobStore::open_dir(dir.path(), 1 << 30, super::super::blobstore::SmallBlobs::Slabs).expect("store");
+        let store = super::super::blobstore::BlobStore::open_dir(
+            dir.path(),
+            1 << 30,
+            super::super::blobstore::SmallBlobs::Slabs,
+        )
+        .expect("store");
         let mut config =
             super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
         config.batches_in_flight = 4;

@@ -21,9 +21,7 @@ use super::config::HydrateConfig;
 use super::error::HydrateError;
 use super::frames::{refusal, Event, FrameReader};
 use super::want::{hex, Oid};
-use crate::limits::{
-    HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_WRITE_BUFFER_BYTES,
-};
+use crate::limits::{HYDRATE_MIN_BYTES_PER_SEC, HYDRATE_SMALL_BLOB_BYTES, HYDRATE_WRITE_BUFFER_BYTES};
 use crate::remote::http::{read_small, send, ClientOptions};
 use crate::remote::RemoteError;
 use bytes::Bytes;

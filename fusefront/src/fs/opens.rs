@@ -40,7 +40,9 @@ impl Shared {
         // A retry of a fetch that just failed fails at once in the owner's
         // queue (HYDRATE_FAILED_HOLD): the kernel retries a failed
         // readahead page by page.
-        self.with_blob(t, ino, reply, move |s, blob, reply| reply.pread(&s.inode_files.insert(ino, blob), offset, size));
+        self.with_blob(t, ino, reply, move |s, blob, reply| {
+            reply.pread(&s.inode_files.insert(ino, blob), offset, size)
+        });
     }
 
     /// Runs `then` with file `ino`'s local blob: at once if it is local,

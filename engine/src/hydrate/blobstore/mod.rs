@@ -370,7 +370,8 @@ impl BlobStore {
                 if inner.forget(&r.oid) {
                     replaced.push(r.oid);
                 }
-                let held = Held { len: r.len.into(), place: Place::Slab { id, offset: r.offset }, verified: true, tick };
+                let held =
+                    Held { len: r.len.into(), place: Place::Slab { id, offset: r.offset }, verified: true, tick };
                 inner.blobs.insert(r.oid, held);
             }
             if let Some(s) = inner.slabs.get_mut(&id) {
@@ -393,7 +394,8 @@ impl BlobStore {
     /// Starts a slab and makes it the one appended to.
     fn new_slab(&self) -> Result<Appender, HydrateError> {
         let id = self.next_slab.fetch_add(1, Ordering::Relaxed);
-        let a = Appender::create(&self.slab_dir, id).map_err(|e| HydrateError::store("creating a slab in", &self.slab_dir, e))?;
+        let a = Appender::create(&self.slab_dir, id)
+            .map_err(|e| HydrateError::store("creating a slab in", &self.slab_dir, e))?;
         let mut inner = self.lock();
         let tick = inner.next_tick();
         inner.slabs.insert(id, Slab { file: a.slab.clone(), bytes: 0, tick });
@@ -458,7 +460,11 @@ impl BlobStore {
                 .map(|(o, h)| (h.tick, h.len, Victim::Own(*o)))
                 .collect();
             order.extend(
-                inner.slabs.iter().filter(|(id, _)| Some(**id) != inner.active).map(|(id, s)| (s.tick, s.bytes, Victim::Slab(*id))),
+                inner
+                    .slabs
+                    .iter()
+                    .filter(|(id, _)| Some(**id) != inner.active)
+                    .map(|(id, s)| (s.tick, s.bytes, Victim::Slab(*id))),
             );
             order.sort_unstable_by_key(|(tick, _, _)| *tick);
             let mut out = Vec::new();
@@ -519,7 +525,11 @@ mod tests {
         assert!(store.open(&oid).expect("open").is_some());
         drop(store);
         // A torn write (power loss after the rename) looks like this.
-        std::fs::write(BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("open").path_of(&oid), b"hel").expect("tear");
+        std::fs::write(
+            BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("open").path_of(&oid),
+            b"hel",
+        )
+        .expect("tear");
         let store = BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("reopen");
         assert!(store.contains(&oid));
         assert!(store.open(&oid).expect("open").is_none(), "a torn blob is never opened");
@@ -567,8 +577,10 @@ mod tests {
         let own = store.own_file(&hello, blob).expect("own");
         assert!(own.own_file().is_some() && store.path_of(&hello).exists());
         drop((store, own));
-        std::fs::remove_file(BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("open").path_of(&hello))
-            .expect("rm");
+        std::fs::remove_file(
+            BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("open").path_of(&hello),
+        )
+        .expect("rm");
         // Torn in its slab (as a crash before its bytes reached the disk
         // leaves it): dropped on its first open, never served.
         let store = BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("reopen");

@@ -102,19 +102,15 @@ pub fn scan(dir: &Path) -> std::io::Result<(Vec<Found>, u32)> {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some((stem, ext)) = name.split_once('.') else { continue };
-        match (stem.parse::<u32>(), ext) {
-            (Ok(id), "slab" | "idx") => {
-                ids.insert(id);
-            }
-            _ => {}
+        if let (Ok(id), "slab" | "idx") = (stem.parse::<u32>(), ext) {
+            ids.insert(id);
         }
     }
     let next = ids.last().map_or(0, |id| id + 1);
     let mut found = Vec::new();
     for id in ids {
         let (slab_path, idx_path) = paths(dir, id);
-        let (Ok(file), Ok(idx)) =
-            (File::options().read(true).write(true).open(&slab_path), std::fs::read(&idx_path))
+        let (Ok(file), Ok(idx)) = (File::options().read(true).write(true).open(&slab_path), std::fs::read(&idx_path))
         else {
             remove(dir, id);
             continue;
@@ -127,7 +123,12 @@ pub fn scan(dir: &Path) -> std::io::Result<(Vec<Found>, u32)> {
             .filter(|r| r.offset.checked_add(u64::from(r.len)).is_some_and(|end| end <= bytes))
             .collect();
         let written = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        found.push(Found { slab: Arc::new(SlabFile { id, file, evicted: AtomicBool::new(false) }), bytes, written, records });
+        found.push(Found {
+            slab: Arc::new(SlabFile { id, file, evicted: AtomicBool::new(false) }),
+            bytes,
+            written,
+            records,
+        });
     }
     Ok((found, next))
 }
