@@ -82,7 +82,7 @@ impl LocalBlob {
 
     /// Whether the bytes are the blob `oid` (read whole, SHA-1 of git's
     /// blob header and the bytes).
-    pub fn matches(&self, oid: &super::Oid) -> std::io::Result<bool> {
+    pub fn matches(&self, oid: &crate::hydrate::want::Oid) -> std::io::Result<bool> {
         let mut hasher = gix::hash::hasher(gix::hash::Kind::Sha1);
         hasher.update(format!("blob {}\0", self.len).as_bytes());
         let mut buf = vec![0u8; (self.len.min(256 << 10)) as usize];
