@@ -189,12 +189,12 @@ mod tests {
         // Landed in this process, a blob is not hashed again on open: a
         // made-up id does here.
         let oid = [200u8; 20];
-        store.land_small(&[(oid, b"kept while its slab lives")]).expect("land");
+        store.land(&[(oid, b"kept while its slab lives")]).expect("land");
         let t = InodeFiles::new(16, 1 << 20);
         t.insert(7, store.open(&oid).expect("open").expect("here"));
         assert!(t.get(7).is_some());
         for i in 0..40u8 {
-            store.land_small(&[([i + 1; 20], &[0u8; 600])]).expect("land");
+            store.land(&[([i + 1; 20], &[0u8; 600])]).expect("land");
         }
         assert!(!store.contains(&oid), "its slab was evicted");
         assert!(t.get(7).is_none(), "and the table let it go");

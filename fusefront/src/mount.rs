@@ -370,7 +370,7 @@ fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &std::path::Path
 /// for good, or while the kernel tears a dead daemon's io_uring queues
 /// down, ECONNABORTED (a request the queue held when it stopped) or
 /// ECANCELED (one handed to the ring as its task died).
-pub fn is_dead_daemon_errno(errno: i32) -> bool {
+fn is_dead_daemon_errno(errno: i32) -> bool {
     use rustix::io::Errno;
     [Errno::NOTCONN, Errno::CONNABORTED, Errno::CANCELED].iter().any(|n| n.raw_os_error() == errno)
 }

@@ -34,14 +34,14 @@ impl Converter {
         if size > CONVERTED_MAX_BYTES {
             return Err(corrupt());
         }
-        let file = store.open(&from.blob)?.ok_or_else(|| {
+        let source = store.open(&from.blob)?.ok_or_else(|| {
             HydrateError::Store(format!(
                 "blob {} was evicted before it was converted; raise --cache-capacity",
                 hex(&from.blob)
             ))
         })?;
         let mut blob = vec![0u8; from.blob_size as usize];
-        match file.read_at(&mut blob, 0) {
+        match source.read_at(&mut blob, 0) {
             Ok(n) if n == blob.len() => {}
             Ok(_) => return Err(corrupt()),
             Err(e) => return Err(HydrateError::Store(format!("reading blob {}: {e}", hex(&from.blob)))),
@@ -53,6 +53,6 @@ impl Converter {
         if bytes.len() as u64 != size || id.as_bytes() != oid.as_slice() {
             return Err(corrupt());
         }
-        store.land_in_place(oid, &bytes)
+        store.land(&[(*oid, &bytes)])
     }
 }

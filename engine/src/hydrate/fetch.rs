@@ -104,7 +104,7 @@ pub async fn run_batch(
 
 /// Lands small blobs that arrived whole, on the shard thread: each
 /// checked against its id, then those that match appended to the store's
-/// slab together (`BlobStore::land_small`) through the page cache, and
+/// slab together (`BlobStore::land`) through the page cache, and
 /// each one's outcome given to `on_blob`. The page cache, not O_DIRECT,
 /// because the kernel reads them right back. On the shard, not a blocking
 /// thread: with no file to create per blob, a group (what one frame of the
@@ -124,7 +124,7 @@ fn land_group(store: &BlobStore, group: &[(Oid, Vec<u8>)], on_blob: &mut dyn FnM
             on_blob(*oid, Err(HydrateError::Corrupt(hex(oid))));
         }
     }
-    let landed = store.land_small(&good);
+    let landed = store.land(&good);
     for (oid, _) in good {
         on_blob(oid, landed.clone());
     }

@@ -79,25 +79,14 @@ impl Shared {
     }
 
     /// Replies to an open of inode `ino` with its local blob: passthrough
-    /// on the blob's own file if the kernel takes it, else served by
-    /// `read`.
+    /// on the blob's own file if the kernel takes it (a passthrough
+    /// mount's store gives every blob its own file), else served by `read`.
     pub(super) fn reply_open(&self, ino: u64, blob: LocalBlob, reply: impl OpenAnswer) {
-        if self.counters.passthrough.load(Ordering::Relaxed) {
-            let own = match self.table().ok().and_then(|t| t.node(ino)) {
-                Some(n) => self.hydrator.store().own_file(&n.oid, blob),
-                None => return reply.error(Errno::ENOENT),
-            };
-            let blob = match own {
-                Ok(b) => b,
-                Err(e) => {
-                    self.counters.error(format!("inode {ino}: {e}"));
-                    return reply.error(Errno::EIO);
-                }
-            };
+        if self.counters.passthrough.load(Ordering::Relaxed) && blob.own_file().is_some() {
             let mut blob = Some(blob);
             let made = self.handles.backing(ino, || {
                 let held = blob.take().expect("made once");
-                let id = reply.open_backing(held.own_file().expect("made its own file above"))?;
+                let id = reply.open_backing(held.own_file().expect("checked above"))?;
                 Ok(Some(Backing { blob: held, id }))
             });
             match made {

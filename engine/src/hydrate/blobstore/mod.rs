@@ -282,7 +282,7 @@ impl BlobStore {
             }
         };
         if verified {
-            return Ok(Some(blob));
+            return self.as_laid_out(oid, blob).map(Some);
         }
         let whole = blob.matches(oid).map_err(|e| HydrateError::store("reading", &self.root, e))?;
         if !whole {
@@ -296,14 +296,15 @@ impl BlobStore {
         if let Some(h) = self.lock().blobs.get_mut(oid) {
             h.verified = true;
         }
-        Ok(Some(blob))
+        self.as_laid_out(oid, blob).map(Some)
     }
 
-    /// Blob `oid`, which is `blob`, as its own file (a passthrough backing
-    /// file): a slab's blob is copied out first, and is its file's from
-    /// then on.
-    pub fn own_file(&self, oid: &Oid, blob: LocalBlob) -> Result<LocalBlob, HydrateError> {
-        if blob.own_file().is_some() {
+    /// Blob `oid`, which is `blob`, as this store lays blobs out: where
+    /// every blob is its own file ([`SmallBlobs::OwnFiles`], a passthrough
+    /// mount's backing files), a slab's blob (landed by a mount on another
+    /// read path) is copied out first, and is its file's from then on.
+    fn as_laid_out(&self, oid: &Oid, blob: LocalBlob) -> Result<LocalBlob, HydrateError> {
+        if self.small == SmallBlobs::Slabs || blob.own_file().is_some() {
             return Ok(blob);
         }
         let mut bytes = vec![0u8; blob.len() as usize];
@@ -326,18 +327,14 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Lands one blob, already checked against `oid`: see [`Self::land_small`].
-    pub fn land_in_place(&self, oid: &Oid, bytes: &[u8]) -> Result<(), HydrateError> {
-        self.land_small(&[(*oid, bytes)])
-    }
-
-    /// Lands blobs already checked against their ids, all or none: small
-    /// ones appended to the slab together (one write each, one write of
-    /// their records), any larger one written straight to its own name.
+    /// Lands blobs already checked against their ids: small ones appended
+    /// to the slab together, all or none (one write each, one write of
+    /// their records); if any is larger, or this store gives every blob
+    /// its own file, each is written straight to its own name.
     /// Entering a blob in the index is what makes it visible, after its
     /// bytes are written; one torn by a crash is caught by its hash on its
     /// first open after the restart.
-    pub fn land_small(&self, blobs: &[(Oid, &[u8])]) -> Result<(), HydrateError> {
+    pub fn land(&self, blobs: &[(Oid, &[u8])]) -> Result<(), HydrateError> {
         if blobs.is_empty() {
             return Ok(());
         }
@@ -564,7 +561,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let hello = crate::tree::parse_oid(HELLO).expect("hex");
         let store = BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::Slabs).expect("open");
-        store.land_small(&[(hello, b"hello"), ([5; 20], b"other")]).expect("land");
+        store.land(&[(hello, b"hello"), ([5; 20], b"other")]).expect("land");
         let blob = store.open(&hello).expect("open").expect("here");
         assert!(blob.own_file().is_none(), "a small blob lives in a slab");
         let mut buf = [0u8; 16];
@@ -573,8 +570,12 @@ mod tests {
         let n = blob.read_at(&mut buf, 3).expect("read");
         assert_eq!(&buf[..n], b"lo", "a read stops at the blob's end");
         assert!(!store.path_of(&hello).exists(), "no file of its own");
-        // Copied out for a passthrough open, it is its own file from then on.
-        let own = store.own_file(&hello, blob).expect("own");
+        drop((store, blob));
+        // Opened by a store that gives every blob its own file (a
+        // passthrough mount's), it is copied out, and is its file's from
+        // then on.
+        let store = BlobStore::open_dir(dir.path(), 1 << 20, SmallBlobs::OwnFiles).expect("open");
+        let own = store.open(&hello).expect("open").expect("here");
         assert!(own.own_file().is_some() && store.path_of(&hello).exists());
         drop((store, own));
         std::fs::remove_file(
@@ -604,7 +605,7 @@ mod tests {
         let store = BlobStore::open_dir(dir.path(), 16 << 10, SmallBlobs::Slabs).expect("open");
         let ids: Vec<Oid> = (0..100u8).map(|i| [i + 1; 20]).collect();
         for pair in ids.chunks(2) {
-            store.land_small(&[(pair[0], &[1u8; 300]), (pair[1], &[2u8; 300])]).expect("land");
+            store.land(&[(pair[0], &[1u8; 300]), (pair[1], &[2u8; 300])]).expect("land");
             assert!(store.usage().1 <= 16 << 10, "within capacity: {:?}", store.usage());
         }
         assert!(!store.contains(&ids[0]) && !store.contains(&ids[1]), "the oldest slab went whole");
