@@ -48,6 +48,14 @@ impl Upstream {
         self.root.join("org/repo")
     }
 
+    /// Commits what the work tree holds now as `message` and pushes it to
+    /// `main`.
+    pub fn commit_worktree(&self, message: &str) {
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-qm", message]);
+        git(&self.work, &["push", "-q", self.bare().to_str().expect("utf8"), "HEAD:main"]);
+    }
+
     /// Adds `n` commits and pushes them; returns the new HEAD.
     pub fn commit(&mut self, n: usize) -> String {
         for _ in 0..n {

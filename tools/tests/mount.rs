@@ -151,9 +151,7 @@ fn thirty_two_first_reads_of_one_file_fetch_it_once() {
     let up = Upstream::new(dir.path());
     let big = content(7, 8 << 20);
     std::fs::write(up.work.join("big.bin"), &big).expect("write");
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "big"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("big");
     let node = node_for(dir.path(), &up, &[]);
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off"]);
     let (served, requests) = (blobs_served(&node), blob_requests(&node));
@@ -214,9 +212,7 @@ fn one_file_per_dir(base: &Path, n: u64, len: usize) -> Upstream {
         std::fs::create_dir_all(&d).expect("mkdir");
         std::fs::write(d.join("f.txt"), content(i, len)).expect("write");
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "one file per directory"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("one file per directory");
     up
 }
 
@@ -500,9 +496,7 @@ fn a_bounded_cache_evicts_rehydrates_and_an_open_file_keeps_reading() {
     for i in 0..6 {
         std::fs::write(up.work.join(format!("s{i}")), content(20 + i, 64 << 10)).expect("write");
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "sizes"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("sizes");
     let node = node_for(dir.path(), &up, &[]);
     // The passthrough read path: each open reaches the daemon, so the
     // reopen below shows the re-hydration (on the kernel path the kernel
@@ -550,9 +544,7 @@ fn on_the_kernel_read_path_small_blobs_share_slabs_within_the_capacity_and_an_ev
     for (i, bytes) in files.iter().enumerate() {
         std::fs::write(up.work.join(format!("s{i}")), bytes).expect("write");
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "small files"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("small files");
     let node = node_for(dir.path(), &up, &[]);
     // 200K: slabs of at most 12.5K, so each 48K blob starts one; eight of
     // them (384K) do not fit.
@@ -610,9 +602,7 @@ fn metadata_walks_fetch_no_blob_and_a_first_read_prefetches_what_a_walk_reads_ne
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, content(len as u64, len)).expect("write");
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "dirs"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("dirs");
     let node = node_for(dir.path(), &up, &[]);
     // The default settings: prefetch on.
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
@@ -721,9 +711,7 @@ fn a_blob_too_large_to_read_whole_streams_from_the_pack() {
     }
     big[len - 1] = 0xee;
     std::fs::write(up.work.join("asset.bin"), &big).expect("write");
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "a large asset"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("a large asset");
     // Packed, as a served upstream has it (a push of one object unpacks it).
     git(&up.bare(), &["repack", "-adq"]);
     let node = node_for(dir.path(), &up, &[]);
@@ -1072,9 +1060,7 @@ fn a_serial_walk_of_a_large_directory_is_fetched_ahead_in_few_requests() {
     for i in 0..600u64 {
         std::fs::write(d.join(format!("f{i:03}")), content(i, 100 + ((i * 7919) % 600) as usize)).expect("write");
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "a large directory"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("a large directory");
     let node = node_for(dir.path(), &up, &[]);
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
     let before = blob_requests(&node);
@@ -1100,9 +1086,7 @@ fn a_serial_walk_across_many_small_directories_is_fetched_ahead_in_few_requests(
             std::fs::write(p.join(format!("f{f}.c")), content(d * 10 + f, 300)).expect("write");
         }
     }
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "a tree of small directories"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("a tree of small directories");
     let node = node_for(dir.path(), &up, &[]);
     let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main"]);
     let (before, served) = (blob_requests(&node), blobs_served(&node));
@@ -1180,9 +1164,7 @@ fn a_first_mount_of_a_repo_new_to_the_node_says_its_progress_and_waits_while_it_
     // 12 MB that do not compress, through a 1.5 MB/s link: a clone of
     // about 8 s, well past the mount's 3 s --ready-timeout.
     std::fs::write(up.work.join("big.bin"), content(99, 12 << 20)).expect("write");
-    git(&up.work, &["add", "-A"]);
-    git(&up.work, &["commit", "-qm", "a large file"]);
-    git(&up.work, &["push", "-q", up.bare().to_str().expect("utf8"), "HEAD:main"]);
+    up.commit_worktree("a large file");
     let daemon_port = free_port();
     let _daemon = crate::git::daemon(&up.root, daemon_port);
     let link = crate::upstream_faults::throttled_proxy(daemon_port, 1_500_000);
