@@ -50,6 +50,20 @@ pub fn run(
     raise_fd_limit();
     let mountpoint = check_mountpoint(&options.mountpoint)?;
     MountRecord::remove_failed(&mountpoint);
+    // The tree index first, on its own thread: fetching, decoding and
+    // building it overlaps the engine, the local tier and the FUSE mount
+    // below (each is tens of milliseconds of a 100k-file ready), and this
+    // thread stays free for SIGTERM/SIGINT while a slow node answers (a
+    // node that never saw the repo clones it first).
+    tracing::info!(repo = %options.repo, node = %options.node, "fetching the tree index");
+    let (prepared_tx, prepared_rx) = crossbeam_channel::bounded(1);
+    let prep_options = options.clone();
+    std::thread::Builder::new()
+        .name("trove-prepare".into())
+        .spawn(move || {
+            let _ = prepared_tx.send(crate::tree_fetch::prepare(&prep_options));
+        })
+        .expect("spawning the prepare thread");
     std::fs::create_dir_all(&options.data_dir)
         .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
     // Absolute from here on: `trove mounts` shows it to other directories.
@@ -165,17 +179,6 @@ pub fn run(
         .expect("spawning the FUSE session thread");
     let _ = record.lock().map(|r| r.write());
 
-    // Off this thread, so SIGTERM/SIGINT still end a mount whose node is
-    // slow to answer (a node that never saw the repo clones it first).
-    tracing::info!(repo = %options.repo, node = %options.node, "fetching the tree index");
-    let (prepared_tx, prepared_rx) = crossbeam_channel::bounded(1);
-    let prep_options = options.clone();
-    std::thread::Builder::new()
-        .name("trove-prepare".into())
-        .spawn(move || {
-            let _ = prepared_tx.send(crate::tree_fetch::prepare(&prep_options));
-        })
-        .expect("spawning the prepare thread");
     // Meanwhile the node's clone of a repo new to it is watched: each
     // progress is said, and moves the gate's deadline (--ready-timeout
     // then counts from the last progress).

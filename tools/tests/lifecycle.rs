@@ -78,6 +78,27 @@ fn objects_and_index_survive_a_restart() {
 }
 
 #[test]
+fn objects_move_to_their_new_owner_when_the_shard_count_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let mut node = Node::start(&data, &["--shards", "1"]);
+    for i in 0..40u64 {
+        assert_eq!(put(&node.object_url("ns", &format!("k{i}")), bytes(i, 5_000)).status, 201);
+    }
+    assert_eq!(node.terminate(), Some(0));
+    drop(node);
+    // Three shards: about two thirds of the objects change owner, into
+    // shard directories (and their HH directories) no object was in yet.
+    let node = Node::start(&data, &["--shards", "3"]);
+    for i in 0..40u64 {
+        assert_eq!(get(&node.object_url("ns", &format!("k{i}"))).body, bytes(i, 5_000), "k{i}");
+    }
+    let moved = object_files(&data).iter().filter(|p| !p.starts_with(data.join("shards/000"))).count();
+    assert!(moved > 0, "no object moved to shard 1 or 2");
+    assert_eq!(node.stats()["tiers"]["local"]["objects"], 40);
+}
+
+#[test]
 fn sigterm_drains_in_flight_requests_then_exits_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut node = Node::start(&dir.path().join("d"), &[]);

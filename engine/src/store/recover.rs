@@ -23,10 +23,9 @@ pub fn prepare(layout: &Layout, nr_shards: usize) -> Result<(), EngineError> {
         move |e| EngineError::io(op, p, e)
     };
     for shard in 0..nr_shards as ShardId {
-        for hh in 0..=255u8 {
-            let d = layout.objects_dir(shard).join(format!("{hh:02x}"));
-            std::fs::create_dir_all(&d).map_err(io("creating", &d))?;
-        }
+        // Its HH directories come with the first object of each (mod.rs).
+        let objects = layout.objects_dir(shard);
+        std::fs::create_dir_all(&objects).map_err(io("creating", &objects))?;
         let tmp = layout.tmp_dir(shard);
         std::fs::create_dir_all(&tmp).map_err(io("creating", &tmp))?;
     }
@@ -41,6 +40,8 @@ pub fn prepare(layout: &Layout, nr_shards: usize) -> Result<(), EngineError> {
             let to = owner(hash, nr_shards);
             if to != here {
                 let dest = layout.object_path(to, hash);
+                let dir = dest.parent().expect("object paths have a parent");
+                std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
                 std::fs::rename(&path, &dest).map_err(io("relocating", &path))?;
             }
         }
