@@ -82,10 +82,10 @@ mod tests {
             checkout: None,
             target: (kind == Kind::Symlink).then(|| vec![b't'].into_boxed_slice()),
         };
-        let index = TreeIndex {
-            commit: [9; 20],
-            time: 0,
-            entries: vec![
+        let index = TreeIndex::from_parts(
+            [9; 20],
+            0,
+            vec![
                 entry(Kind::File, b"z"),
                 entry(Kind::Dir, b"d"),
                 entry(Kind::File, b"a"),
@@ -95,8 +95,9 @@ mod tests {
                 entry(Kind::File, b"d/c/x"),
                 entry(Kind::File, b"d/e"),
             ],
-            parents: vec![0, 0, 0, 2, 2, 2, 5, 2],
-        };
+            vec![0, 0, 0, 2, 2, 2, 5, 2],
+        )
+        .expect("a valid index");
         let t = Table::build(index).expect("valid");
         let w = WalkOrder::of(&t);
         let path = |ino: u64| {

@@ -114,13 +114,76 @@ pub struct TreeIndex {
     /// Each entry's directory, as decode found it: 0 the root, `j + 1` the
     /// directory `entries[j]`; one per entry.
     pub parents: Vec<u32>,
+    /// Every entry, as `j + 1`, grouped by directory (the root's first,
+    /// then each directory's in entry order) and in name order within a
+    /// directory: what a listing returns and a lookup searches.
+    pub siblings: Vec<u32>,
 }
 
 impl TreeIndex {
     /// An index of no entries (a mount of an empty tree, in tests).
     pub fn empty(commit: [u8; 20]) -> TreeIndex {
-        TreeIndex { commit, time: 0, entries: Vec::new(), parents: Vec::new() }
+        TreeIndex { commit, time: 0, entries: Vec::new(), parents: Vec::new(), siblings: Vec::new() }
     }
+
+    /// An index of `entries` whose directories are `parents` (as decode
+    /// finds them), with their [`siblings`](Self::siblings) ordered;
+    /// refused if a directory holds one name twice.
+    pub fn from_parts(
+        commit: [u8; 20],
+        time: i64,
+        entries: Vec<Entry>,
+        parents: Vec<u32>,
+    ) -> Result<TreeIndex, TreeError> {
+        let siblings = sibling_order(&entries, &parents)?;
+        Ok(TreeIndex { commit, time, entries, parents, siblings })
+    }
+}
+
+/// The entries grouped by directory and in name order within each, found
+/// in linear time for an index that lists each directory's entries in
+/// name order (as git's trees do; anything else is sorted): a count per
+/// directory places each entry, and each directory's run is checked to
+/// be in order, and sorted only if it is not. A name twice is refused.
+fn sibling_order(entries: &[Entry], parents: &[u32]) -> Result<Vec<u32>, TreeError> {
+    if parents.len() != entries.len() || parents.iter().any(|&p| p as usize > entries.len()) {
+        return Err(bad("an entry's directory is not in the index"));
+    }
+    let name = |j: u32| {
+        let path = &entries[j as usize - 1].path;
+        match path.iter().rposition(|&b| b == b'/') {
+            Some(i) => &path[i + 1..],
+            None => &path[..],
+        }
+    };
+    // starts[d]: where directory d's run begins (d = 0 the root).
+    let mut starts = vec![0u32; entries.len() + 2];
+    for &p in parents {
+        starts[p as usize + 2] += 1;
+    }
+    for d in 2..starts.len() {
+        starts[d] += starts[d - 1];
+    }
+    let mut order = vec![0u32; entries.len()];
+    for (j, &p) in parents.iter().enumerate() {
+        let at = &mut starts[p as usize + 1];
+        order[*at as usize] = j as u32 + 1;
+        *at += 1;
+    }
+    // Now starts[d + 1] is where d's run ends and starts[d] where it began.
+    for d in 0..=entries.len() {
+        let run = &mut order[starts[d] as usize..starts[d + 1] as usize];
+        if !run.windows(2).all(|w| name(w[0]) < name(w[1])) {
+            run.sort_unstable_by(|&a, &b| name(a).cmp(name(b)));
+            if let Some(w) = run.windows(2).find(|w| name(w[0]) == name(w[1])) {
+                return Err(bad(&format!(
+                    "the name {:?} appears twice in one directory",
+                    String::from_utf8_lossy(name(w[0]))
+                )));
+            }
+        }
+    }
+    Ok(order)
 }
 
 /// Raw bytes of an index (before compression) at most: the fixed part and
@@ -133,8 +196,9 @@ pub const MAX_RAW_BYTES: u64 = HEADER_BYTES as u64
 /// Memory a decoded index and the mount's table of it take at most while
 /// the table is built, for `entries` entries whose paths hold `path_bytes`
 /// bytes: each entry's record, its path (with the allocator's overhead),
-/// its parent, its sort slot, its conversion (boxed, if any), and the
-/// table's node and child slot. The
+/// its parent, its place among its siblings (which the table keeps as
+/// its children), a directory count while those are placed, its
+/// conversion (boxed, if any), and the table's node. The
 /// names the table keeps are the last components of paths it frees as it
 /// goes, so paths and names together stay under `path_bytes` plus the
 /// overhead. Measured in the README (a 4M-entry directory).
@@ -303,8 +367,8 @@ fn measure(compressed: &[u8]) -> Result<Extent, TreeError> {
 /// the first bounds the entry count and the bytes of all paths without
 /// keeping anything (a small bomb costs a little CPU, no memory), the
 /// second keeps each path once, in its entry. Directories are found by a
-/// hash of their path pointing at their entry (no second copy), and
-/// duplicates by sorting entry numbers.
+/// hash of their path pointing at their entry (no second copy), and a
+/// name twice in a directory while ordering each directory's entries.
 pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
     let extent = measure(compressed)?;
     let mut r = raw_reader(compressed)?;
@@ -355,12 +419,7 @@ pub fn decode(compressed: &[u8]) -> Result<TreeIndex, TreeError> {
         entries.push(Entry { kind, oid, size, path, checkout, target });
     }
     drop(dirs);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_unstable_by(|&a, &b| entries[a as usize].path.cmp(&entries[b as usize].path));
-    if order.windows(2).any(|w| entries[w[0] as usize].path == entries[w[1] as usize].path) {
-        return Err(bad("a path is listed twice"));
-    }
-    Ok(TreeIndex { commit, time, entries, parents })
+    TreeIndex::from_parts(commit, time, entries, parents)
 }
 
 fn xxh3(bytes: &[u8]) -> u64 {
@@ -447,5 +506,28 @@ mod tests {
         assert!(decode(&zstd::bulk::compress(&raw, 1).expect("zstd")).is_err());
         assert!(decode(b"not zstd").is_err());
         assert!(decode(&encode(&[0; 20], 0, &[e(Kind::Dir, b"a", 0), e(Kind::Dir, b"a", 0)])).is_err(), "dir twice");
+    }
+
+    #[test]
+    fn siblings_are_grouped_by_directory_in_name_order_whatever_the_listing_order() {
+        let entries = vec![
+            e(Kind::File, b"z", 1),
+            e(Kind::Dir, b"d", 0),
+            e(Kind::File, b"a", 1),
+            e(Kind::File, b"d/y", 1),
+            e(Kind::File, b"d/b", 1),
+        ];
+        let got = decode(&encode(&[0; 20], 0, &entries)).expect("valid");
+        assert_eq!(got.siblings, vec![3, 2, 1, 5, 4], "root: a, d, z; then d: b, y");
+        // A name twice, apart from each other (a sort finds it) and next
+        // to each other in a directory already in order.
+        for twice in [
+            vec![e(Kind::Dir, b"d", 0), e(Kind::File, b"d/x", 1), e(Kind::File, b"d/a", 1), e(Kind::File, b"d/x", 1)],
+            vec![e(Kind::Dir, b"d", 0), e(Kind::File, b"d/a", 1), e(Kind::File, b"d/a", 1)],
+        ] {
+            let err = decode(&encode(&[0; 20], 0, &twice)).expect_err("a name twice");
+            assert!(err.to_string().contains("appears twice"), "{err}");
+        }
+        assert!(TreeIndex::from_parts([0; 20], 0, vec![e(Kind::File, b"a", 1)], vec![2]).is_err(), "no such directory");
     }
 }
