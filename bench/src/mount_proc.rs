@@ -53,12 +53,14 @@ impl MountProc {
 }
 
 impl MountProc {
-    /// The read path and transport in effect, as `trove mounts` says.
+    /// The read path, transport and shard count in effect, as `trove
+    /// mounts` says.
     pub(crate) fn read_path(&self) -> String {
         let out = Command::new(&self.trove).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &self.run_dir).output();
         let recs: serde_json::Value = out.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
         let field = |k: &str| recs[0][k].as_str().unwrap_or("unknown").to_owned();
-        format!("read path {}, {}", field("read_path"), field("transport"))
+        let shards = recs[0]["shards"].as_u64().unwrap_or(0);
+        format!("read path {}, {}, {shards} shards", field("read_path"), field("transport"))
     }
 }
 

@@ -1,14 +1,15 @@
 //! One mount's life: mount, prepare, serve, unmount.
 //!
-//! 1. The mountpoint is checked and the FUSE session mounted at once: the
-//!    directory is a mount from the first millisecond, and what touches it
-//!    early waits at the readiness gate.
-//! 2. Meanwhile the engine starts on the mount's own data dir (one shard:
-//!    a mount is one repo, so one owner) with the hydration queue as its
-//!    service, and the commit's tree index comes from the node and becomes
-//!    the inode table. The gate opens and "ready" is printed; or the gate
-//!    fails (EIO for every waiter), the record says why, and the mount
-//!    ends with a [`MountError`] and its exit code.
+//! 1. The mountpoint is checked and the commit's tree index asked of the
+//!    node at once, on its own thread: fetching it, checking it and
+//!    building the inode table overlap everything that follows.
+//! 2. The data dir is locked, the engine starts (`--shards` shards; the
+//!    one that owns the repo runs the hydration queue) and the FUSE session
+//!    is mounted: the directory is a mount from then on, and what touches
+//!    it early waits at the readiness gate. Once the table is built the
+//!    gate opens and "ready" is printed; or the gate fails (EIO for every
+//!    waiter), the record says why, and the mount ends with a
+//!    [`MountError`] and its exit code.
 //! 3. It serves until `stop` fires (SIGTERM/SIGINT in `trove mount`) or
 //!    the filesystem is unmounted from outside; then it unmounts (lazily if
 //!    busy), stops the engine and removes its record.
@@ -72,8 +73,8 @@ pub fn run(
         .map_err(|e| MountError::DataDir(format!("resolving {}: {e}", options.data_dir.display())))?;
     // The engine first: it locks the data dir, so no other mount's blobs
     // (landing in its tmp/) are touched below.
-    let (engine, to_owner) =
-        crate::engine::start_engine(&options.data_dir).map_err(|e| MountError::DataDir(e.to_string()))?;
+    let node = crate::engine::lock_data_dir(&options.data_dir, options.shards)
+        .map_err(|e| MountError::DataDir(e.to_string()))?;
     // A passthrough backing file must be the blob's own file.
     let small = match options.read_path {
         ReadPath::Passthrough => SmallBlobs::OwnFiles,
@@ -88,7 +89,9 @@ pub fn run(
     hconfig.auth = options.auth.clone();
     let (hydrator, owner_end) =
         Hydrator::new(store.clone(), hconfig).map_err(|e| MountError::DataDir(e.to_string()))?;
-    let _ = to_owner.send(owner_end);
+    let shards = node.nr_shards();
+    let owner = crate::engine::owner_of(&options.repo, shards);
+    let engine = crate::engine::start(node, owner, owner_end).map_err(|e| MountError::DataDir(e.to_string()))?;
     let hydrator = Arc::new(hydrator);
 
     let record = Arc::new(Mutex::new(MountRecord {
@@ -101,6 +104,8 @@ pub fn run(
         state: "preparing".into(),
         cache_capacity_bytes: options.cache_capacity_bytes,
         started_ms: trove_engine::now_ms(),
+        shards: shards as u32,
+        owner_shard: u32::from(owner),
         ..Default::default()
     }));
     // One deadline for the whole preparation: the gate's waiters, and the
@@ -234,8 +239,7 @@ pub fn run(
             if let Some(q) = queues {
                 q.join(RING_JOIN_WAIT);
             }
-            engine.shared.request_stop();
-            let _ = engine.join();
+            engine.stop();
             // A failure's record stays, with its reason, for `trove mounts`;
             // a mount stopped on purpose leaves none.
             if matches!(e, MountError::Interrupted) {
@@ -297,8 +301,7 @@ pub fn run(
     if let Some(q) = queues.filter(|_| connection_gone) {
         q.join(RING_JOIN_WAIT);
     }
-    engine.shared.request_stop();
-    let _ = engine.join();
+    engine.stop();
     if connection_gone {
         let _ = session_thread.join();
     }

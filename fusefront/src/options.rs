@@ -30,6 +30,8 @@ pub struct MountOptions {
     pub auth: Option<Secret>,
     pub read_path: ReadPath,
     pub transport: Transport,
+    /// Shards of the mount's engine (`--shards`), at least 1.
+    pub shards: usize,
 }
 
 /// How the kernel reads a mounted file (`trove mount --read-path`).

@@ -35,6 +35,12 @@ pub struct MountRecord {
     /// How FUSE requests reach the daemon: `io_uring` (a queue per CPU) or
     /// `/dev/fuse` (`trove mount --transport`).
     pub transport: String,
+    /// The engine's shards (`trove mount --shards`), and the one that
+    /// owns the repo (fetches and lands its blobs).
+    #[serde(default)]
+    pub shards: u32,
+    #[serde(default)]
+    pub owner_shard: u32,
     /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
     /// Blobs fetched from the node by this mount, and their bytes.

@@ -94,6 +94,13 @@ pub struct MountArgs {
     /// mount uses.
     #[arg(long, default_value = "auto", value_parser = ["auto", "dev-fuse", "io-uring"])]
     pub transport: String,
+    /// Shards (executors pinned one per core) of the mount's engine. The
+    /// repo is owned by one of them, picked as the node picks its
+    /// mirror's, and that shard fetches and lands blobs; a blob already
+    /// hydrated is read by the thread that got the request, on any core.
+    /// `trove mounts` shows the count and the owner. [default: every core]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: Option<u16>,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -171,6 +178,7 @@ pub fn mount(args: MountArgs) -> Result<()> {
             "dev-fuse" => Transport::DevFuse,
             _ => Transport::Auto,
         },
+        shards: args.shards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -345,7 +353,10 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
             r.errors
         );
         if !r.read_path.is_empty() {
-            println!("    read path: {}; transport: {}", r.read_path, r.transport);
+            println!(
+                "    read path: {}; transport: {}; shards: {} (the repo's: {})",
+                r.read_path, r.transport, r.shards, r.owner_shard
+            );
         }
         if r.node_down {
             println!("    the node is not answering: files not yet hydrated fail at once until it does");

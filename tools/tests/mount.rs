@@ -85,11 +85,17 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
     let node = node_for(dir.path(), &up, &[]);
     let want = checkout(dir.path(), &up, &head);
     let (_switch, ring_on) = UringSwitch::shared();
+    let owner = |shards: usize| trove_engine::repo::key::RepoKey::parse_canonical(REPO).expect("a repo").owner(shards);
+    assert!((2..=4).any(|n| owner(n) != 0), "some shard count below puts the repo on a shard other than 0");
     for (i, extra) in crate::mount::READ_PATHS.into_iter().enumerate() {
         let base = dir.path().join(format!("m{i}"));
         let before = blobs_served(&node);
-        let args: Vec<&str> =
-            ["--commit", head.as_str(), "--prefetch", "off"].into_iter().chain(extra.iter().copied()).collect();
+        // 1 to 4 shards: hydration goes to whichever shard owns the repo.
+        let shards = (i + 1).to_string();
+        let args: Vec<&str> = ["--commit", head.as_str(), "--prefetch", "off", "--shards", &shards]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
         let m = Mount::start(&base, &node.url, REPO, &args);
         assert!(m.ready.contains(&head[..12]), "{}", m.ready);
 
@@ -139,9 +145,29 @@ fn a_mount_is_the_commit_as_git_checks_it_out_and_metadata_fetches_no_blob() {
         assert_eq!(rec["read_path"], path, "{rec}");
         assert_eq!(rec["transport"], transport_of(extra, ring_on), "{rec}");
         assert_eq!(rec["passthrough"], path == "passthrough", "{rec}");
+        assert_eq!(
+            (rec["shards"].as_u64(), rec["owner_shard"].as_u64()),
+            (Some(i as u64 + 1), Some(owner(i + 1).into()))
+        );
         wait_until("trove mounts to count the hydrated blobs", Duration::from_secs(10), || {
             m.records()[0]["hydrated_blobs"].as_u64() > Some(0)
         });
+    }
+}
+
+#[test]
+fn a_shard_count_out_of_range_is_refused_before_anything_is_mounted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for bad in ["0", "257", "many"] {
+        let out = Command::new(trove_bin())
+            .args(["mount", REPO])
+            .arg(dir.path())
+            .args(["--node", "http://127.0.0.1:9", "--shards", bad])
+            .output()
+            .expect("trove mount");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--shards {bad}: {err}");
+        assert!(err.contains("--shards"), "says which flag: {err}");
     }
 }
 
