@@ -30,6 +30,7 @@ pub mod handles;
 pub mod limits;
 pub mod mount;
 pub mod options;
+mod prehydrate;
 mod ring;
 pub mod status;
 pub mod table;

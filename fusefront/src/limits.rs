@@ -25,6 +25,9 @@ pub const PREFETCH_WALKERS: usize = 32;
 /// Largest file a directory prefetch queues: prefetch is for the small
 /// source files a build reads next, not for a directory's big assets.
 pub const PREFETCH_FILE_MAX_BYTES: u64 = 1 << 20;
+/// Largest file `--prehydrate` fetches: the source files a build or an
+/// agent opens, not a tree's assets (a read fetches those when asked).
+pub const PREHYDRATE_FILE_MAX_BYTES: u64 = 128 << 10;
 /// Longest symlink target served (Linux's PATH_MAX, with its NUL).
 pub const SYMLINK_MAX_BYTES: u64 = 4095;
 /// Largest read the daemon answers at once (FUSE's max_pages ceiling,

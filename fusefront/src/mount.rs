@@ -255,10 +255,31 @@ pub fn run(
         r.state = "ready".into();
     }
     // The walk order prefetch follows, made here rather than on the first
-    // read's serving thread (a tree of millions of entries takes a while).
-    let walk_table = table.clone();
+    // read's serving thread (a tree of millions of entries takes a while);
+    // then what --prehydrate fetches in the background, in that order.
+    let (walk_table, walk_hydrator, walk_record) = (table.clone(), hydrator.clone(), record.clone());
+    let budget = options.prehydrate_bytes;
     let _ = std::thread::Builder::new().name("trove-walk".into()).spawn(move || {
-        fs_shared.prepare_walk(&walk_table);
+        let shared_walk = fs_shared.prepare_walk(&walk_table);
+        if budget == 0 {
+            return;
+        }
+        let own_walk;
+        let walk = match shared_walk {
+            Some(w) => w,
+            None => {
+                own_walk = crate::walk_order::WalkOrder::of(&walk_table);
+                &own_walk
+            }
+        };
+        let blobs = crate::prehydrate::plan(&walk_table, walk, walk_hydrator.store(), budget);
+        let bytes: u64 = blobs.iter().map(|(_, size)| size).sum();
+        tracing::info!(files = blobs.len(), bytes, budget, "prehydrating small files in the background");
+        {
+            let mut r = walk_record.lock().unwrap_or_else(|p| p.into_inner());
+            (r.prehydrate_blobs, r.prehydrate_bytes) = (blobs.len() as u64, bytes);
+        }
+        walk_hydrator.prehydrate(blobs);
     });
     gate.open(table);
     let ready = {

@@ -32,6 +32,9 @@ pub struct MountOptions {
     pub transport: Transport,
     /// Shards of the mount's engine (`--shards`), at least 1.
     pub shards: usize,
+    /// Bytes of small files fetched in the background once ready
+    /// (`--prehydrate`); 0 is off.
+    pub prehydrate_bytes: u64,
 }
 
 /// How the kernel reads a mounted file (`trove mount --read-path`).

@@ -41,6 +41,12 @@ pub struct MountRecord {
     pub shards: u32,
     #[serde(default)]
     pub owner_shard: u32,
+    /// What `--prehydrate` chose to fetch in the background: blobs and
+    /// their bytes (0 when off).
+    #[serde(default)]
+    pub prehydrate_blobs: u64,
+    #[serde(default)]
+    pub prehydrate_bytes: u64,
     /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
     /// Blobs fetched from the node by this mount, and their bytes.

@@ -101,6 +101,14 @@ pub struct MountArgs {
     /// `trove mounts` shows the count and the owner. [default: every core]
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
+    /// Once ready, fetch the tree's small files (up to 128 KiB each) in
+    /// the background, in the order a tree walk reads them, until their
+    /// bytes reach this budget (e.g. 256M), so that later first reads
+    /// find them local. Below every read and prefetch; paused while the
+    /// node is down; counted against --cache-capacity like any blob.
+    /// `trove mounts` shows what was chosen and how far it got. 0: off.
+    #[arg(long, default_value = "0", value_parser = trove_engine::units::parse_size)]
+    pub prehydrate: u64,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -179,6 +187,7 @@ pub fn mount(args: MountArgs) -> Result<()> {
             _ => Transport::Auto,
         },
         shards: args.shards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
+        prehydrate_bytes: args.prehydrate,
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
@@ -356,6 +365,13 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
             println!(
                 "    read path: {}; transport: {}; shards: {} (the repo's: {})",
                 r.read_path, r.transport, r.shards, r.owner_shard
+            );
+        }
+        if r.prehydrate_blobs > 0 {
+            println!(
+                "    prehydrating {} small files ({}) in the background; see HYDRATED",
+                r.prehydrate_blobs,
+                human(r.prehydrate_bytes)
             );
         }
         if r.node_down {

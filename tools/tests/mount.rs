@@ -172,6 +172,39 @@ fn a_shard_count_out_of_range_is_refused_before_anything_is_mounted() {
 }
 
 #[test]
+fn prehydrate_fetches_small_files_in_the_background_within_its_budget() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let up = Upstream::new(dir.path());
+    // Ten small files of 10 KiB (a walk reads d/0..d/9 after a.txt), and
+    // one over the 128 KiB a prehydration takes.
+    std::fs::create_dir_all(up.work.join("d")).expect("mkdir");
+    std::fs::write(up.work.join("a.txt"), content(1, 10_000)).expect("write");
+    for i in 0..10u64 {
+        std::fs::write(up.work.join(format!("d/{i}")), content(10 + i, 10_000)).expect("write");
+    }
+    std::fs::write(up.work.join("big.bin"), content(99, 200_000)).expect("write");
+    up.commit_worktree("files");
+    let node = node_for(dir.path(), &up, &[]);
+    let before = blobs_served(&node);
+    // A budget for five of them: a.txt and d/0..d/3.
+    let m = Mount::start(dir.path(), &node.url, REPO, &["--ref", "main", "--prefetch", "off", "--prehydrate", "50000"]);
+    wait_until("the prehydration to be chosen", Duration::from_secs(10), || m.records()[0]["prehydrate_blobs"] == 5);
+    assert_eq!(m.records()[0]["prehydrate_bytes"], 50_000);
+    wait_until("five blobs to land without a read", Duration::from_secs(20), || {
+        m.records()[0]["hydrated_blobs"].as_u64() == Some(5)
+    });
+    assert_eq!(blobs_served(&node) - before, 5);
+    // Those read without a fetch; the others are fetched when read.
+    for f in ["a.txt", "d/0", "d/1", "d/2", "d/3"] {
+        std::fs::read(m.path(f)).expect("read");
+    }
+    assert_eq!(blobs_served(&node) - before, 5, "the prehydrated files were local");
+    assert_eq!(std::fs::read(m.path("big.bin")).expect("read"), content(99, 200_000));
+    assert_eq!(std::fs::read(m.path("d/4")).expect("read"), content(14, 10_000));
+    assert_eq!(blobs_served(&node) - before, 7, "the rest on their first reads");
+}
+
+#[test]
 fn thirty_two_first_reads_of_one_file_fetch_it_once() {
     let dir = tempfile::tempdir().expect("tmp");
     let up = Upstream::new(dir.path());

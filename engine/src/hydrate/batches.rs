@@ -1,8 +1,8 @@
 //! Cutting the hydration queue into batches (`POST .../blobs`): which
 //! kind goes next, how many ids and bytes, and the order inside a batch.
 
-use super::pending::{BatchKind, Queue};
-use super::want::Oid;
+use super::pending::{BatchKind, Pending, Queue};
+use super::want::{Oid, Priority};
 
 /// Most blobs in one prefetch batch: a read of a blob that a prefetch
 /// batch already carries waits at most for this many before it.
@@ -60,6 +60,10 @@ pub(super) fn cut_batches(
             BatchKind::Prefetches => {
                 let most = config.batch_blobs.min(PREFETCH_BATCH_BLOBS);
                 take(q, store, &mut batch, BatchKind::Prefetches, most, config.in_flight_bytes / 2);
+                // The background only while nothing else is out or waits.
+                if batch.is_empty() && q.down.is_none() && q.read_batches == 0 {
+                    take_background(q, store, &mut batch, most, config.in_flight_bytes / 2);
+                }
             }
         }
         if batch.is_empty() {
@@ -111,6 +115,38 @@ fn take(
     }
 }
 
+/// Moves blobs from the background list into `batch` as prefetches (in
+/// flight), skipping what is local or pending already, as [`take`] does.
+fn take_background(
+    q: &mut Queue,
+    store: &super::blobstore::BlobStore,
+    batch: &mut Vec<(Oid, u64)>,
+    max_blobs: usize,
+    max_bytes: u64,
+) {
+    while batch.len() < max_blobs {
+        let Some(&(oid, size)) = q.background.front() else { break };
+        if q.prefetch_bytes_in_flight + size > max_bytes && q.prefetch_bytes_in_flight != 0 {
+            break;
+        }
+        q.background.pop_front();
+        if q.pending.contains_key(&oid) || store.contains(&oid) {
+            continue;
+        }
+        let p = Pending {
+            size,
+            priority: Priority::Prefetch,
+            waiters: Vec::new(),
+            in_flight: true,
+            in_prefetch_batch: true,
+        };
+        q.pending.insert(oid, p);
+        q.bytes_in_flight += size;
+        q.prefetch_bytes_in_flight += size;
+        batch.push((oid, size));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::want::{Priority, Want};
@@ -157,5 +193,47 @@ mod tests {
         let rest = cut_batches(&mut q, &store, &config);
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].1.len(), 200 - 3 * PREFETCH_BATCH_BLOBS - 1, "the rest, once a slot frees");
+    }
+
+    #[test]
+    fn background_blobs_go_only_when_no_read_or_prefetch_waits_and_the_node_is_up() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = super::super::blobstore::BlobStore::open_dir(
+            dir.path(),
+            1 << 30,
+            super::super::blobstore::SmallBlobs::Slabs,
+        )
+        .expect("store");
+        store.land(&[([250; 20], &b"local"[..])]).expect("land");
+        let config = super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
+        let ids = |b: &Vec<(Oid, u64)>| b.iter().map(|(o, _)| o[0]).collect::<Vec<u8>>();
+        let mut q = Queue::default();
+        q.background.extend((0..100u8).map(|i| ([i; 20], 10)));
+        q.background.push_front(([250; 20], 5));
+        q.accept(ask(7, Priority::Read), false);
+        let first = cut_batches(&mut q, &store, &config);
+        assert_eq!(first.len(), 1, "while a read batch is out, nothing of the background: {first:?}");
+        assert_eq!((first[0].0, ids(&first[0].1)), (BatchKind::Reads, vec![7]));
+        // The read answered: a queued prefetch goes first, alone; then the
+        // background, in the order given, past what is local or pending.
+        q.finish(&[7; 20], Ok(()));
+        q.read_batches = 0;
+        q.accept(ask(8, Priority::Prefetch), false);
+        let second = cut_batches(&mut q, &store, &config);
+        assert_eq!(second.len(), 2, "the two prefetch slots");
+        assert!(second.iter().all(|(k, _)| *k == BatchKind::Prefetches));
+        assert_eq!(ids(&second[0].1), [8]);
+        let bg = ids(&second[1].1);
+        assert_eq!(bg.len(), PREFETCH_BATCH_BLOBS, "a prefetch-sized batch");
+        assert_eq!(bg[..9], [0, 1, 2, 3, 4, 5, 6, 7, 9], "in order; 8 is in flight already");
+        assert!(!bg.contains(&250), "a local blob is not fetched");
+        q.prefetch_batches = 0;
+        q.down = Some("no answer".into());
+        assert!(cut_batches(&mut q, &store, &config).is_empty(), "none while the node is down");
+        q.down = None;
+        let third = cut_batches(&mut q, &store, &config);
+        assert_eq!(third.len(), 1, "the list's rest: {third:?}");
+        assert_eq!(ids(&third[0].1).first(), Some(&(bg[bg.len() - 1] + 1)), "where it left off");
+        assert!(q.background.is_empty());
     }
 }

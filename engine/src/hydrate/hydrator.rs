@@ -5,14 +5,14 @@ use super::blobstore::BlobStore;
 use super::config::HydrateConfig;
 use super::error::HydrateError;
 use super::health::NodeHealth;
-use super::want::{Oid, Want};
+use super::want::{Ask, Oid, Want};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// The mount's handle on hydration; see the `hydrate` module doc.
 pub struct Hydrator {
     store: Arc<BlobStore>,
-    to_owner: crate::doorbell::Sender<Want>,
+    to_owner: crate::doorbell::Sender<Ask>,
     /// Wants sent and not yet taken in by the owner.
     queued: Arc<AtomicUsize>,
     depth: usize,
@@ -22,7 +22,7 @@ pub struct Hydrator {
 /// The owner shard's end of a [`Hydrator`]; run it with
 /// [`super::queue::serve`].
 pub struct OwnerEnd {
-    pub(crate) wants: crate::doorbell::Receiver<Want>,
+    pub(crate) wants: crate::doorbell::Receiver<Ask>,
     pub(crate) queued: Arc<AtomicUsize>,
     pub(crate) store: Arc<BlobStore>,
     pub(crate) config: HydrateConfig,
@@ -74,11 +74,21 @@ impl Hydrator {
             }
             return;
         }
-        if let Err(want) = self.to_owner.send(want) {
+        if let Err(Ask::One(want)) = self.to_owner.send(Ask::One(want)) {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             if let Some(done) = want.done {
                 done(Err(HydrateError::Stopping));
             }
+        }
+    }
+
+    /// Asks the owner to fetch `blobs` in the background, in this order,
+    /// when no read or prefetch waits (prehydration): each at most once,
+    /// a failed one not again, none while the node is down.
+    pub fn prehydrate(&self, blobs: Vec<(Oid, u64)>) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.to_owner.send(Ask::Background(blobs)).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -46,6 +46,9 @@ pub(super) struct Queue {
     /// Blobs whose fetch failed, when and why: a read within
     /// HYDRATE_FAILED_HOLD gets the same error at once.
     failed: HashMap<Oid, (Instant, HydrateError)>,
+    /// Blobs to fetch in the background (prehydration), in order; not
+    /// pending until a batch takes them.
+    pub(super) background: VecDeque<(Oid, u64)>,
 }
 
 impl Queue {

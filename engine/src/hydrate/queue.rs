@@ -12,6 +12,10 @@
 //! - A node that stops answering (a fetch times out, or it cannot be
 //!   reached) is marked down: reads fail at once and prefetches wait aside
 //!   until a probe sees it answer (health.rs).
+//! - Background (prehydration, `Hydrator::prehydrate`): a list taken in
+//!   order, cut into prefetch batches only when no read or prefetch waits
+//!   and the node is up; a blob already local or pending is skipped, one
+//!   that fails is not asked again.
 //! - A read batch whose reads are all answered counts as a prefetch batch
 //!   from then on: the next read goes at once instead of waiting for the
 //!   tail of prefetches it carries (50 random reads on a repo the node
@@ -35,7 +39,7 @@ use super::error::HydrateError;
 use super::fetch::{client_options, run_batch};
 use super::hydrator::OwnerEnd;
 use super::pending::{BatchKind, Queue};
-use super::want::{Oid, Priority, Want};
+use super::want::{Ask, Oid, Priority, Want};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -50,9 +54,9 @@ pub async fn serve(end: OwnerEnd) {
     let client = match client_options(&config) {
         Ok(c) => Rc::new(c),
         Err(e) => {
-            while let Some(w) = wants.recv().await {
+            while let Some(ask) = wants.recv().await {
                 queued.fetch_sub(1, Ordering::AcqRel);
-                if let Some(done) = w.done {
+                if let Ask::One(Want { done: Some(done), .. }) = ask {
                     done(Err(e.clone()));
                 }
             }
@@ -74,10 +78,15 @@ pub async fn serve(end: OwnerEnd) {
                 // Take in the whole burst, then cut batches from it.
                 let mut q = queue.borrow_mut();
                 let mut want = Some(first);
-                while let Some(w) = want.take() {
+                while let Some(ask) = want.take() {
                     queued.fetch_sub(1, Ordering::AcqRel);
-                    let local = store.contains(&w.oid);
-                    q.accept(w, local);
+                    match ask {
+                        Ask::One(w) => {
+                            let local = store.contains(&w.oid);
+                            q.accept(w, local);
+                        }
+                        Ask::Background(blobs) => q.background.extend(blobs),
+                    }
                     want = wants.try_recv();
                 }
             }

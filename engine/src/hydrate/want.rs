@@ -29,6 +29,14 @@ pub struct Want {
     pub done: Option<Done>,
 }
 
+/// What travels to the owner shard: one want, or a list of blobs to
+/// fetch in the background (prehydration), below every read and
+/// prefetch, each once and never retried.
+pub(crate) enum Ask {
+    One(Want),
+    Background(Vec<(Oid, u64)>),
+}
+
 /// `oid` for messages.
 pub(crate) fn hex(oid: &Oid) -> String {
     oid_hex(oid)
