@@ -149,7 +149,9 @@ fn take_background(
 
 #[cfg(test)]
 mod tests {
-    use super::super::want::{Priority, Want};
+    use super::super::blobstore::{BlobStore, SmallBlobs};
+    use super::super::config::HydrateConfig;
+    use super::super::want::Want;
     use super::*;
 
     /// An ask for blob `[oid; 20]` that nobody here waits on.
@@ -157,17 +159,18 @@ mod tests {
         Want { oid: [oid; 20], size: 10, priority, done: None }
     }
 
+    /// An empty store (in a directory that lives as long as the first)
+    /// and a default configuration.
+    fn store_and_config() -> (tempfile::TempDir, std::sync::Arc<BlobStore>, HydrateConfig) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = BlobStore::open_dir(dir.path(), 1 << 30, SmallBlobs::Slabs).expect("store");
+        let config = HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
+        (dir, store, config)
+    }
+
     #[test]
     fn a_read_never_waits_behind_prefetch_batches() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = super::super::blobstore::BlobStore::open_dir(
-            dir.path(),
-            1 << 30,
-            super::super::blobstore::SmallBlobs::Slabs,
-        )
-        .expect("store");
-        let mut config =
-            super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
+        let (_dir, store, mut config) = store_and_config();
         config.batches_in_flight = 4;
         let mut q = Queue::default();
         for i in 0..200u8 {
@@ -197,15 +200,8 @@ mod tests {
 
     #[test]
     fn background_blobs_go_only_when_no_read_or_prefetch_waits_and_the_node_is_up() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = super::super::blobstore::BlobStore::open_dir(
-            dir.path(),
-            1 << 30,
-            super::super::blobstore::SmallBlobs::Slabs,
-        )
-        .expect("store");
+        let (_dir, store, config) = store_and_config();
         store.land(&[([250; 20], &b"local"[..])]).expect("land");
-        let config = super::super::config::HydrateConfig::new("http://127.0.0.1:1".parse().expect("url"), "h/r".into());
         let ids = |b: &Vec<(Oid, u64)>| b.iter().map(|(o, _)| o[0]).collect::<Vec<u8>>();
         let mut q = Queue::default();
         q.background.extend((0..100u8).map(|i| ([i; 20], 10)));
