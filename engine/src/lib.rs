@@ -31,6 +31,7 @@ pub mod limits;
 pub mod mirrors;
 pub mod node_error;
 pub mod objects;
+pub mod overlay;
 pub mod packs;
 pub mod remote;
 pub mod repo;

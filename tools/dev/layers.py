@@ -32,7 +32,7 @@ ENGINE_LAYERS = [
     {"clock", "config", "doorbell", "error", "key", "limits", "node_error",
      "remote", "repo", "secret", "shard", "stats", "store", "tree", "units"},
     # Services: each with its own state, interface and messages.
-    {"objects", "mirrors", "snapshots", "packs", "indexes", "hydrate"},
+    {"objects", "mirrors", "snapshots", "packs", "indexes", "hydrate", "overlay"},
     # The node's composition of the services.
     {"services"},
 ]

@@ -1,0 +1,462 @@
+//! The overlay's namespace: which names a mount's changes add, replace or
+//! remove over its base tree, and the inodes the overlay made. One redb
+//! database (see the module doc of `overlay` for why), three tables:
+//!
+//! ```text
+//! entries  (directory inode, name) -> (inode, kind); inode 0 is a whiteout
+//! inodes   inode -> (kind, mode, links, symlink target)
+//! meta     "next_ino" -> the next inode number to hand out
+//! ```
+//!
+//! Every change is one transaction: whole after a crash, or absent. A
+//! change is durable once [`Namespace::sync`] returns after it (what an
+//! fsync of the file or its directory calls), and at the latest
+//! SYNC_EVERY_CHANGES changes later, which also bounds the file: redb
+//! reuses pages only after a durable commit.
+//!
+//! Plain data behind redb's own locking (one writer at a time, readers
+//! never wait): callable from any thread, never from a shard's executor
+//! (a durable commit waits for the disk).
+
+use super::error::OverlayError;
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const ENTRIES: TableDefinition<(u64, &[u8]), (u64, u8)> = TableDefinition::new("entries");
+const INODES: TableDefinition<u64, (u8, u32, u32, &[u8])> = TableDefinition::new("inodes");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const NEXT_INO: &str = "next_ino";
+
+/// An `entries` value as stored: (inode, kind).
+type RawEntry = (u64, u8);
+/// An `inodes` value, owned: (kind, mode, links, target).
+type RawInode = (u8, u32, u32, Vec<u8>);
+
+/// The first inode number the overlay hands out: far above any base
+/// tree's (those are entry numbers, below 2^32), so a new commit under the
+/// overlay never renumbers what it made.
+pub const OVERLAY_INO_BASE: u64 = 1 << 48;
+/// Changes committed without an fsync before one is made anyway.
+const SYNC_EVERY_CHANGES: u64 = 1024;
+
+/// What an overlay inode is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File = 1,
+    Executable = 2,
+    Symlink = 3,
+    Dir = 4,
+    Fifo = 5,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::File,
+            2 => Kind::Executable,
+            3 => Kind::Symlink,
+            4 => Kind::Dir,
+            5 => Kind::Fifo,
+            _ => return None,
+        })
+    }
+}
+
+/// What the overlay says of a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The base entry of that name was removed.
+    Whiteout,
+    /// The name is this inode: one the overlay made, or a base inode moved
+    /// here (by its base number).
+    Entry { ino: u64, kind: Kind },
+}
+
+/// An inode the overlay holds the attributes of: one it made, or a base
+/// file copied up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub kind: Kind,
+    pub mode: u32,
+    /// Names that are this inode.
+    pub links: u32,
+    /// A symlink's target; empty for anything else.
+    pub target: Vec<u8>,
+}
+
+/// See the module doc.
+pub struct Namespace {
+    db: Database,
+    path: PathBuf,
+    unsynced: AtomicU64,
+}
+
+impl From<redb::Error> for OverlayError {
+    fn from(e: redb::Error) -> Self {
+        OverlayError::Store { path: PathBuf::new(), what: "", reason: e.to_string() }
+    }
+}
+
+/// Every redb error becomes a store error; the path and what was being
+/// done are filled in by the caller ([`Namespace::locate`]).
+macro_rules! store_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for OverlayError {
+            fn from(e: $t) -> Self {
+                redb::Error::from(e).into()
+            }
+        }
+    )*};
+}
+store_errors!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);
+
+impl Namespace {
+    /// Opens (creating) the namespace at `path`. After a crash redb takes
+    /// its last durable commit.
+    pub fn open(path: &Path) -> Result<Namespace, OverlayError> {
+        let ns = Namespace {
+            db: Database::create(path).map_err(locate(path, "opening"))?,
+            path: path.to_owned(),
+            unsynced: AtomicU64::new(0),
+        };
+        let tx = ns.db.begin_write().map_err(ns.locate("opening"))?;
+        tx.open_table(ENTRIES).map_err(ns.locate("opening"))?;
+        tx.open_table(INODES).map_err(ns.locate("opening"))?;
+        tx.open_table(META).map_err(ns.locate("opening"))?;
+        tx.commit().map_err(ns.locate("opening"))?;
+        Ok(ns)
+    }
+
+    /// What the overlay says of `name` in directory `dir`, if anything.
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Option<Change>, OverlayError> {
+        let read = || -> Result<Option<RawEntry>, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let entries = tx.open_table(ENTRIES)?;
+            let found = entries.get((dir, name))?.map(|v| v.value());
+            Ok(found)
+        };
+        read().map_err(self.locate("reading"))?.map(|v| self.change(v)).transpose()
+    }
+
+    /// Every name the overlay says something of in `dir`, in name order.
+    pub fn list(&self, dir: u64) -> Result<Vec<(Vec<u8>, Change)>, OverlayError> {
+        let read = || -> Result<Vec<(Vec<u8>, RawEntry)>, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let entries = tx.open_table(ENTRIES)?;
+            let mut out = Vec::new();
+            for e in entries.range((dir, &b""[..])..(dir.saturating_add(1), &b""[..]))? {
+                let (k, v) = e?;
+                out.push((k.value().1.to_vec(), v.value()));
+            }
+            Ok(out)
+        };
+        read().map_err(self.locate("listing"))?.into_iter().map(|(n, v)| Ok((n, self.change(v)?))).collect()
+    }
+
+    /// The inode `ino`, if the overlay holds its attributes.
+    pub fn inode(&self, ino: u64) -> Result<Option<Inode>, OverlayError> {
+        let read = || -> Result<Option<RawInode>, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let inodes = tx.open_table(INODES)?;
+            let found = inodes.get(ino)?.map(|v| {
+                let (kind, mode, links, target) = v.value();
+                (kind, mode, links, target.to_vec())
+            });
+            Ok(found)
+        };
+        match read().map_err(self.locate("reading"))? {
+            None => Ok(None),
+            Some((kind, mode, links, target)) => {
+                let kind = Kind::from_u8(kind).ok_or_else(|| self.corrupt(format!("inode {ino} has kind {kind}")))?;
+                Ok(Some(Inode { kind, mode, links, target }))
+            }
+        }
+    }
+
+    /// Makes a new inode (`inode.links` is set to 1) named `name` in
+    /// `dir`, over a whiteout if there is one; fails if the name is an
+    /// entry already. Returns its number.
+    pub fn create(&self, dir: u64, name: &[u8], inode: &Inode) -> Result<u64, OverlayError> {
+        self.write("creating", |tx| {
+            let mut entries = tx.open_table(ENTRIES)?;
+            if entries.get((dir, name))?.is_some_and(|v| v.value().0 != 0) {
+                return Err(OverlayError::Exists(String::from_utf8_lossy(name).into_owned()));
+            }
+            let mut meta = tx.open_table(META)?;
+            let ino = meta.get(NEXT_INO)?.map_or(OVERLAY_INO_BASE, |v| v.value());
+            meta.insert(NEXT_INO, ino + 1)?;
+            entries.insert((dir, name), (ino, inode.kind as u8))?;
+            tx.open_table(INODES)?.insert(ino, (inode.kind as u8, inode.mode, 1, &inode.target[..]))?;
+            Ok(ino)
+        })
+    }
+
+    /// Sets the attributes the overlay holds for `ino` (a base file copied
+    /// up, a chmod).
+    pub fn set_inode(&self, ino: u64, inode: &Inode) -> Result<(), OverlayError> {
+        self.write("updating", |tx| {
+            tx.open_table(INODES)?.insert(ino, (inode.kind as u8, inode.mode, inode.links, &inode.target[..]))?;
+            Ok(())
+        })
+    }
+
+    /// Removes `name` from `dir`: a whiteout where the base tree has that
+    /// name (`in_base`), else no entry at all. Returns the inode whose
+    /// last name this was (its contents can go once no open file holds
+    /// it), if the overlay held it.
+    pub fn remove(&self, dir: u64, name: &[u8], in_base: bool) -> Result<Option<u64>, OverlayError> {
+        self.write("removing", |tx| {
+            let mut entries = tx.open_table(ENTRIES)?;
+            let gone = match entries.get((dir, name))?.map(|v| v.value().0) {
+                // Removed already, or never there.
+                Some(0) => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
+                None if !in_base => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
+                None => None,
+                Some(ino) => unlink(tx, ino)?,
+            };
+            if in_base {
+                entries.insert((dir, name), (0, 0))?;
+            } else {
+                entries.remove((dir, name))?;
+            }
+            Ok(gone)
+        })
+    }
+
+    /// Moves `moved` (the inode `from` names, as the caller found it in the
+    /// overlay or the base tree) from `from` to `to` in one step, replacing
+    /// what `to` named; `from` becomes a whiteout where the base tree has
+    /// it (`from_in_base`). Returns the replaced inode whose last name `to`
+    /// was, if the overlay held it.
+    pub fn rename(
+        &self,
+        from: (u64, &[u8]),
+        to: (u64, &[u8]),
+        moved: (u64, Kind),
+        from_in_base: bool,
+    ) -> Result<Option<u64>, OverlayError> {
+        if from == to {
+            return Ok(None);
+        }
+        self.write("renaming", |tx| {
+            let mut entries = tx.open_table(ENTRIES)?;
+            let replaced = entries.get(to)?.map(|v| v.value().0);
+            let gone = match replaced {
+                Some(ino) if ino != 0 && ino != moved.0 => unlink(tx, ino)?,
+                _ => None,
+            };
+            entries.insert(to, (moved.0, moved.1 as u8))?;
+            if from_in_base {
+                entries.insert(from, (0, 0))?;
+            } else {
+                entries.remove(from)?;
+            }
+            Ok(gone)
+        })
+    }
+
+    /// Makes every change so far durable (one fsync).
+    pub fn sync(&self) -> Result<(), OverlayError> {
+        let mut tx = self.db.begin_write().map_err(self.locate("syncing"))?;
+        tx.set_durability(Durability::Immediate).map_err(self.locate("syncing"))?;
+        tx.commit().map_err(self.locate("syncing"))?;
+        self.unsynced.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `change` in one write transaction, durable only when
+    /// SYNC_EVERY_CHANGES have gone by without one.
+    fn write<T>(
+        &self,
+        what: &'static str,
+        change: impl FnOnce(&WriteTransaction) -> Result<T, OverlayError>,
+    ) -> Result<T, OverlayError> {
+        let mut tx = self.db.begin_write().map_err(self.locate(what))?;
+        let due = self.unsynced.fetch_add(1, Ordering::Relaxed) + 1 >= SYNC_EVERY_CHANGES;
+        let durability = if due { Durability::Immediate } else { Durability::None };
+        tx.set_durability(durability).map_err(self.locate(what))?;
+        // An error drops the transaction: nothing of it is kept.
+        let out = change(&tx).map_err(self.locate(what))?;
+        tx.commit().map_err(self.locate(what))?;
+        if due {
+            self.unsynced.store(0, Ordering::Relaxed);
+        }
+        Ok(out)
+    }
+
+    fn change(&self, (ino, kind): RawEntry) -> Result<Change, OverlayError> {
+        if ino == 0 {
+            return Ok(Change::Whiteout);
+        }
+        let kind = Kind::from_u8(kind).ok_or_else(|| self.corrupt(format!("an entry has kind {kind}")))?;
+        Ok(Change::Entry { ino, kind })
+    }
+
+    fn corrupt(&self, reason: String) -> OverlayError {
+        OverlayError::Store { path: self.path.clone(), what: "reading", reason }
+    }
+
+    /// Names this store and `what` in a store error that has no path yet.
+    fn locate<E: Into<OverlayError>>(&self, what: &'static str) -> impl FnOnce(E) -> OverlayError + '_ {
+        move |e| locate(&self.path, what)(e)
+    }
+}
+
+fn locate<'a, E: Into<OverlayError>>(path: &'a Path, what: &'static str) -> impl FnOnce(E) -> OverlayError + 'a {
+    move |e| match e.into() {
+        OverlayError::Store { path: p, what: w, reason } if p.as_os_str().is_empty() => {
+            OverlayError::Store { path: path.to_owned(), what: if w.is_empty() { what } else { w }, reason }
+        }
+        other => other,
+    }
+}
+
+/// One name of `ino` is gone: its link count drops, and its record goes
+/// with its last name (returned then). A base inode the overlay holds
+/// nothing of has no record.
+fn unlink(tx: &WriteTransaction, ino: u64) -> Result<Option<u64>, OverlayError> {
+    let mut inodes = tx.open_table(INODES)?;
+    let Some((kind, mode, links, target)) = inodes.get(ino)?.map(|v| {
+        let (kind, mode, links, target) = v.value();
+        (kind, mode, links, target.to_vec())
+    }) else {
+        return Ok(None);
+    };
+    if links > 1 {
+        inodes.insert(ino, (kind, mode, links - 1, &target[..]))?;
+        return Ok(None);
+    }
+    inodes.remove(ino)?;
+    Ok(Some(ino))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(mode: u32) -> Inode {
+        Inode { kind: Kind::File, mode, links: 1, target: Vec::new() }
+    }
+
+    #[test]
+    fn changes_whiteouts_and_inode_numbers_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("ns.redb");
+        let (a, d);
+        {
+            let ns = Namespace::open(&path).expect("open");
+            a = ns.create(1, b"a.txt", &file(0o644)).expect("create");
+            assert_eq!(a, OVERLAY_INO_BASE, "the first inode the overlay makes");
+            assert!(matches!(ns.create(1, b"a.txt", &file(0o644)), Err(OverlayError::Exists(_))));
+            d = ns
+                .create(1, b"new", &Inode { kind: Kind::Dir, mode: 0o755, links: 1, target: Vec::new() })
+                .expect("mkdir");
+            // A base entry removed, a base entry moved (keeping its number).
+            assert_eq!(ns.remove(1, b"README", true).expect("rm base"), None);
+            ns.rename((1, b"src"), (d, b"src"), (7, Kind::Dir), true).expect("mv base dir");
+            assert!(matches!(ns.remove(1, b"README", true), Err(OverlayError::NotFound(_))), "removed already");
+            assert!(matches!(ns.remove(1, b"never", false), Err(OverlayError::NotFound(_))));
+            ns.sync().expect("sync");
+        }
+        let ns = Namespace::open(&path).expect("reopen");
+        assert_eq!(ns.lookup(1, b"a.txt").expect("lookup"), Some(Change::Entry { ino: a, kind: Kind::File }));
+        assert_eq!(ns.lookup(1, b"README").expect("lookup"), Some(Change::Whiteout));
+        assert_eq!(ns.lookup(1, b"src").expect("lookup"), Some(Change::Whiteout));
+        assert_eq!(ns.lookup(d, b"src").expect("lookup"), Some(Change::Entry { ino: 7, kind: Kind::Dir }));
+        assert_eq!(ns.lookup(1, b"other").expect("lookup"), None);
+        let names: Vec<Vec<u8>> = ns.list(1).expect("list").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"README"[..], b"a.txt", b"new", b"src"], "in name order, whiteouts included");
+        assert!(ns.list(d).expect("list").len() == 1 && ns.list(a).expect("list").is_empty());
+        assert_eq!(ns.create(1, b"b", &file(0o600)).expect("create"), d + 1, "numbering goes on after a reopen");
+        // A new file where a base entry was removed takes the whiteout's place.
+        let readme = ns.create(1, b"README", &file(0o644)).expect("create over a whiteout");
+        assert_eq!(ns.lookup(1, b"README").expect("lookup"), Some(Change::Entry { ino: readme, kind: Kind::File }));
+    }
+
+    #[test]
+    fn an_inode_goes_with_its_last_name_and_a_rename_replaces_its_target() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ns = Namespace::open(&dir.path().join("ns.redb")).expect("open");
+        let a = ns.create(1, b"a", &file(0o644)).expect("create");
+        let b = ns.create(1, b"b", &file(0o600)).expect("create");
+        // rename a over b: b's inode loses its only name.
+        assert_eq!(ns.rename((1, b"a"), (1, b"b"), (a, Kind::File), false).expect("mv"), Some(b));
+        assert_eq!(ns.lookup(1, b"a").expect("lookup"), None, "not in the base: no whiteout");
+        assert_eq!(ns.lookup(1, b"b").expect("lookup"), Some(Change::Entry { ino: a, kind: Kind::File }));
+        assert_eq!(ns.inode(b).expect("inode"), None);
+        // Two names of one inode: the first removal keeps it.
+        ns.set_inode(a, &Inode { links: 2, ..file(0o640) }).expect("link count");
+        assert_eq!(ns.remove(1, b"b", false).expect("rm"), None);
+        assert_eq!(ns.inode(a).expect("inode").map(|i| (i.links, i.mode)), Some((1, 0o640)));
+        assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, Kind::File), false).expect("onto itself"), None);
+    }
+
+    /// The child's side of the crash test: what it does before it is
+    /// killed.
+    fn crash_child(path: &Path) {
+        let ns = Namespace::open(path).expect("open");
+        for i in 0..100u32 {
+            ns.create(1, format!("synced-{i}").as_bytes(), &file(0o644)).expect("create");
+        }
+        ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+        ns.sync().expect("sync");
+        println!("OVERLAY-CHILD-SYNCED");
+        for i in 0..3000u32 {
+            ns.create(1, format!("later-{i}").as_bytes(), &file(0o644)).expect("create");
+            ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+            ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+        }
+        // As `kill -9` would: no destructor, no flush.
+        std::process::abort();
+    }
+
+    #[test]
+    fn a_killed_process_leaves_every_synced_change_and_no_half_rename() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("ns.redb");
+        // The child runs this test from its start (it is the test binary
+        // again), so it is told the parent's path.
+        const DB: &str = "TROVE_OVERLAY_CRASH_DB";
+        rusty_fork::fork(
+            rusty_fork::rusty_fork_test_name!(a_killed_process_leaves_every_synced_change_and_no_half_rename),
+            rusty_fork::rusty_fork_id!(),
+            |cmd| {
+                cmd.env(DB, &path);
+            },
+            |child, output| {
+                let status = child.wait().expect("wait for the child");
+                let mut said = String::new();
+                let _ = std::io::Seek::rewind(output);
+                let _ = std::io::Read::read_to_string(output, &mut said);
+                assert!(
+                    !status.success() && said.contains("OVERLAY-CHILD-SYNCED"),
+                    "the child synced, then aborted: {said}"
+                );
+            },
+            || crash_child(Path::new(&std::env::var_os(DB).expect("the parent's path"))),
+        )
+        .expect("fork");
+        let ns = Namespace::open(&path).expect("a killed writer's store opens");
+        for i in 1..100u32 {
+            assert!(ns.lookup(1, format!("synced-{i}").as_bytes()).expect("lookup").is_some(), "synced-{i} lost");
+        }
+        let at = |n: &[u8]| ns.lookup(1, n).expect("lookup").is_some();
+        assert!(!at(b"synced-0"), "the synced rename holds");
+        assert!(at(b"renamed-0") != at(b"renamed-1"), "the file is at exactly one of its names");
+        // Later changes may or may not be there, but always whole: each
+        // was made after the one before, so what is kept is a prefix.
+        let later = ns.list(1).expect("list").iter().filter(|(n, _)| n.starts_with(b"later-")).count() as u32;
+        for i in 0..later {
+            assert!(at(format!("later-{i}").as_bytes()), "later-{i} missing below later-{later}");
+        }
+        assert!(later >= SYNC_EVERY_CHANGES as u32 / 3 - 1, "a durable commit every {SYNC_EVERY_CHANGES} changes");
+    }
+}
