@@ -14,13 +14,14 @@
 //! It never fetches a blob, never touches FUSE, and never evicts or
 //! deletes a written file on its own: it is the user's data.
 //!
-//! Why redb for the namespace: every namespace change is one ACID
-//! transaction (a rename is whole or absent, never half), commits that
-//! need not be durable cost no fsync and become durable with the next
-//! durable one (an fsync of a file or directory is one durable commit,
-//! not one per `write()`), a crash leaves the last durable commit, and
-//! reopening reads only what is asked for, with no replay of a log. It
-//! is pure Rust, so no C toolchain joins the build (SQLite would).
+//! Why redb for the namespace: ACID transactions with checksummed commit
+//! slots (a crash leaves the last commit, never a torn one), reads of
+//! only what is asked for when a mount starts again (no log to replay,
+//! no rescan), and pure Rust (no C toolchain joins the build, as SQLite
+//! would). Changes wait in memory and go to redb together, one durable
+//! transaction per fsync (or per 1024 changes), never one per change or
+//! per `write()`: one transaction per change measured 35 us without an
+//! fsync, twice ext4's whole create-and-write of a small file.
 
 pub mod error;
 mod namespace;

@@ -8,20 +8,25 @@
 //! meta     "next_ino" -> the next inode number to hand out
 //! ```
 //!
-//! Every change is one transaction: whole after a crash, or absent. A
-//! change is durable once [`Namespace::sync`] returns after it (what an
-//! fsync of the file or its directory calls), and at the latest
-//! SYNC_EVERY_CHANGES changes later, which also bounds the file: redb
-//! reuses pages only after a durable commit.
+//! Every change is applied at once to an in-memory set of pending changes
+//! (the newest state of each name and inode it touched), which reads look
+//! at before redb; the set goes to redb whole, in one durable transaction,
+//! when [`Namespace::sync`] is called (what an fsync of a file or its
+//! directory calls) and every FLUSH_EVERY_CHANGES changes. So a crash
+//! keeps everything synced, and of the rest a prefix: never half a change
+//! (a rename is whole or absent). One redb transaction per change cost 35
+//! us without an fsync and 220 us with one (10k creates took 0.35 s, where
+//! ext4 created and wrote 10k files in 0.18 s): too slow for an untar.
 //!
-//! Plain data behind redb's own locking (one writer at a time, readers
-//! never wait): callable from any thread, never from a shard's executor
-//! (a durable commit waits for the disk).
+//! Behind one mutex (held for memory work, and across a flush), so it is
+//! callable from any thread; never from a shard's executor (a flush waits
+//! for the disk).
 
 use super::error::OverlayError;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 const ENTRIES: TableDefinition<(u64, &[u8]), (u64, u8)> = TableDefinition::new("entries");
 const INODES: TableDefinition<u64, (u8, u32, u32, &[u8])> = TableDefinition::new("inodes");
@@ -37,8 +42,8 @@ type RawInode = (u8, u32, u32, Vec<u8>);
 /// tree's (those are entry numbers, below 2^32), so a new commit under the
 /// overlay never renumbers what it made.
 pub const OVERLAY_INO_BASE: u64 = 1 << 48;
-/// Changes committed without an fsync before one is made anyway.
-const SYNC_EVERY_CHANGES: u64 = 1024;
+/// Changes kept in memory before they go to redb without a sync asking.
+const FLUSH_EVERY_CHANGES: u64 = 1024;
 
 /// What an overlay inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +94,17 @@ pub struct Inode {
 pub struct Namespace {
     db: Database,
     path: PathBuf,
-    unsynced: AtomicU64,
+    pending: Mutex<Pending>,
+}
+
+/// Changes not in redb yet: the newest state of each key they touched
+/// (None: removed).
+#[derive(Default)]
+struct Pending {
+    entries: BTreeMap<(u64, Vec<u8>), Option<RawEntry>>,
+    inodes: HashMap<u64, Option<RawInode>>,
+    next_ino: Option<u64>,
+    changes: u64,
 }
 
 impl From<redb::Error> for OverlayError {
@@ -120,12 +135,12 @@ store_errors!(
 
 impl Namespace {
     /// Opens (creating) the namespace at `path`. After a crash redb takes
-    /// its last durable commit.
+    /// its last commit (every commit is durable).
     pub fn open(path: &Path) -> Result<Namespace, OverlayError> {
         let ns = Namespace {
             db: Database::create(path).map_err(locate(path, "opening"))?,
             path: path.to_owned(),
-            unsynced: AtomicU64::new(0),
+            pending: Mutex::default(),
         };
         let tx = ns.db.begin_write().map_err(ns.locate("opening"))?;
         tx.open_table(ENTRIES).map_err(ns.locate("opening"))?;
@@ -137,42 +152,37 @@ impl Namespace {
 
     /// What the overlay says of `name` in directory `dir`, if anything.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Option<Change>, OverlayError> {
-        let read = || -> Result<Option<RawEntry>, OverlayError> {
-            let tx = self.db.begin_read()?;
-            let entries = tx.open_table(ENTRIES)?;
-            let found = entries.get((dir, name))?.map(|v| v.value());
-            Ok(found)
-        };
-        read().map_err(self.locate("reading"))?.map(|v| self.change(v)).transpose()
+        let p = self.lock();
+        self.entry(&p, dir, name)?.map(|v| self.change(v)).transpose()
     }
 
     /// Every name the overlay says something of in `dir`, in name order.
     pub fn list(&self, dir: u64) -> Result<Vec<(Vec<u8>, Change)>, OverlayError> {
-        let read = || -> Result<Vec<(Vec<u8>, RawEntry)>, OverlayError> {
+        let p = self.lock();
+        let read = || -> Result<BTreeMap<Vec<u8>, RawEntry>, OverlayError> {
             let tx = self.db.begin_read()?;
             let entries = tx.open_table(ENTRIES)?;
-            let mut out = Vec::new();
+            let mut out = BTreeMap::new();
             for e in entries.range((dir, &b""[..])..(dir.saturating_add(1), &b""[..]))? {
                 let (k, v) = e?;
-                out.push((k.value().1.to_vec(), v.value()));
+                out.insert(k.value().1.to_vec(), v.value());
             }
             Ok(out)
         };
-        read().map_err(self.locate("listing"))?.into_iter().map(|(n, v)| Ok((n, self.change(v)?))).collect()
+        let mut all = read().map_err(self.locate("listing"))?;
+        for ((_, name), v) in p.entries.range((dir, Vec::new())..(dir.saturating_add(1), Vec::new())) {
+            match v {
+                Some(v) => all.insert(name.clone(), *v),
+                None => all.remove(name),
+            };
+        }
+        all.into_iter().map(|(n, v)| Ok((n, self.change(v)?))).collect()
     }
 
     /// The inode `ino`, if the overlay holds its attributes.
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>, OverlayError> {
-        let read = || -> Result<Option<RawInode>, OverlayError> {
-            let tx = self.db.begin_read()?;
-            let inodes = tx.open_table(INODES)?;
-            let found = inodes.get(ino)?.map(|v| {
-                let (kind, mode, links, target) = v.value();
-                (kind, mode, links, target.to_vec())
-            });
-            Ok(found)
-        };
-        match read().map_err(self.locate("reading"))? {
+        let p = self.lock();
+        match self.raw_inode(&p, ino)? {
             None => Ok(None),
             Some((kind, mode, links, target)) => {
                 let kind = Kind::from_u8(kind).ok_or_else(|| self.corrupt(format!("inode {ino} has kind {kind}")))?;
@@ -185,27 +195,27 @@ impl Namespace {
     /// `dir`, over a whiteout if there is one; fails if the name is an
     /// entry already. Returns its number.
     pub fn create(&self, dir: u64, name: &[u8], inode: &Inode) -> Result<u64, OverlayError> {
-        self.write("creating", |tx| {
-            let mut entries = tx.open_table(ENTRIES)?;
-            if entries.get((dir, name))?.is_some_and(|v| v.value().0 != 0) {
-                return Err(OverlayError::Exists(String::from_utf8_lossy(name).into_owned()));
-            }
-            let mut meta = tx.open_table(META)?;
-            let ino = meta.get(NEXT_INO)?.map_or(OVERLAY_INO_BASE, |v| v.value());
-            meta.insert(NEXT_INO, ino + 1)?;
-            entries.insert((dir, name), (ino, inode.kind as u8))?;
-            tx.open_table(INODES)?.insert(ino, (inode.kind as u8, inode.mode, 1, &inode.target[..]))?;
-            Ok(ino)
-        })
+        let mut p = self.lock();
+        if self.entry(&p, dir, name)?.is_some_and(|(ino, _)| ino != 0) {
+            return Err(OverlayError::Exists(String::from_utf8_lossy(name).into_owned()));
+        }
+        let ino = match p.next_ino {
+            Some(n) => n,
+            None => self.stored_next_ino()?,
+        };
+        p.next_ino = Some(ino + 1);
+        p.entries.insert((dir, name.to_vec()), Some((ino, inode.kind as u8)));
+        p.inodes.insert(ino, Some((inode.kind as u8, inode.mode, 1, inode.target.clone())));
+        self.changed(&mut p)?;
+        Ok(ino)
     }
 
     /// Sets the attributes the overlay holds for `ino` (a base file copied
     /// up, a chmod).
     pub fn set_inode(&self, ino: u64, inode: &Inode) -> Result<(), OverlayError> {
-        self.write("updating", |tx| {
-            tx.open_table(INODES)?.insert(ino, (inode.kind as u8, inode.mode, inode.links, &inode.target[..]))?;
-            Ok(())
-        })
+        let mut p = self.lock();
+        p.inodes.insert(ino, Some((inode.kind as u8, inode.mode, inode.links, inode.target.clone())));
+        self.changed(&mut p)
     }
 
     /// Removes `name` from `dir`: a whiteout where the base tree has that
@@ -213,22 +223,17 @@ impl Namespace {
     /// last name this was (its contents can go once no open file holds
     /// it), if the overlay held it.
     pub fn remove(&self, dir: u64, name: &[u8], in_base: bool) -> Result<Option<u64>, OverlayError> {
-        self.write("removing", |tx| {
-            let mut entries = tx.open_table(ENTRIES)?;
-            let gone = match entries.get((dir, name))?.map(|v| v.value().0) {
-                // Removed already, or never there.
-                Some(0) => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
-                None if !in_base => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
-                None => None,
-                Some(ino) => unlink(tx, ino)?,
-            };
-            if in_base {
-                entries.insert((dir, name), (0, 0))?;
-            } else {
-                entries.remove((dir, name))?;
-            }
-            Ok(gone)
-        })
+        let mut p = self.lock();
+        let gone = match self.entry(&p, dir, name)?.map(|(ino, _)| ino) {
+            // Removed already, or never there.
+            Some(0) => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
+            None if !in_base => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
+            None => None,
+            Some(ino) => self.unlink(&mut p, ino)?,
+        };
+        p.entries.insert((dir, name.to_vec()), in_base.then_some((0, 0)));
+        self.changed(&mut p)?;
+        Ok(gone)
     }
 
     /// Moves `moved` (the inode `from` names, as the caller found it in the
@@ -246,50 +251,128 @@ impl Namespace {
         if from == to {
             return Ok(None);
         }
-        self.write("renaming", |tx| {
-            let mut entries = tx.open_table(ENTRIES)?;
-            let replaced = entries.get(to)?.map(|v| v.value().0);
-            let gone = match replaced {
-                Some(ino) if ino != 0 && ino != moved.0 => unlink(tx, ino)?,
-                _ => None,
-            };
-            entries.insert(to, (moved.0, moved.1 as u8))?;
-            if from_in_base {
-                entries.insert(from, (0, 0))?;
-            } else {
-                entries.remove(from)?;
-            }
-            Ok(gone)
-        })
+        let mut p = self.lock();
+        let gone = match self.entry(&p, to.0, to.1)?.map(|(ino, _)| ino) {
+            Some(ino) if ino != 0 && ino != moved.0 => self.unlink(&mut p, ino)?,
+            _ => None,
+        };
+        p.entries.insert((to.0, to.1.to_vec()), Some((moved.0, moved.1 as u8)));
+        p.entries.insert((from.0, from.1.to_vec()), from_in_base.then_some((0, 0)));
+        self.changed(&mut p)?;
+        Ok(gone)
     }
 
-    /// Makes every change so far durable (one fsync).
+    /// Makes every change so far durable: one redb transaction and one
+    /// fsync for all of them.
     pub fn sync(&self) -> Result<(), OverlayError> {
-        let mut tx = self.db.begin_write().map_err(self.locate("syncing"))?;
-        tx.set_durability(Durability::Immediate).map_err(self.locate("syncing"))?;
-        tx.commit().map_err(self.locate("syncing"))?;
-        self.unsynced.store(0, Ordering::Relaxed);
+        let mut p = self.lock();
+        self.flush(&mut p)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a change; the pending set goes to redb every
+    /// FLUSH_EVERY_CHANGES. The change is made either way: a flush that
+    /// fails here is tried again with the next change, and the next
+    /// [`Namespace::sync`] reports it.
+    fn changed(&self, p: &mut Pending) -> Result<(), OverlayError> {
+        p.changes += 1;
+        if p.changes >= FLUSH_EVERY_CHANGES {
+            if let Err(e) = self.flush(p) {
+                tracing::warn!(error = %e, "the overlay's changes stay in memory until a write to its store succeeds");
+            }
+        }
         Ok(())
     }
 
-    /// Runs `change` in one write transaction, durable only when
-    /// SYNC_EVERY_CHANGES have gone by without one.
-    fn write<T>(
-        &self,
-        what: &'static str,
-        change: impl FnOnce(&WriteTransaction) -> Result<T, OverlayError>,
-    ) -> Result<T, OverlayError> {
-        let mut tx = self.db.begin_write().map_err(self.locate(what))?;
-        let due = self.unsynced.fetch_add(1, Ordering::Relaxed) + 1 >= SYNC_EVERY_CHANGES;
-        let durability = if due { Durability::Immediate } else { Durability::None };
-        tx.set_durability(durability).map_err(self.locate(what))?;
-        // An error drops the transaction: nothing of it is kept.
-        let out = change(&tx).map_err(self.locate(what))?;
-        tx.commit().map_err(self.locate(what))?;
-        if due {
-            self.unsynced.store(0, Ordering::Relaxed);
+    /// Writes the pending set to redb in one durable transaction; on
+    /// failure it stays pending (and visible), to go with the next one.
+    fn flush(&self, p: &mut Pending) -> Result<(), OverlayError> {
+        let write = || -> Result<(), OverlayError> {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(Durability::Immediate)?;
+            {
+                let mut entries = tx.open_table(ENTRIES)?;
+                for ((dir, name), v) in &p.entries {
+                    match v {
+                        Some(v) => entries.insert((*dir, &name[..]), *v)?,
+                        None => entries.remove((*dir, &name[..]))?,
+                    };
+                }
+                let mut inodes = tx.open_table(INODES)?;
+                for (ino, v) in &p.inodes {
+                    match v {
+                        Some((kind, mode, links, target)) => {
+                            inodes.insert(*ino, (*kind, *mode, *links, &target[..]))?
+                        }
+                        None => inodes.remove(*ino)?,
+                    };
+                }
+                if let Some(next) = p.next_ino {
+                    tx.open_table(META)?.insert(NEXT_INO, next)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        };
+        write().map_err(self.locate("writing"))?;
+        *p = Pending::default();
+        Ok(())
+    }
+
+    /// The stored (inode, kind) of a name: pending first, then redb.
+    fn entry(&self, p: &Pending, dir: u64, name: &[u8]) -> Result<Option<RawEntry>, OverlayError> {
+        if let Some(v) = p.entries.get(&(dir, name.to_vec())) {
+            return Ok(*v);
         }
-        Ok(out)
+        let read = || -> Result<Option<RawEntry>, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let entries = tx.open_table(ENTRIES)?;
+            let found = entries.get((dir, name))?.map(|v| v.value());
+            Ok(found)
+        };
+        read().map_err(self.locate("reading"))
+    }
+
+    fn raw_inode(&self, p: &Pending, ino: u64) -> Result<Option<RawInode>, OverlayError> {
+        if let Some(v) = p.inodes.get(&ino) {
+            return Ok(v.clone());
+        }
+        let read = || -> Result<Option<RawInode>, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let inodes = tx.open_table(INODES)?;
+            let found = inodes.get(ino)?.map(|v| {
+                let (kind, mode, links, target) = v.value();
+                (kind, mode, links, target.to_vec())
+            });
+            Ok(found)
+        };
+        read().map_err(self.locate("reading"))
+    }
+
+    fn stored_next_ino(&self) -> Result<u64, OverlayError> {
+        let read = || -> Result<u64, OverlayError> {
+            let tx = self.db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let next = meta.get(NEXT_INO)?.map_or(OVERLAY_INO_BASE, |v| v.value());
+            Ok(next)
+        };
+        read().map_err(self.locate("reading"))
+    }
+
+    /// One name of `ino` is gone: its link count drops, and its record goes
+    /// with its last name (returned then). A base inode the overlay holds
+    /// nothing of has no record.
+    fn unlink(&self, p: &mut Pending, ino: u64) -> Result<Option<u64>, OverlayError> {
+        let Some((kind, mode, links, target)) = self.raw_inode(p, ino)? else { return Ok(None) };
+        if links > 1 {
+            p.inodes.insert(ino, Some((kind, mode, links - 1, target)));
+            return Ok(None);
+        }
+        p.inodes.insert(ino, None);
+        Ok(Some(ino))
     }
 
     fn change(&self, (ino, kind): RawEntry) -> Result<Change, OverlayError> {
@@ -310,6 +393,15 @@ impl Namespace {
     }
 }
 
+impl Drop for Namespace {
+    /// A clean stop keeps every change (a crash keeps what was synced).
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "the overlay's last changes could not be written at its close");
+        }
+    }
+}
+
 fn locate<'a, E: Into<OverlayError>>(path: &'a Path, what: &'static str) -> impl FnOnce(E) -> OverlayError + 'a {
     move |e| match e.into() {
         OverlayError::Store { path: p, what: w, reason } if p.as_os_str().is_empty() => {
@@ -317,25 +409,6 @@ fn locate<'a, E: Into<OverlayError>>(path: &'a Path, what: &'static str) -> impl
         }
         other => other,
     }
-}
-
-/// One name of `ino` is gone: its link count drops, and its record goes
-/// with its last name (returned then). A base inode the overlay holds
-/// nothing of has no record.
-fn unlink(tx: &WriteTransaction, ino: u64) -> Result<Option<u64>, OverlayError> {
-    let mut inodes = tx.open_table(INODES)?;
-    let Some((kind, mode, links, target)) = inodes.get(ino)?.map(|v| {
-        let (kind, mode, links, target) = v.value();
-        (kind, mode, links, target.to_vec())
-    }) else {
-        return Ok(None);
-    };
-    if links > 1 {
-        inodes.insert(ino, (kind, mode, links - 1, &target[..]))?;
-        return Ok(None);
-    }
-    inodes.remove(ino)?;
-    Ok(Some(ino))
 }
 
 #[cfg(test)]
@@ -399,64 +472,89 @@ mod tests {
         assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, Kind::File), false).expect("onto itself"), None);
     }
 
-    /// The child's side of the crash test: what it does before it is
-    /// killed.
-    fn crash_child(path: &Path) {
-        let ns = Namespace::open(path).expect("open");
-        for i in 0..100u32 {
-            ns.create(1, format!("synced-{i}").as_bytes(), &file(0o644)).expect("create");
-        }
-        ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
-        ns.sync().expect("sync");
-        println!("OVERLAY-CHILD-SYNCED");
-        for i in 0..3000u32 {
-            ns.create(1, format!("later-{i}").as_bytes(), &file(0o644)).expect("create");
-            ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
-            ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
-        }
-        // As `kill -9` would: no destructor, no flush.
-        std::process::abort();
-    }
-
-    #[test]
-    fn a_killed_process_leaves_every_synced_change_and_no_half_rename() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("ns.redb");
-        // The child runs this test from its start (it is the test binary
-        // again), so it is told the parent's path.
+    /// Runs `child` in a copy of this test's process (rusty-fork: the test
+    /// binary again, told the store's path), which is killed (`abort`, as
+    /// `kill -9` would: no destructor, no flush) once `child` returns;
+    /// then opens what it left.
+    fn after_a_crash(dir: &Path, test: &str, id: rusty_fork::RustyForkId, child: fn(&Namespace)) -> Namespace {
         const DB: &str = "TROVE_OVERLAY_CRASH_DB";
+        let path = dir.join("ns.redb");
         rusty_fork::fork(
-            rusty_fork::rusty_fork_test_name!(a_killed_process_leaves_every_synced_change_and_no_half_rename),
-            rusty_fork::rusty_fork_id!(),
+            test,
+            id,
             |cmd| {
                 cmd.env(DB, &path);
             },
-            |child, output| {
-                let status = child.wait().expect("wait for the child");
+            |proc, output| {
+                let status = proc.wait().expect("wait for the child");
                 let mut said = String::new();
                 let _ = std::io::Seek::rewind(output);
                 let _ = std::io::Read::read_to_string(output, &mut said);
-                assert!(
-                    !status.success() && said.contains("OVERLAY-CHILD-SYNCED"),
-                    "the child synced, then aborted: {said}"
-                );
+                assert!(!status.success() && said.contains("CHILD-DONE"), "the child ran, then was killed: {said}");
             },
-            || crash_child(Path::new(&std::env::var_os(DB).expect("the parent's path"))),
+            || {
+                let ns = Namespace::open(Path::new(&std::env::var_os(DB).expect("the parent's path"))).expect("open");
+                child(&ns);
+                println!("CHILD-DONE");
+                // Before `ns` is dropped (its drop would sync).
+                std::process::abort();
+            },
         )
         .expect("fork");
-        let ns = Namespace::open(&path).expect("a killed writer's store opens");
-        for i in 1..100u32 {
-            assert!(ns.lookup(1, format!("synced-{i}").as_bytes()).expect("lookup").is_some(), "synced-{i} lost");
-        }
+        Namespace::open(&path).expect("a killed writer's store opens")
+    }
+
+    fn count(ns: &Namespace, prefix: &[u8]) -> u32 {
+        ns.list(1).expect("list").iter().filter(|(n, _)| n.starts_with(prefix)).count() as u32
+    }
+
+    #[test]
+    fn a_killed_writer_leaves_every_synced_change_and_no_half_rename() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ns = after_a_crash(
+            dir.path(),
+            rusty_fork::rusty_fork_test_name!(a_killed_writer_leaves_every_synced_change_and_no_half_rename),
+            rusty_fork::rusty_fork_id!(),
+            |ns| {
+                for i in 0..100u32 {
+                    ns.create(1, format!("synced-{i}").as_bytes(), &file(0o644)).expect("create");
+                }
+                ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+                ns.sync().expect("sync");
+                // Fewer changes than a flush takes: none of them is synced.
+                for i in 0..300u32 {
+                    ns.create(1, format!("later-{i}").as_bytes(), &file(0o644)).expect("create");
+                    ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+                    ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+                }
+            },
+        );
+        assert_eq!(count(&ns, b"synced-"), 99, "every synced create");
         let at = |n: &[u8]| ns.lookup(1, n).expect("lookup").is_some();
-        assert!(!at(b"synced-0"), "the synced rename holds");
-        assert!(at(b"renamed-0") != at(b"renamed-1"), "the file is at exactly one of its names");
-        // Later changes may or may not be there, but always whole: each
-        // was made after the one before, so what is kept is a prefix.
-        let later = ns.list(1).expect("list").iter().filter(|(n, _)| n.starts_with(b"later-")).count() as u32;
-        for i in 0..later {
-            assert!(at(format!("later-{i}").as_bytes()), "later-{i} missing below later-{later}");
+        assert!(!at(b"synced-0") && at(b"renamed-0") && !at(b"renamed-1"), "the synced rename, whole");
+        assert_eq!(count(&ns, b"later-"), 0, "nothing after the sync was made durable");
+    }
+
+    #[test]
+    fn a_killed_writer_that_never_synced_leaves_a_prefix_of_its_changes_a_flush_at_a_time() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ns = after_a_crash(
+            dir.path(),
+            rusty_fork::rusty_fork_test_name!(
+                a_killed_writer_that_never_synced_leaves_a_prefix_of_its_changes_a_flush_at_a_time
+            ),
+            rusty_fork::rusty_fork_id!(),
+            |ns| {
+                for i in 0..4000u32 {
+                    ns.create(1, format!("f-{i:05}").as_bytes(), &file(0o644)).expect("create");
+                }
+            },
+        );
+        let kept = count(&ns, b"f-");
+        assert_eq!(kept as u64, 4000 / FLUSH_EVERY_CHANGES * FLUSH_EVERY_CHANGES, "whole flushes, no more");
+        for i in 0..kept {
+            assert!(ns.lookup(1, format!("f-{i:05}").as_bytes()).expect("lookup").is_some(), "a prefix: f-{i:05}");
         }
-        assert!(later >= SYNC_EVERY_CHANGES as u32 / 3 - 1, "a durable commit every {SYNC_EVERY_CHANGES} changes");
+        assert_eq!(ns.create(1, b"next", &file(0o644)).expect("create"), OVERLAY_INO_BASE + u64::from(kept));
     }
 }
