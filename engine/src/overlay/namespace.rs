@@ -45,26 +45,31 @@ pub const OVERLAY_INO_BASE: u64 = 1 << 48;
 /// Changes kept in memory before they go to redb without a sync asking.
 const FLUSH_EVERY_CHANGES: u64 = 1024;
 
-/// What an overlay inode is.
+/// What an entry of the overlay is: what a base tree's entries are (a
+/// base entry moved keeps its kind, a submodule's empty directory too),
+/// and what only a mount's writes make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    File = 1,
-    Executable = 2,
-    Symlink = 3,
-    Dir = 4,
-    Fifo = 5,
+    /// A base tree's kind, by its own number (1-5).
+    Base(crate::tree::index::Kind),
+    Fifo,
 }
 
+const FIFO: u8 = 16;
+
 impl Kind {
+    fn to_u8(self) -> u8 {
+        match self {
+            Kind::Base(k) => k as u8,
+            Kind::Fifo => FIFO,
+        }
+    }
+
     fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            1 => Kind::File,
-            2 => Kind::Executable,
-            3 => Kind::Symlink,
-            4 => Kind::Dir,
-            5 => Kind::Fifo,
-            _ => return None,
-        })
+        match b {
+            FIFO => Some(Kind::Fifo),
+            b => crate::tree::index::Kind::from_u8(b).map(Kind::Base),
+        }
     }
 }
 
@@ -204,8 +209,8 @@ impl Namespace {
             None => self.stored_next_ino()?,
         };
         p.next_ino = Some(ino + 1);
-        p.entries.insert((dir, name.to_vec()), Some((ino, inode.kind as u8)));
-        p.inodes.insert(ino, Some((inode.kind as u8, inode.mode, 1, inode.target.clone())));
+        p.entries.insert((dir, name.to_vec()), Some((ino, inode.kind.to_u8())));
+        p.inodes.insert(ino, Some((inode.kind.to_u8(), inode.mode, 1, inode.target.clone())));
         self.changed(&mut p)?;
         Ok(ino)
     }
@@ -214,7 +219,7 @@ impl Namespace {
     /// up, a chmod).
     pub fn set_inode(&self, ino: u64, inode: &Inode) -> Result<(), OverlayError> {
         let mut p = self.lock();
-        p.inodes.insert(ino, Some((inode.kind as u8, inode.mode, inode.links, inode.target.clone())));
+        p.inodes.insert(ino, Some((inode.kind.to_u8(), inode.mode, inode.links, inode.target.clone())));
         self.changed(&mut p)
     }
 
@@ -256,7 +261,7 @@ impl Namespace {
             Some(ino) if ino != 0 && ino != moved.0 => self.unlink(&mut p, ino)?,
             _ => None,
         };
-        p.entries.insert((to.0, to.1.to_vec()), Some((moved.0, moved.1 as u8)));
+        p.entries.insert((to.0, to.1.to_vec()), Some((moved.0, moved.1.to_u8())));
         p.entries.insert((from.0, from.1.to_vec()), from_in_base.then_some((0, 0)));
         self.changed(&mut p)?;
         Ok(gone)
@@ -414,9 +419,13 @@ fn locate<'a, E: Into<OverlayError>>(path: &'a Path, what: &'static str) -> impl
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tree::index::Kind as BaseKind;
+
+    const FILE: Kind = Kind::Base(BaseKind::File);
+    const DIR: Kind = Kind::Base(BaseKind::Dir);
 
     fn file(mode: u32) -> Inode {
-        Inode { kind: Kind::File, mode, links: 1, target: Vec::new() }
+        Inode { kind: FILE, mode, links: 1, target: Vec::new() }
     }
 
     #[test]
@@ -429,21 +438,19 @@ mod tests {
             a = ns.create(1, b"a.txt", &file(0o644)).expect("create");
             assert_eq!(a, OVERLAY_INO_BASE, "the first inode the overlay makes");
             assert!(matches!(ns.create(1, b"a.txt", &file(0o644)), Err(OverlayError::Exists(_))));
-            d = ns
-                .create(1, b"new", &Inode { kind: Kind::Dir, mode: 0o755, links: 1, target: Vec::new() })
-                .expect("mkdir");
+            d = ns.create(1, b"new", &Inode { kind: DIR, mode: 0o755, links: 1, target: Vec::new() }).expect("mkdir");
             // A base entry removed, a base entry moved (keeping its number).
             assert_eq!(ns.remove(1, b"README", true).expect("rm base"), None);
-            ns.rename((1, b"src"), (d, b"src"), (7, Kind::Dir), true).expect("mv base dir");
+            ns.rename((1, b"src"), (d, b"src"), (7, DIR), true).expect("mv base dir");
             assert!(matches!(ns.remove(1, b"README", true), Err(OverlayError::NotFound(_))), "removed already");
             assert!(matches!(ns.remove(1, b"never", false), Err(OverlayError::NotFound(_))));
             ns.sync().expect("sync");
         }
         let ns = Namespace::open(&path).expect("reopen");
-        assert_eq!(ns.lookup(1, b"a.txt").expect("lookup"), Some(Change::Entry { ino: a, kind: Kind::File }));
+        assert_eq!(ns.lookup(1, b"a.txt").expect("lookup"), Some(Change::Entry { ino: a, kind: FILE }));
         assert_eq!(ns.lookup(1, b"README").expect("lookup"), Some(Change::Whiteout));
         assert_eq!(ns.lookup(1, b"src").expect("lookup"), Some(Change::Whiteout));
-        assert_eq!(ns.lookup(d, b"src").expect("lookup"), Some(Change::Entry { ino: 7, kind: Kind::Dir }));
+        assert_eq!(ns.lookup(d, b"src").expect("lookup"), Some(Change::Entry { ino: 7, kind: DIR }));
         assert_eq!(ns.lookup(1, b"other").expect("lookup"), None);
         let names: Vec<Vec<u8>> = ns.list(1).expect("list").into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, [&b"README"[..], b"a.txt", b"new", b"src"], "in name order, whiteouts included");
@@ -451,7 +458,7 @@ mod tests {
         assert_eq!(ns.create(1, b"b", &file(0o600)).expect("create"), d + 1, "numbering goes on after a reopen");
         // A new file where a base entry was removed takes the whiteout's place.
         let readme = ns.create(1, b"README", &file(0o644)).expect("create over a whiteout");
-        assert_eq!(ns.lookup(1, b"README").expect("lookup"), Some(Change::Entry { ino: readme, kind: Kind::File }));
+        assert_eq!(ns.lookup(1, b"README").expect("lookup"), Some(Change::Entry { ino: readme, kind: FILE }));
     }
 
     #[test]
@@ -461,15 +468,24 @@ mod tests {
         let a = ns.create(1, b"a", &file(0o644)).expect("create");
         let b = ns.create(1, b"b", &file(0o600)).expect("create");
         // rename a over b: b's inode loses its only name.
-        assert_eq!(ns.rename((1, b"a"), (1, b"b"), (a, Kind::File), false).expect("mv"), Some(b));
+        assert_eq!(ns.rename((1, b"a"), (1, b"b"), (a, FILE), false).expect("mv"), Some(b));
         assert_eq!(ns.lookup(1, b"a").expect("lookup"), None, "not in the base: no whiteout");
-        assert_eq!(ns.lookup(1, b"b").expect("lookup"), Some(Change::Entry { ino: a, kind: Kind::File }));
+        assert_eq!(ns.lookup(1, b"b").expect("lookup"), Some(Change::Entry { ino: a, kind: FILE }));
         assert_eq!(ns.inode(b).expect("inode"), None);
         // Two names of one inode: the first removal keeps it.
         ns.set_inode(a, &Inode { links: 2, ..file(0o640) }).expect("link count");
         assert_eq!(ns.remove(1, b"b", false).expect("rm"), None);
         assert_eq!(ns.inode(a).expect("inode").map(|i| (i.links, i.mode)), Some((1, 0o640)));
-        assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, Kind::File), false).expect("onto itself"), None);
+        assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, FILE), false).expect("onto itself"), None);
+        // Every kind comes back as it went in: a base submodule moved, a fifo.
+        ns.rename((1, b"vendor"), (1, b"third_party"), (9, Kind::Base(BaseKind::Submodule)), true).expect("mv");
+        let fifo = ns.create(1, b"pipe", &Inode { kind: Kind::Fifo, ..file(0o600) }).expect("mkfifo");
+        ns.sync().expect("sync");
+        assert_eq!(
+            ns.lookup(1, b"third_party").expect("lookup"),
+            Some(Change::Entry { ino: 9, kind: Kind::Base(BaseKind::Submodule) })
+        );
+        assert_eq!(ns.inode(fifo).expect("inode").map(|i| i.kind), Some(Kind::Fifo));
     }
 
     /// Runs `child` in a copy of this test's process (rusty-fork: the test
@@ -519,13 +535,13 @@ mod tests {
                 for i in 0..100u32 {
                     ns.create(1, format!("synced-{i}").as_bytes(), &file(0o644)).expect("create");
                 }
-                ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+                ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
                 ns.sync().expect("sync");
                 // Fewer changes than a flush takes: none of them is synced.
                 for i in 0..300u32 {
                     ns.create(1, format!("later-{i}").as_bytes(), &file(0o644)).expect("create");
-                    ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
-                    ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, Kind::File), false).expect("mv");
+                    ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
+                    ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
                 }
             },
         );
