@@ -99,7 +99,7 @@ pub struct MountArgs {
     /// mirror's, and that shard fetches and lands blobs; a blob already
     /// hydrated is read by the thread that got the request, on any core.
     /// `trove mounts` shows the count and the owner. [default: every core]
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
     /// Once ready, fetch the tree's small files (up to 128 KiB each) in
     /// the background, in the order a tree walk reads them, until their
@@ -107,7 +107,7 @@ pub struct MountArgs {
     /// find them local. Below every read and prefetch; paused while the
     /// node is down; counted against --cache-capacity like any blob.
     /// `trove mounts` shows what was chosen and how far it got. 0: off.
-    #[arg(long, default_value = "0", value_parser = trove_engine::units::parse_size)]
+    #[arg(long, value_name = "BUDGET", default_value = "0", value_parser = trove_engine::units::parse_size)]
     pub prehydrate: u64,
 }
 
