@@ -71,34 +71,42 @@ pub(crate) struct MountEngine {
     idle: Vec<doorbell::Sender<()>>,
 }
 
+/// What one shard runs.
+enum ShardWork {
+    /// The repo's hydration queue, until the hydrator closes.
+    Hydrate(Box<OwnerEnd>),
+    /// Nothing, until its doorbell closes.
+    Idle(doorbell::Receiver<()>),
+}
+
 /// Starts the shards on a locked data dir: shard `owner` serves the
 /// hydration queue `end` belongs to until the hydrator closes; the others
 /// wait for [`MountEngine::stop`].
 pub(crate) fn start(node: Arc<NodeShared>, owner: ShardId, end: OwnerEnd) -> Result<MountEngine, EngineError> {
     let shards = node.nr_shards();
     let mut idle = Vec::with_capacity(shards);
-    let mut waits = Vec::with_capacity(shards);
+    let mut work = Vec::with_capacity(shards);
+    let mut end = Some(end);
     for id in 0..shards {
         if id == usize::from(owner) {
-            waits.push(None);
+            work.push(end.take().map(|e| ShardWork::Hydrate(Box::new(e))));
             continue;
         }
         let (tx, rx) = doorbell::channel::<()>(Some(1)).map_err(|e| EngineError::io("making a doorbell", "", e))?;
         idle.push(tx);
-        waits.push(Some(rx));
+        work.push(Some(ShardWork::Idle(rx)));
     }
-    let end = Arc::new(Mutex::new(Some(end)));
-    let waits = Arc::new(Mutex::new(waits));
+    let work = Arc::new(Mutex::new(work));
     let handle = runtime::start::<MountShard, _, _>(node, Arc::new(()), move |s: Rc<MountShard>| {
-        let mine = |v: &Mutex<_>| -> Option<_> { v.lock().ok().and_then(|mut v| Option::take(&mut v)) };
-        let end = if s.id == owner { mine(&end) } else { None };
-        let wait = waits.lock().ok().and_then(|mut w| w.get_mut(usize::from(s.id)).and_then(Option::take));
+        let mine = work.lock().ok().and_then(|mut w| w.get_mut(usize::from(s.id)).and_then(Option::take));
         async move {
-            if let Some(end) = end {
-                trove_engine::hydrate::queue::serve(end).await;
-            } else if let Some(wait) = wait {
-                let mut wait = wait.on_shard();
-                while wait.recv().await.is_some() {}
+            match mine {
+                Some(ShardWork::Hydrate(end)) => trove_engine::hydrate::queue::serve(*end).await,
+                Some(ShardWork::Idle(bell)) => {
+                    let mut bell = bell.on_shard();
+                    while bell.recv().await.is_some() {}
+                }
+                None => {}
             }
         }
     })?;

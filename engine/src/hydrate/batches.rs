@@ -95,8 +95,7 @@ fn take(
             BatchKind::Reads => q.bytes_in_flight,
             BatchKind::Prefetches => q.prefetch_bytes_in_flight,
         };
-        // A blob larger than the whole budget still goes, alone.
-        if used + size > max_bytes && used != 0 {
+        if !fits(used, size, max_bytes) {
             break;
         }
         let oid = q.pop(from).expect("peeked");
@@ -104,14 +103,26 @@ fn take(
             q.finish(&oid, Ok(()));
             continue;
         }
-        let p = q.pending.get_mut(&oid).expect("popped ids are pending");
-        p.in_flight = true;
-        q.bytes_in_flight += size;
-        if from == BatchKind::Prefetches {
-            p.in_prefetch_batch = true;
-            q.prefetch_bytes_in_flight += size;
-        }
+        start(q, oid, size, from);
         batch.push((oid, size));
+    }
+}
+
+/// Whether a blob of `size` may join `used` bytes in flight under
+/// `max_bytes`: a blob larger than the whole budget still goes, alone.
+fn fits(used: u64, size: u64, max_bytes: u64) -> bool {
+    used == 0 || used + size <= max_bytes
+}
+
+/// Marks pending blob `oid` in flight in a batch of `kind`, its bytes
+/// counted against that kind's budget.
+fn start(q: &mut Queue, oid: Oid, size: u64, kind: BatchKind) {
+    let p = q.pending.get_mut(&oid).expect("a blob started is pending");
+    p.in_flight = true;
+    q.bytes_in_flight += size;
+    if kind == BatchKind::Prefetches {
+        p.in_prefetch_batch = true;
+        q.prefetch_bytes_in_flight += size;
     }
 }
 
@@ -126,7 +137,7 @@ fn take_background(
 ) {
     while batch.len() < max_blobs {
         let Some(&(oid, size)) = q.background.front() else { break };
-        if q.prefetch_bytes_in_flight + size > max_bytes && q.prefetch_bytes_in_flight != 0 {
+        if !fits(q.prefetch_bytes_in_flight, size, max_bytes) {
             break;
         }
         q.background.pop_front();
@@ -137,12 +148,11 @@ fn take_background(
             size,
             priority: Priority::Prefetch,
             waiters: Vec::new(),
-            in_flight: true,
-            in_prefetch_batch: true,
+            in_flight: false,
+            in_prefetch_batch: false,
         };
         q.pending.insert(oid, p);
-        q.bytes_in_flight += size;
-        q.prefetch_bytes_in_flight += size;
+        start(q, oid, size, BatchKind::Prefetches);
         batch.push((oid, size));
     }
 }

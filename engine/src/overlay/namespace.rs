@@ -229,12 +229,14 @@ impl Namespace {
     /// it), if the overlay held it.
     pub fn remove(&self, dir: u64, name: &[u8], in_base: bool) -> Result<Option<u64>, OverlayError> {
         let mut p = self.lock();
-        let gone = match self.entry(&p, dir, name)?.map(|(ino, _)| ino) {
-            // Removed already, or never there.
-            Some(0) => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
-            None if !in_base => return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned())),
-            None => None,
+        let was = self.entry(&p, dir, name)?.map(|(ino, _)| ino);
+        // Removed already, or never there.
+        if was == Some(0) || (was.is_none() && !in_base) {
+            return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned()));
+        }
+        let gone = match was {
             Some(ino) => self.unlink(&mut p, ino)?,
+            None => None,
         };
         p.entries.insert((dir, name.to_vec()), in_base.then_some((0, 0)));
         self.changed(&mut p)?;

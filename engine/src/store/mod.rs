@@ -11,9 +11,10 @@
 //! `HASH` is the 32-hex-digit xxh3-128 of the object's name; `HH` its first
 //! two digits, to keep directories small. An `HH` directory is made (and
 //! its parent synced) by the first object published into it, not up front:
-//! a process that never writes an object (a mount) makes none. One file per object (format.rs):
-//! the data is read with O_DIRECT in 256 KiB blocks, so there is no small-
-//! object packing yet; a 4 KiB object takes 8 KiB on disk.
+//! a process that never writes an object (a mount) makes none. One file
+//! per object (format.rs): the data is read with O_DIRECT in 256 KiB
+//! blocks, so there is no small-object packing yet; a 4 KiB object takes
+//! 8 KiB on disk.
 //!
 //! Division of labour: any shard writes a new object into its own `tmp/`
 //! and reads any sealed file directly; only the owner shard publishes
@@ -102,21 +103,11 @@ pub struct LocalTier {
     versions: Arc<FileVersions>,
     /// Touches to write to disk now and then (recency.rs).
     pub recency: recency::RecencyLog,
-    /// The `HH` directories known to exist, a bit each.
-    fanout: std::cell::Cell<[u64; 4]>,
 }
 
 impl LocalTier {
     pub fn new(shard: ShardId, layout: Layout, capacity_bytes: u64, index: Index, versions: Arc<FileVersions>) -> Self {
-        Self {
-            shard,
-            layout,
-            capacity_bytes,
-            index: RefCell::new(index),
-            versions,
-            recency: Default::default(),
-            fanout: Default::default(),
-        }
+        Self { shard, layout, capacity_bytes, index: RefCell::new(index), versions, recency: Default::default() }
     }
 
     /// Publishes a synced tmp file as the object `hash`: rename over any old
@@ -130,44 +121,23 @@ impl LocalTier {
         expires_ms: u64,
     ) -> Result<Vec<u128>, EngineError> {
         let dest = self.layout.object_path(self.shard, hash);
-        self.make_fanout_dir(hash, &dest).await?;
         // Before the rename too: a reader's report that the old file is
         // corrupt, handled while the rename is in flight, must see a change.
         self.versions.bump(hash);
-        glommio::io::rename(tmp, &dest).await.map_err(|e| EngineError::glommio("publishing", &dest, e))?;
+        if let Err(e) = glommio::io::rename(tmp, &dest).await {
+            let e = std::io::Error::from(e);
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(EngineError::io("publishing", &dest, e));
+            }
+            // The first object of its HH directory makes it.
+            make_fanout_dir(&dest).await?;
+            glommio::io::rename(tmp, &dest).await.map_err(|e| EngineError::glommio("publishing", &dest, e))?;
+        }
         self.versions.bump(hash);
         let dir = dest.parent().expect("object paths have a parent").to_owned();
         sync_dir(&dir).await?;
         self.index.borrow_mut().insert(hash, disk_bytes, expires_ms);
         Ok(self.evict_to_capacity().await)
-    }
-
-    /// Makes the `HH` directory `dest` goes in, the first time one of its
-    /// objects is published: a new directory's parent is synced before
-    /// anything is renamed into it, so a crash cannot lose the directory
-    /// under a published object.
-    async fn make_fanout_dir(&self, hash: u128, dest: &Path) -> Result<(), EngineError> {
-        let hh = (hash >> 120) as usize;
-        let mut known = self.fanout.get();
-        if known[hh / 64] & (1 << (hh % 64)) != 0 {
-            return Ok(());
-        }
-        let dir = dest.parent().expect("object paths have a parent").to_owned();
-        let d = dir.clone();
-        let made = glommio::executor()
-            .spawn_blocking(move || match std::fs::create_dir(&d) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(e),
-            })
-            .await
-            .map_err(|e| EngineError::io("creating", &dir, e))?;
-        if made {
-            sync_dir(dir.parent().expect("HH directories have a parent")).await?;
-        }
-        known[hh / 64] |= 1 << (hh % 64);
-        self.fanout.set(known);
-        Ok(())
     }
 
     /// Removes the object `hash`; true if there was one.
@@ -241,6 +211,26 @@ pub async fn settle_device_probe(layout: &Layout, shard: ShardId) -> Result<(), 
     let _ = reopened.close().await;
     let _ = glommio::io::remove(&path).await;
     read.map(|_| ()).map_err(|e| EngineError::glommio("reading probe", &path, e))
+}
+
+/// Makes the `HH` directory `dest` goes in (an object's first publish
+/// into it), and syncs its parent before anything is renamed into it, so
+/// a crash cannot lose the directory under a published object.
+async fn make_fanout_dir(dest: &Path) -> Result<(), EngineError> {
+    let dir = dest.parent().expect("object paths have a parent").to_owned();
+    let d = dir.clone();
+    let made = glommio::executor()
+        .spawn_blocking(move || match std::fs::create_dir(&d) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        })
+        .await
+        .map_err(|e| EngineError::io("creating", &dir, e))?;
+    if made {
+        sync_dir(dir.parent().expect("HH directories have a parent")).await?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so a rename in it survives power loss. Runs on the
