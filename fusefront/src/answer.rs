@@ -32,6 +32,9 @@ pub trait DataAnswer: Fail + Sized {
 }
 
 /// A lookup's entry (inode 0: a negative entry the kernel may keep).
+/// `ttl` is how long the attributes may be kept; the name itself is kept
+/// for the base tree's TTL (names change only through this kernel, which
+/// keeps its dentries right).
 pub trait EntryAnswer: Fail {
     fn entry(self, ttl: &Duration, attr: &FileAttr);
 }
@@ -87,7 +90,18 @@ mod dev_fuse {
             }
         )*};
     }
-    fail!(ReplyData, ReplyEntry, ReplyAttr, ReplyOpen, ReplyEmpty, ReplyStatfs, ReplyDirectory, ReplyDirectoryPlus);
+    fail!(
+        ReplyData,
+        ReplyEntry,
+        ReplyAttr,
+        ReplyOpen,
+        ReplyEmpty,
+        ReplyStatfs,
+        ReplyDirectory,
+        ReplyDirectoryPlus,
+        ReplyWrite,
+        ReplyCreate
+    );
 
     impl DataAnswer for ReplyData {
         fn data(self, bytes: &[u8]) {
@@ -97,7 +111,7 @@ mod dev_fuse {
 
     impl EntryAnswer for ReplyEntry {
         fn entry(self, ttl: &Duration, attr: &FileAttr) {
-            ReplyEntry::entry(self, ttl, attr, Generation(0))
+            ReplyEntry::entry_with_ttls(self, ttl, &crate::limits::BASE_TREE_TTL, attr, Generation(0))
         }
     }
 

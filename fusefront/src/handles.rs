@@ -144,6 +144,16 @@ impl InodeFiles {
         blob
     }
 
+    /// Lets go of `ino`'s blob (its file was copied up: reads go to the
+    /// overlay from now on).
+    pub fn forget(&self, ino: u64) {
+        let mut guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (files, bytes) = &mut *guard;
+        if let Some(b) = files.remove(&ino) {
+            *bytes -= b.len();
+        }
+    }
+
     /// Files held now, and their bytes.
     pub fn held(&self) -> (usize, u64) {
         let guard = self.files.lock().unwrap_or_else(|p| p.into_inner());

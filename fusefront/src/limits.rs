@@ -6,6 +6,12 @@ use std::time::Duration;
 /// changes, so the kernel may keep what it learned for as long as the
 /// mount lives; moving to another commit (part 2) invalidates explicitly.
 pub const BASE_TREE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Attribute TTL of what the overlay holds (and of base directories it
+/// changed): none, so a stat after a write, chmod, link or rename asks
+/// the daemon and sees its object's own times. Entries keep the base
+/// tree's TTL: every name change comes through this kernel, which keeps
+/// its dentries right.
+pub const HELD_TTL: Duration = Duration::ZERO;
 /// Default of `--ready-timeout`: how long an operation that arrives before
 /// the tree index is in waits for it, before it gets EIO.
 pub const READY_WAIT: Duration = Duration::from_secs(30);

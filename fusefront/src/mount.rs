@@ -124,7 +124,24 @@ pub fn run(
         .collect();
     drop(jobs_rx);
 
+    // The overlay: what this mountpoint's earlier mounts wrote. The io_uring
+    // transport carries reads only, so a mount over it is read-only.
     let ring = prepare_ring(&options);
+    let overlay_dir = trove_engine::overlay::dir_for(&options.data_dir, &mountpoint);
+    let layered = match ring {
+        Some(_) => None,
+        None => {
+            let overlay = trove_engine::overlay::Overlay::open(&overlay_dir)
+                .and_then(crate::fs::Layered::new)
+                .map_err(|e| MountError::Overlay(e.to_string()))?;
+            Some(Arc::new(overlay))
+        }
+    };
+    {
+        let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+        r.writable = layered.is_some();
+        r.overlay_dir = overlay_dir.clone();
+    }
     let fs = TroveFs::new(
         gate.clone(),
         hydrator.clone(),
@@ -136,17 +153,20 @@ pub fn run(
             data_dir: options.data_dir.clone(),
             ring: ring.is_some(),
         },
+        layered.clone(),
     );
     let fs_shared = fs.shared();
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("trove:{}", options.repo)),
         fuser::MountOption::Subtype("trove".into()),
-        fuser::MountOption::RO,
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
         fuser::MountOption::DefaultPermissions,
     ];
+    if layered.is_none() {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, &mountpoint, &config)
@@ -222,6 +242,15 @@ pub fn run(
             }),
         }
     };
+    // The overlay holds changes over one base: another is refused.
+    let prepared = prepared.and_then(|t| match &layered {
+        Some(l) => l
+            .overlay
+            .bind(&options.repo, &trove_engine::tree::oid_hex(&t.commit), &mountpoint)
+            .map(|()| t)
+            .map_err(|e| MountError::Overlay(e.to_string())),
+        None => Ok(t),
+    });
     let table = match prepared {
         Ok(t) => t,
         Err(e) => {
@@ -284,7 +313,7 @@ pub fn run(
     gate.open(table);
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-        fill(&mut r, &store, &counters, hydrator.health(), options.read_path);
+        fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
         // On disk before "ready" is said: whoever saw it and asks `trove
         // mounts` must find it ready too.
         let _ = r.write();
@@ -296,7 +325,7 @@ pub fn run(
     let ended_outside = loop {
         {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-            fill(&mut r, &store, &counters, hydrator.health(), options.read_path);
+            fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
             let _ = r.write();
         }
         crossbeam_channel::select! {
@@ -335,8 +364,11 @@ pub fn run(
 /// that transport and the kernel has it on; else None, and why is said.
 fn prepare_ring(options: &MountOptions) -> Option<crate::ring::Prepared> {
     use crate::ring::{kernel_enabled, prepare, ENABLE_PARAM};
+    // The queues carry reads only (the overlay's writes are served over
+    // /dev/fuse): `auto` takes /dev/fuse, so a mount is writable unless
+    // io_uring is asked for by name.
     let asked = options.transport == Transport::IoUring;
-    if options.transport == Transport::DevFuse {
+    if !asked {
         return None;
     }
     if options.read_path == ReadPath::Passthrough {
@@ -364,7 +396,17 @@ fn prepare_ring(options: &MountOptions) -> Option<crate::ring::Prepared> {
 }
 
 /// Copies the live counters into the record.
-fn fill(r: &mut MountRecord, store: &BlobStore, counters: &MountCounters, health: &NodeHealth, read_path: ReadPath) {
+fn fill(
+    r: &mut MountRecord,
+    store: &BlobStore,
+    counters: &MountCounters,
+    health: &NodeHealth,
+    read_path: ReadPath,
+    layered: Option<&crate::fs::Layered>,
+) {
+    if let Some(l) = layered {
+        r.overlay_bytes = l.overlay.contents.disk_bytes();
+    }
     let c = &store.counters;
     r.hydrated_blobs = c.landed_blobs.load(Ordering::Relaxed);
     r.hydrated_bytes = c.landed_bytes.load(Ordering::Relaxed);

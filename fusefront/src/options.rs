@@ -67,13 +67,15 @@ impl ReadPath {
 /// --transport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    /// io_uring where the kernel has it on, else `/dev/fuse`, quietly.
+    /// `/dev/fuse`: the transport that carries writes (io_uring carries
+    /// reads only, and a mount over it is read-only).
     Auto,
     /// Threads reading and writing `/dev/fuse`: every kernel has it.
     DevFuse,
     /// FUSE over io_uring: a queue per CPU, each served by a thread pinned
-    /// to that CPU (Linux 6.14+, `enable_uring` on). Falls back to
-    /// `/dev/fuse` where the kernel refuses, and for passthrough reads.
+    /// to that CPU (Linux 6.14+, `enable_uring` on). Reads only: the mount
+    /// is read-only. Falls back to `/dev/fuse` where the kernel refuses,
+    /// and for passthrough reads.
     IoUring,
 }
 
@@ -106,6 +108,8 @@ pub enum MountError {
     Fuse(String),
     #[error("the mount's data dir: {0}")]
     DataDir(String),
+    #[error("{0}")]
+    Overlay(String),
     #[error("stopped (SIGTERM or SIGINT) before the tree was ready")]
     Interrupted,
 }
@@ -119,7 +123,7 @@ impl MountError {
             MountError::NotFound(_) => 3,
             MountError::Unreachable { .. } => 5,
             MountError::BadIndex(_) => 6,
-            MountError::Mountpoint(_) | MountError::DataDir(_) => 8,
+            MountError::Mountpoint(_) | MountError::DataDir(_) | MountError::Overlay(_) => 8,
             MountError::Fuse(_) => 9,
             MountError::Node { .. } => 1,
             MountError::Interrupted => 130,

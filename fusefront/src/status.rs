@@ -47,6 +47,15 @@ pub struct MountRecord {
     pub prehydrate_blobs: u64,
     #[serde(default)]
     pub prehydrate_bytes: u64,
+    /// Whether writes are taken (into the overlay), and where the
+    /// overlay is and how many bytes its written files take on disk (the
+    /// user's data: never evicted, never counted in --cache-capacity).
+    #[serde(default)]
+    pub writable: bool,
+    #[serde(default)]
+    pub overlay_dir: PathBuf,
+    #[serde(default)]
+    pub overlay_bytes: u64,
     /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
     /// Blobs fetched from the node by this mount, and their bytes.

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use trove_fusefront::mount::{MountOptions, ReadPath, Revision, Transport};
 use trove_fusefront::status::{self, MountRecord};
 
-/// Mount a repo at a commit as a read-only working tree; files hydrate on
-/// first read.
+/// Mount a repo at a commit as a writable working tree; files hydrate on
+/// first read, and what is written stays in the mount's overlay.
 ///
 /// The tree is ready as soon as its index (every path, mode, size and
 /// symlink target) is in memory: stat, ls, find and readlink never fetch
@@ -21,6 +21,14 @@ use trove_fusefront::status::{self, MountRecord};
 /// checkout` writes with a default config: `text`/`eol`/`ident`
 /// conversions from the tree's .gitattributes apply; a filter driver never
 /// runs.
+///
+/// Writes (new files, edits, renames, deletes, chmod, symlinks, fifos)
+/// go to an overlay under --data-dir, one per mountpoint: mounting the
+/// same directory again (after a crash too) finds them, and what an fsync
+/// returned for survives a crash. The overlay is never evicted (`trove
+/// mounts` shows its size) and is over one commit: a mount of another
+/// commit on that mountpoint is refused. A hard link to a file of the
+/// commit not written yet is refused (EPERM); write it first.
 ///
 /// Runs in the foreground: prints `ready ...` once the tree is served,
 /// and unmounts cleanly on SIGTERM or Ctrl-C. `trove mounts` shows each
@@ -88,10 +96,10 @@ pub struct MountArgs {
     /// queue per CPU served by a thread pinned to it, so a request is
     /// answered on the CPU that made it (Linux 6.14+; needs
     /// /sys/module/fuse/parameters/enable_uring set to 1, else the mount
-    /// says so and uses /dev/fuse; passthrough reads keep /dev/fuse).
-    /// `dev-fuse`: threads reading /dev/fuse. `auto`: io-uring where the
-    /// kernel has it on, else dev-fuse. `trove mounts` shows which one a
-    /// mount uses.
+    /// says so and uses /dev/fuse; passthrough reads keep /dev/fuse). It
+    /// carries reads only: a mount over it is READ-ONLY. `dev-fuse`:
+    /// threads reading /dev/fuse; writable. `auto`: dev-fuse. `trove
+    /// mounts` shows which one a mount uses.
     #[arg(long, default_value = "auto", value_parser = ["auto", "dev-fuse", "io-uring"])]
     pub transport: String,
     /// Shards (executors pinned one per core) of the mount's engine. The
@@ -366,6 +374,11 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
                 "    read path: {}; transport: {}; shards: {} (the repo's: {})",
                 r.read_path, r.transport, r.shards, r.owner_shard
             );
+        }
+        if r.writable {
+            println!("    overlay: {} written, in {}", human(r.overlay_bytes), r.overlay_dir.display());
+        } else if !r.read_path.is_empty() {
+            println!("    read-only (the io_uring transport carries reads only)");
         }
         if r.prehydrate_blobs > 0 {
             println!(

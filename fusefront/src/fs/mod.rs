@@ -1,4 +1,5 @@
-//! The FUSE filesystem of a mount: the base tree of one commit, read-only.
+//! The FUSE filesystem of a mount: the base tree of one commit, with the
+//! mount's writable overlay over it.
 //!
 //! - Metadata (lookup, getattr, readdir, readdirplus, statfs) comes from
 //!   the inode table alone: no blob is ever fetched for it. Entries,
@@ -15,7 +16,9 @@
 //! - Each first read of a file moves prefetch on: the small files a walk
 //!   reads next are queued below every read (`prefetch.rs`). A listing,
 //!   stat or getattr never fetches a blob, whatever the settings.
-//! - Every write gets EROFS (the mount is also read-only to the kernel).
+//! - Writes go to the mount's overlay (`write.rs`, `layered.rs`): a
+//!   read-only mount (the io_uring transport, which carries reads only)
+//!   gets EROFS for each.
 //!
 //! It must never block a FUSE thread on the node, and never reply before
 //! the readiness gate opened.
@@ -24,14 +27,18 @@
 //! which only forwards; `ops.rs` the operations, written against the
 //! reply traits of `crate::answer` so the io_uring transport (`crate::ring`)
 //! runs them too; `state.rs` what they share and the metadata from the
-//! table; `opens.rs` opens, hydration and prefetch.
+//! table; `opens.rs` opens, hydration and prefetch; `layered.rs` the
+//! tree merged with the overlay; `write.rs` the writes.
 
 mod cursors;
+mod layered;
 mod opens;
 mod ops;
 mod prefetch;
 mod state;
+mod write;
 
+pub(crate) use layered::Layered;
 pub(crate) use state::Shared;
 pub use state::{FsOptions, Job, MountCounters};
 
@@ -45,6 +52,19 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use trove_engine::hydrate::{Converter, Hydrator};
+use trove_engine::overlay::Made;
+use write::Caller;
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+fn done(r: Result<(), Errno>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
 
 /// See the module doc.
 pub struct TroveFs {
@@ -52,12 +72,13 @@ pub struct TroveFs {
 }
 
 impl TroveFs {
-    pub fn new(
+    pub(crate) fn new(
         gate: Arc<Gate>,
         hydrator: Arc<Hydrator>,
         completions: crossbeam_channel::Sender<Job>,
         counters: Arc<MountCounters>,
         options: FsOptions,
+        layered: Option<Arc<Layered>>,
     ) -> Self {
         // What the inode files hold open may be evicted blobs: at most a
         // quarter of the cache's capacity past it.
@@ -75,6 +96,7 @@ impl TroveFs {
             prefetched: Mutex::default(),
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
+            layered,
         };
         Self { shared: Arc::new(shared) }
     }
@@ -139,9 +161,125 @@ impl Filesystem for TroveFs {
     }
 
     fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // Nothing is written, so nothing to flush. ENOSYS makes the kernel
-        // stop sending flush: a close then costs no round trip here.
+        // Writes reach the overlay's file as they are made, so a close has
+        // nothing to flush. ENOSYS makes the kernel stop sending flush: a
+        // close then costs no round trip here.
         reply.error(Errno::ENOSYS);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        if let Some(l) = &self.shared.layered {
+            l.forget(ino.0);
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.shared.setattr(ino.0, mode, uid, gid, size, atime, mtime, reply)
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+        use rustix::fs::FileType as T;
+        let made = match T::from_raw_mode(mode) {
+            T::Fifo => Made::Fifo,
+            T::Socket => Made::Socket,
+            T::RegularFile => Made::File,
+            // Device nodes: the mount is nodev, and the overlay keeps none.
+            _ => return reply.error(Errno::EPERM),
+        };
+        let made = self.shared.make(parent.0, name.as_bytes(), made, mode, caller(req));
+        self.shared.reply_made(made, reply)
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let made = self.shared.make(parent.0, name.as_bytes(), Made::Dir, mode, caller(req));
+        self.shared.reply_made(made, reply)
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let target = target.as_os_str().as_bytes();
+        if target.len() as u64 > SYMLINK_MAX_BYTES {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        let made = self.shared.make(parent.0, name.as_bytes(), Made::Symlink(target), 0o777, caller(req));
+        self.shared.reply_made(made, reply)
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.shared.create(parent.0, name.as_bytes(), mode, caller(req), reply)
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        self.shared.link(ino.0, newparent.0, newname.as_bytes(), reply)
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        done(self.shared.remove(parent.0, name.as_bytes(), false), reply)
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        done(self.shared.remove(parent.0, name.as_bytes(), true), reply)
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        done(self.shared.rename((parent.0, name.as_bytes()), (newparent.0, newname.as_bytes()), flags), reply)
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.shared.write(ino.0, offset, data, reply)
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        done(self.shared.fsync(ino.0, datasync), reply)
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        done(self.shared.fsyncdir(), reply)
     }
 
     fn lseek(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _offset: i64, _whence: i32, reply: ReplyLseek) {

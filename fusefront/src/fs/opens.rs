@@ -23,6 +23,14 @@ impl Shared {
     /// and its directory's small files queued for prefetch, as a first
     /// open does on the other path.
     pub(super) fn read_inode(self: &Arc<Self>, ino: u64, offset: u64, size: u32, reply: impl DataAnswer) {
+        // A file the overlay holds is read from its file there, up to its
+        // end as it is now (it may grow: no length is fixed).
+        if let Some(l) = self.layered.as_ref().filter(|l| l.held(ino)) {
+            return match l.file(ino) {
+                Ok(f) => reply.pread(&LocalBlob::own(f, u64::MAX), offset, size),
+                Err(e) => reply.error(e),
+            };
+        }
         if let Some(blob) = self.inode_files.get(ino) {
             return reply.pread(&blob, offset, size);
         }

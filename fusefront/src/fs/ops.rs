@@ -3,7 +3,7 @@
 //! io_uring queues) run this one code. Metadata comes from the table
 //! alone; opens and first reads go to `opens.rs`.
 
-use super::state::{kind_of, libc_trunc, Shared};
+use super::state::{file_type, kind_of, libc_trunc, Shared};
 use crate::answer::*;
 use crate::limits::*;
 use crate::options::ReadPath;
@@ -11,8 +11,8 @@ use fuser::{Errno, FileType, FopenFlags, INodeNo};
 use std::sync::Arc;
 use trove_engine::tree::index::Kind;
 
-/// `open(2)`'s access mode bits (O_ACCMODE): the mount is read-only, so
-/// any but O_RDONLY (0) is refused, as is O_TRUNC.
+/// `open(2)`'s access mode bits (O_ACCMODE): any but O_RDONLY (0) writes,
+/// as does O_TRUNC (refused on a read-only mount).
 const ACCESS_MODE: i32 = 0o3;
 /// access(2)'s W_OK.
 const W_OK: i32 = 2;
@@ -38,11 +38,21 @@ macro_rules! node {
 impl Shared {
     pub(crate) fn lookup(&self, parent: u64, name: &[u8], reply: impl EntryAnswer) {
         let t = ready!(self, reply);
-        match t.lookup(parent, name) {
-            Some(ino) => reply.entry(&BASE_TREE_TTL, &self.attr(t, ino, t.node(ino).expect("looked up"))),
-            None if t.node(parent).is_some() => {
-                // A negative entry (inode 0): the base tree never gains
-                // a name, so the kernel may remember the miss too.
+        let found = match &self.layered {
+            Some(l) => match l.resolve(t, parent, name) {
+                Ok(f) => f.map(|f| f.ino),
+                Err(e) => return reply.error(e),
+            },
+            None => t.lookup(parent, name),
+        };
+        match found {
+            Some(ino) => match self.attr_of(t, ino) {
+                Ok((attr, ttl)) => reply.entry(&ttl, &attr),
+                Err(e) => reply.error(e),
+            },
+            None if t.node(parent).is_some() || self.layered.as_ref().is_some_and(|l| l.held(parent)) => {
+                // A negative entry (inode 0): a name appears only through
+                // this kernel, which then drops it.
                 let mut none = self.attr(t, 0, t.node(1).expect("root"));
                 none.ino = INodeNo(0);
                 reply.entry(&BASE_TREE_TTL, &none);
@@ -53,12 +63,21 @@ impl Shared {
 
     pub(crate) fn getattr(&self, ino: u64, reply: impl AttrAnswer) {
         let t = ready!(self, reply);
-        let n = node!(t, ino, reply);
-        reply.attr(&BASE_TREE_TTL, &self.attr(t, ino, n));
+        match self.attr_of(t, ino) {
+            Ok((attr, ttl)) => reply.attr(&ttl, &attr),
+            Err(e) => reply.error(e),
+        }
     }
 
     pub(crate) fn readlink(&self, ino: u64, reply: impl DataAnswer) {
         let t = ready!(self, reply);
+        if let Some(l) = self.layered.as_ref().filter(|l| l.held(ino)) {
+            return match rustix::fs::readlinkat(rustix::fs::CWD, l.overlay.contents.path(ino), Vec::new()) {
+                Ok(target) => reply.data(target.as_bytes()),
+                Err(rustix::io::Errno::INVAL) => reply.error(Errno::EINVAL),
+                Err(e) => reply.error(Errno::from_i32(e.raw_os_error())),
+            };
+        }
         let n = node!(t, ino, reply);
         if n.kind != Kind::Symlink {
             return reply.error(Errno::EINVAL);
@@ -83,19 +102,31 @@ impl Shared {
 
     pub(crate) fn open(self: &Arc<Self>, ino: u64, flags: i32, reply: impl OpenAnswer) {
         let t = ready!(self, reply);
-        let n = node!(t, ino, reply);
-        if flags & ACCESS_MODE != 0 || flags & libc_trunc() != 0 {
+        let writes = flags & ACCESS_MODE != 0 || flags & libc_trunc() != 0;
+        if writes && self.layered.is_none() {
             return reply.error(Errno::EROFS);
         }
+        if self.options.read_path == ReadPath::Kernel {
+            // From now on the kernel opens files itself, keeps their page
+            // cache across opens and sends only reads (`read_inode`) and
+            // writes (by inode).
+            return reply.error(Errno::ENOSYS);
+        }
+        let held = self.layered.as_ref().is_some_and(|l| l.held(ino));
+        if held || writes {
+            // Reads and writes name the inode: the overlay's file once it
+            // holds one, the base blob until then (`read`).
+            return match self.attr_of(t, ino) {
+                Ok((a, _)) if a.kind == FileType::Directory => reply.error(Errno::EISDIR),
+                Ok(_) => reply.opened(0, FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(e),
+            };
+        }
+        let n = node!(t, ino, reply);
         match n.kind {
             Kind::Dir | Kind::Submodule => return reply.error(Errno::EISDIR),
             Kind::Symlink => return reply.error(Errno::ELOOP),
             Kind::File | Kind::Executable => {}
-        }
-        if self.options.read_path == ReadPath::Kernel {
-            // From now on the kernel opens files itself, keeps their page
-            // cache across opens and sends only reads (`read_inode`).
-            return reply.error(Errno::ENOSYS);
         }
         if n.size == 0 {
             // The empty blob (the index decoder refused any other id).
@@ -112,7 +143,7 @@ impl Shared {
 
     /// A read of `fh` (0: a read without a FUSE open, on the kernel path).
     pub(crate) fn read(self: &Arc<Self>, ino: u64, fh: u64, offset: u64, size: u32, reply: impl DataAnswer) {
-        if fh == 0 {
+        if fh == 0 || self.layered.as_ref().is_some_and(|l| l.held(ino)) {
             return self.read_inode(ino, offset, size, reply);
         }
         let file = match self.handles.served(fh) {
@@ -130,14 +161,26 @@ impl Shared {
 
     pub(crate) fn opendir(&self, ino: u64, reply: impl OpenAnswer) {
         let t = ready!(self, reply);
-        let n = node!(t, ino, reply);
-        if kind_of(n) != FileType::Directory {
-            return reply.error(Errno::ENOTDIR);
+        match self.attr_of(t, ino) {
+            Ok((a, _)) if a.kind != FileType::Directory => reply.error(Errno::ENOTDIR),
+            Ok(_) => reply.opened(0, FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
         }
-        reply.opened(0, FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE);
     }
 
     pub(crate) fn readdir(&self, ino: u64, offset: u64, mut reply: impl DirAnswer) {
+        if let Some(merged) = self.merged_listing(ino, offset) {
+            let entries = match merged {
+                Ok(e) => e,
+                Err(e) => return reply.error(e),
+            };
+            for (i, off, kind, name) in entries {
+                if reply.add(i, off, kind, &name) {
+                    break;
+                }
+            }
+            return reply.ok();
+        }
         let (t, n) = match self.dir_to_list(ino) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
@@ -151,6 +194,20 @@ impl Shared {
     }
 
     pub(crate) fn readdirplus(&self, ino: u64, offset: u64, mut reply: impl DirPlusAnswer) {
+        if let Some(merged) = self.merged_listing(ino, offset) {
+            let entries = match merged {
+                Ok(e) => e,
+                Err(e) => return reply.error(e),
+            };
+            let t = ready!(self, reply);
+            for (i, off, _, name) in entries {
+                let Ok((attr, ttl)) = self.attr_of(t, i) else { continue };
+                if reply.add(off, &name, &ttl, &attr) {
+                    break;
+                }
+            }
+            return reply.ok();
+        }
         let (t, n) = match self.dir_to_list(ino) {
             Ok(found) => found,
             Err(e) => return reply.error(e),
@@ -161,6 +218,34 @@ impl Shared {
             }
         }
         reply.ok();
+    }
+
+    /// The listing of a directory the overlay changed or made, from
+    /// `offset`: (ino, offset, kind, name); None where the base table's
+    /// own listing is the whole of it.
+    #[allow(clippy::type_complexity)]
+    fn merged_listing(&self, ino: u64, offset: u64) -> Option<Result<Vec<(u64, u64, FileType, Vec<u8>)>, Errno>> {
+        let l = self.layered.as_ref()?;
+        if l.lists_base_only(ino) {
+            return None;
+        }
+        let listed = (|| {
+            let t = self.table()?;
+            let parent = match t.node(ino) {
+                Some(n) if ino != 1 => u64::from(n.parent) + 1,
+                _ => 1,
+            };
+            let dots = [(ino, FileType::Directory, b".".to_vec()), (parent, FileType::Directory, b"..".to_vec())];
+            let kids = l.list(t, ino)?.into_iter().map(|(name, f)| (f.ino, file_type(f.kind), name));
+            Ok(dots
+                .into_iter()
+                .chain(kids)
+                .enumerate()
+                .skip(offset as usize)
+                .map(|(k, (i, kind, name))| (i, k as u64 + 1, kind, name))
+                .collect())
+        })();
+        Some(listed)
     }
 
     /// df: the data dir's disk, where hydrated files (and, with writes,
@@ -177,8 +262,10 @@ impl Shared {
 
     pub(crate) fn access(&self, ino: u64, mask: i32, reply: impl EmptyAnswer) {
         let t = ready!(self, reply);
-        let _ = node!(t, ino, reply);
-        if mask & W_OK != 0 {
+        if let Err(e) = self.attr_of(t, ino) {
+            return reply.error(e);
+        }
+        if mask & W_OK != 0 && self.layered.is_none() {
             return reply.error(Errno::EROFS);
         }
         reply.ok();

@@ -76,6 +76,8 @@ pub(crate) struct Shared {
     pub(super) prefetched: Mutex<super::cursors::Cursors>,
     pub(super) uid: u32,
     pub(super) gid: u32,
+    /// The overlay of a writable mount (None: read-only).
+    pub(super) layered: Option<Arc<super::layered::Layered>>,
 }
 
 impl Shared {
@@ -114,6 +116,28 @@ impl Shared {
             blksize: 4096,
             flags: 0,
         }
+    }
+
+    /// The attributes of inode `ino` in the merged tree, and how long the
+    /// kernel may keep them: the overlay's object's for what it holds;
+    /// else the base table's (a base directory the overlay changed counts
+    /// its subdirectories anew, and is asked again each time).
+    pub(super) fn attr_of(&self, t: &Table, ino: u64) -> Result<(FileAttr, std::time::Duration), Errno> {
+        if let Some(l) = self.layered.as_ref() {
+            if l.held(ino) {
+                return Ok((l.attr(t, ino)?, crate::limits::HELD_TTL));
+            }
+            let n = t.node(ino).ok_or(Errno::ENOENT)?;
+            let mut attr = self.attr(t, ino, n);
+            if n.kind == Kind::Dir && !l.lists_base_only(ino) {
+                let subdirs = l.list(t, ino)?.iter().filter(|(_, f)| f.is_dir()).count();
+                attr.nlink = 2 + subdirs as u32;
+                return Ok((attr, crate::limits::HELD_TTL));
+            }
+            return Ok((attr, crate::limits::BASE_TREE_TTL));
+        }
+        let n = t.node(ino).ok_or(Errno::ENOENT)?;
+        Ok((self.attr(t, ino, n), crate::limits::BASE_TREE_TTL))
     }
 
     /// `ino`'s path in the tree, for messages.
@@ -163,6 +187,18 @@ pub(super) fn kind_of(node: &Node) -> FileType {
         Kind::Dir | Kind::Submodule => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
         Kind::File | Kind::Executable => FileType::RegularFile,
+    }
+}
+
+/// What an entry of `kind` is to the kernel.
+pub(super) fn file_type(kind: trove_engine::overlay::Kind) -> FileType {
+    use trove_engine::overlay::Kind as O;
+    match kind {
+        O::Base(Kind::Dir | Kind::Submodule) => FileType::Directory,
+        O::Base(Kind::Symlink) => FileType::Symlink,
+        O::Base(Kind::File | Kind::Executable) => FileType::RegularFile,
+        O::Fifo => FileType::NamedPipe,
+        O::Socket => FileType::Socket,
     }
 }
 

@@ -127,9 +127,9 @@ fn entry_out(ttl: &Duration, attr: &FileAttr) -> EntryOut {
     EntryOut {
         nodeid: attr.ino.0,
         generation: 0,
-        entry_valid: ttl.as_secs(),
+        entry_valid: crate::limits::BASE_TREE_TTL.as_secs(),
         attr_valid: ttl.as_secs(),
-        entry_valid_nsec: ttl.subsec_nanos(),
+        entry_valid_nsec: 0,
         attr_valid_nsec: ttl.subsec_nanos(),
         attr: fuse_attr(attr),
     }

@@ -60,6 +60,43 @@ impl LocalBlob {
         }
     }
 
+    /// Copies the blob's bytes to the start of `dest` (in the kernel,
+    /// with copy_file_range, where both are on one filesystem).
+    pub fn copy_to(&self, dest: &File) -> std::io::Result<()> {
+        let file = match &self.source {
+            Source::Own(f) => &**f,
+            Source::Slab(s) => s.file(),
+        };
+        let (mut from, mut to) = (self.offset, 0u64);
+        while to < self.len {
+            let want = usize::try_from(self.len - to).unwrap_or(usize::MAX).min(1 << 30);
+            match rustix::fs::copy_file_range(file, Some(&mut from), dest, Some(&mut to), want) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::XDEV | rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                    return self.copy_by_reads(dest, to);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// [`LocalBlob::copy_to`] where the kernel cannot copy: from `done` on.
+    fn copy_by_reads(&self, dest: &File, mut done: u64) -> std::io::Result<()> {
+        let mut buf = vec![0u8; (self.len - done).min(1 << 20) as usize];
+        while done < self.len {
+            let n = self.read_at(&mut buf, done)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            dest.write_all_at(&buf[..n], done)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
     /// Reads the blob's bytes from `pos` into `buf` until it is full or
     /// the blob ends; the bytes read (short only at the blob's end).
     pub fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
