@@ -94,7 +94,9 @@ impl Table {
             if up.kind != Kind::Dir {
                 return Err("an entry's directory is not a directory".to_owned());
             }
-            if e.kind == Kind::Dir {
+            // A submodule is an (empty) directory: it counts in its
+            // parent's links, as on ext4.
+            if matches!(e.kind, Kind::Dir | Kind::Submodule) {
                 up.subdirs += 1;
             }
             if e.kind.is_blob() {
@@ -276,7 +278,7 @@ mod tests {
         assert_eq!(t.node(t.lookup(1, b"a").expect("a")).expect("a").size, 5 << 30, "sizes past 4 GiB");
         assert!(t.lookup(1, b"nope").is_none());
         assert!(t.lookup(t.lookup(1, b"z").expect("z"), b"x").is_none(), "a file has no children");
-        assert_eq!(t.node(d).expect("d").subdirs, 1);
+        assert_eq!(t.node(d).expect("d").subdirs, 2, "d/e and the submodule d/sub");
         assert_eq!(t.node(d).expect("d").size, 4096, "a small directory is one block, as on ext4");
         assert_eq!(t.files, 4);
         assert!(t.node(0).is_none() && t.node(99).is_none());

@@ -17,6 +17,7 @@ mod http_semantics;
 mod lifecycle;
 mod mount;
 mod object_api;
+mod overlay;
 mod private;
 mod remote;
 mod s3_poison;

@@ -60,7 +60,11 @@ impl ChangeLog {
             at += 8 + len;
         }
         if at < bytes.len() {
-            tracing::warn!(kept = at, dropped = bytes.len() - at, "the overlay's change log ends in a torn record; its changes before it are kept");
+            tracing::warn!(
+                kept = at,
+                dropped = bytes.len() - at,
+                "the overlay's change log ends in a torn record; its changes before it are kept"
+            );
         }
         Ok((ChangeLog { file, dirty: false }, changes))
     }

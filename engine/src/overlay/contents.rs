@@ -84,7 +84,13 @@ impl Contents {
             }
             Made::Symlink(target) => {
                 rustix::fs::symlink(target, &path)?;
-                rustix::fs::chownat(rustix::fs::CWD, &path, Some(uid(owner.0)), Some(gid(owner.1)), rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+                rustix::fs::chownat(
+                    rustix::fs::CWD,
+                    &path,
+                    Some(uid(owner.0)),
+                    Some(gid(owner.1)),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )?;
             }
             Made::Fifo | Made::Socket => {
                 let kind = if matches!(what, Made::Fifo) { FileType::Fifo } else { FileType::Socket };

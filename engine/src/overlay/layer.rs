@@ -41,10 +41,8 @@ impl Overlay {
     /// that was still open, a half copy-up) is removed; only `files/` is
     /// read for it, never the tree.
     pub fn open(dir: &Path) -> Result<Overlay, OverlayError> {
-        let io = |what: &'static str| move |e: std::io::Error| OverlayError::Store {
-            path: dir.to_owned(),
-            what,
-            reason: e.to_string(),
+        let io = |what: &'static str| {
+            move |e: std::io::Error| OverlayError::Store { path: dir.to_owned(), what, reason: e.to_string() }
         };
         std::fs::create_dir_all(dir).map_err(io("creating"))?;
         let contents = Arc::new(Contents::open(&dir.join("files")).map_err(io("opening files/"))?);
@@ -73,11 +71,7 @@ impl Overlay {
                 if r == repo && c == commit {
                     return Ok(());
                 }
-                Err(OverlayError::OtherBase {
-                    dir: self.dir.clone(),
-                    repo: r.to_owned(),
-                    commit: c.to_owned(),
-                })
+                Err(OverlayError::OtherBase { dir: self.dir.clone(), repo: r.to_owned(), commit: c.to_owned() })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let tmp = self.dir.join("base.tmp");

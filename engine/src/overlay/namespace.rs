@@ -176,8 +176,11 @@ impl Namespace {
     /// its last commit (every commit is durable).
     pub fn open(path: &Path) -> Result<Namespace, OverlayError> {
         let log_path = path.with_extension("log");
-        let (log, replay) = ChangeLog::open(&log_path)
-            .map_err(|e| OverlayError::Store { path: log_path.clone(), what: "opening", reason: e.to_string() })?;
+        let (log, replay) = ChangeLog::open(&log_path).map_err(|e| OverlayError::Store {
+            path: log_path.clone(),
+            what: "opening",
+            reason: e.to_string(),
+        })?;
         let ns = Namespace {
             db: Database::create(path).map_err(locate(path, "opening"))?,
             path: path.to_owned(),
@@ -284,21 +287,19 @@ impl Namespace {
         self.changed(&mut p)
     }
 
-    /// Removes `name` from `dir`: a whiteout where the base tree has that
-    /// name (`in_base`), else no entry at all. Returns the inode whose
-    /// last name this was (its contents can go once no open file holds
-    /// it), if the overlay held it.
-    pub fn remove(&self, dir: u64, name: &[u8], in_base: bool) -> Result<Option<u64>, OverlayError> {
+    /// Removes `name` from `dir`, which names inode `was` (as the caller
+    /// found it, in the overlay or the base tree): a whiteout where the
+    /// base tree has that name (`in_base`), else no entry at all. Returns
+    /// `was` if this was its last name and the overlay held it (its
+    /// contents can go once no open file holds it).
+    pub fn remove(&self, dir: u64, name: &[u8], was: u64, in_base: bool) -> Result<Option<u64>, OverlayError> {
         let mut p = self.lock();
-        let was = self.entry(&p, dir, name)?.map(|(ino, _)| ino);
+        let entry = self.entry(&p, dir, name)?.map(|(ino, _)| ino);
         // Removed already, or never there.
-        if was == Some(0) || (was.is_none() && !in_base) {
+        if entry == Some(0) || (entry.is_none() && !in_base) {
             return Err(OverlayError::NotFound(String::from_utf8_lossy(name).into_owned()));
         }
-        let gone = match was {
-            Some(ino) => self.unlink(&mut p, ino)?,
-            None => None,
-        };
+        let gone = self.unlink(&mut p, was)?;
         p.set_entry((dir, name.to_vec()), in_base.then_some((0, 0)));
         self.changed(&mut p)?;
         Ok(gone)
@@ -306,22 +307,23 @@ impl Namespace {
 
     /// Moves `moved` (the inode `from` names, as the caller found it in the
     /// overlay or the base tree) from `from` to `to` in one step, replacing
-    /// what `to` named; `from` becomes a whiteout where the base tree has
-    /// it (`from_in_base`). Returns the replaced inode whose last name `to`
-    /// was, if the overlay held it.
+    /// `replaced` (what `to` named, found the same way); `from` becomes a
+    /// whiteout where the base tree has it (`from_in_base`). Returns the
+    /// replaced inode if `to` was its last name and the overlay held it.
     pub fn rename(
         &self,
         from: (u64, &[u8]),
         to: (u64, &[u8]),
         moved: (u64, Kind),
+        replaced: Option<u64>,
         from_in_base: bool,
     ) -> Result<Option<u64>, OverlayError> {
         if from == to {
             return Ok(None);
         }
         let mut p = self.lock();
-        let gone = match self.entry(&p, to.0, to.1)?.map(|(ino, _)| ino) {
-            Some(ino) if ino != 0 && ino != moved.0 => self.unlink(&mut p, ino)?,
+        let gone = match replaced {
+            Some(ino) if ino != moved.0 => self.unlink(&mut p, ino)?,
             _ => None,
         };
         p.set_entry((to.0, to.1.to_vec()), Some((moved.0, moved.1.to_u8())));
@@ -597,10 +599,10 @@ mod tests {
             assert!(matches!(ns.create(1, b"a.txt", &file(0o644)), Err(OverlayError::Exists(_))));
             d = ns.create(1, b"new", &Inode { kind: DIR, mode: 0o755, links: 1, target: Vec::new() }).expect("mkdir");
             // A base entry removed, a base entry moved (keeping its number).
-            assert_eq!(ns.remove(1, b"README", true).expect("rm base"), None);
-            ns.rename((1, b"src"), (d, b"src"), (7, DIR), true).expect("mv base dir");
-            assert!(matches!(ns.remove(1, b"README", true), Err(OverlayError::NotFound(_))), "removed already");
-            assert!(matches!(ns.remove(1, b"never", false), Err(OverlayError::NotFound(_))));
+            assert_eq!(ns.remove(1, b"README", 5, true).expect("rm base"), None);
+            ns.rename((1, b"src"), (d, b"src"), (7, DIR), None, true).expect("mv base dir");
+            assert!(matches!(ns.remove(1, b"README", 5, true), Err(OverlayError::NotFound(_))), "removed already");
+            assert!(matches!(ns.remove(1, b"never", 6, false), Err(OverlayError::NotFound(_))));
             ns.sync().expect("sync");
         }
         let ns = Namespace::open(&path).expect("reopen");
@@ -625,17 +627,22 @@ mod tests {
         let a = ns.create(1, b"a", &file(0o644)).expect("create");
         let b = ns.create(1, b"b", &file(0o600)).expect("create");
         // rename a over b: b's inode loses its only name.
-        assert_eq!(ns.rename((1, b"a"), (1, b"b"), (a, FILE), false).expect("mv"), Some(b));
+        assert_eq!(ns.rename((1, b"a"), (1, b"b"), (a, FILE), Some(b), false).expect("mv"), Some(b));
         assert_eq!(ns.lookup(1, b"a").expect("lookup"), None, "not in the base: no whiteout");
         assert_eq!(ns.lookup(1, b"b").expect("lookup"), Some(Change::Entry { ino: a, kind: FILE }));
         assert_eq!(ns.inode(b).expect("inode"), None);
         // Two names of one inode: the first removal keeps it.
         ns.set_inode(a, &Inode { links: 2, ..file(0o640) }).expect("link count");
-        assert_eq!(ns.remove(1, b"b", false).expect("rm"), None);
+        assert_eq!(ns.remove(1, b"b", a, false).expect("rm"), None);
         assert_eq!(ns.inode(a).expect("inode").map(|i| (i.links, i.mode)), Some((1, 0o640)));
-        assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, FILE), false).expect("onto itself"), None);
+        assert_eq!(ns.rename((1, b"x"), (1, b"x"), (a, FILE), Some(a), false).expect("onto itself"), None);
+        // A held base inode's name the base tree gives (no entry): its
+        // removal counts against its links too.
+        ns.set_inode(3, &Inode { links: 2, ..file(0o644) }).expect("a base file copied up, linked");
+        assert_eq!(ns.remove(1, b"base-name", 3, true).expect("rm"), None);
+        assert_eq!(ns.inode(3).expect("inode").map(|i| i.links), Some(1));
         // Every kind comes back as it went in: a base submodule moved, a fifo.
-        ns.rename((1, b"vendor"), (1, b"third_party"), (9, Kind::Base(BaseKind::Submodule)), true).expect("mv");
+        ns.rename((1, b"vendor"), (1, b"third_party"), (9, Kind::Base(BaseKind::Submodule)), None, true).expect("mv");
         let fifo = ns.create(1, b"pipe", &Inode { kind: Kind::Fifo, ..file(0o600) }).expect("mkfifo");
         ns.sync().expect("sync");
         assert_eq!(
@@ -692,13 +699,13 @@ mod tests {
                 for i in 0..100u32 {
                     ns.create(1, format!("synced-{i}").as_bytes(), &file(0o644)).expect("create");
                 }
-                ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
+                ns.rename((1, b"synced-0"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), None, false).expect("mv");
                 ns.sync().expect("sync");
                 // Not synced: the log has them all the same.
                 for i in 0..300u32 {
                     ns.create(1, format!("later-{i}").as_bytes(), &file(0o644)).expect("create");
-                    ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
-                    ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), false).expect("mv");
+                    ns.rename((1, b"renamed-0"), (1, b"renamed-1"), (OVERLAY_INO_BASE, FILE), None, false).expect("mv");
+                    ns.rename((1, b"renamed-1"), (1, b"renamed-0"), (OVERLAY_INO_BASE, FILE), None, false).expect("mv");
                 }
             },
         );

@@ -203,7 +203,13 @@ impl Layered {
                 rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
             ),
         }
-        .map_err(|e| if e == rustix::io::Errno::NOENT { Errno::ENOENT } else { Errno::from_i32(e.raw_os_error()) })?;
+        .map_err(|e| {
+            if e == rustix::io::Errno::NOENT {
+                Errno::ENOENT
+            } else {
+                Errno::from_i32(e.raw_os_error())
+            }
+        })?;
         let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
             rustix::fs::FileType::Directory => FileType::Directory,
             rustix::fs::FileType::Symlink => FileType::Symlink,
@@ -262,4 +268,3 @@ fn base_child(t: &Table, dir: u64, name: &[u8]) -> Option<Found> {
     let n: &Node = t.node(ino)?;
     Some(Found { ino, kind: Kind::Base(n.kind) })
 }
-

@@ -194,7 +194,16 @@ impl Filesystem for TroveFs {
         self.shared.setattr(ino.0, mode, uid, gid, size, atime, mtime, reply)
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, _rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
         use rustix::fs::FileType as T;
         let made = match T::from_raw_mode(mode) {
             T::Fifo => Made::Fifo,

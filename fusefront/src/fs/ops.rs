@@ -113,6 +113,12 @@ impl Shared {
             return reply.error(Errno::ENOSYS);
         }
         let held = self.layered.as_ref().is_some_and(|l| l.held(ino));
+        if writes && self.handles.live_backing(ino).is_some() {
+            // The kernel binds an inode to one passthrough backing file
+            // while any open of it lives, and that file is the base blob:
+            // a write must wait for those readers to close.
+            return reply.error(Errno::ETXTBSY);
+        }
         if held || writes {
             // Reads and writes name the inode: the overlay's file once it
             // holds one, the base blob until then (`read`).
@@ -213,7 +219,16 @@ impl Shared {
             Err(e) => return reply.error(e),
         };
         for (i, off, child, name) in self.listing(t, ino, n, offset) {
-            if reply.add(off, name, &BASE_TREE_TTL, &self.attr(t, i, child)) {
+            // A base entry the overlay copied up has its attributes there,
+            // a base directory it changed its links counted anew.
+            let (attr, ttl) = match &self.layered {
+                Some(l) if l.held(i) || !l.lists_base_only(i) => match self.attr_of(t, i) {
+                    Ok(found) => found,
+                    Err(_) => continue,
+                },
+                _ => (self.attr(t, i, child), BASE_TREE_TTL),
+            };
+            if reply.add(off, name, &ttl, &attr) {
                 break;
             }
         }

@@ -129,7 +129,7 @@ impl Shared {
             }
             let n = t.node(ino).ok_or(Errno::ENOENT)?;
             let mut attr = self.attr(t, ino, n);
-            if n.kind == Kind::Dir && !l.lists_base_only(ino) {
+            if matches!(n.kind, Kind::Dir | Kind::Submodule) && !l.lists_base_only(ino) {
                 let subdirs = l.list(t, ino)?.iter().filter(|(_, f)| f.is_dir()).count();
                 attr.nlink = 2 + subdirs as u32;
                 return Ok((attr, crate::limits::HELD_TTL));

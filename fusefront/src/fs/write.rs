@@ -103,10 +103,11 @@ impl Shared {
             Made::Socket => Kind::Socket,
         };
         let ns = &l.overlay.namespace;
-        let ino = ns.create(parent, name, &Inode { kind, mode, links: 1, target: Vec::new() }).map_err(|e| l.failed(e))?;
+        let ino =
+            ns.create(parent, name, &Inode { kind, mode, links: 1, target: Vec::new() }).map_err(|e| l.failed(e))?;
         if let Err(e) = l.overlay.contents.make(ino, made, mode, owner) {
             tracing::warn!("making the overlay's object of a new entry: {e}");
-            let _ = ns.remove(parent, name, l.in_base(t, parent, name));
+            let _ = ns.remove(parent, name, ino, l.in_base(t, parent, name));
             return Err(io_errno(&e));
         }
         l.touch(parent);
@@ -165,7 +166,8 @@ impl Shared {
             (true, true) if !l.list(t, found.ino)?.is_empty() => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
-        let gone = l.overlay.namespace.remove(parent, name, l.in_base(t, parent, name)).map_err(|e| l.failed(e))?;
+        let gone =
+            l.overlay.namespace.remove(parent, name, found.ino, l.in_base(t, parent, name)).map_err(|e| l.failed(e))?;
         match gone {
             Some(ino) => l.unlinked(ino, !found.is_dir() && is_regular(found.kind))?,
             None if l.held(found.ino) => touch_ctime(l, found.ino),
@@ -205,7 +207,7 @@ impl Shared {
                 }
             }
             let gone = ns
-                .rename(from, to, (src.ino, src.kind), l.in_base(t, from.0, from.1))
+                .rename(from, to, (src.ino, src.kind), dst.map(|d| d.ino), l.in_base(t, from.0, from.1))
                 .map_err(|e| l.failed(e))?;
             if let (Some(ino), Some(d)) = (gone, dst) {
                 l.unlinked(ino, !d.is_dir() && is_regular(d.kind))?;
@@ -264,7 +266,8 @@ impl Shared {
                     rustix::fs::chmod(&path, rustix::fs::Mode::from_raw_mode(mode & 0o7777)).map_err(rustix_errno)?;
                 }
                 if atime.is_some() || mtime.is_some() {
-                    let ts = rustix::fs::Timestamps { last_access: timespec(atime), last_modification: timespec(mtime) };
+                    let ts =
+                        rustix::fs::Timestamps { last_access: timespec(atime), last_modification: timespec(mtime) };
                     rustix::fs::utimensat(rustix::fs::CWD, &path, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(rustix_errno)?;
                 }
@@ -391,7 +394,10 @@ impl Shared {
             .map_err(rustix_errno)?;
         l.overlay
             .namespace
-            .set_inode(ino, &Inode { kind: Kind::Base(n.kind), mode: u32::from(attr.perm), links: 1, target: Vec::new() })
+            .set_inode(
+                ino,
+                &Inode { kind: Kind::Base(n.kind), mode: u32::from(attr.perm), links: 1, target: Vec::new() },
+            )
             .map_err(|e| l.failed(e))?;
         l.hold_base(ino);
         Ok(())
