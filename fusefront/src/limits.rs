@@ -34,6 +34,9 @@ pub const PREFETCH_FILE_MAX_BYTES: u64 = 1 << 20;
 /// Largest file `--prehydrate` fetches: the source files a build or an
 /// agent opens, not a tree's assets (a read fetches those when asked).
 pub const PREHYDRATE_FILE_MAX_BYTES: u64 = 128 << 10;
+/// Longest name in a directory (NAME_MAX): a longer one is ENAMETOOLONG,
+/// as on ext4, for lookups and for what is made.
+pub const NAME_MAX: usize = 255;
 /// Longest symlink target served (Linux's PATH_MAX, with its NUL).
 pub const SYMLINK_MAX_BYTES: u64 = 4095;
 /// Largest read the daemon answers at once (FUSE's max_pages ceiling,

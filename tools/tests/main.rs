@@ -18,6 +18,7 @@ mod lifecycle;
 mod mount;
 mod object_api;
 mod overlay;
+mod posix;
 mod private;
 mod remote;
 mod s3_poison;

@@ -205,6 +205,9 @@ impl Filesystem for TroveFs {
         reply: ReplyEntry,
     ) {
         use rustix::fs::FileType as T;
+        if name.len() > NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
         let made = match T::from_raw_mode(mode) {
             T::Fifo => Made::Fifo,
             T::Socket => Made::Socket,

@@ -38,6 +38,9 @@ macro_rules! node {
 impl Shared {
     pub(crate) fn lookup(&self, parent: u64, name: &[u8], reply: impl EntryAnswer) {
         let t = ready!(self, reply);
+        if name.len() > NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
         let found = match &self.layered {
             Some(l) => match l.resolve(t, parent, name) {
                 Ok(f) => f.map(|f| f.ino),

@@ -27,9 +27,6 @@ use trove_engine::hydrate::blobstore::LocalBlob;
 use trove_engine::overlay::{Inode, Kind, Made};
 use trove_engine::tree::index::Kind as BaseKind;
 
-/// Longest name in a directory (NAME_MAX).
-const NAME_MAX: usize = 255;
-
 /// The table and the overlay, or the reply's error (EROFS on a read-only
 /// mount).
 macro_rules! writable {
@@ -209,8 +206,11 @@ impl Shared {
             let gone = ns
                 .rename(from, to, (src.ino, src.kind), dst.map(|d| d.ino), l.in_base(t, from.0, from.1))
                 .map_err(|e| l.failed(e))?;
-            if let (Some(ino), Some(d)) = (gone, dst) {
-                l.unlinked(ino, !d.is_dir() && is_regular(d.kind))?;
+            match (gone, dst) {
+                (Some(ino), Some(d)) => l.unlinked(ino, !d.is_dir() && is_regular(d.kind))?,
+                // The replaced inode keeps other names: its ctime moves.
+                (None, Some(d)) if l.held(d.ino) => touch_ctime(l, d.ino),
+                _ => {}
             }
         }
         for dir in [from.0, to.0] {
