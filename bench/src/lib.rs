@@ -25,6 +25,7 @@ mod mount_proc;
 mod mount_random;
 mod mount_repo;
 mod mount_transport;
+mod mount_writes;
 pub mod node;
 pub mod object;
 pub mod openloop;

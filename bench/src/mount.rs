@@ -19,6 +19,7 @@
 //! - 50 random first reads with prefetch on and off (`mount_random.rs`);
 //! - a hung node: unfetched files read one after another
 //!   (`mount_hung.rs`);
+//! - writes to the overlay against ext4 (`mount_writes.rs`);
 //! - whether the mounted tree equals `git checkout`'s (`diff -rq`);
 //! - 32 concurrent first reads of one file: blobs fetched.
 //!
@@ -400,6 +401,20 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         target: "<= 2x".into(),
         met: Met::of(grep_mount <= 2.0 * grep_ext4),
     });
+
+    let writes = crate::mount_writes::Ctx {
+        trove: &cfg.trove,
+        node: node.url(),
+        repo: &repo,
+        commit: &commit,
+        mounts: &mounts,
+        scratch: &scratch,
+        checkout: &checkout,
+        files: &regular,
+    };
+    for row in crate::mount_writes::rows(&writes)? {
+        table.add(row);
+    }
 
     let blobs = || served(&node).map(|(blobs, _)| blobs);
     table.add(crate::mount_random::row(&cfg.trove, &node, &repo, &mounts, &regular, blobs)?);

@@ -250,7 +250,7 @@ impl Run<'_> {
                     ),
                 }
             }
-            21 | 22 | 23 if !self.handles.is_empty() => {
+            21..=23 if !self.handles.is_empty() => {
                 let h = &self.handles[which % self.handles.len()];
                 let what = format!("through the handle of {:?}", h.path);
                 match op {

@@ -56,6 +56,12 @@ pub(crate) struct Layered {
     any_held_base: AtomicBool,
     files: Mutex<HashMap<u64, Arc<File>>>,
     orphans: Mutex<HashMap<u64, Arc<File>>>,
+    /// Subdirectories of each changed directory the overlay has counted
+    /// (its link count), forgotten when a name in it changes: a stat of a
+    /// directory being filled (an untar) must not list it each time.
+    subdirs: Mutex<HashMap<u64, u32>>,
+    /// Moves with every name change, so a count made across one is not kept.
+    changes: std::sync::atomic::AtomicU64,
     /// Held by a copy-up in progress: one at a time, so two first writes
     /// to a base file copy it once.
     pub copying: Mutex<()>,
@@ -72,6 +78,8 @@ impl Layered {
             held_base: RwLock::new(held_base),
             files: Mutex::default(),
             orphans: Mutex::default(),
+            subdirs: Mutex::default(),
+            changes: std::sync::atomic::AtomicU64::new(0),
             copying: Mutex::default(),
         })
     }
@@ -89,8 +97,28 @@ impl Layered {
         self.any_held_base.store(true, Ordering::Release);
     }
 
-    /// Marks directory `dir` as one the overlay names something in.
+    /// Subdirectories of directory `dir` in the merged tree.
+    pub fn subdirs(&self, t: &Table, dir: u64) -> Result<u32, Errno> {
+        if let Some(&n) = self.subdirs.lock().unwrap_or_else(|p| p.into_inner()).get(&dir) {
+            return Ok(n);
+        }
+        let before = self.changes.load(Ordering::Acquire);
+        let n = self.list(t, dir)?.iter().filter(|(_, f)| f.is_dir()).count() as u32;
+        let mut counted = self.subdirs.lock().unwrap_or_else(|p| p.into_inner());
+        if self.changes.load(Ordering::Acquire) == before {
+            counted.insert(dir, n);
+        }
+        Ok(n)
+    }
+
+    /// Marks directory `dir` as one the overlay names something in (a
+    /// name in it changed: its count of subdirectories is done again).
     pub fn touch(&self, dir: u64) {
+        {
+            let mut counted = self.subdirs.lock().unwrap_or_else(|p| p.into_inner());
+            self.changes.fetch_add(1, Ordering::AcqRel);
+            counted.remove(&dir);
+        }
         if !self.touched.read().unwrap_or_else(|p| p.into_inner()).contains(&dir) {
             self.touched.write().unwrap_or_else(|p| p.into_inner()).insert(dir);
         }
@@ -220,8 +248,7 @@ impl Layered {
         let nlink = if orphan.is_some() {
             0
         } else if kind == FileType::Directory {
-            let subdirs = self.list(t, ino)?.iter().filter(|(_, f)| f.is_dir()).count();
-            2 + subdirs as u32
+            2 + self.subdirs(t, ino)?
         } else {
             match self.overlay.namespace.inode(ino).map_err(|e| self.failed(e))? {
                 Some(i) => i.links,

@@ -130,8 +130,7 @@ impl Shared {
             let n = t.node(ino).ok_or(Errno::ENOENT)?;
             let mut attr = self.attr(t, ino, n);
             if matches!(n.kind, Kind::Dir | Kind::Submodule) && !l.lists_base_only(ino) {
-                let subdirs = l.list(t, ino)?.iter().filter(|(_, f)| f.is_dir()).count();
-                attr.nlink = 2 + subdirs as u32;
+                attr.nlink = 2 + l.subdirs(t, ino)?;
                 return Ok((attr, crate::limits::HELD_TTL));
             }
             return Ok((attr, crate::limits::BASE_TREE_TTL));

@@ -313,11 +313,18 @@ impl Shared {
     /// fsync: the file's bytes, then every change of the overlay so far.
     pub(crate) fn fsync(&self, ino: u64, datasync: bool) -> Result<(), Errno> {
         let (t, l) = self.writable()?;
-        if l.held(ino) && l.attr(t, ino)?.kind == FileType::RegularFile {
-            let f = l.file(ino)?;
-            if datasync { f.sync_data() } else { f.sync_all() }.map_err(|e| io_errno(&e))?;
+        if !(l.held(ino) && l.attr(t, ino)?.kind == FileType::RegularFile) {
+            return l.overlay.sync().map_err(|e| l.failed(e));
         }
-        l.overlay.sync().map_err(|e| l.failed(e))
+        // The file's bytes and the overlay's log are synced at once: on
+        // one journal the two flushes may share a commit.
+        let f = l.file(ino)?;
+        std::thread::scope(|s| {
+            let bytes = s.spawn(|| if datasync { f.sync_data() } else { f.sync_all() });
+            let names = l.overlay.sync().map_err(|e| l.failed(e));
+            let bytes = bytes.join().unwrap_or_else(|_| Err(std::io::ErrorKind::Other.into()));
+            bytes.map_err(|e| io_errno(&e)).and(names)
+        })
     }
 
     /// fsync of a directory: every change of the overlay so far (creates,
