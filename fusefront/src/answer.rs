@@ -56,6 +56,17 @@ pub trait EmptyAnswer: Fail {
     fn ok(self);
 }
 
+/// A create's entry and open: no handle (reads and writes name the
+/// inode), the attributes kept `ttl`.
+pub trait CreateAnswer: Fail {
+    fn created(self, ttl: &Duration, attr: &FileAttr);
+}
+
+/// How many bytes a write took.
+pub trait WriteAnswer: Fail {
+    fn written(self, size: u32);
+}
+
 /// `statfs`: the data dir's disk.
 pub trait StatfsAnswer: Fail {
     fn statfs(self, v: &rustix::fs::StatVfs);
@@ -136,6 +147,18 @@ mod dev_fuse {
     impl EmptyAnswer for ReplyEmpty {
         fn ok(self) {
             ReplyEmpty::ok(self)
+        }
+    }
+
+    impl CreateAnswer for ReplyCreate {
+        fn created(self, ttl: &Duration, attr: &FileAttr) {
+            ReplyCreate::created(self, ttl, attr, Generation(0), FileHandle(0), FopenFlags::empty())
+        }
+    }
+
+    impl WriteAnswer for ReplyWrite {
+        fn written(self, size: u32) {
+            ReplyWrite::written(self, size)
         }
     }
 

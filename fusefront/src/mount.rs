@@ -124,19 +124,13 @@ pub fn run(
         .collect();
     drop(jobs_rx);
 
-    // The overlay: what this mountpoint's earlier mounts wrote. The io_uring
-    // transport carries reads only, so a mount over it is read-only.
+    // The overlay: what this mountpoint's earlier mounts wrote.
     let ring = prepare_ring(&options);
     let overlay_dir = trove_engine::overlay::dir_for(&options.data_dir, &mountpoint);
-    let layered = match ring {
-        Some(_) => None,
-        None => {
-            let overlay = trove_engine::overlay::Overlay::open(&overlay_dir)
-                .and_then(crate::fs::Layered::new)
-                .map_err(|e| MountError::Overlay(e.to_string()))?;
-            Some(Arc::new(overlay))
-        }
-    };
+    let overlay = trove_engine::overlay::Overlay::open(&overlay_dir)
+        .and_then(crate::fs::Layered::new)
+        .map_err(|e| MountError::Overlay(e.to_string()))?;
+    let layered = Some(Arc::new(overlay));
     {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
         r.writable = layered.is_some();
@@ -164,9 +158,6 @@ pub fn run(
         fuser::MountOption::NoSuid,
         fuser::MountOption::DefaultPermissions,
     ];
-    if layered.is_none() {
-        config.mount_options.push(fuser::MountOption::RO);
-    }
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, &mountpoint, &config)
@@ -364,11 +355,8 @@ pub fn run(
 /// that transport and the kernel has it on; else None, and why is said.
 fn prepare_ring(options: &MountOptions) -> Option<crate::ring::Prepared> {
     use crate::ring::{kernel_enabled, prepare, ENABLE_PARAM};
-    // The queues carry reads only (the overlay's writes are served over
-    // /dev/fuse): `auto` takes /dev/fuse, so a mount is writable unless
-    // io_uring is asked for by name.
     let asked = options.transport == Transport::IoUring;
-    if !asked {
+    if options.transport == Transport::DevFuse {
         return None;
     }
     if options.read_path == ReadPath::Passthrough {

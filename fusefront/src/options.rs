@@ -67,15 +67,13 @@ impl ReadPath {
 /// --transport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    /// `/dev/fuse`: the transport that carries writes (io_uring carries
-    /// reads only, and a mount over it is read-only).
+    /// io_uring where the kernel has it on, else `/dev/fuse`, quietly.
     Auto,
     /// Threads reading and writing `/dev/fuse`: every kernel has it.
     DevFuse,
     /// FUSE over io_uring: a queue per CPU, each served by a thread pinned
-    /// to that CPU (Linux 6.14+, `enable_uring` on). Reads only: the mount
-    /// is read-only. Falls back to `/dev/fuse` where the kernel refuses,
-    /// and for passthrough reads.
+    /// to that CPU (Linux 6.14+, `enable_uring` on). Falls back to
+    /// `/dev/fuse` where the kernel refuses, and for passthrough reads.
     IoUring,
 }
 

@@ -96,10 +96,10 @@ pub struct MountArgs {
     /// queue per CPU served by a thread pinned to it, so a request is
     /// answered on the CPU that made it (Linux 6.14+; needs
     /// /sys/module/fuse/parameters/enable_uring set to 1, else the mount
-    /// says so and uses /dev/fuse; passthrough reads keep /dev/fuse). It
-    /// carries reads only: a mount over it is READ-ONLY. `dev-fuse`:
-    /// threads reading /dev/fuse; writable. `auto`: dev-fuse. `trove
-    /// mounts` shows which one a mount uses.
+    /// says so and uses /dev/fuse; passthrough reads keep /dev/fuse).
+    /// `dev-fuse`: threads reading /dev/fuse. `auto`: io-uring where the
+    /// kernel has it on, else dev-fuse. `trove mounts` shows which one a
+    /// mount uses. Reads and writes go over either.
     #[arg(long, default_value = "auto", value_parser = ["auto", "dev-fuse", "io-uring"])]
     pub transport: String,
     /// Shards (executors pinned one per core) of the mount's engine. The
@@ -377,8 +377,6 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
         }
         if r.writable {
             println!("    overlay: {} written, in {}", human(r.overlay_bytes), r.overlay_dir.display());
-        } else if !r.read_path.is_empty() {
-            println!("    read-only (the io_uring transport carries reads only)");
         }
         if r.prehydrate_blobs > 0 {
             println!(

@@ -48,8 +48,15 @@ fn io_uring_serves_every_operation_on_each_cpu_and_dev_fuse_takes_over_where_the
         assert!(text.contains("./link 11 777 l src/main.rs"), "{text}");
         assert!(text.contains("./vendor/sub 4096 755 d"), "{text}");
         assert_eq!(blobs_served(&node), before, "metadata fetched no blob");
-        let e = std::fs::write(m.path("new"), b"x").expect_err("read-only");
-        assert_eq!(e.raw_os_error(), Some(30), "EROFS");
+        // Writes over the ring too: a new file, a base file copied up, a
+        // rename, all read back.
+        std::fs::write(m.path("new"), b"over the ring").expect("create and write");
+        std::fs::write(m.path("run.sh"), b"#!/bin/sh\necho edited\n").expect("a base file written");
+        std::fs::rename(m.path("new"), m.path("src/moved")).expect("rename");
+        assert_eq!(std::fs::read(m.path("src/moved")).expect("read"), b"over the ring");
+        assert_eq!(std::fs::read(m.path("run.sh")).expect("read"), b"#!/bin/sh\necho edited\n");
+        std::fs::write(m.path("run.sh"), b"#!/bin/sh\necho hi\n").expect("back as it was");
+        std::fs::remove_file(m.path("src/moved")).expect("unlink");
 
         // First reads from each CPU at once: each CPU's requests go to
         // its own queue, and a read that waits on the node is answered

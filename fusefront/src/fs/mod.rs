@@ -41,6 +41,7 @@ mod write;
 pub(crate) use layered::Layered;
 pub(crate) use state::Shared;
 pub use state::{FsOptions, Job, MountCounters};
+pub(crate) use write::{Caller, NewAttrs};
 
 use crate::gate::Gate;
 use crate::handles::{Handles, InodeFiles};
@@ -52,8 +53,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use trove_engine::hydrate::{Converter, Hydrator};
-use trove_engine::overlay::Made;
-use write::Caller;
 
 fn caller(req: &Request) -> Caller {
     Caller { uid: req.uid(), gid: req.gid() }
@@ -191,7 +190,7 @@ impl Filesystem for TroveFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.shared.setattr(ino.0, mode, uid, gid, size, atime, mtime, reply)
+        self.shared.setattr(ino.0, NewAttrs { mode, uid, gid, size, atime, mtime }, reply)
     }
 
     fn mknod(
@@ -204,33 +203,15 @@ impl Filesystem for TroveFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        use rustix::fs::FileType as T;
-        if name.len() > NAME_MAX {
-            return reply.error(Errno::ENAMETOOLONG);
-        }
-        let made = match T::from_raw_mode(mode) {
-            T::Fifo => Made::Fifo,
-            T::Socket => Made::Socket,
-            T::RegularFile => Made::File,
-            // Device nodes: the mount is nodev, and the overlay keeps none.
-            _ => return reply.error(Errno::EPERM),
-        };
-        let made = self.shared.make(parent.0, name.as_bytes(), made, mode, caller(req));
-        self.shared.reply_made(made, reply)
+        self.shared.mknod(parent.0, name.as_bytes(), mode, caller(req), reply)
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let made = self.shared.make(parent.0, name.as_bytes(), Made::Dir, mode, caller(req));
-        self.shared.reply_made(made, reply)
+        self.shared.mkdir(parent.0, name.as_bytes(), mode, caller(req), reply)
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
-        let target = target.as_os_str().as_bytes();
-        if target.len() as u64 > SYMLINK_MAX_BYTES {
-            return reply.error(Errno::ENAMETOOLONG);
-        }
-        let made = self.shared.make(parent.0, name.as_bytes(), Made::Symlink(target), 0o777, caller(req));
-        self.shared.reply_made(made, reply)
+        self.shared.symlink(parent.0, name.as_bytes(), target.as_os_str().as_bytes(), caller(req), reply)
     }
 
     fn create(

@@ -17,7 +17,7 @@
 
 use super::layered::Layered;
 use super::state::Shared;
-use crate::answer::{EntryAnswer, Fail};
+use crate::answer::{AttrAnswer, CreateAnswer, EntryAnswer, Fail, WriteAnswer};
 use crate::limits::*;
 use crate::table::Table;
 use fuser::*;
@@ -48,8 +48,18 @@ macro_rules! or_reply {
     };
 }
 
+/// What a setattr sets (None: left as it is).
+pub(crate) struct NewAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeOrNow>,
+    pub mtime: Option<TimeOrNow>,
+}
+
 /// Who asks: the owner of what they make.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Caller {
     pub uid: u32,
     pub gid: u32,
@@ -112,13 +122,68 @@ impl Shared {
         l.attr(t, ino)
     }
 
-    pub(crate) fn create(self: &Arc<Self>, parent: u64, name: &[u8], mode: u32, caller: Caller, reply: ReplyCreate) {
+    pub(crate) fn create(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+        reply: impl CreateAnswer,
+    ) {
         match self.make(parent, name, Made::File, mode, caller) {
             // No handle: reads and writes name the inode (as on the
             // kernel read path, where the kernel opens files itself).
-            Ok(attr) => reply.created(&HELD_TTL, &attr, Generation(0), FileHandle(0), FopenFlags::empty()),
+            Ok(attr) => reply.created(&HELD_TTL, &attr),
             Err(e) => reply.error(e),
         }
+    }
+
+    /// mknod: a fifo, a socket or a regular file; a device node is refused
+    /// (the mount is nodev, and the overlay keeps none).
+    pub(crate) fn mknod(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+        reply: impl EntryAnswer,
+    ) {
+        use rustix::fs::FileType as T;
+        if name.len() > NAME_MAX {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        let made = match T::from_raw_mode(mode) {
+            T::Fifo => Made::Fifo,
+            T::Socket => Made::Socket,
+            T::RegularFile => Made::File,
+            _ => return reply.error(Errno::EPERM),
+        };
+        self.reply_made(self.make(parent, name, made, mode, caller), reply)
+    }
+
+    pub(crate) fn mkdir(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+        reply: impl EntryAnswer,
+    ) {
+        self.reply_made(self.make(parent, name, Made::Dir, mode, caller), reply)
+    }
+
+    pub(crate) fn symlink(
+        self: &Arc<Self>,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        caller: Caller,
+        reply: impl EntryAnswer,
+    ) {
+        if target.len() as u64 > SYMLINK_MAX_BYTES {
+            return reply.error(Errno::ENAMETOOLONG);
+        }
+        self.reply_made(self.make(parent, name, Made::Symlink(target), 0o777, caller), reply)
     }
 
     pub(crate) fn reply_made(&self, made: Result<FileAttr, Errno>, reply: impl EntryAnswer) {
@@ -225,22 +290,12 @@ impl Shared {
 
     /// chmod, chown, truncate, utimens: on the overlay's object, the base
     /// entry copied up first.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn setattr(
-        self: &Arc<Self>,
-        ino: u64,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        reply: ReplyAttr,
-    ) {
+    pub(crate) fn setattr<R: AttrAnswer>(self: &Arc<Self>, ino: u64, new: NewAttrs, reply: R) {
+        let NewAttrs { mode, uid, gid, size, atime, mtime } = new;
         let (t, l) = writable!(self, reply);
         let t = t.clone();
         let table = t.clone();
-        let apply = move |s: &Shared, reply: ReplyAttr| {
+        let apply = move |s: &Shared, reply: R| {
             let t = &table;
             let Some(l) = s.layered.as_ref() else { return reply.error(Errno::EROFS) };
             let path = l.overlay.contents.path(ino);
@@ -291,9 +346,9 @@ impl Shared {
         }
     }
 
-    pub(crate) fn write(self: &Arc<Self>, ino: u64, offset: u64, data: &[u8], reply: ReplyWrite) {
+    pub(crate) fn write<R: WriteAnswer>(self: &Arc<Self>, ino: u64, offset: u64, data: &[u8], reply: R) {
         let (t, l) = writable!(self, reply);
-        let write = move |s: &Shared, data: &[u8], reply: ReplyWrite| {
+        let write = move |s: &Shared, data: &[u8], reply: R| {
             let Some(l) = s.layered.as_ref() else { return reply.error(Errno::EROFS) };
             match l.file(ino).and_then(|f| f.write_all_at(data, offset).map_err(|e| io_errno(&e))) {
                 Ok(()) => reply.written(data.len() as u32),

@@ -171,6 +171,122 @@ pub struct AccessIn {
     pub padding: u32,
 }
 
+/// `struct fuse_setattr_in`; `valid` says which fields are set (FATTR_*).
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout, Debug, PartialEq, Eq)]
+pub struct SetattrIn {
+    pub valid: u32,
+    pub padding: u32,
+    pub fh: u64,
+    pub size: u64,
+    pub lock_owner: u64,
+    pub atime: u64,
+    pub mtime: u64,
+    pub ctime: u64,
+    pub atimensec: u32,
+    pub mtimensec: u32,
+    pub ctimensec: u32,
+    pub mode: u32,
+    pub unused4: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub unused5: u32,
+}
+
+/// FATTR_* bits of [`SetattrIn::valid`].
+pub mod fattr {
+    pub const MODE: u32 = 1 << 0;
+    pub const UID: u32 = 1 << 1;
+    pub const GID: u32 = 1 << 2;
+    pub const SIZE: u32 = 1 << 3;
+    pub const ATIME: u32 = 1 << 4;
+    pub const MTIME: u32 = 1 << 5;
+    pub const ATIME_NOW: u32 = 1 << 7;
+    pub const MTIME_NOW: u32 = 1 << 8;
+}
+
+/// `struct fuse_mknod_in`.
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct MknodIn {
+    pub mode: u32,
+    pub rdev: u32,
+    pub umask: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_mkdir_in`.
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct MkdirIn {
+    pub mode: u32,
+    pub umask: u32,
+}
+
+/// `struct fuse_create_in`.
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct CreateIn {
+    pub flags: u32,
+    pub mode: u32,
+    pub umask: u32,
+    pub open_flags: u32,
+}
+
+/// `struct fuse_rename2_in` (RENAME carries its first field only).
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct Rename2In {
+    pub newdir: u64,
+    pub flags: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_link_in`.
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct LinkIn {
+    pub oldnodeid: u64,
+}
+
+/// `struct fuse_write_in`.
+#[repr(C)]
+#[derive(FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct WriteIn {
+    pub fh: u64,
+    pub offset: u64,
+    pub size: u32,
+    pub write_flags: u32,
+    pub lock_owner: u64,
+    pub flags: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_write_out`.
+#[repr(C)]
+#[derive(IntoBytes, Immutable)]
+pub struct WriteOut {
+    pub size: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_fsync_in`.
+#[repr(C)]
+#[derive(FromBytes, Immutable, KnownLayout)]
+pub struct FsyncIn {
+    pub fh: u64,
+    pub fsync_flags: u32,
+    pub padding: u32,
+}
+
+/// `struct fuse_create_out`: an entry, then an open.
+#[repr(C)]
+#[derive(IntoBytes, Immutable)]
+pub struct CreateOut {
+    pub entry: EntryOut,
+    pub open: OpenOut,
+}
+
 /// Opcodes (`enum fuse_opcode`) the ring answers by name.
 pub mod op {
     pub const LOOKUP: u32 = 1;
@@ -189,11 +305,13 @@ pub mod op {
     pub const WRITE: u32 = 16;
     pub const STATFS: u32 = 17;
     pub const RELEASE: u32 = 18;
+    pub const FSYNC: u32 = 20;
     pub const SETXATTR: u32 = 21;
     pub const REMOVEXATTR: u32 = 24;
     pub const OPENDIR: u32 = 27;
     pub const READDIR: u32 = 28;
     pub const RELEASEDIR: u32 = 29;
+    pub const FSYNCDIR: u32 = 30;
     pub const ACCESS: u32 = 34;
     pub const CREATE: u32 = 35;
     pub const DESTROY: u32 = 38;
@@ -201,7 +319,6 @@ pub mod op {
     pub const FALLOCATE: u32 = 43;
     pub const READDIRPLUS: u32 = 44;
     pub const RENAME2: u32 = 45;
-    pub const COPY_FILE_RANGE: u32 = 47;
     pub const TMPFILE: u32 = 51;
 }
 
@@ -222,5 +339,8 @@ mod tests {
         assert_eq!(size_of::<ReadIn>(), 40);
         assert_eq!(size_of::<EntInOut>(), 32);
         assert_eq!(size_of::<CmdReq>(), 24);
+        assert_eq!(size_of::<SetattrIn>(), 88);
+        assert_eq!(size_of::<WriteIn>(), 40);
+        assert_eq!(size_of::<CreateOut>(), 144);
     }
 }

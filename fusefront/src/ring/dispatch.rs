@@ -1,18 +1,18 @@
 //! One request from a ring entry: decoded into a [`Request`] that owns
 //! what it needs (the entry's buffers are the reply's from then on), then
 //! handed to the filesystem's operation (`crate::fs`) with a `RingReply`.
-//! Every opcode the kernel may send over the ring is answered: the
-//! read-only mount refuses writes with EROFS; what it does not serve gets
-//! ENOSYS, which the kernel remembers (getxattr, flush, fsync, lseek: it
-//! stops sending them).
+//! Every opcode the kernel may send over the ring is answered: writes go
+//! to the same operations as over `/dev/fuse` (`crate::fs`); what it does
+//! not serve gets ENOSYS, which the kernel remembers (getxattr, flush,
+//! lseek: it stops sending them), or EOPNOTSUPP (xattrs set, fallocate).
 //!
 //! Every byte here comes from the kernel; lengths are checked against the
 //! buffers before any slice is taken.
 
-use super::abi::{op, AccessIn, InHeader, OpenIn, ReadIn, ReleaseIn};
+use super::abi::*;
 use super::reply::{RingDir, RingReply};
 use crate::answer::{EmptyAnswer, Fail};
-use crate::fs::Shared;
+use crate::fs::{Caller, NewAttrs, Shared};
 use fuser::Errno;
 use std::sync::Arc;
 use zerocopy::FromBytes;
@@ -58,6 +58,46 @@ pub(super) enum Request {
         ino: u64,
         mask: i32,
     },
+    /// create, mknod, mkdir, symlink (`target`) of `name` in `parent`.
+    Make {
+        opcode: u32,
+        parent: u64,
+        name: Vec<u8>,
+        target: Vec<u8>,
+        mode: u32,
+        caller: Caller,
+    },
+    Link {
+        ino: u64,
+        parent: u64,
+        name: Vec<u8>,
+    },
+    Remove {
+        parent: u64,
+        name: Vec<u8>,
+        dir: bool,
+    },
+    Rename {
+        parent: u64,
+        name: Vec<u8>,
+        newparent: u64,
+        newname: Vec<u8>,
+        flags: u32,
+    },
+    Setattr {
+        ino: u64,
+        set: SetattrIn,
+    },
+    Write {
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Fsync {
+        ino: u64,
+        datasync: bool,
+        dir: bool,
+    },
     /// Answered empty at once (RELEASEDIR, DESTROY).
     Ok,
     /// Answered with this error at once.
@@ -102,22 +142,70 @@ impl Request {
                 .map_or(malformed, |(a, _)| Request::Access { ino, mask: a.mask as i32 }),
             // A file here is no terminal (isatty asks) and has no ioctls.
             op::IOCTL => Request::Refused(Errno::ENOTTY),
-            op::SETATTR
-            | op::SYMLINK
-            | op::MKNOD
-            | op::MKDIR
-            | op::UNLINK
-            | op::RMDIR
-            | op::RENAME
-            | op::LINK
-            | op::WRITE
-            | op::SETXATTR
-            | op::REMOVEXATTR
-            | op::CREATE
-            | op::FALLOCATE
-            | op::RENAME2
-            | op::COPY_FILE_RANGE
-            | op::TMPFILE => Request::Refused(Errno::EROFS),
+            op::CREATE | op::MKNOD | op::MKDIR | op::SYMLINK => {
+                let caller = Caller { uid: h.uid, gid: h.gid };
+                let mode = match h.opcode {
+                    op::CREATE => CreateIn::read_from_prefix(op_in).ok().map(|(c, _)| c.mode),
+                    op::MKNOD => MknodIn::read_from_prefix(op_in).ok().map(|(m, _)| m.mode),
+                    op::MKDIR => MkdirIn::read_from_prefix(op_in).ok().map(|(m, _)| m.mode),
+                    _ => Some(0o777),
+                };
+                let Some(mode) = mode else { return malformed };
+                let want = if h.opcode == op::SYMLINK { 2 } else { 1 };
+                match names(payload, want) {
+                    Ok(mut n) => {
+                        let target = if want == 2 { n.pop().unwrap_or_default() } else { Vec::new() };
+                        let name = n.pop().unwrap_or_default();
+                        Request::Make { opcode: h.opcode, parent: ino, name, target, mode, caller }
+                    }
+                    Err(e) => Request::Refused(e),
+                }
+            }
+            op::LINK => match (LinkIn::read_from_prefix(op_in), names(payload, 1)) {
+                (Ok((l, _)), Ok(mut n)) => {
+                    Request::Link { ino: l.oldnodeid, parent: ino, name: n.pop().unwrap_or_default() }
+                }
+                (Err(_), _) => malformed,
+                (_, Err(e)) => Request::Refused(e),
+            },
+            op::UNLINK | op::RMDIR => match names(payload, 1) {
+                Ok(mut n) => {
+                    Request::Remove { parent: ino, name: n.pop().unwrap_or_default(), dir: h.opcode == op::RMDIR }
+                }
+                Err(e) => Request::Refused(e),
+            },
+            op::RENAME | op::RENAME2 => {
+                let args = if h.opcode == op::RENAME2 {
+                    Rename2In::read_from_prefix(op_in).map(|(r, _)| (r.newdir, r.flags)).ok()
+                } else {
+                    LinkIn::read_from_prefix(op_in).map(|(r, _)| (r.oldnodeid, 0)).ok()
+                };
+                let Some((newparent, flags)) = args else { return malformed };
+                match names(payload, 2) {
+                    Ok(mut n) => {
+                        let newname = n.pop().unwrap_or_default();
+                        let name = n.pop().unwrap_or_default();
+                        Request::Rename { parent: ino, name, newparent, newname, flags }
+                    }
+                    Err(e) => Request::Refused(e),
+                }
+            }
+            op::SETATTR => {
+                SetattrIn::read_from_prefix(op_in).map_or(malformed, |(set, _)| Request::Setattr { ino, set })
+            }
+            op::WRITE => match WriteIn::read_from_prefix(op_in) {
+                Ok((w, _)) if (w.size as usize) <= payload.len() => {
+                    Request::Write { ino, offset: w.offset, data: payload[..w.size as usize].to_vec() }
+                }
+                _ => malformed,
+            },
+            op::FSYNC | op::FSYNCDIR => FsyncIn::read_from_prefix(op_in).map_or(malformed, |(f, _)| Request::Fsync {
+                ino,
+                datasync: f.fsync_flags & 1 != 0,
+                dir: h.opcode == op::FSYNCDIR,
+            }),
+            // No extended attributes, no preallocation, no O_TMPFILE.
+            op::SETXATTR | op::REMOVEXATTR | op::FALLOCATE | op::TMPFILE => Request::Refused(Errno::EOPNOTSUPP),
             _ => Request::Refused(Errno::ENOSYS),
         }
     }
@@ -136,8 +224,74 @@ pub(super) fn dispatch(fs: &Arc<Shared>, request: Request, reply: RingReply) {
         Request::Release { fh } => fs.release(fh, reply),
         Request::Statfs => fs.statfs(reply),
         Request::Access { ino, mask } => fs.access(ino, mask, reply),
+        Request::Make { opcode, parent, name, target, mode, caller } => match opcode {
+            op::CREATE => fs.create(parent, &name, mode, caller, reply),
+            op::MKNOD => fs.mknod(parent, &name, mode, caller, reply),
+            op::MKDIR => fs.mkdir(parent, &name, mode, caller, reply),
+            _ => fs.symlink(parent, &name, &target, caller, reply),
+        },
+        Request::Link { ino, parent, name } => fs.link(ino, parent, &name, reply),
+        Request::Remove { parent, name, dir } => done(fs.remove(parent, &name, dir), reply),
+        Request::Rename { parent, name, newparent, newname, flags } => {
+            let flags = fuser::RenameFlags::from_bits_retain(flags);
+            done(fs.rename((parent, &name), (newparent, &newname), flags), reply)
+        }
+        Request::Setattr { ino, set } => fs.setattr(ino, new_attrs(&set), reply),
+        Request::Write { ino, offset, data } => fs.write(ino, offset, &data, reply),
+        Request::Fsync { ino, datasync, dir } => done(if dir { fs.fsyncdir() } else { fs.fsync(ino, datasync) }, reply),
         Request::Ok => reply.ok(),
         Request::Refused(errno) => reply.error(errno),
+    }
+}
+
+fn done(r: Result<(), Errno>, reply: RingReply) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// The `want` NUL-terminated names at the start of `payload`: each one not
+/// empty and within NAME_MAX (a symlink's target, the second, within
+/// PATH_MAX).
+fn names(payload: &[u8], want: usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::with_capacity(want);
+    let mut rest = payload;
+    for i in 0..want {
+        let end = rest.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
+        let max = if i == 1 && want == 2 { crate::limits::SYMLINK_MAX_BYTES as usize } else { NAME_MAX - 1 };
+        if end == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if end > max {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        out.push(rest[..end].to_vec());
+        rest = &rest[end + 1..];
+    }
+    Ok(out)
+}
+
+/// What a setattr sets, from the kernel's FATTR_* bits.
+fn new_attrs(s: &SetattrIn) -> NewAttrs {
+    use fuser::TimeOrNow;
+    let has = |bit: u32| s.valid & bit != 0;
+    let time = |set: u32, now: u32, secs: u64, nsec: u32| {
+        if has(now) {
+            Some(TimeOrNow::Now)
+        } else if has(set) {
+            Some(TimeOrNow::SpecificTime(std::time::UNIX_EPOCH + std::time::Duration::new(secs, nsec.min(999_999_999))))
+        } else {
+            None
+        }
+    };
+    NewAttrs {
+        mode: has(fattr::MODE).then_some(s.mode),
+        uid: has(fattr::UID).then_some(s.uid),
+        gid: has(fattr::GID).then_some(s.gid),
+        size: has(fattr::SIZE).then_some(s.size),
+        atime: time(fattr::ATIME, fattr::ATIME_NOW, s.atime, s.atimensec),
+        mtime: time(fattr::MTIME, fattr::MTIME_NOW, s.mtime, s.mtimensec),
     }
 }
 
@@ -160,7 +314,27 @@ mod tests {
         assert_eq!(name(b"\0"), Request::Refused(Errno::ENAMETOOLONG), "an empty name");
         assert_eq!(name(&[b'a'; NAME_MAX]), Request::Refused(Errno::ENAMETOOLONG), "no NUL within NAME_MAX");
         assert_eq!(Request::decode(&header(op::READ), &[0u8; 8], &[]), Request::Refused(Errno::EINVAL), "short args");
-        assert_eq!(Request::decode(&header(op::WRITE), &[], &[]), Request::Refused(Errno::EROFS));
+        assert_eq!(Request::decode(&header(op::WRITE), &[], &[]), Request::Refused(Errno::EINVAL), "no write_in");
+        let write = WriteIn { fh: 0, offset: 8, size: 100, write_flags: 0, lock_owner: 0, flags: 0, padding: 0 };
+        assert_eq!(
+            Request::decode(&header(op::WRITE), write.as_bytes(), &[7u8; 10]),
+            Request::Refused(Errno::EINVAL),
+            "a size past the payload"
+        );
+        assert_eq!(
+            Request::decode(&header(op::UNLINK), &[], b"no-nul"),
+            Request::Refused(Errno::EINVAL),
+            "a name without its NUL"
+        );
+        assert_eq!(Request::decode(&header(op::UNLINK), &[], &[b'a'; 300]), Request::Refused(Errno::EINVAL));
+        let long = [&[b'a'; 300][..], b"\0"].concat();
+        assert_eq!(Request::decode(&header(op::MKDIR), &[0u8; 8], &long), Request::Refused(Errno::ENAMETOOLONG));
+        match Request::decode(&header(op::RENAME), &9u64.to_le_bytes(), b"old\0new\0") {
+            Request::Rename { parent: 3, name, newparent: 9, newname, flags: 0 } => {
+                assert_eq!((&name[..], &newname[..]), (&b"old"[..], &b"new"[..]))
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(Request::decode(&header(999), &[], &[]), Request::Refused(Errno::ENOSYS));
         let read = ReadIn { fh: 9, offset: 4096, size: 512, read_flags: 0, lock_owner: 0, flags: 0, padding: 0 };
         assert_eq!(

@@ -186,6 +186,19 @@ impl OpenAnswer for RingReply {
     }
 }
 
+impl CreateAnswer for RingReply {
+    fn created(self, ttl: &Duration, attr: &FileAttr) {
+        let open = OpenOut { fh: 0, open_flags: 0, backing_id: 0 };
+        self.answer(&CreateOut { entry: entry_out(ttl, attr), open });
+    }
+}
+
+impl WriteAnswer for RingReply {
+    fn written(self, size: u32) {
+        self.answer(&WriteOut { size, padding: 0 });
+    }
+}
+
 impl EmptyAnswer for RingReply {
     fn ok(self) {
         self.finish(0, 0);
