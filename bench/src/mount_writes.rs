@@ -117,7 +117,7 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
         &ctx.mounts.join("data-writes"),
         &["--commit", ctx.commit],
     )?;
-    let settings = format!("{}, /dev/fuse, overlay", m.read_path());
+    let settings = format!("{}, overlay", m.read_path());
     let ext4 = ctx.scratch.join("writes-ext4");
     let mut rows = Vec::new();
 
