@@ -32,6 +32,10 @@ pub(super) enum Item {
 /// name of at most 255 bytes or a target of at most 4095.
 const RECORD_MAX_BYTES: usize = 64 << 10;
 
+/// Most of the log read back at open: 1024 changes (a flush's worth, with
+/// room for twice that) of the largest record.
+const LOG_MAX_BYTES: u64 = 2048 * RECORD_MAX_BYTES as u64;
+
 /// See the module doc.
 pub(super) struct ChangeLog {
     file: File,
@@ -43,9 +47,11 @@ impl ChangeLog {
     /// Opens (creating) the log at `path`, and the changes it holds, in
     /// order.
     pub fn open(path: &Path) -> io::Result<(ChangeLog, Vec<Vec<Item>>)> {
-        let mut file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(path)?;
+        // The log starts over every 1024 changes: more than that many
+        // records of the largest size is not a log this wrote.
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
+        (&file).take(LOG_MAX_BYTES).read_to_end(&mut bytes)?;
         let mut changes = Vec::new();
         let mut at = 0;
         while let Some(header) = bytes.get(at..at + 8) {
