@@ -158,6 +158,9 @@ pub fn run(
         fuser::MountOption::NoSuid,
         fuser::MountOption::DefaultPermissions,
     ];
+    if options.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
     let mut session = fuser::Session::new(fs, &mountpoint, &config)

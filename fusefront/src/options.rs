@@ -35,6 +35,10 @@ pub struct MountOptions {
     /// Bytes of small files fetched in the background once ready
     /// (`--prehydrate`); 0 is off.
     pub prehydrate_bytes: u64,
+    /// Let other users than the one who mounted reach the mount
+    /// (`--allow-other`); the kernel then checks each access against the
+    /// tree's modes and owners.
+    pub allow_other: bool,
 }
 
 /// How the kernel reads a mounted file (`trove mount --read-path`).

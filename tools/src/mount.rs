@@ -117,6 +117,13 @@ pub struct MountArgs {
     /// `trove mounts` shows what was chosen and how far it got. 0: off.
     #[arg(long, value_name = "BUDGET", default_value = "0", value_parser = trove_engine::units::parse_size)]
     pub prehydrate: u64,
+    /// Let users other than the one who mounted (root) reach the mount:
+    /// the kernel checks each access against the tree's modes and owners
+    /// (files of the commit are the mounting user's, 0644 or 0755; what
+    /// another user makes is theirs). Off by default: as FUSE does, only
+    /// the mounting user reaches the tree.
+    #[arg(long)]
+    pub allow_other: bool,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -196,6 +203,7 @@ pub fn mount(args: MountArgs) -> Result<()> {
         },
         shards: args.shards.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), usize::from),
         prehydrate_bytes: args.prehydrate,
+        allow_other: args.allow_other,
     };
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
