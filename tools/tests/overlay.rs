@@ -5,7 +5,8 @@
 //! every step: bytes, sizes, modes, link counts, listings, symlink
 //! targets and the errno of every failure. The crash model runs the same
 //! generator and kills the daemon (SIGKILL) at random points: after each
-//! remount the tree must equal the model at the kill. A failing run
+//! remount the tree must equal the model at the kill, every path with
+//! the inode number it had. A failing run
 //! prints its seed; `TROVE_MODEL_SEED=<seed>` runs that one again.
 
 use crate::git::node_for;
@@ -406,9 +407,16 @@ fn after_sigkill_at_random_points_a_remount_shows_every_change_up_to_the_kill() 
     eprintln!("crash model seed {seed}");
     let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut done_steps = 0;
+    // Each path's inode number at the kill: a remount keeps every one
+    // (a build system or file watcher breaks when they move).
+    let mut inodes: BTreeMap<PathBuf, u64> = BTreeMap::new();
     for kill in 0..8 {
         let mut m = Mount::start(&base, &node.url, REPO, &["--commit", &head]);
         if kill > 0 {
+            for (path, ino) in &inodes {
+                let now = std::fs::symlink_metadata(m.dir.join(path)).map(|md| md.ino());
+                assert_eq!(now.ok(), Some(*ino), "seed {seed}: {path:?} changed inode number across a remount");
+            }
             let (a, b) = (snapshot(&m.dir), snapshot(&model));
             if a != b && std::env::var_os("TROVE_MODEL_KEEP").is_some() {
                 eprintln!("kept: {} {}", m.dir.display(), model.display());
@@ -425,6 +433,13 @@ fn after_sigkill_at_random_points_a_remount_shows_every_change_up_to_the_kill() 
         done_steps += steps;
         drop(run);
         eprintln!("kill {kill} after step {}", done_steps - 1);
+        inodes = walk(&m.dir, false)
+            .into_keys()
+            .map(|p| {
+                let ino = std::fs::symlink_metadata(m.dir.join(&p)).expect("lstat").ino();
+                (p, ino)
+            })
+            .collect();
         m.kill9();
         let (code, out) = m.umount();
         assert_eq!(code, Some(0), "umount of the killed mount: {out}");
