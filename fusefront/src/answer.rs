@@ -56,6 +56,14 @@ pub trait EmptyAnswer: Fail {
     fn ok(self);
 }
 
+/// Answers an operation that returns nothing: ok, or its error.
+pub fn done(r: Result<(), Errno>, reply: impl EmptyAnswer) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
 /// A create's entry and open: no handle (reads and writes name the
 /// inode), the attributes kept `ttl`.
 pub trait CreateAnswer: Fail {

@@ -49,7 +49,8 @@ pub struct MountRecord {
     pub prehydrate_bytes: u64,
     /// Whether writes are taken (into the overlay), and where the
     /// overlay is and how many bytes its written files take on disk (the
-    /// user's data: never evicted, never counted in --cache-capacity).
+    /// user's data: never evicted, never counted in --cache-capacity;
+    /// counted every 10 s at most).
     #[serde(default)]
     pub writable: bool,
     #[serde(default)]

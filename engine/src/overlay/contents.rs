@@ -44,7 +44,13 @@ pub struct Contents {
     unsynced: Mutex<HashSet<u64>>,
     /// Objects were made or renamed into `dir` since it was last synced.
     dir_dirty: AtomicBool,
+    /// The last [`Contents::disk_bytes`] and when it was counted.
+    counted: Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long a count of the contents' bytes stands: counting stats every
+/// object, which a status refreshed every second must not do.
+const COUNT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Contents {
     /// Opens (creating) the contents directory `dir`.
@@ -55,6 +61,7 @@ impl Contents {
             dir_file: File::open(dir)?,
             unsynced: Mutex::default(),
             dir_dirty: AtomicBool::new(false),
+            counted: Mutex::default(),
         })
     }
 
@@ -179,14 +186,23 @@ impl Contents {
         Ok(removed)
     }
 
-    /// Bytes the contents take on disk (what `trove mounts` reports).
+    /// Bytes the contents take on disk (what `trove mounts` reports), as
+    /// counted at most COUNT_EVERY ago.
     pub fn disk_bytes(&self) -> u64 {
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, bytes)) = *counted {
+            if at.elapsed() < COUNT_EVERY {
+                return bytes;
+            }
+        }
         let Ok(entries) = std::fs::read_dir(&self.dir) else { return 0 };
-        entries
+        let bytes = entries
             .flatten()
             .filter_map(|e| std::fs::symlink_metadata(e.path()).ok())
             .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-            .sum()
+            .sum();
+        *counted = Some((std::time::Instant::now(), bytes));
+        bytes
     }
 }
 

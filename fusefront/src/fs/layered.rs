@@ -44,6 +44,10 @@ impl Found {
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, Kind::Base(BaseKind::Dir | BaseKind::Submodule))
     }
+
+    pub fn is_regular(&self) -> bool {
+        matches!(self.kind, Kind::Base(BaseKind::File | BaseKind::Executable))
+    }
 }
 
 /// See the module doc.
@@ -51,6 +55,9 @@ pub(crate) struct Layered {
     pub overlay: Overlay,
     /// Directories the overlay has said something of (a superset).
     touched: RwLock<HashSet<u64>>,
+    /// Whether `touched` has any base directory: until then a listing or
+    /// lookup of the base tree takes no lock.
+    any_touched: AtomicBool,
     /// Base inodes the overlay holds (copied up).
     held_base: RwLock<HashSet<u64>>,
     any_held_base: AtomicBool,
@@ -73,6 +80,7 @@ impl Layered {
         let held_base: HashSet<u64> = inodes.into_iter().filter(|&i| i < OVERLAY_INO_BASE).collect();
         Ok(Layered {
             overlay,
+            any_touched: AtomicBool::new(!dirs.is_empty()),
             touched: RwLock::new(dirs.into_iter().collect()),
             any_held_base: AtomicBool::new(!held_base.is_empty()),
             held_base: RwLock::new(held_base),
@@ -119,13 +127,16 @@ impl Layered {
             self.changes.fetch_add(1, Ordering::AcqRel);
             counted.remove(&dir);
         }
-        if !self.touched.read().unwrap_or_else(|p| p.into_inner()).contains(&dir) {
+        if !self.is_touched(dir) {
             self.touched.write().unwrap_or_else(|p| p.into_inner()).insert(dir);
+            self.any_touched.store(true, Ordering::Release);
         }
     }
 
     fn is_touched(&self, dir: u64) -> bool {
-        dir >= OVERLAY_INO_BASE || self.touched.read().unwrap_or_else(|p| p.into_inner()).contains(&dir)
+        dir >= OVERLAY_INO_BASE
+            || (self.any_touched.load(Ordering::Acquire)
+                && self.touched.read().unwrap_or_else(|p| p.into_inner()).contains(&dir))
     }
 
     /// What `name` in directory `parent` is, if anything.

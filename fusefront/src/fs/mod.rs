@@ -43,6 +43,7 @@ pub(crate) use state::Shared;
 pub use state::{FsOptions, Job, MountCounters};
 pub(crate) use write::{Caller, NewAttrs};
 
+use crate::answer::done;
 use crate::gate::Gate;
 use crate::handles::{Handles, InodeFiles};
 use crate::limits::*;
@@ -56,13 +57,6 @@ use trove_engine::hydrate::{Converter, Hydrator};
 
 fn caller(req: &Request) -> Caller {
     Caller { uid: req.uid(), gid: req.gid() }
-}
-
-fn done(r: Result<(), Errno>, reply: ReplyEmpty) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
 }
 
 /// See the module doc.

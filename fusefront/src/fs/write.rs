@@ -231,7 +231,7 @@ impl Shared {
         let gone =
             l.overlay.namespace.remove(parent, name, found.ino, l.in_base(t, parent, name)).map_err(|e| l.failed(e))?;
         match gone {
-            Some(ino) => l.unlinked(ino, !found.is_dir() && is_regular(found.kind))?,
+            Some(ino) => l.unlinked(ino, found.is_regular())?,
             None if l.held(found.ino) => touch_ctime(l, found.ino),
             None => {}
         }
@@ -272,7 +272,7 @@ impl Shared {
                 .rename(from, to, (src.ino, src.kind), dst.map(|d| d.ino), l.in_base(t, from.0, from.1))
                 .map_err(|e| l.failed(e))?;
             match (gone, dst) {
-                (Some(ino), Some(d)) => l.unlinked(ino, !d.is_dir() && is_regular(d.kind))?,
+                (Some(ino), Some(d)) => l.unlinked(ino, d.is_regular())?,
                 // The replaced inode keeps other names: its ctime moves.
                 (None, Some(d)) if l.held(d.ino) => touch_ctime(l, d.ino),
                 _ => {}
@@ -339,7 +339,7 @@ impl Shared {
         let Some(n) = t.node(ino) else { return reply.error(Errno::ENOENT) };
         match n.kind {
             BaseKind::File | BaseKind::Executable => self.copied_up(&t, ino, size == Some(0), reply, apply),
-            _ => match self.copy_up_entry(&t, l, ino) {
+            _ => match self.copy_up(&t, ino, None) {
                 Ok(()) => apply(self, reply),
                 Err(e) => reply.error(e),
             },
@@ -414,7 +414,10 @@ impl Shared {
         });
     }
 
-    /// Copies base file `ino` up (from `blob`, or empty).
+    /// Copies base entry `ino` up, once (two first writes racing copy it
+    /// once): a file from `blob` (None: empty), a directory, symlink or
+    /// submodule as its attributes alone (a chmod, chown or utimens of it).
+    /// The object keeps the base's mode and the commit's times.
     fn copy_up(&self, t: &Table, ino: u64, blob: Option<LocalBlob>) -> Result<(), Errno> {
         let l = self.layered.as_ref().ok_or(Errno::EROFS)?;
         let _one = l.copying.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,8 +425,24 @@ impl Shared {
             return Ok(());
         }
         let n = t.node(ino).ok_or(Errno::ENOENT)?;
-        let mode = u32::from(self.attr(t, ino, n).perm);
-        l.overlay.contents.copy_up(ino, blob.as_ref(), mode, t.time).map_err(|e| {
+        let attr = self.attr(t, ino, n);
+        let mode = u32::from(attr.perm);
+        let contents = &l.overlay.contents;
+        let copied = match n.kind {
+            BaseKind::File | BaseKind::Executable => contents.copy_up(ino, blob.as_ref(), mode, t.time),
+            kind => {
+                let made = match kind {
+                    BaseKind::Symlink => Made::Symlink(t.target(ino).ok_or(Errno::EIO)?),
+                    _ => Made::Dir,
+                };
+                contents.make(ino, made, mode, (attr.uid, attr.gid)).and_then(|()| {
+                    let ts = rustix::fs::Timestamps { last_access: at(t.time), last_modification: at(t.time) };
+                    let nofollow = rustix::fs::AtFlags::SYMLINK_NOFOLLOW;
+                    Ok(rustix::fs::utimensat(rustix::fs::CWD, contents.path(ino), &ts, nofollow)?)
+                })
+            }
+        };
+        copied.map_err(|e| {
             self.counters.error(format!("{}: copying it up: {e}", Shared::path(t, ino)));
             io_errno(&e)
         })?;
@@ -433,35 +452,6 @@ impl Shared {
             .map_err(|e| l.failed(e))?;
         l.hold_base(ino);
         self.inode_files.forget(ino);
-        Ok(())
-    }
-
-    /// Copies a base directory, symlink or submodule up (its attributes
-    /// only: a chmod, chown or utimens of it).
-    fn copy_up_entry(&self, t: &Table, l: &Layered, ino: u64) -> Result<(), Errno> {
-        let _one = l.copying.lock().unwrap_or_else(|p| p.into_inner());
-        if l.held(ino) {
-            return Ok(());
-        }
-        let n = t.node(ino).ok_or(Errno::ENOENT)?;
-        let attr = self.attr(t, ino, n);
-        let made = match n.kind {
-            BaseKind::Symlink => Made::Symlink(t.target(ino).ok_or(Errno::EIO)?),
-            _ => Made::Dir,
-        };
-        let contents = &l.overlay.contents;
-        contents.make(ino, made, u32::from(attr.perm), (attr.uid, attr.gid)).map_err(|e| io_errno(&e))?;
-        let ts = rustix::fs::Timestamps { last_access: at(t.time), last_modification: at(t.time) };
-        rustix::fs::utimensat(rustix::fs::CWD, contents.path(ino), &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(rustix_errno)?;
-        l.overlay
-            .namespace
-            .set_inode(
-                ino,
-                &Inode { kind: Kind::Base(n.kind), mode: u32::from(attr.perm), links: 1, target: Vec::new() },
-            )
-            .map_err(|e| l.failed(e))?;
-        l.hold_base(ino);
         Ok(())
     }
 
@@ -478,11 +468,6 @@ impl Shared {
             );
         }
     }
-}
-
-/// Whether an entry of `kind` is a regular file.
-fn is_regular(kind: Kind) -> bool {
-    matches!(kind, Kind::Base(BaseKind::File | BaseKind::Executable))
 }
 
 /// A link came or went: the inode's ctime moves (an owner change to

@@ -11,7 +11,7 @@
 
 use super::abi::*;
 use super::reply::{RingDir, RingReply};
-use crate::answer::{EmptyAnswer, Fail};
+use crate::answer::{done, EmptyAnswer, Fail};
 use crate::fs::{Caller, NewAttrs, Shared};
 use fuser::Errno;
 use std::sync::Arc;
@@ -241,13 +241,6 @@ pub(super) fn dispatch(fs: &Arc<Shared>, request: Request, reply: RingReply) {
         Request::Fsync { ino, datasync, dir } => done(if dir { fs.fsyncdir() } else { fs.fsync(ino, datasync) }, reply),
         Request::Ok => reply.ok(),
         Request::Refused(errno) => reply.error(errno),
-    }
-}
-
-fn done(r: Result<(), Errno>, reply: RingReply) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
     }
 }
 
