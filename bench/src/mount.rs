@@ -147,6 +147,44 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         });
     }
 
+    // One daemon, many mounts: a mount of the repo asked of the daemon
+    // that already serves another (of the same commit, on the same data
+    // dir), against part 1's ready (each mount its own process, above).
+    let shared_data = mounts.join("data-shared");
+    let shared_run = mounts.join("shared.run");
+    let join = |tag: &str| {
+        MountProc::join(
+            &cfg.trove,
+            &node.url(),
+            &repo,
+            &mounts.join(tag),
+            &shared_data,
+            &shared_run,
+            &["--commit", &commit],
+        )
+    };
+    let first = join("shared-first")?;
+    let mut joined = Vec::new();
+    let mut joined_settings = String::new();
+    for round in 0..cfg.rounds {
+        steps.settle()?;
+        let m = join(&format!("shared{round}"))?;
+        joined.push(m.ready_after);
+        joined_settings = format!("by commit, {}; the daemon serves 1 other mount", m.read_path());
+        eprintln!("round {round}: mount ready with the daemon serving another: {:.0?}", m.ready_after);
+    }
+    drop(first);
+    let joined_m = median(&joined);
+    table.add(Row {
+        what: "mount ready when the daemon already serves another mount".into(),
+        settings: joined_settings,
+        trove: format!("{joined_m:.3} s"),
+        baseline: format!("part 1's ready (own process, by commit) {commit_m:.3} s"),
+        ratio: format!("{:.2}x", joined_m / commit_m),
+        target: "<= 1x".into(),
+        met: Met::of(joined_m <= commit_m),
+    });
+
     // Metadata: find + stat, cold, default settings, fresh mount vs ext4.
     let meta = by_ref("meta", "data-meta")?;
     steps.settle()?;
@@ -457,6 +495,7 @@ pub fn run(cfg: MountBench) -> Result<PathBuf> {
         "rows": table.json(),
         "mount_ready_by_ref_seconds": ready_ref.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "mount_ready_by_commit_seconds": ready_commit.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "mount_ready_daemon_serving_another_seconds": joined.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "git_clone_seconds": clone_s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "trove_restore_seconds": restore_s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "first_read_from_node_us": lf,

@@ -1,6 +1,11 @@
 //! A `trove mount` the bench runs: spawned as a user would, timed to its
 //! "ready" line, asked what the kernel granted (`trove mounts --json`),
-//! and always unmounted when dropped (SIGTERM, then `umount -l`).
+//! and always unmounted when dropped (SIGTERM, or `trove umount` for one
+//! a daemon serves, then `umount -l`).
+//!
+//! [`MountProc::start`] runs it with `--foreground` (the mount is the
+//! process's own, as each was before one daemon served many: the part 1
+//! ready time); [`MountProc::join`] asks the data dir's daemon for it.
 
 use anyhow::{bail, Result};
 use std::io::BufRead;
@@ -8,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A `trove mount` child; SIGTERM on drop, then `umount -l` if needed.
+/// A `trove mount` child (or a mount of the data dir's daemon); SIGTERM
+/// (or `trove umount`) on drop, then `umount -l` if needed.
 pub(crate) struct MountProc {
+    /// None for a mount the daemon serves.
     child: Option<Child>,
     pub(crate) dir: PathBuf,
     pub(crate) ready_after: Duration,
@@ -34,6 +41,7 @@ impl MountProc {
             .arg(dir)
             .args(["--node", node, "--data-dir"])
             .arg(data)
+            .arg("--foreground")
             .args(extra)
             .env("TROVE_LOG", "warn")
             .env("TROVE_RUN_DIR", &run_dir)
@@ -53,13 +61,57 @@ impl MountProc {
 }
 
 impl MountProc {
+    /// Asks the daemon of `data` (started if none runs) for a mount, as
+    /// `trove mount` does by default; timed to its "ready" line. All the
+    /// mounts of one data dir share `run_dir`.
+    pub(crate) fn join(
+        trove: &Path,
+        node: &str,
+        repo: &str,
+        dir: &Path,
+        data: &Path,
+        run_dir: &Path,
+        extra: &[&str],
+    ) -> Result<MountProc> {
+        std::fs::create_dir_all(dir)?;
+        let started = Instant::now();
+        let out = Command::new(trove)
+            .args(["mount", repo])
+            .arg(dir)
+            .args(["--node", node, "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .env("TROVE_LOG", "warn")
+            .env("TROVE_RUN_DIR", run_dir)
+            .stderr(Stdio::inherit())
+            .output()?;
+        let ready_after = started.elapsed();
+        let m = MountProc {
+            child: None,
+            dir: dir.to_owned(),
+            ready_after,
+            run_dir: run_dir.to_owned(),
+            trove: trove.to_owned(),
+        };
+        let line = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() || !line.starts_with("ready:") {
+            bail!("trove mount did not get ready ({}): {line:?}", out.status);
+        }
+        Ok(m)
+    }
+
     /// The read path, transport and shard count in effect, as `trove
     /// mounts` says.
     pub(crate) fn read_path(&self) -> String {
         let out = Command::new(&self.trove).args(["mounts", "--json"]).env("TROVE_RUN_DIR", &self.run_dir).output();
         let recs: serde_json::Value = out.ok().and_then(|o| serde_json::from_slice(&o.stdout).ok()).unwrap_or_default();
-        let field = |k: &str| recs[0][k].as_str().unwrap_or("unknown").to_owned();
-        let shards = recs[0]["shards"].as_u64().unwrap_or(0);
+        let mine = recs.as_array().and_then(|all| {
+            let dir = std::fs::canonicalize(&self.dir).ok()?;
+            all.iter().find(|r| r["mountpoint"].as_str().is_some_and(|p| Path::new(p) == dir))
+        });
+        let rec = mine.unwrap_or(&recs[0]);
+        let field = |k: &str| rec[k].as_str().unwrap_or("unknown").to_owned();
+        let shards = rec["shards"].as_u64().unwrap_or(0);
         format!("read path {}, {}, {shards} shards", field("read_path"), field("transport"))
     }
 }
@@ -69,6 +121,13 @@ impl Drop for MountProc {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
             let _ = c.wait();
+        } else {
+            let _ = Command::new(&self.trove)
+                .arg("umount")
+                .arg(&self.dir)
+                .env("TROVE_RUN_DIR", &self.run_dir)
+                .stdout(Stdio::null())
+                .status();
         }
         if std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|m| m.contains(&*self.dir.to_string_lossy())) {
             let _ = Command::new("umount").arg("-l").arg(&self.dir).status();

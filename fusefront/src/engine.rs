@@ -1,13 +1,15 @@
 //! The mount daemon's engine: the shard runtime with hydration alone.
 //!
-//! A mount serves no HTTP and keeps no objects, mirrors or snapshots, so it
-//! composes none of the node's services. It runs `--shards` shards (one
-//! per core by default), and the repo is owned by one of them, picked by
-//! the hash the node owns its mirror by: that shard runs the hydration
-//! queue (`trove_engine::hydrate`). The others hold no repo (one mount
-//! process serves one repo) and sleep until the mount stops. A blob
+//! A mount daemon serves no HTTP and keeps no objects, mirrors or
+//! snapshots, so it composes none of the node's services. It runs
+//! `--shards` shards (one per core by default); each repo its mounts show
+//! is owned by one of them, picked by the hash the node owns its mirror
+//! by, and that shard runs the repo's hydration queue
+//! (`trove_engine::hydrate`). Queues arrive while the shards run (a mount
+//! of a repo new to the daemon) through each shard's doorbell, and end
+//! when their hydrator closes (that repo's last mount went). A blob
 //! already local never reaches a shard: the thread that got the FUSE
-//! request reads it. This module never touches the FUSE session.
+//! request reads it. This module never touches a FUSE session.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -19,7 +21,7 @@ use trove_engine::shard::runtime::{self, Job, NodeHandle, Services};
 use trove_engine::shard::{Mesh, NodeShared, Shard};
 use trove_engine::EngineError;
 
-/// The services of a mount's shard: none but its id. It has no
+/// The services of a mount daemon's shard: none but its id. It has no
 /// cross-shard messages.
 struct MountShard {
     id: ShardId,
@@ -42,8 +44,8 @@ impl Services for MountShard {
     }
 }
 
-/// Makes `data_dir` this mount's (locked: a second mount or a node on it
-/// is refused) for `shards` shards, before anything in it is touched.
+/// Makes `data_dir` this daemon's (locked: a second daemon or a node on
+/// it is refused) for `shards` shards, before anything in it is touched.
 pub(crate) fn lock_data_dir(data_dir: &Path, shards: usize) -> Result<Arc<NodeShared>, EngineError> {
     let config = trove_engine::NodeConfig {
         shards,
@@ -67,58 +69,58 @@ pub(crate) fn owner_of(repo: &str, shards: usize) -> ShardId {
 /// The running shards; [`MountEngine::stop`] ends them.
 pub(crate) struct MountEngine {
     handle: NodeHandle,
-    /// One per shard that owns nothing: closing it ends that shard.
-    idle: Vec<doorbell::Sender<()>>,
+    /// One per shard: the hydration queues it is to serve.
+    queues: Vec<doorbell::Sender<OwnerEnd>>,
 }
 
-/// What one shard runs.
-enum ShardWork {
-    /// The repo's hydration queue, until the hydrator closes.
-    Hydrate(Box<OwnerEnd>),
-    /// Nothing, until its doorbell closes.
-    Idle(doorbell::Receiver<()>),
-}
-
-/// Starts the shards on a locked data dir: shard `owner` serves the
-/// hydration queue `end` belongs to until the hydrator closes; the others
-/// wait for [`MountEngine::stop`].
-pub(crate) fn start(node: Arc<NodeShared>, owner: ShardId, end: OwnerEnd) -> Result<MountEngine, EngineError> {
+/// Starts the shards on a locked data dir. Each serves the hydration
+/// queues [`MountEngine::serve`] hands it until [`MountEngine::stop`].
+pub(crate) fn start(node: Arc<NodeShared>) -> Result<MountEngine, EngineError> {
     let shards = node.nr_shards();
-    let mut idle = Vec::with_capacity(shards);
-    let mut work = Vec::with_capacity(shards);
-    let mut end = Some(end);
-    for id in 0..shards {
-        if id == usize::from(owner) {
-            work.push(end.take().map(|e| ShardWork::Hydrate(Box::new(e))));
-            continue;
-        }
-        let (tx, rx) = doorbell::channel::<()>(Some(1)).map_err(|e| EngineError::io("making a doorbell", "", e))?;
-        idle.push(tx);
-        work.push(Some(ShardWork::Idle(rx)));
+    let mut queues = Vec::with_capacity(shards);
+    let mut ends = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let (tx, rx) = doorbell::channel::<OwnerEnd>(None).map_err(|e| EngineError::io("making a doorbell", "", e))?;
+        queues.push(tx);
+        ends.push(Some(rx));
     }
-    let work = Arc::new(Mutex::new(work));
+    let ends = Arc::new(Mutex::new(ends));
     let handle = runtime::start::<MountShard, _, _>(node, Arc::new(()), move |s: Rc<MountShard>| {
-        let mine = work.lock().ok().and_then(|mut w| w.get_mut(usize::from(s.id)).and_then(Option::take));
+        let mine = ends.lock().ok().and_then(|mut w| w.get_mut(usize::from(s.id)).and_then(Option::take));
         async move {
-            match mine {
-                Some(ShardWork::Hydrate(end)) => trove_engine::hydrate::queue::serve(*end).await,
-                Some(ShardWork::Idle(bell)) => {
-                    let mut bell = bell.on_shard();
-                    while bell.recv().await.is_some() {}
-                }
-                None => {}
+            let Some(bell) = mine else { return };
+            let mut bell = bell.on_shard();
+            // One per repo mounted in the daemon's life: few.
+            let mut running = Vec::new();
+            while let Some(end) = bell.recv().await {
+                // Runs at once up to its first wait; nothing is borrowed here.
+                running.push(glommio::spawn_local(trove_engine::hydrate::queue::serve(end)).detach());
+            }
+            // Each queue ends once its hydrator closes.
+            for t in running {
+                t.await;
             }
         }
     })?;
-    Ok(MountEngine { handle, idle })
+    Ok(MountEngine { handle, queues })
 }
 
 impl MountEngine {
-    /// Ends every shard (the owner's queue ends once the hydrator closes)
-    /// and waits for them.
+    pub(crate) fn nr_shards(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Hands `end` to shard `owner`, which serves it until its hydrator
+    /// closes. False if the engine is stopping.
+    pub(crate) fn serve(&self, owner: ShardId, end: OwnerEnd) -> bool {
+        self.queues.get(usize::from(owner)).is_some_and(|q| q.send(end).is_ok())
+    }
+
+    /// Ends every shard once the queues it serves have ended (close their
+    /// hydrators first) and waits for them.
     pub(crate) fn stop(self) {
-        for bell in &self.idle {
-            bell.close();
+        for q in &self.queues {
+            q.close();
         }
         self.handle.shared.request_stop();
         let _ = self.handle.join();

@@ -3,7 +3,12 @@
 //! index is in memory; file contents hydrate on first open through the
 //! engine shard that owns the repo (`trove_engine::hydrate`).
 //!
-//! - [`mount`]: one mount's life (mount, prepare, serve, unmount).
+//! - [`daemon`]: the mount daemon, one per data dir, serving every mount
+//!   on it (shared engine, blob cache and per-repo hydration), asked over
+//!   its control socket.
+//! - `host`: what a daemon's mounts share, handed to each (data dir, blob
+//!   cache, engine, and `repos`: each repo's hydration, leased by mounts).
+//! - [`mount`]: one mount's life in it (mount, prepare, serve, unmount).
 //! - [`table`]: the inode table of the base tree, built from the index.
 //! - [`gate`]: holds operations until the table is ready.
 //! - [`fs`]: the filesystem's operations (metadata from the table, reads
@@ -15,7 +20,8 @@
 //! - [`handles`]: open file handles (and the passthrough ids they keep alive).
 //! - [`status`]: the record `trove mounts` reads.
 //! - `engine`: the daemon's engine, the shard runtime composed with
-//!   hydration alone (none of the node's services).
+//!   hydration alone (none of the node's services), a queue per repo on
+//!   the shard that owns it.
 //!
 //! It never imports the server: what it needs of a node is HTTP it speaks
 //! itself (the tree index) or through the engine (blobs). It trusts no byte
@@ -23,14 +29,17 @@
 //! checked against its id before the kernel sees it.
 
 pub mod answer;
+pub mod daemon;
 mod engine;
 pub mod fs;
 pub mod gate;
 pub mod handles;
+mod host;
 pub mod limits;
 pub mod mount;
 pub mod options;
 mod prehydrate;
+mod repos;
 mod ring;
 pub mod status;
 pub mod table;

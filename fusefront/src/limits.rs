@@ -68,3 +68,23 @@ pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest tree index downloaded (compressed bytes): a 4M-entry tree is
 /// about 150 MB compressed.
 pub const TREE_INDEX_DOWNLOAD_MAX_BYTES: u64 = 512 << 20;
+
+/// How long a mount daemon waits for its first mount before it exits
+/// (its starter died before asking).
+pub const DAEMON_IDLE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a stopping daemon waits for each mount to unmount.
+pub const DAEMON_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// Longest line on a daemon's control socket (a request or a reply).
+pub const CONTROL_LINE_MAX: u64 = 256 << 10;
+
+/// How long a control connection may take to send its request.
+pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections a daemon serves at once; more wait in the backlog.
+pub const CONTROL_CONNECTIONS_MAX: usize = 64;
+
+/// How long `trove mount` waits for a daemon it started to listen, or
+/// for a stopping one to exit.
+pub const DAEMON_START_WAIT: Duration = Duration::from_secs(15);

@@ -1,61 +1,64 @@
-//! One mount's life: mount, prepare, serve, unmount.
+//! One mount's life inside the mount daemon: mount, prepare, serve,
+//! unmount. The daemon's host (`crate::host`) holds what mounts share (the
+//! engine, the blob cache, each repo's hydration); this owns what is the
+//! mount's alone (its FUSE session and queues, its overlay, its gate,
+//! counters and record), and never outlives its thread.
 //!
 //! 1. The mountpoint is checked and the commit's tree index asked of the
 //!    node at once, on its own thread: fetching it, checking it and
 //!    building the inode table overlap everything that follows.
-//! 2. The data dir is locked, the engine starts (`--shards` shards; the
-//!    one that owns the repo runs the hydration queue) and the FUSE session
-//!    is mounted: the directory is a mount from then on, and what touches
-//!    it early waits at the readiness gate. Once the table is built the
-//!    gate opens and "ready" is printed; or the gate fails (EIO for every
-//!    waiter), the record says why, and the mount ends with a
-//!    [`MountError`] and its exit code.
-//! 3. It serves until `stop` fires (SIGTERM/SIGINT in `trove mount`) or
-//!    the filesystem is unmounted from outside; then it unmounts (lazily if
-//!    busy), stops the engine and removes its record.
+//! 2. The repo's hydration is leased from the daemon (started on the
+//!    shard that owns the repo if no other mount of it runs), the overlay
+//!    opened and the FUSE session mounted: the directory is a mount from
+//!    then on, and what touches it early waits at the readiness gate.
+//!    Once the table is built the gate opens and [`MountEvent::Ready`] is
+//!    reported; or the gate fails (EIO for every waiter), the record says
+//!    why, and the mount ends with a [`MountError`] and its exit code.
+//! 3. It serves until `stop` fires (`trove umount`, the daemon stopping,
+//!    or its asker leaving before ready) or the filesystem is unmounted
+//!    from outside; then it unmounts (lazily if busy) and removes its
+//!    record.
 
 use crate::fs::{FsOptions, Job, MountCounters, TroveFs};
 use crate::gate::Gate;
+use crate::host::Host;
 use crate::limits::*;
 use crate::status::MountRecord;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trove_engine::hydrate::blobstore::{BlobStore, SmallBlobs};
-use trove_engine::hydrate::{HydrateConfig, Hydrator, NodeHealth};
+use trove_engine::hydrate::blobstore::BlobStore;
+use trove_engine::hydrate::NodeHealth;
 
 pub use crate::options::{MountError, MountOptions, ReadPath, Revision, Transport};
 
-/// Raises the soft descriptor limit to the hard one: reads without a FUSE
-/// open keep a file open per inode read (up to INODE_FILES_MAX).
-fn raise_fd_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit) {
-            tracing::debug!("raising the open-file limit: {e}");
-        }
-    }
+/// What a mount tells whoever asked for it, before it ends.
+#[derive(Debug)]
+pub enum MountEvent {
+    /// Something worth saying while it prepares (a node cloning a repo
+    /// new to it, a daemon keeping its own settings).
+    Progress(String),
+    /// The tree is served: its record, and how long it took.
+    Ready(Box<MountRecord>, Duration),
 }
 
-/// Mounts, serves until `stop` fires or the mount goes away, unmounts.
-/// `on_ready` is called once the tree is served.
-pub fn run(
+/// Mounts `options` on `host`, serves until `stop` fires or the mount
+/// goes away, unmounts. `events` hears its progress and its readiness.
+pub(crate) fn run(
+    host: &Host,
     options: MountOptions,
     stop: crossbeam_channel::Receiver<()>,
-    on_ready: impl FnOnce(&MountRecord, Duration),
+    events: &dyn Fn(MountEvent),
 ) -> Result<(), MountError> {
     let started = Instant::now();
-    raise_fd_limit();
-    let mountpoint = check_mountpoint(&options.mountpoint)?;
-    MountRecord::remove_failed(&mountpoint);
+    let mountpoint = check_mountpoint(&options.mountpoint, events)?;
+    // A failed mount's record here (kept for its reason) is history now.
+    MountRecord::remove(&mountpoint);
     // The tree index first, on its own thread: fetching, decoding and
-    // building it overlaps the engine, the local tier and the FUSE mount
-    // below (each is tens of milliseconds of a 100k-file ready), and this
-    // thread stays free for SIGTERM/SIGINT while a slow node answers (a
-    // node that never saw the repo clones it first).
+    // building it overlaps the hydration lease, the overlay and the FUSE
+    // mount below, and this thread stays free for a stop while a slow
+    // node answers (a node that never saw the repo clones it first).
     tracing::info!(repo = %options.repo, node = %options.node, "fetching the tree index");
     let (prepared_tx, prepared_rx) = crossbeam_channel::bounded(1);
     let prep_options = options.clone();
@@ -65,34 +68,16 @@ pub fn run(
             let _ = prepared_tx.send(crate::tree_fetch::prepare(&prep_options));
         })
         .expect("spawning the prepare thread");
-    std::fs::create_dir_all(&options.data_dir)
-        .map_err(|e| MountError::DataDir(format!("creating {}: {e}", options.data_dir.display())))?;
-    // Absolute from here on: `trove mounts` shows it to other directories.
     let mut options = options;
-    options.data_dir = std::fs::canonicalize(&options.data_dir)
-        .map_err(|e| MountError::DataDir(format!("resolving {}: {e}", options.data_dir.display())))?;
-    // The engine first: it locks the data dir, so no other mount's blobs
-    // (landing in its tmp/) are touched below.
-    let node = crate::engine::lock_data_dir(&options.data_dir, options.shards)
-        .map_err(|e| MountError::DataDir(e.to_string()))?;
-    // A passthrough backing file must be the blob's own file.
-    let small = match options.read_path {
-        ReadPath::Passthrough => SmallBlobs::OwnFiles,
-        ReadPath::Kernel | ReadPath::Daemon => SmallBlobs::Slabs,
-    };
-    let store = BlobStore::open_dir(&options.data_dir, options.cache_capacity_bytes, small)
-        .map_err(|e| MountError::DataDir(e.to_string()))?;
-    let node_url = url::Url::parse(&options.node)
-        .map_err(|e| MountError::Unreachable { node: options.node.clone(), reason: format!("not a URL: {e}") })?;
-    let mut hconfig = HydrateConfig::new(node_url, options.repo.clone());
-    hconfig.fetch_timeout = options.fetch_timeout;
-    hconfig.auth = options.auth.clone();
-    let (hydrator, owner_end) =
-        Hydrator::new(store.clone(), hconfig).map_err(|e| MountError::DataDir(e.to_string()))?;
-    let shards = node.nr_shards();
-    let owner = crate::engine::owner_of(&options.repo, shards);
-    let engine = crate::engine::start(node, owner, owner_end).map_err(|e| MountError::DataDir(e.to_string()))?;
-    let hydrator = Arc::new(hydrator);
+    options.data_dir = host.data_dir.clone();
+    let store = host.store.clone();
+    if options.read_path == ReadPath::Passthrough {
+        // A passthrough backing file must be the blob's own file.
+        store.give_every_blob_its_file();
+    }
+    let lease = host.lease(&options)?;
+    let hydrator = lease.hydrator.clone();
+    let (shards, owner) = (host.shards(), lease.owner);
 
     let record = Arc::new(Mutex::new(MountRecord {
         pid: std::process::id(),
@@ -102,10 +87,10 @@ pub fn run(
         node: options.node.clone(),
         data_dir: options.data_dir.clone(),
         state: "preparing".into(),
-        cache_capacity_bytes: options.cache_capacity_bytes,
         started_ms: trove_engine::now_ms(),
         shards: shards as u32,
         owner_shard: u32::from(owner),
+        cache_capacity_bytes: store.capacity_bytes(),
         ..Default::default()
     }));
     // One deadline for the whole preparation: the gate's waiters, and the
@@ -213,11 +198,11 @@ pub fn run(
                 if let Some((bytes, seconds)) = crate::tree_fetch::clone_progress(&options) {
                     if received.is_none_or(|before| bytes > before) {
                         gate.extend();
-                        eprintln!(
-                            "trove: the node is cloning {} (new to it): {:.1} MB received in {seconds:.0} s",
+                        events(MountEvent::Progress(format!(
+                            "the node is cloning {} (new to it): {:.1} MB received in {seconds:.0} s",
                             options.repo,
                             bytes as f64 / 1e6
-                        );
+                        )));
                         received = Some(bytes);
                     }
                 }
@@ -255,18 +240,16 @@ pub fn run(
                 r.reason = Some(e.to_string());
                 let _ = r.write();
             }
-            hydrator.close();
             unmount(&mut unmounter, &mountpoint);
             let _ = ended_rx.recv_timeout(Duration::from_secs(5));
             let _ = session_thread.join();
             if let Some(q) = queues {
                 q.join(RING_JOIN_WAIT);
             }
-            engine.stop();
             // A failure's record stays, with its reason, for `trove mounts`;
             // a mount stopped on purpose leaves none.
             if matches!(e, MountError::Interrupted) {
-                MountRecord::remove(std::process::id());
+                MountRecord::remove(&mountpoint);
             }
             return Err(e);
         }
@@ -308,18 +291,20 @@ pub fn run(
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
         fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
+        r.daemon_mounts = host.mounts_served();
         // On disk before "ready" is said: whoever saw it and asks `trove
         // mounts` must find it ready too.
         let _ = r.write();
         r.clone()
     };
-    on_ready(&ready, started.elapsed());
+    events(MountEvent::Ready(Box::new(ready), started.elapsed()));
 
     // Serve: refresh the record until told to stop or unmounted.
     let ended_outside = loop {
         {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
             fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
+            r.daemon_mounts = host.mounts_served();
             let _ = r.write();
         }
         crossbeam_channel::select! {
@@ -336,21 +321,21 @@ pub fn run(
         unmount(&mut unmounter, &mountpoint);
         let _ = ended_rx.recv_timeout(Duration::from_secs(5));
     }
-    hydrator.close();
     drop(hydrator);
     // The queues end with the connection. A mount detached lazily while
-    // busy keeps its connection until its last user leaves: then they are
-    // left to end with this process, as fuser's loop is.
+    // busy keeps its connection until its last user leaves: then they
+    // end on their own, as fuser's loop does (or with the daemon).
     let connection_gone = ended_outside || session_thread.is_finished();
     if let Some(q) = queues.filter(|_| connection_gone) {
         q.join(RING_JOIN_WAIT);
     }
-    engine.stop();
     if connection_gone {
         let _ = session_thread.join();
     }
     drop(workers);
-    MountRecord::remove(std::process::id());
+    MountRecord::remove(&mountpoint);
+    // Last: the repo's hydration ends here if no other mount shows it.
+    drop(lease);
     Ok(())
 }
 
@@ -436,17 +421,14 @@ fn is_dead_daemon_errno(errno: i32) -> bool {
 }
 
 /// The mountpoint, absolute; it must be an empty directory and not a
-/// mount already.
-fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
+/// mount already. A trove mount left dead there (its daemon killed: every
+/// access ENOTCONN) is detached first, and its overlay comes back with
+/// this mount.
+fn check_mountpoint(path: &std::path::Path, events: &dyn Fn(MountEvent)) -> Result<PathBuf, MountError> {
+    let dead = |e: &std::io::Error| e.raw_os_error().is_some_and(is_dead_daemon_errno);
     let abs = match std::fs::canonicalize(path) {
         Ok(p) => p,
-        Err(e) if e.raw_os_error().is_some_and(is_dead_daemon_errno) => {
-            return Err(MountError::Mountpoint(format!(
-                "{} is a dead mount (its daemon is gone); run `trove umount {}` first",
-                path.display(),
-                path.display()
-            )))
-        }
+        Err(e) if dead(&e) => return detach_dead(path, events),
         Err(e) => {
             return Err(MountError::Mountpoint(format!(
                 "the mountpoint {} is not usable ({e}); create an empty directory there",
@@ -454,9 +436,16 @@ fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
             )))
         }
     };
-    let mut entries = std::fs::read_dir(&abs).map_err(|e| {
-        MountError::Mountpoint(format!("the mountpoint {} is not a readable directory ({e})", abs.display()))
-    })?;
+    let mut entries = match std::fs::read_dir(&abs) {
+        Ok(entries) => entries,
+        Err(e) if dead(&e) => return detach_dead(path, events),
+        Err(e) => {
+            return Err(MountError::Mountpoint(format!(
+                "the mountpoint {} is not a readable directory ({e})",
+                abs.display()
+            )))
+        }
+    };
     if entries.next().is_some() {
         return Err(MountError::Mountpoint(format!(
             "the mountpoint {} is not empty; mount on an empty directory so nothing is hidden",
@@ -467,4 +456,47 @@ fn check_mountpoint(path: &std::path::Path) -> Result<PathBuf, MountError> {
         return Err(MountError::Mountpoint(format!("{} is already a trove mount", abs.display())));
     }
     Ok(abs)
+}
+
+/// Detaches the dead trove mount on `path` (refusing any other dead
+/// mount), then checks the directory under it.
+fn detach_dead(path: &std::path::Path, events: &dyn Fn(MountEvent)) -> Result<PathBuf, MountError> {
+    let dead = lexical_absolute(path);
+    if !crate::status::mounted_points().contains(&dead) {
+        return Err(MountError::Mountpoint(format!(
+            "{} is a dead mount, not trove's; unmount it (umount -l) first",
+            path.display()
+        )));
+    }
+    rustix::mount::unmount(&dead, rustix::mount::UnmountFlags::DETACH)
+        .map_err(|e| MountError::Mountpoint(format!("detaching the dead mount on {}: {e}", dead.display())))?;
+    events(MountEvent::Progress(format!(
+        "detached the dead mount on {} (its daemon was killed); what it wrote comes back",
+        dead.display()
+    )));
+    check_mountpoint(&dead, events)
+}
+
+/// `path` made absolute without touching it (a dead mount cannot be
+/// stat'd): its parent resolved, `.` and `..` taken lexically after that.
+pub fn lexical_absolute(path: &std::path::Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    match (out.parent().and_then(|p| std::fs::canonicalize(p).ok()), out.file_name()) {
+        (Some(parent), Some(name)) => parent.join(name),
+        _ => out,
+    }
 }

@@ -1,20 +1,39 @@
 //! What a mount is asked for (`MountOptions`, from `trove mount`'s flags)
 //! and why one fails (`MountError`, each with its exit code). Plain data:
-//! nothing here mounts, fetches or prints.
+//! nothing here mounts, fetches or prints. Both travel over the mount
+//! daemon's control socket (`crate::daemon::control`), so they serialize;
+//! the node's credentials only there, never into a record or a log.
 
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 use trove_engine::Secret;
 
+/// The node's credentials as the control socket carries them to the
+/// daemon (a socket only its own user reaches): the one place they are
+/// serialized.
+mod auth_on_the_socket {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use trove_engine::Secret;
+
+    pub fn serialize<S: Serializer>(auth: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        auth.as_ref().map(Secret::expose).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+    }
+}
+
 /// Which commit to mount.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Revision {
     Ref(String),
     Commit(String),
 }
 
 /// Everything `trove mount` resolved from its flags.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MountOptions {
     /// `host/org/repo`.
     pub repo: String,
@@ -27,6 +46,7 @@ pub struct MountOptions {
     pub prefetch: bool,
     pub fetch_timeout: Duration,
     pub ready_timeout: Duration,
+    #[serde(with = "auth_on_the_socket")]
     pub auth: Option<Secret>,
     pub read_path: ReadPath,
     pub transport: Transport,
@@ -42,7 +62,7 @@ pub struct MountOptions {
 }
 
 /// How the kernel reads a mounted file (`trove mount --read-path`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadPath {
     /// The kernel opens files itself (FUSE open answered ENOSYS): an open
     /// costs no round trip and each file's page cache lives across opens;
@@ -69,7 +89,7 @@ impl ReadPath {
 
 /// How requests travel between the kernel and the daemon (`trove mount
 /// --transport`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Transport {
     /// io_uring where the kernel has it on, else `/dev/fuse`, quietly.
     Auto,
@@ -114,21 +134,37 @@ pub enum MountError {
     Overlay(String),
     #[error("stopped (SIGTERM or SIGINT) before the tree was ready")]
     Interrupted,
+    #[error("the mount daemon on this data dir is stopping (its last mount went); run the mount again")]
+    Stopping,
+    #[error("the mount daemon: {0}")]
+    Daemon(String),
+    #[error(
+        "a mount daemon (pid {0}) already serves this data dir; run trove mount without --foreground to add \
+         this mount to it"
+    )]
+    DaemonRunning(String),
+    /// A failure the daemon reported over its control socket, as it said it.
+    #[error("{message}")]
+    Reported { code: i32, message: String },
 }
 
 impl MountError {
     /// 3 no such repo/ref/commit, 5 node unreachable, 6 index refused,
-    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node failed,
-    /// 130 stopped by a signal while preparing.
+    /// 8 mountpoint or data dir unusable, 9 FUSE refused, 1 the node or
+    /// the mount daemon failed, 130 stopped by a signal while preparing.
     pub fn exit_code(&self) -> i32 {
         match self {
             MountError::NotFound(_) => 3,
             MountError::Unreachable { .. } => 5,
             MountError::BadIndex(_) => 6,
-            MountError::Mountpoint(_) | MountError::DataDir(_) | MountError::Overlay(_) => 8,
+            MountError::Mountpoint(_)
+            | MountError::DataDir(_)
+            | MountError::Overlay(_)
+            | MountError::DaemonRunning(_) => 8,
             MountError::Fuse(_) => 9,
-            MountError::Node { .. } => 1,
+            MountError::Node { .. } | MountError::Stopping | MountError::Daemon(_) => 1,
             MountError::Interrupted => 130,
+            MountError::Reported { code, .. } => *code,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The record each running mount keeps of itself, for `trove mounts` and
-//! `trove umount`: one JSON file per mount process under the run dir,
-//! rewritten (atomically: temp file and rename) as its state changes and
-//! every `STATUS_INTERVAL`.
+//! `trove umount`: one JSON file per mountpoint under the run dir (named
+//! by the mountpoint's id; `pid` is the daemon serving it), rewritten
+//! (atomically: temp file and rename) as its state changes and every
+//! `STATUS_INTERVAL`.
 //!
 //! Run dir: `$TROVE_RUN_DIR`, else `/run/trove` for root, else
 //! `$XDG_RUNTIME_DIR/trove`, else `/tmp/trove-UID`. A record whose process
@@ -14,9 +15,10 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// One mount, as its process last wrote it.
+/// One mount, as its daemon last wrote it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MountRecord {
+    /// The daemon serving the mount (with every other mount on its data dir).
     pub pid: u32,
     pub repo: String,
     pub commit: String,
@@ -59,10 +61,14 @@ pub struct MountRecord {
     pub overlay_bytes: u64,
     /// Whether opens get a passthrough backing file.
     pub passthrough: bool,
-    /// Blobs fetched from the node by this mount, and their bytes.
+    /// Mounts the daemon serves now, this one included.
+    #[serde(default)]
+    pub daemon_mounts: u32,
+    /// Blobs fetched from the node by the daemon (for all its mounts: they
+    /// share one blob cache), and their bytes.
     pub hydrated_blobs: u64,
     pub hydrated_bytes: u64,
-    /// Blobs in the local tier now (this mount's and earlier ones').
+    /// Blobs in the local tier now (every mount's on this data dir).
     pub local_blobs: u64,
     pub local_bytes: u64,
     pub cache_capacity_bytes: u64,
@@ -95,8 +101,8 @@ pub fn run_dir() -> PathBuf {
     }
 }
 
-fn record_path(dir: &Path, pid: u32) -> PathBuf {
-    dir.join(format!("mount-{pid}.json"))
+fn record_path(dir: &Path, mountpoint: &Path) -> PathBuf {
+    dir.join(format!("mount-{}.json", trove_engine::overlay::path_id(mountpoint)))
 }
 
 impl MountRecord {
@@ -104,20 +110,15 @@ impl MountRecord {
     pub fn write(&self) -> std::io::Result<()> {
         let dir = run_dir();
         std::fs::create_dir_all(&dir)?;
-        let tmp = dir.join(format!(".mount-{}.json.tmp", self.pid));
+        let path = record_path(&dir, &self.mountpoint);
+        let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        std::fs::rename(&tmp, record_path(&dir, self.pid))
+        std::fs::rename(&tmp, path)
     }
 
-    /// Removes the records of failed mounts on `mountpoint`.
-    pub fn remove_failed(mountpoint: &Path) {
-        for r in list().into_iter().filter(|r| r.state == "failed" && r.mountpoint == mountpoint) {
-            MountRecord::remove(r.pid);
-        }
-    }
-
-    pub fn remove(pid: u32) {
-        let _ = std::fs::remove_file(record_path(&run_dir(), pid));
+    /// Removes the record of the mount on `mountpoint`.
+    pub fn remove(mountpoint: &Path) {
+        let _ = std::fs::remove_file(record_path(&run_dir(), mountpoint));
     }
 }
 
@@ -154,14 +155,15 @@ pub fn list() -> Vec<MountRecord> {
     out
 }
 
-/// Whether process `pid` exists and is a trove mount (not a reused pid).
+/// Whether process `pid` exists and is a trove mount daemon (`trove
+/// mountd`, or `trove mount --foreground`), not a reused pid.
 pub fn process_alive(pid: u32) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(false);
-    !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == b"mount")
+    !zombie && cmdline.split(|&b| b == 0).any(|arg| arg == b"mount" || arg == b"mountd")
 }
 
 /// Mount points of FUSE filesystems named trove, from /proc/self/mountinfo.

@@ -19,7 +19,7 @@ echo "== tests"
 cargo nextest run --release --workspace --locked --no-fail-fast --test-threads 4 "$@"
 
 # Nothing may be left behind, also after failures (fixtures clean up in Drop).
-leftover=$(pgrep -a -f 'trove serve|weed server|git-daemon' | grep -v '<defunct>' || true)
+leftover=$(pgrep -a -f 'trove (serve|mountd|mount )|weed server|git-daemon' | grep -v '<defunct>' || true)
 if [ -n "$leftover" ]; then
   echo "tests left processes running:"; echo "$leftover"; exit 1
 fi

@@ -107,6 +107,9 @@ enum Command {
     /// Latency and throughput benchmarks, side by side with baselines.
     #[command(subcommand)]
     Bench(trove_bench::cli::BenchCommand),
+    /// The mount daemon of one data dir, started by `trove mount`; not for users.
+    #[command(hide = true)]
+    Mountd(mount::MountdArgs),
     /// Started by `trove serve` beside itself (see orphans.rs); not for users.
     #[command(name = "watch-orphans", hide = true)]
     WatchOrphans {
@@ -147,6 +150,7 @@ fn run(command: Command) -> Result<()> {
         Command::Mount(args) => mount::mount(args),
         Command::Umount(args) => mount::umount(args),
         Command::Mounts(args) => mount::mounts(args),
+        Command::Mountd(args) => mount::mountd(args),
         Command::Bench(cmd) => trove_bench::cli::run(cmd, std::env::current_exe()?),
         Command::WatchOrphans { data_dir, node_pid } => orphans::watch(&data_dir, node_pid),
     }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use trove_fusefront::mount::{MountOptions, ReadPath, Revision, Transport};
+use trove_fusefront::mount::{MountEvent, MountOptions, ReadPath, Revision, Transport};
 use trove_fusefront::status::{self, MountRecord};
 
 /// Mount a repo at a commit as a writable working tree; files hydrate on
@@ -30,11 +30,22 @@ use trove_fusefront::status::{self, MountRecord};
 /// commit on that mountpoint is refused. A hard link to a file of the
 /// commit not written yet is refused (EPERM); write it first.
 ///
-/// Runs in the foreground: prints `ready ...` once the tree is served,
-/// and unmounts cleanly on SIGTERM or Ctrl-C. `trove mounts` shows each
-/// mount's state and counters; `trove umount DIR` ends one, also a dead one.
+/// One daemon per data dir serves every mount on it: the first `trove
+/// mount` starts it (in the background, logging to DATA_DIR/mountd.log),
+/// later ones ask it for theirs, and it exits when its last mount is
+/// gone. Its mounts share one blob cache (a blob is fetched once for every
+/// repo and commit that has it), each repo's fetches run on the shard that
+/// owns it, and each mount keeps its own overlay. `trove mount` prints
+/// `ready ...` once the tree is served and exits 0; `trove umount DIR`
+/// removes one mount, and `trove mounts` shows them all. With
+/// --foreground this process is the daemon instead: it serves until its
+/// mounts are gone or SIGTERM/Ctrl-C, which unmounts them cleanly. A
+/// killed daemon leaves its mounts dead (every access: "Transport
+/// endpoint is not connected"); `trove mount` on one detaches it and
+/// brings its overlay back, `trove umount` just detaches it.
 ///
-/// Exit codes: 0 unmounted cleanly; 1 the node failed; 2 bad arguments;
+/// Exit codes: 0 ready (--foreground: unmounted cleanly); 1 the node or
+/// the mount daemon failed; 2 bad arguments;
 /// 3 no such repo, ref or commit; 5 the node is unreachable; 6 the node's
 /// tree index was refused; 8 the mountpoint or data dir is unusable (not an
 /// empty directory, a dead mount, in use by another mount); 9 FUSE refused
@@ -124,6 +135,81 @@ pub struct MountArgs {
     /// the mounting user reaches the tree.
     #[arg(long)]
     pub allow_other: bool,
+    /// Serve the mount from this process instead of the data dir's
+    /// background daemon: it becomes that daemon (other mounts on the data
+    /// dir may join it) and runs until its mounts are gone or SIGTERM or
+    /// Ctrl-C, which unmounts them. Refused while a daemon already runs on
+    /// the data dir. --shards and --cache-capacity apply to the daemon
+    /// the first mount starts; later mounts share it as it is.
+    #[arg(long)]
+    pub foreground: bool,
+}
+
+/// Started by `trove mount` beside itself: the mount daemon of one data
+/// dir (see `trove mount --help`). Not for users.
+#[derive(clap::Args)]
+pub struct MountdArgs {
+    pub data_dir: PathBuf,
+    #[arg(long)]
+    pub shards: usize,
+    #[arg(long)]
+    pub cache_capacity: u64,
+    #[arg(long)]
+    pub own_files: bool,
+}
+
+/// SIGTERM or SIGINT, as a channel; and the handle that stops listening.
+fn stop_on_signals() -> Result<(crossbeam_channel::Receiver<()>, signal_hook::iterator::Handle)> {
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = stop_tx.send(());
+        }
+    });
+    Ok((stop_rx, handle))
+}
+
+/// The daemon's stdout, a pipe its starter reads one line from: once
+/// that line is written and this dropped, stdout is /dev/null (the
+/// starter is gone soon, and nothing more is said there).
+struct FirstLine;
+
+impl Write for FirstLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().flush()
+    }
+}
+
+impl Drop for FirstLine {
+    fn drop(&mut self) {
+        let _ = std::io::stdout().flush();
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = rustix::stdio::dup2_stdout(&null);
+        }
+    }
+}
+
+/// `trove mountd`.
+pub fn mountd(args: MountdArgs) -> Result<()> {
+    let (stop, handle) = stop_on_signals()?;
+    let options = trove_fusefront::daemon::DaemonOptions {
+        data_dir: args.data_dir,
+        shards: args.shards.clamp(1, 256),
+        cache_capacity_bytes: args.cache_capacity,
+        own_files: args.own_files,
+    };
+    let code = trove_fusefront::daemon::background(&options, FirstLine, &stop);
+    handle.close();
+    if code != 0 {
+        return Err(fail(code, "the mount daemon could not start"));
+    }
+    Ok(())
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -205,15 +291,7 @@ pub fn mount(args: MountArgs) -> Result<()> {
         prehydrate_bytes: args.prehydrate,
         allow_other: args.allow_other,
     };
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-    let handle = signals.handle();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            let _ = stop_tx.send(());
-        }
-    });
-    let result = trove_fusefront::mount::run(options, stop_rx, |rec, took| {
+    let say_ready = |rec: &MountRecord, took: Duration| {
         println!(
             "ready: {} at {} on {} ({} files) in {:.0?}{}",
             rec.repo,
@@ -228,6 +306,25 @@ pub fn mount(args: MountArgs) -> Result<()> {
             }
         );
         let _ = std::io::stdout().flush();
+    };
+    let progress = |text: &str| eprintln!("trove: {text}");
+    if !args.foreground {
+        let started = Instant::now();
+        let mut options = options;
+        // The daemon runs elsewhere: it is told absolute paths.
+        options.mountpoint = trove_fusefront::mount::lexical_absolute(&options.mountpoint);
+        std::fs::create_dir_all(&options.data_dir)?;
+        options.data_dir = std::fs::canonicalize(&options.data_dir)?;
+        let trove = std::env::current_exe()?;
+        let rec = trove_fusefront::daemon::client::mount(&trove, &options, &progress)
+            .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+        say_ready(&rec, started.elapsed());
+        return Ok(());
+    }
+    let (stop, handle) = stop_on_signals()?;
+    let result = trove_fusefront::daemon::foreground(options, &stop, move |event| match event {
+        MountEvent::Progress(text) => progress(&text),
+        MountEvent::Ready(rec, took) => say_ready(&rec, took),
     });
     handle.close();
     result.map_err(|e| fail(e.exit_code(), e.to_string()))
@@ -242,10 +339,10 @@ pub struct UmountArgs {
     pub timeout: Duration,
 }
 
-/// `trove umount`: asks a live mount to stop (SIGTERM) and waits; a dead
-/// one (its daemon gone: ENOTCONN) is detached directly.
+/// `trove umount`: asks a live mount's daemon to unmount it and waits; a
+/// dead one (its daemon gone: ENOTCONN) is detached directly.
 pub fn umount(args: UmountArgs) -> Result<()> {
-    let given = absolute(&args.mountpoint);
+    let given = trove_fusefront::mount::lexical_absolute(&args.mountpoint);
     let records = status::list();
     let live = records.iter().find(|r| r.mountpoint == given && r.state != "dead" && r.state != "failed").cloned();
     // Who uses the mount now: the kernel then detaches it lazily (it goes
@@ -260,25 +357,14 @@ pub fn umount(args: UmountArgs) -> Result<()> {
         )
     };
     if let Some(rec) = live {
-        let pid =
-            rustix::process::Pid::from_raw(rec.pid as i32).ok_or_else(|| fail(1, "a mount record without a pid"))?;
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-            .map_err(|e| fail(1, format!("signalling the mount (pid {}): {e}", rec.pid)))?;
-        let deadline = Instant::now() + args.timeout;
-        while status::process_alive(rec.pid) {
-            if Instant::now() > deadline {
-                return Err(fail(1, format!("the mount (pid {}) did not stop within {:?}", rec.pid, args.timeout)));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        trove_fusefront::daemon::client::unmount(&rec.data_dir, &given, args.timeout)
+            .map_err(|e| fail(e.exit_code(), format!("unmounting {}: {e}", given.display())))?;
         println!("unmounted {}{how}", given.display());
         return Ok(());
     }
     match rustix::mount::unmount(&given, rustix::mount::UnmountFlags::DETACH) {
         Ok(()) => {
-            for r in status::list().into_iter().filter(|r| r.mountpoint == given) {
-                MountRecord::remove(r.pid);
-            }
+            MountRecord::remove(&given);
             println!("unmounted {}{how}", given.display());
             Ok(())
         }
@@ -288,7 +374,7 @@ pub fn umount(args: UmountArgs) -> Result<()> {
                 return Err(fail(2, format!("{} is not a mount", given.display())));
             }
             for r in failed {
-                MountRecord::remove(r.pid);
+                MountRecord::remove(&r.mountpoint);
             }
             println!("removed the record of the failed mount on {}", given.display());
             Ok(())
@@ -318,26 +404,6 @@ fn holders(dir: &Path) -> Vec<String> {
         if out.len() == 8 {
             out.push("more".into());
             break;
-        }
-    }
-    out
-}
-
-/// `path` made absolute without touching it (a dead mount cannot be stat'd).
-fn absolute(path: &Path) -> PathBuf {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
-    };
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            c => out.push(c),
         }
     }
     out
@@ -379,8 +445,14 @@ pub fn mounts(args: MountsArgs) -> Result<()> {
         );
         if !r.read_path.is_empty() {
             println!(
-                "    read path: {}; transport: {}; shards: {} (the repo's: {})",
-                r.read_path, r.transport, r.shards, r.owner_shard
+                "    read path: {}; transport: {}; shards: {} (the repo's: {}); daemon: pid {}, {} mount{}",
+                r.read_path,
+                r.transport,
+                r.shards,
+                r.owner_shard,
+                r.pid,
+                r.daemon_mounts,
+                if r.daemon_mounts == 1 { "" } else { "s" }
             );
         }
         if r.writable {
@@ -431,10 +503,5 @@ mod tests {
         assert_eq!(url, "http://127.0.0.1:8080");
         assert_eq!(auth.expect("auth").expose(), "Basic bWU6czNjcmV0");
         assert!(split_auth("ftp://x").is_err());
-    }
-
-    #[test]
-    fn umount_paths_are_made_absolute_without_a_stat() {
-        assert_eq!(absolute(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
     }
 }

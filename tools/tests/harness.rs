@@ -760,9 +760,10 @@ impl Drop for UringSwitch {
     }
 }
 
-/// A running `trove mount`. Stopped (SIGTERM, then SIGKILL) on drop, and
-/// its mountpoint lazily unmounted if it is still there, so a failing test
-/// leaves no mount behind.
+/// A running `trove mount --foreground` (the process is the mount's
+/// daemon). Stopped (SIGTERM, then SIGKILL) on drop, and its mountpoint
+/// lazily unmounted if it is still there, so a failing test leaves no
+/// mount behind.
 pub struct Mount {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -833,7 +834,7 @@ impl Mount {
         std::fs::create_dir_all(&dir).expect("mountpoint");
         let log = base.join("mount.log");
         let mut child = Command::new(trove_bin())
-            .args(["mount", repo, dir.to_str().expect("utf8"), "--node", node, "--data-dir"])
+            .args(["mount", repo, dir.to_str().expect("utf8"), "--node", node, "--foreground", "--data-dir"])
             .arg(&data_dir)
             .args(args)
             .env("TROVE_RUN_DIR", &run_dir)

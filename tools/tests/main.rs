@@ -7,6 +7,7 @@ mod api_auth;
 mod bad_input;
 mod checkout;
 mod cli;
+mod daemon;
 mod faults;
 mod fleet;
 mod full_socket;

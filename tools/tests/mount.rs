@@ -534,15 +534,16 @@ fn mount_failures_exit_with_their_documented_codes() {
     std::fs::write(busy.join("mnt/file"), b"x").expect("write");
     let (code, log) = Mount::fail(&busy, &node.url, REPO, &[]);
     assert_eq!(code, Some(8), "non-empty mountpoint: {log}");
-    // A data dir another mount holds: that mount is named, as a mount.
+    // A data dir another daemon serves, with --foreground: that daemon is
+    // named, and the way to join it.
     let first = Mount::start(&dir.path().join("g"), &node.url, REPO, &[]);
     let second = dir.path().join("h");
     std::fs::create_dir_all(&second).expect("mkdir");
     std::os::unix::fs::symlink(&first.data_dir, second.join("mount-data")).expect("symlink");
     let (code, log) = Mount::fail(&second, &node.url, REPO, &[]);
     assert_eq!(code, Some(8), "a data dir in use: {log}");
-    assert!(log.contains(&format!("in use by a trove mount (pid {})", first.pid())), "{log}");
-    assert!(log.contains("give this mount its own --data-dir"), "{log}");
+    assert!(log.contains(&format!("a mount daemon (pid {}) already serves this data dir", first.pid())), "{log}");
+    assert!(log.contains("without --foreground"), "{log}");
     drop(first);
     // The node's JSON error is shown as its sentence.
     let (code, log) = Mount::fail(&dir.path().join("f"), &node.url, "elsewhere.test/org/repo", &[]);
@@ -1087,7 +1088,7 @@ fn trove_mounts_shows_absolute_paths_whatever_the_mount_was_given() {
     std::fs::create_dir_all(dir.path().join("mnt")).expect("mkdir");
     let run_dir = dir.path().join("run");
     let child = Command::new(trove_bin())
-        .args(["mount", REPO, "mnt", "--node", &node.url, "--data-dir", "rel-data"])
+        .args(["mount", REPO, "mnt", "--node", &node.url, "--foreground", "--data-dir", "rel-data"])
         .current_dir(dir.path())
         .env("TROVE_RUN_DIR", &run_dir)
         .stdout(std::process::Stdio::piped())

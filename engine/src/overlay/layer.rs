@@ -29,10 +29,15 @@ pub struct Overlay {
 /// The overlay directory of the mount at `mountpoint` (absolute) on
 /// `data_dir`: the same path mounted again finds its overlay.
 pub fn dir_for(data_dir: &Path, mountpoint: &Path) -> PathBuf {
+    data_dir.join("overlays").join(path_id(mountpoint))
+}
+
+/// A path's short stable name: 16 hex digits of its SHA-1 (an overlay's
+/// directory, a mount's record, a daemon's control socket).
+pub fn path_id(path: &Path) -> String {
     let mut h = gix::hash::hasher(gix::hash::Kind::Sha1);
-    h.update(std::os::unix::ffi::OsStrExt::as_bytes(mountpoint.as_os_str()));
-    let id = h.try_finalize().map(|d| d.to_hex_with_len(16).to_string()).unwrap_or_else(|_| "0".repeat(16));
-    data_dir.join("overlays").join(id)
+    h.update(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()));
+    h.try_finalize().map(|d| d.to_hex_with_len(16).to_string()).unwrap_or_else(|_| "0".repeat(16))
 }
 
 impl Overlay {

@@ -36,5 +36,5 @@ mod namespace;
 
 pub use contents::{Contents, Made};
 pub use error::OverlayError;
-pub use layer::{dir_for, Overlay};
+pub use layer::{dir_for, path_id, Overlay};
 pub use namespace::{Change, Inode, Kind, Namespace, OVERLAY_INO_BASE};

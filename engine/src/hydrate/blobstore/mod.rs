@@ -149,7 +149,10 @@ pub struct BlobStore {
     slab_dir: PathBuf,
     capacity_bytes: u64,
     slab_bytes: u64,
-    small: SmallBlobs,
+    /// Whether small blobs get a file each ([`SmallBlobs::OwnFiles`]):
+    /// set at open, and from then on by the first passthrough mount a
+    /// daemon serving many mounts adds ([`BlobStore::give_every_blob_its_file`]).
+    own_files: std::sync::atomic::AtomicBool,
     inner: Mutex<Inner>,
     appender: Mutex<Option<Appender>>,
     next_slab: AtomicU32,
@@ -215,7 +218,7 @@ impl BlobStore {
             slab_dir,
             capacity_bytes,
             slab_bytes,
-            small,
+            own_files: std::sync::atomic::AtomicBool::new(small == SmallBlobs::OwnFiles),
             inner: Mutex::new(inner),
             appender: Mutex::new(None),
             next_slab: AtomicU32::new(next_slab),
@@ -223,6 +226,17 @@ impl BlobStore {
         });
         store.evict_to_capacity(None);
         Ok(store)
+    }
+
+    /// From now on every blob lands as its own file, and a slab's blob is
+    /// copied out to one on its next open (a passthrough mount joined a
+    /// daemon whose first mount used slabs). Never undone while open.
+    pub fn give_every_blob_its_file(&self) {
+        self.own_files.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn own_files(&self) -> bool {
+        self.own_files.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -313,7 +327,7 @@ impl BlobStore {
     /// mount's backing files), a slab's blob (landed by a mount on another
     /// read path) is copied out first, and is its file's from then on.
     fn as_laid_out(&self, oid: &Oid, blob: LocalBlob) -> Result<LocalBlob, HydrateError> {
-        if self.small == SmallBlobs::Slabs || blob.own_file().is_some() {
+        if !self.own_files() || blob.own_file().is_some() {
             return Ok(blob);
         }
         let mut bytes = vec![0u8; blob.len() as usize];
@@ -348,7 +362,7 @@ impl BlobStore {
         if blobs.is_empty() {
             return Ok(());
         }
-        if self.small == SmallBlobs::OwnFiles || blobs.iter().any(|(_, b)| b.len() as u64 > HYDRATE_SMALL_BLOB_BYTES) {
+        if self.own_files() || blobs.iter().any(|(_, b)| b.len() as u64 > HYDRATE_SMALL_BLOB_BYTES) {
             for (oid, bytes) in blobs {
                 self.land_own(oid, bytes)?;
             }
