@@ -75,6 +75,14 @@ pub(crate) fn run(
         // A passthrough backing file must be the blob's own file.
         store.give_every_blob_its_file();
     }
+    if options.shards != host.shards() || options.cache_capacity_bytes != store.capacity_bytes() {
+        events(MountEvent::Progress(format!(
+            "this data dir's mount daemon keeps the {} shards and {} bytes of cache its first mount set; unmount \
+             every mount on it to change them",
+            host.shards(),
+            store.capacity_bytes()
+        )));
+    }
     let lease = host.lease(&options)?;
     let hydrator = lease.hydrator.clone();
     let (shards, owner) = (host.shards(), lease.owner);

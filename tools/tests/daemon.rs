@@ -256,6 +256,14 @@ fn an_asker_that_leaves_before_ready_stops_its_mount_and_the_control_socket_refu
     let mut d = Daemonized::new(dir.path(), &node.url);
     let served = d.mount("served", REPO, &[]);
     let pid = d.daemon_pid().expect("daemon");
+    // A mount that asks the running daemon for other settings hears that
+    // it keeps its own.
+    let out = d.mount_command("joined", REPO, &["--cache-capacity", "1GiB"]).output().expect("trove mount");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("keeps the") && err.contains("8589934592 bytes of cache"), "{err}");
+    let (code, said) = d.umount(&dir.path().join("joined"));
+    assert_eq!(code, Some(0), "{said}");
 
     // A node that takes connections and never answers: the mount waits
     // for its index; its asker is killed meanwhile.
