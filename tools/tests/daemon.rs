@@ -235,8 +235,16 @@ fn one_daemon_serves_two_repos_and_two_commits_sharing_blobs_with_their_own_over
     assert_eq!(std::fs::read(e.join("f1")).expect("e's f1"), f1);
     assert_eq!(std::fs::read(a.join("f1")).expect("a's f1"), f1);
 
-    // `trove umount` takes one mount; the daemon goes with the last.
-    for m in mounts {
+    // `trove umount` takes one mount; the daemon goes with the last. The
+    // repo's other mount still fetches once the first is gone (they
+    // shared its hydration).
+    let (code, out) = d.umount(&a);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        std::fs::read(b.join("f4")).expect("b/f4 fetched after a went"),
+        std::fs::read(up.work.join("f4")).expect("f4")
+    );
+    for m in mounts.into_iter().skip(1) {
         let (code, out) = d.umount(m);
         assert_eq!(code, Some(0), "{out}");
         assert!(!is_mounted(m), "{} unmounted", m.display());

@@ -133,9 +133,9 @@ impl Filesystem for TroveFs {
         Ok(())
     }
 
-    fn destroy(&mut self) {
-        self.shared.hydrator.close();
-    }
+    // No `destroy`: the repo's hydrator is shared with the daemon's other
+    // mounts of it, and closes when the last of them lets go of its lease
+    // (`crate::repos`), not when one session ends.
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.shared.lookup(parent.0, name.as_bytes(), reply)

@@ -117,7 +117,7 @@ impl Shared {
             let _ = ns.remove(parent, name, ino, l.in_base(t, parent, name));
             return Err(io_errno(&e));
         }
-        l.touch(parent);
+        l.touch(parent, matches!(made, Made::Dir));
         self.dir_changed(l, parent);
         l.attr(t, ino)
     }
@@ -209,7 +209,7 @@ impl Shared {
         if let Err(e) = l.overlay.namespace.link(parent, name, ino) {
             return reply.error(l.failed(e));
         }
-        l.touch(parent);
+        l.touch(parent, false);
         self.dir_changed(l, parent);
         touch_ctime(l, ino);
         match l.attr(t, ino) {
@@ -235,7 +235,7 @@ impl Shared {
             None if l.held(found.ino) => touch_ctime(l, found.ino),
             None => {}
         }
-        l.touch(parent);
+        l.touch(parent, found.is_dir());
         self.dir_changed(l, parent);
         Ok(())
     }
@@ -278,8 +278,9 @@ impl Shared {
                 _ => {}
             }
         }
+        let moved_dir = src.is_dir() || dst.is_some_and(|d| d.is_dir());
         for dir in [from.0, to.0] {
-            l.touch(dir);
+            l.touch(dir, moved_dir);
             self.dir_changed(l, dir);
         }
         if l.held(src.ino) {
