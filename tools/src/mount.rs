@@ -198,6 +198,9 @@ impl Drop for FirstLine {
 /// `trove mountd`.
 pub fn mountd(args: MountdArgs) -> Result<()> {
     let (stop, handle) = stop_on_signals()?;
+    // It outlives the directory its starter ran in: holding that would
+    // keep its filesystem busy. Every path it is given is absolute.
+    std::env::set_current_dir("/")?;
     let options = trove_fusefront::daemon::DaemonOptions {
         data_dir: args.data_dir,
         shards: args.shards.clamp(1, 256),
