@@ -123,15 +123,13 @@ impl Filesystem for TroveFs {
                 config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() && config.set_max_stack_depth(1).is_ok();
         }
         self.shared.counters.passthrough.store(passthrough, Ordering::Relaxed);
-        // Writes land in the page cache and reach the overlay when the
-        // kernel writes them back (at the latest on close, fsync or
-        // memory pressure): a rewrite of a written file then costs what it
-        // costs on ext4 (p50 2.3 us against 19 us written through, by
-        // hand). The kernel keeps a written file's size and times while it
-        // holds dirty pages. Passthrough refuses a writeback cache.
-        if !wants_passthrough && self.shared.layered.is_some() {
-            let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE & config.capabilities());
-        }
+        // No writeback cache (FUSE_WRITEBACK_CACHE), though it makes a
+        // rewrite of a written file cost what it costs on ext4 (p50 2.3 us
+        // against 19 us written through, by hand): with it this kernel
+        // asks the daemon for a file's attributes on every read that
+        // reaches its end, base files included (one GETATTR per file a
+        // grep reads; the bench's warm 8-reader search went from 1.02x to
+        // 1.77x ext4). Reads are most of what a working tree serves.
         if self.shared.options.ring && config.add_capabilities(InitFlags::FUSE_OVER_IO_URING).is_ok() {
             // Each ring entry carries a payload of the largest request or
             // reply: reads are capped at READ_MAX_BYTES, and so are writes.
