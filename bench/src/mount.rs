@@ -6,7 +6,9 @@
 //! granted it, transport, by ref or by commit), has its baseline from the
 //! same run, and says whether it met its target (`rows.rs`). Rows:
 //! - mount ready, warm node, by ref (the user's default) and by commit,
-//!   next to `git clone` and `trove restore`;
+//!   next to `git clone` and `trove restore` (each mount its own daemon,
+//!   `--foreground`); and a mount asked of the data dir's daemon while it
+//!   serves another, next to that;
 //! - `find` + stat of every file, cold, default settings: blobs fetched;
 //! - first reads of small files from the node, and from the local tier
 //!   with the page cache dropped (open loop, CO-corrected);
