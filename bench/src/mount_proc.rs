@@ -24,6 +24,20 @@ pub(crate) struct MountProc {
     trove: PathBuf,
 }
 
+/// `trove mount REPO DIR --node NODE --data-dir DATA EXTRA...`, quiet,
+/// with its records in `run_dir`.
+fn mount_command(trove: &Path, node: &str, repo: &str, dir: &Path, data: &Path, run_dir: &Path) -> Command {
+    let mut c = Command::new(trove);
+    c.args(["mount", repo])
+        .arg(dir)
+        .args(["--node", node, "--data-dir"])
+        .arg(data)
+        .env("TROVE_LOG", "warn")
+        .env("TROVE_RUN_DIR", run_dir)
+        .stderr(Stdio::inherit());
+    c
+}
+
 impl MountProc {
     pub(crate) fn start(
         trove: &Path,
@@ -36,17 +50,10 @@ impl MountProc {
         std::fs::create_dir_all(dir)?;
         let run_dir = dir.with_extension("run");
         let started = Instant::now();
-        let mut child = Command::new(trove)
-            .args(["mount", repo])
-            .arg(dir)
-            .args(["--node", node, "--data-dir"])
-            .arg(data)
+        let mut child = mount_command(trove, node, repo, dir, data, &run_dir)
             .arg("--foreground")
             .args(extra)
-            .env("TROVE_LOG", "warn")
-            .env("TROVE_RUN_DIR", &run_dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()?;
         let out = child.stdout.take().expect("piped");
         let mut line = String::new();
@@ -75,16 +82,7 @@ impl MountProc {
     ) -> Result<MountProc> {
         std::fs::create_dir_all(dir)?;
         let started = Instant::now();
-        let out = Command::new(trove)
-            .args(["mount", repo])
-            .arg(dir)
-            .args(["--node", node, "--data-dir"])
-            .arg(data)
-            .args(extra)
-            .env("TROVE_LOG", "warn")
-            .env("TROVE_RUN_DIR", run_dir)
-            .stderr(Stdio::inherit())
-            .output()?;
+        let out = mount_command(trove, node, repo, dir, data, run_dir).args(extra).output()?;
         let ready_after = started.elapsed();
         let m = MountProc {
             child: None,
