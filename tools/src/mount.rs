@@ -48,7 +48,8 @@ use trove_fusefront::status::{self, MountRecord};
 /// the mount daemon failed; 2 bad arguments;
 /// 3 no such repo, ref or commit; 5 the node is unreachable; 6 the node's
 /// tree index was refused; 8 the mountpoint or data dir is unusable (not an
-/// empty directory, a dead mount, in use by another mount); 9 FUSE refused
+/// empty directory, a dead mount of another filesystem, a data dir a node
+/// holds, or another daemon with --foreground); 9 FUSE refused
 /// the mount (needs /dev/fuse and root or CAP_SYS_ADMIN); 130 stopped by a
 /// signal before the tree was ready.
 #[derive(clap::Args)]
@@ -68,12 +69,16 @@ pub struct MountArgs {
     /// Mount this commit (40 hex digits).
     #[arg(long)]
     pub commit: Option<String>,
-    /// Where hydrated blobs are kept. Default: a directory per mountpoint
-    /// under $XDG_CACHE_HOME/trove/mounts (or ~/.cache/trove/mounts).
+    /// The data dir: the blob cache, every mountpoint's overlay, and the
+    /// daemon that serves every mount on it. Default:
+    /// $XDG_CACHE_HOME/trove/mounts (or ~/.cache/trove/mounts), one for
+    /// all of this user's mounts that name no other, so they share one
+    /// daemon and one blob cache.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Most hydrated bytes kept; the least recently opened blobs go first
-    /// and come back on their next open.
+    /// and come back on their next open. The data dir's daemon's: set by
+    /// the mount that starts it, shared by the mounts that join it.
     #[arg(long, default_value = "8GiB", value_parser = trove_engine::units::parse_size)]
     pub cache_capacity: u64,
     /// `dir`: a file's first read also fetches the small files a walk reads
@@ -113,11 +118,12 @@ pub struct MountArgs {
     /// mount uses. Reads and writes go over either.
     #[arg(long, default_value = "auto", value_parser = ["auto", "dev-fuse", "io-uring"])]
     pub transport: String,
-    /// Shards (executors pinned one per core) of the mount's engine. The
-    /// repo is owned by one of them, picked as the node picks its
-    /// mirror's, and that shard fetches and lands blobs; a blob already
-    /// hydrated is read by the thread that got the request, on any core.
-    /// `trove mounts` shows the count and the owner. [default: every core]
+    /// Shards (executors pinned one per core) of the daemon's engine (set
+    /// by the mount that starts the daemon). Each repo is owned by one of
+    /// them, picked as the node picks its mirror's, and that shard fetches
+    /// and lands its blobs; a blob already hydrated is read by the thread
+    /// that got the request, on any core. `trove mounts` shows the count
+    /// and the owner. [default: every core]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub shards: Option<u16>,
     /// Once ready, fetch the tree's small files (up to 128 KiB each) in
@@ -244,15 +250,13 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-/// The default data dir of a mountpoint.
-fn default_data_dir(mountpoint: &Path) -> PathBuf {
+/// The default data dir, shared by every mount that names none.
+fn default_data_dir() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/var/cache"));
-    let abs = std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_path_buf());
-    let hash = xxhash_rust::xxh3::xxh3_64(abs.as_os_str().as_encoded_bytes());
-    cache.join("trove/mounts").join(format!("{hash:016x}"))
+    cache.join("trove/mounts")
 }
 
 pub fn mount(args: MountArgs) -> Result<()> {
@@ -268,7 +272,7 @@ pub fn mount(args: MountArgs) -> Result<()> {
         (Some(r), None) => Revision::Ref(r.clone()),
         (None, None) => Revision::Ref("HEAD".into()),
     };
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| default_data_dir(&args.mountpoint));
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let options = MountOptions {
         repo,
         mountpoint: args.mountpoint.clone(),
