@@ -319,3 +319,58 @@ fn an_asker_that_leaves_before_ready_stops_its_mount_and_the_control_socket_refu
     assert!(daemon_alive(pid));
     assert!(std::fs::read_dir(&served).expect("still served").next().is_some());
 }
+
+#[test]
+fn trove_mount_sends_nothing_to_a_control_socket_another_user_serves() {
+    let dir = tempfile::tempdir().expect("tmp");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A run dir another user could write to (as /tmp/trove-UID made by
+    // them first), where they listen on the data dir's socket name.
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).expect("run dir");
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let data = dir.path().join("mount-data");
+    std::fs::create_dir(&data).expect("data dir");
+    let data = std::fs::canonicalize(&data).expect("canonical");
+    let socket = run.join(format!("mountd-{}.sock", trove_engine::overlay::path_id(&data)));
+    let listener = "import socket,sys\n\
+        s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1); print('up', flush=True)\n\
+        c,_=s.accept(); c.settimeout(5); got=b''\n\
+        try:\n    while True:\n        b=c.recv(65536)\n        if not b: break\n        got+=b\n\
+        except Exception: pass\n\
+        print(len(got), flush=True)\n";
+    let mut spy = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "python3", "-c", listener])
+        .arg(&socket)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv python3");
+    /// Kills the other user's listener, also when the test fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lines = std::io::BufReader::new(spy.stdout.take().expect("stdout")).lines();
+    let _spy = Kill(spy);
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("up"), "the other user listens");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mountpoint");
+    let _unmount = UnmountOnDrop(mnt.clone());
+    let out = Command::new(trove_bin())
+        .args(["mount", REPO])
+        .arg(&mnt)
+        .args(["--node", "http://me:s3cret@127.0.0.1:9", "--data-dir"])
+        .arg(&data)
+        .env("TROVE_RUN_DIR", &run)
+        .output()
+        .expect("trove mount");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("served by another user") && err.contains("nothing was sent"), "{err}");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("0"), "the other user got no byte (no token)");
+    assert!(!is_mounted(&mnt));
+}

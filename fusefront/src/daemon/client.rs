@@ -5,7 +5,7 @@
 //! once end up at the one that took the data dir's lock. Every wait is
 //! bounded; what the daemon sends is bounded and parsed as data.
 
-use super::control::{read_line, send, socket_path, Reply, Request};
+use super::control::{read_line, same_user, send, socket_path, Reply, Request};
 use super::DaemonOptions;
 use crate::limits::*;
 use crate::options::{MountError, MountOptions};
@@ -23,7 +23,7 @@ pub fn mount(trove: &Path, options: &MountOptions, progress: &dyn Fn(&str)) -> R
     let deadline = Instant::now() + DAEMON_START_WAIT;
     loop {
         let conn = match UnixStream::connect(&socket) {
-            Ok(c) => c,
+            Ok(c) => trusted(c, &socket)?,
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!("no mount daemon at {} ({e}); starting one", socket.display());
                 start_daemon(trove, &DaemonOptions::of(options))?;
@@ -64,6 +64,7 @@ pub fn unmount(data_dir: &Path, mountpoint: &Path, wait: Duration) -> Result<(),
     let socket = socket_path(data_dir);
     let conn = UnixStream::connect(&socket)
         .map_err(|e| MountError::Daemon(format!("no mount daemon answers at {} ({e})", socket.display())))?;
+    let conn = trusted(conn, &socket)?;
     let wait_ms = wait.as_millis() as u64;
     send(&conn, &Request::Unmount { mountpoint: mountpoint.to_owned(), wait_ms })
         .map_err(|e| MountError::Daemon(format!("asking it to unmount: {e}")))?;
@@ -73,6 +74,19 @@ pub fn unmount(data_dir: &Path, mountpoint: &Path, wait: Duration) -> Result<(),
         Reply::Failed { code, message } => Err(MountError::Reported { code, message }),
         other => Err(MountError::Daemon(format!("it answered an unmount with {other:?}"))),
     }
+}
+
+/// `conn` if this user's daemon (or root's) is at its other end; else
+/// nothing is sent on it.
+fn trusted(conn: UnixStream, socket: &Path) -> Result<UnixStream, MountError> {
+    if same_user(&conn) {
+        return Ok(conn);
+    }
+    Err(MountError::Daemon(format!(
+        "the socket at {} is served by another user, not this user's mount daemon; nothing was sent to it. \
+         Remove it, or set TROVE_RUN_DIR to a directory only you can write",
+        socket.display()
+    )))
 }
 
 fn next(replies: &mut impl BufRead) -> Result<Reply, MountError> {

@@ -115,8 +115,11 @@ pub fn listen(daemon: &Arc<Daemon>) -> Result<Listener, MountError> {
     Ok(Listener { path })
 }
 
-/// Whether the peer is this process's user, or root.
-fn same_user(conn: &UnixStream) -> bool {
+/// Whether the peer is this process's user, or root: the daemon serves
+/// no other, and `trove mount` sends its mount (with the node's
+/// credentials) to no other (a run dir another user could write to, such
+/// as `/tmp/trove-UID` made by them first, could hold their socket).
+pub(crate) fn same_user(conn: &UnixStream) -> bool {
     let me = rustix::process::geteuid();
     rustix::net::sockopt::socket_peercred(conn).is_ok_and(|c| c.uid == me || c.uid.is_root())
 }
