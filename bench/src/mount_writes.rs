@@ -124,15 +124,15 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     let (cm, ce) = (create_write_fsync(&m.dir.join("new-small"))?, create_write_fsync(&ext4.join("new-small"))?);
     for (pct, q) in [("p50", 0.5), ("p99", 0.99)] {
         let (a, b) = (us(&cm, q), us(&ce, q));
-        rows.push(Row {
-            what: format!("create + write 4 KiB + fsync + close, {OPS} files, {pct}"),
-            settings: settings.clone(),
-            trove: format!("{a:.0} us"),
-            baseline: format!("ext4 {b:.0} us"),
-            ratio: ratio(a, b),
-            target: "<= 2x".into(),
-            met: Met::of(a <= 2.0 * b),
-        });
+        rows.push(Row::within(
+            format!("create + write 4 KiB + fsync + close, {OPS} files, {pct}"),
+            settings.clone(),
+            format!("{a:.0} us"),
+            format!("ext4 {b:.0} us"),
+            a,
+            b,
+            2.0,
+        ));
     }
 
     // A source tree: up to 10k of the repo's files, as a tar on ext4.
@@ -149,15 +149,15 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     anyhow::ensure!(child.wait()?.success(), "tar cf of the checkout failed");
     read_all(&tar)?;
     let (um, ue) = (untar(&tar, &m.dir.join("untar"))?, untar(&tar, &ext4.join("untar"))?);
-    rows.push(Row {
-        what: format!("untar {} files (no fsync)", list.len()),
-        settings: settings.clone(),
-        trove: format!("{um:.2} s"),
-        baseline: format!("ext4 {ue:.2} s"),
-        ratio: ratio(um, ue),
-        target: "<= 2x".into(),
-        met: Met::of(um <= 2.0 * ue),
-    });
+    rows.push(Row::within(
+        format!("untar {} files (no fsync)", list.len()),
+        settings.clone(),
+        format!("{um:.2} s"),
+        format!("ext4 {ue:.2} s"),
+        um,
+        ue,
+        2.0,
+    ));
 
     // Copy-up: the largest file, hydrated and warm, first written.
     let big = ctx
@@ -175,27 +175,27 @@ pub(crate) fn rows(ctx: &Ctx) -> Result<Vec<Row>> {
     let st = Command::new("cp").arg(ctx.checkout.join(big)).arg(ext4.join("copied")).status()?;
     let cp = t.elapsed().as_secs_f64();
     anyhow::ensure!(st.success(), "cp failed");
-    rows.push(Row {
-        what: format!("first write to a hydrated {:.1} MiB base file (copy-up)", size as f64 / (1 << 20) as f64),
-        settings: settings.clone(),
-        trove: format!("{:.1} ms", copy_up * 1e3),
-        baseline: format!("`cp` on ext4 {:.1} ms", cp * 1e3),
-        ratio: ratio(copy_up, cp),
-        target: "<= 1.5x".into(),
-        met: Met::of(copy_up <= 1.5 * cp),
-    });
+    rows.push(Row::within(
+        format!("first write to a hydrated {:.1} MiB base file (copy-up)", size as f64 / (1 << 20) as f64),
+        settings.clone(),
+        format!("{:.1} ms", copy_up * 1e3),
+        format!("`cp` on ext4 {:.1} ms", cp * 1e3),
+        copy_up,
+        cp,
+        1.5,
+    ));
 
     let (rm, re) = (rewrite_read_back(&m.dir.join("rewrite"))?, rewrite_read_back(&ext4.join("rewrite"))?);
     let (a, b) = (us(&rm, 0.5), us(&re, 0.5));
-    rows.push(Row {
-        what: format!("rewrite 4 KiB of a written file, read it back through a second fd, {OPS} times, p50"),
-        settings: settings.clone(),
-        trove: format!("{a:.1} us"),
-        baseline: format!("ext4 {b:.1} us"),
-        ratio: ratio(a, b),
-        target: "<= 2x".into(),
-        met: Met::of(a <= 2.0 * b),
-    });
+    rows.push(Row::within(
+        format!("rewrite 4 KiB of a written file, read it back through a second fd, {OPS} times, p50"),
+        settings.clone(),
+        format!("{a:.1} us"),
+        format!("ext4 {b:.1} us"),
+        a,
+        b,
+        2.0,
+    ));
 
     // An untouched file, hydrated, after all of the above.
     let untouched = ctx

@@ -41,6 +41,22 @@ pub struct Row {
     pub met: Met,
 }
 
+impl Row {
+    /// A row whose target is trove's figure `a` within `limit` times the
+    /// baseline's `b`.
+    pub fn within(what: String, settings: String, trove: String, baseline: String, a: f64, b: f64, limit: f64) -> Row {
+        Row {
+            what,
+            settings,
+            trove,
+            baseline,
+            ratio: ratio(a, b),
+            target: format!("<= {limit}x"),
+            met: Met::of(a <= limit * b),
+        }
+    }
+}
+
 /// Rows in the order they were measured.
 #[derive(Default)]
 pub struct Table {

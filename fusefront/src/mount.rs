@@ -28,7 +28,6 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use trove_engine::hydrate::blobstore::BlobStore;
 use trove_engine::hydrate::NodeHealth;
 
 pub use crate::options::{MountError, MountOptions, ReadPath, Revision, Transport};
@@ -298,8 +297,7 @@ pub(crate) fn run(
     gate.open(table);
     let ready = {
         let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-        fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
-        r.daemon_mounts = host.mounts_served();
+        fill(&mut r, host, &counters, hydrator.health(), options.read_path, layered.as_deref());
         // On disk before "ready" is said: whoever saw it and asks `trove
         // mounts` must find it ready too.
         let _ = r.write();
@@ -311,8 +309,7 @@ pub(crate) fn run(
     let ended_outside = loop {
         {
             let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
-            fill(&mut r, &store, &counters, hydrator.health(), options.read_path, layered.as_deref());
-            r.daemon_mounts = host.mounts_served();
+            fill(&mut r, host, &counters, hydrator.health(), options.read_path, layered.as_deref());
             let _ = r.write();
         }
         crossbeam_channel::select! {
@@ -382,7 +379,7 @@ fn prepare_ring(options: &MountOptions) -> Option<crate::ring::Prepared> {
 /// Copies the live counters into the record.
 fn fill(
     r: &mut MountRecord,
-    store: &BlobStore,
+    host: &Host,
     counters: &MountCounters,
     health: &NodeHealth,
     read_path: ReadPath,
@@ -391,6 +388,8 @@ fn fill(
     if let Some(l) = layered {
         r.overlay_bytes = l.overlay.contents.disk_bytes();
     }
+    r.daemon_mounts = host.mounts_served();
+    let store = &host.store;
     let c = &store.counters;
     r.hydrated_blobs = c.landed_blobs.load(Ordering::Relaxed);
     r.hydrated_bytes = c.landed_bytes.load(Ordering::Relaxed);

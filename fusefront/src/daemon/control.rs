@@ -188,18 +188,20 @@ fn serve_mount(daemon: &Arc<Daemon>, conn: &UnixStream, options: MountOptions) {
         let _ = send(conn, &Reply::Failed { code: 2, message });
         return;
     }
-    let mountpoint = crate::mount::lexical_absolute(&options.mountpoint);
     let (tx, rx) = crossbeam_channel::unbounded();
-    if let Err(e) = daemon.add(options, move |o| {
+    let mountpoint = match daemon.add(options, move |o| {
         let _ = tx.send(o);
     }) {
-        let reply = match e {
-            MountError::Stopping => Reply::Stopping { pid: std::process::id() },
-            e => Reply::Failed { code: e.exit_code(), message: e.to_string() },
-        };
-        let _ = send(conn, &reply);
-        return;
-    }
+        Ok(mountpoint) => mountpoint,
+        Err(e) => {
+            let reply = match e {
+                MountError::Stopping => Reply::Stopping { pid: std::process::id() },
+                e => Reply::Failed { code: e.exit_code(), message: e.to_string() },
+            };
+            let _ = send(conn, &reply);
+            return;
+        }
+    };
     let leave = |why: &str| {
         tracing::info!(mountpoint = %mountpoint.display(), "{why}; stopping the mount it asked for");
         daemon.remove(&mountpoint);

@@ -30,7 +30,7 @@ use std::time::Instant;
 use trove_engine::hydrate::blobstore::{BlobStore, SmallBlobs};
 
 /// How a daemon is made: from its first mount's flags.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone)]
 pub struct DaemonOptions {
     pub data_dir: PathBuf,
     pub shards: usize,
@@ -117,18 +117,25 @@ impl Daemon {
         &self.host.data_dir
     }
 
+    /// Tells the host how many mounts are live (their records show it),
+    /// under the lock that changed them.
+    fn counted(&self, m: &Mounts) {
+        self.host.served.store(m.live.len() as u32, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Mounts> {
         self.mounts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a mount of `options` on its own thread; `tell` hears its
     /// events and its end. Refused at once if the daemon is stopping or
-    /// already serves that mountpoint.
+    /// already serves that mountpoint. The mountpoint as the daemon knows
+    /// it (absolute), for [`Daemon::remove`].
     pub fn add(
         self: &Arc<Self>,
         mut options: MountOptions,
         tell: impl Fn(Outcome) + Send + 'static,
-    ) -> Result<(), MountError> {
+    ) -> Result<PathBuf, MountError> {
         options.mountpoint = crate::mount::lexical_absolute(&options.mountpoint);
         let key = options.mountpoint.clone();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
@@ -143,8 +150,9 @@ impl Daemon {
             }
             m.ever = true;
             m.live.insert(key.clone(), Slot { stop: stop_tx, done: done_rx });
-            self.host.served.store(m.live.len() as u32, std::sync::atomic::Ordering::Relaxed);
+            self.counted(&m);
         }
+        let mountpoint = key.clone();
         let me = self.clone();
         let spawned = std::thread::Builder::new().name("trove-mount".into()).spawn(move || {
             let ended = crate::mount::run(&me.host, options, stop_rx, &|e| tell(Outcome::Event(e)));
@@ -154,13 +162,13 @@ impl Daemon {
             {
                 let mut m = me.lock();
                 m.live.remove(&key);
-                me.host.served.store(m.live.len() as u32, std::sync::atomic::Ordering::Relaxed);
+                me.counted(&m);
             }
             drop(done_tx);
             let _ = me.ended_tx.send(());
             tell(Outcome::Ended(ended));
         });
-        spawned.map(|_| ()).map_err(|e| MountError::Daemon(format!("starting a mount thread: {e}")))
+        spawned.map(|_| mountpoint).map_err(|e| MountError::Daemon(format!("starting a mount thread: {e}")))
     }
 
     /// Asks the mount on `mountpoint` to unmount; the returned receiver
